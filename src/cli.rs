@@ -1,0 +1,31 @@
+//! The command-line definition (clap), kept in the library so that shell
+//! completions and the man page are generated from the very same definition.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Brings mail home from Unix mail servers over SSH in one compressed,
+/// verified transfer, files it into Maildir folders, and forwards SMTP through
+/// an SSH tunnel. Without a subcommand, opens the dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "mailhaul", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: $XDG_CONFIG_HOME/mailhaul/config.toml).
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "MAILHAUL_CONFIG"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// What to do; the dashboard when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}

@@ -1,0 +1,504 @@
+//! The TOML configuration: accounts, filter rules and defaults.
+//!
+//! It lives in the XDG config dir (`directories`), `--config FILE` overrides
+//! it. Every error names the file, the line and the key, so that a user can go
+//! straight to the mistake. Passwords never appear here: authentication uses
+//! the ssh-agent, key files, and a passphrase *command*.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings shared by all accounts.
+    #[serde(default)]
+    pub general: General,
+    /// How fetched mail is split and filed.
+    #[serde(default)]
+    pub filter: FilterConfig,
+    /// The mail servers to fetch from, in the order they are shown.
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<Account>,
+}
+
+/// Settings shared by all accounts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct General {
+    /// Maildir root that mail is filed under (`~` is expanded).
+    pub maildir: Option<PathBuf>,
+    /// Seconds between spool-size checks in the dashboard.
+    pub check_interval: u64,
+}
+
+impl Default for General {
+    fn default() -> Self {
+        General {
+            maildir: None,
+            check_interval: 60,
+        }
+    }
+}
+
+/// The mbox dialect of the input: how `>From ` lines in bodies are quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MboxFormat {
+    /// Only `From ` is quoted, as `>From `; quoting is never undone (Postfix,
+    /// procmail and most MTAs on Debian write this).
+    #[default]
+    Mboxo,
+    /// Every `>*From ` line got one more `>`; one is removed on reading.
+    Mboxrd,
+}
+
+/// How folder names map onto directories under the Maildir root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FolderLayout {
+    /// Maildir++ as Dovecot and Courier use it: `INBOX` is the root itself,
+    /// folder `a/b` is the directory `.a.b`.
+    #[default]
+    #[serde(rename = "maildir++")]
+    MaildirPlusPlus,
+    /// Every folder is its own directory path under the root (`a/b`), as
+    /// mutt, neomutt and notmuch users often lay them out; `INBOX` is `INBOX`.
+    Nested,
+}
+
+/// The split-and-file pipeline's settings and rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Dialect of the spool being split.
+    pub format: MboxFormat,
+    /// How folder names become directories.
+    pub layout: FolderLayout,
+    /// Folder for messages no rule matches.
+    pub default_folder: String,
+    /// If set, messages no rule matches are piped to this command instead.
+    pub default_mda: Option<Vec<String>>,
+    /// fsync every delivered file and its directory (the maildir spec's
+    /// durability); off only for benchmarks or throwaway imports.
+    pub fsync: bool,
+    /// The rules, first match wins.
+    #[serde(rename = "rule")]
+    pub rules: Vec<Spanned<RuleConfig>>,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            format: MboxFormat::Mboxo,
+            layout: FolderLayout::MaildirPlusPlus,
+            default_folder: "INBOX".to_string(),
+            default_mda: None,
+            fsync: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One filter rule as written in the config; `engine::rules` compiles it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A label for logs; defaults to the rule's position.
+    pub name: Option<String>,
+    /// Header to test (case-insensitive), with `contains` or `regex`.
+    pub header: Option<String>,
+    /// Case-insensitive substring the header value must contain.
+    pub contains: Option<String>,
+    /// Regular expression the header value must match.
+    pub regex: Option<Spanned<String>>,
+    /// Matches messages larger than this many bytes.
+    pub size_over: Option<u64>,
+    /// Matches messages smaller than this many bytes.
+    pub size_under: Option<u64>,
+    /// Folder to file a matching message into.
+    pub folder: Option<String>,
+    /// Command (argv) to pipe a matching message to instead.
+    pub mda: Option<Vec<String>>,
+}
+
+/// How the spool is claimed on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClaimStrategy {
+    /// Rename when the spool directory is writable, else copy-truncate.
+    #[default]
+    Auto,
+    /// Dot-lock, then rename(2) the spool to a unique claim name.
+    Rename,
+    /// Lock with `dotlockfile`/`lockfile`, copy to the home, truncate.
+    CopyTruncate,
+}
+
+/// How the download is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd if the server has it, else gzip, else SSH transport compression.
+    #[default]
+    Auto,
+    /// Remote `zstd`.
+    Zstd,
+    /// Remote `gzip`.
+    Gzip,
+    /// SSH transport compression (zlib@openssh.com).
+    Ssh,
+    /// No compression at all.
+    None,
+}
+
+/// What to do with a host key that known_hosts does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Refuse unknown hosts (the dashboard may still ask the user).
+    #[default]
+    Strict,
+    /// Accept and record an unknown host's key; refuse a changed one.
+    AcceptNew,
+}
+
+/// One mail server account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    /// Short name, used on the command line and in the dashboard.
+    pub name: String,
+    /// Host name or a `~/.ssh/config` Host alias.
+    pub host: String,
+    /// Login name; default: the alias's `User`, else the local user.
+    pub user: Option<String>,
+    /// SSH port; default: the alias's `Port`, else 22.
+    pub port: Option<u16>,
+    /// Private key file; default: the alias's `IdentityFile`, else the agent
+    /// and then `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`.
+    pub identity_file: Option<PathBuf>,
+    /// Command (argv) that prints the key's passphrase on stdout.
+    pub passphrase_command: Option<Vec<String>>,
+    /// Use the ssh-agent (default true).
+    #[serde(default = "yes")]
+    pub use_agent: bool,
+    /// Remote spool path; default `/var/mail/USER`, then `/var/spool/mail/USER`.
+    pub spool: Option<String>,
+    /// Claim strategy.
+    #[serde(default)]
+    pub claim: ClaimStrategy,
+    /// Compression method.
+    #[serde(default)]
+    pub compression: Compression,
+    /// zstd level for the remote compressor (default 3; `adapt` is not a level).
+    pub zstd_level: Option<i32>,
+    /// Unknown-host policy.
+    #[serde(default)]
+    pub known_hosts: HostKeyPolicy,
+    /// known_hosts file; default `~/.ssh/known_hosts`.
+    pub known_hosts_file: Option<PathBuf>,
+    /// Maildir root for this account; default `general.maildir`.
+    pub maildir: Option<PathBuf>,
+    /// Seconds to wait for a busy spool lock before giving up.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: u64,
+    /// Fetch automatically when the dashboard sees new mail.
+    #[serde(default)]
+    pub auto_fetch: bool,
+    /// The SMTP forward for this account.
+    #[serde(default)]
+    pub forward: ForwardConfig,
+}
+
+/// The SMTP forward (`ssh -C -L`) of one account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Local listen address.
+    pub listen: Spanned<String>,
+    /// Target `host:port` as seen from the SSH server; default the mail host, port 25.
+    pub target: Option<String>,
+    /// Must be true to listen on anything but loopback.
+    pub allow_non_loopback: bool,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            listen: Spanned::new(0..0, "127.0.0.1:2525".to_string()),
+            target: None,
+            allow_non_loopback: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_lock_timeout() -> u64 {
+    30
+}
+
+/// A config error, naming the file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema.
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: usize,
+        /// The key (dotted path) at fault, or `-` when TOML itself is broken.
+        key: String,
+        /// What is wrong and what to write instead.
+        message: String,
+    },
+    /// No config file exists at the default place.
+    #[error("no config at {0}; run `mailhaul init` to write one, or pass --config FILE")]
+    Missing(PathBuf),
+}
+
+impl Config {
+    /// The default config path: `$XDG_CONFIG_HOME/mailhaul/config.toml`.
+    pub fn default_path() -> Option<PathBuf> {
+        directories::ProjectDirs::from("", "", "mailhaul")
+            .map(|d| d.config_dir().join("config.toml"))
+    }
+
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound
+                && Some(path) == Self::default_path().as_deref()
+            {
+                ConfigError::Missing(path.to_path_buf())
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: span.map_or(1, |s| line_of(text, s.start)),
+                key,
+                message,
+            }
+        };
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let key = key_at(text, e.span());
+            invalid(e.span(), key, e.message().trim().to_string())
+        })?;
+        config.validate(text, path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let invalid =
+            |span: std::ops::Range<usize>, key: String, message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: line_of(text, span.start),
+                key,
+                message,
+            };
+        for (i, rule) in self.filter.rules.iter().enumerate() {
+            let key = format!("filter.rule[{i}]");
+            let r = rule.get_ref();
+            if let Some(re) = &r.regex {
+                if let Err(e) = regex::Regex::new(re.get_ref()) {
+                    return Err(invalid(re.span(), format!("{key}.regex"), e.to_string()));
+                }
+            }
+            let tests = usize::from(r.header.is_some())
+                + usize::from(r.size_over.is_some())
+                + usize::from(r.size_under.is_some());
+            if tests == 0 {
+                return Err(invalid(
+                    rule.span(),
+                    key,
+                    "a rule needs `header` (with `contains` or `regex`), `size_over` or `size_under`"
+                        .into(),
+                ));
+            }
+            if r.header.is_some() && (r.contains.is_some() == r.regex.is_some()) {
+                return Err(invalid(
+                    rule.span(),
+                    format!("{key}.header"),
+                    "give exactly one of `contains` or `regex` with `header`".into(),
+                ));
+            }
+            if r.folder.is_some() == r.mda.is_some() {
+                return Err(invalid(
+                    rule.span(),
+                    key,
+                    "a rule needs exactly one target: `folder` or `mda`".into(),
+                ));
+            }
+            if r.mda.as_ref().is_some_and(|m| m.is_empty()) {
+                return Err(invalid(
+                    rule.span(),
+                    format!("{key}.mda"),
+                    "empty command".into(),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            let key = format!("account[{i}]");
+            if !names.insert(a.name.as_str()) {
+                let at = text.find(&format!("\"{}\"", a.name)).unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    format!("{key}.name"),
+                    format!("duplicate account name `{}`", a.name),
+                ));
+            }
+            let listen = &a.forward.listen;
+            match listen.get_ref().parse::<std::net::SocketAddr>() {
+                Err(e) => {
+                    return Err(invalid(
+                        listen.span(),
+                        format!("{key}.forward.listen"),
+                        format!("`{}` is not an address:port ({e})", listen.get_ref()),
+                    ))
+                }
+                Ok(addr) if !addr.ip().is_loopback() && !a.forward.allow_non_loopback => {
+                    return Err(invalid(
+                        listen.span(),
+                        format!("{key}.forward.listen"),
+                        format!(
+                            "{addr} is not a loopback address; set `allow_non_loopback = true` \
+                             to let other machines use this forward"
+                        ),
+                    ))
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The account with this name.
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+/// Expands a leading `~/` to the home directory.
+pub fn expand_tilde(p: &Path) -> PathBuf {
+    match p.strip_prefix("~") {
+        Ok(rest) => directories::BaseDirs::new()
+            .map(|b| b.home_dir().join(rest))
+            .unwrap_or_else(|| p.to_path_buf()),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The dotted key on the line at `span`, or `-` when none can be read.
+fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else { return "-".into() };
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
+    match line.split_once('=') {
+        Some((k, _)) => match table {
+            Some(t) => format!("{t}.{}", k.trim()),
+            None => k.trim().to_string(),
+        },
+        None => table.unwrap_or_else(|| "-".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("/x/config.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn empty_config_files_everything_into_inbox() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.filter.default_folder, "INBOX");
+        assert!(c.filter.rules.is_empty());
+        assert!(c.filter.fsync);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err("[general]\ncheck_interval = 5\n\n[[account]]\nname = \"a\"\nhots = \"x\"\n");
+        assert!(e.starts_with("/x/config.toml:6: account.hots:"), "{e}");
+        assert!(e.contains("unknown field `hots`"), "{e}");
+    }
+
+    #[test]
+    fn bad_regex_names_its_line() {
+        let e = err("[[filter.rule]]\nheader = \"Subject\"\nregex = \"(\"\nfolder = \"x\"\n");
+        assert!(
+            e.starts_with("/x/config.toml:3: filter.rule[0].regex:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rule_without_target_is_refused() {
+        let e = err("[[filter.rule]]\nheader = \"Subject\"\ncontains = \"x\"\n");
+        assert!(e.contains("exactly one target"), "{e}");
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_explicit_setting() {
+        let base = "[[account]]\nname = \"a\"\nhost = \"h\"\n[account.forward]\nlisten = \"0.0.0.0:2525\"\n";
+        let e = err(base);
+        assert!(
+            e.starts_with("/x/config.toml:5: account[0].forward.listen:"),
+            "{e}"
+        );
+        let ok = format!("{base}allow_non_loopback = true\n");
+        assert!(Config::parse(&ok, Path::new("c")).is_ok());
+    }
+
+    #[test]
+    fn type_error_names_the_key() {
+        let e = err("[general]\ncheck_interval = \"soon\"\n");
+        assert!(
+            e.starts_with("/x/config.toml:2: general.check_interval:"),
+            "{e}"
+        );
+    }
+}

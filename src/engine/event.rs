@@ -1,0 +1,174 @@
+//! The one typed event enum that engine workers send to whoever watches them
+//! (the dashboard or the headless progress printer), on one channel.
+
+use std::time::Duration;
+
+/// Everything a worker reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Progress and results of a fetch of one account.
+    Fetch {
+        /// The account's name.
+        account: String,
+        /// What happened.
+        event: FetchEvent,
+    },
+    /// State and stats of an account's SMTP forward.
+    Tunnel {
+        /// The account's name.
+        account: String,
+        /// What happened.
+        event: TunnelEvent,
+    },
+    /// A line for the log panel or stderr.
+    Log {
+        /// How important it is.
+        level: Level,
+        /// The account it concerns, if any.
+        account: Option<String>,
+        /// The text.
+        message: String,
+    },
+}
+
+/// Log severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something a user should look at; nothing lost.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// The stages of one fetch, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Opening the SSH session, checking the host key, authenticating.
+    Connecting,
+    /// Fetching claims left on the server by an earlier interrupted run.
+    Recovering,
+    /// Taking the spool under the delivery agents' lock.
+    Claiming,
+    /// Downloading the claim, compressed.
+    Transferring,
+    /// Checking size and sha256 against the server's.
+    Verifying,
+    /// Splitting, filtering and filing the messages.
+    Delivering,
+    /// Finished without error.
+    Done,
+    /// Finished with an error.
+    Failed,
+}
+
+/// Byte counters of a transfer in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferProgress {
+    /// Uncompressed bytes received so far.
+    pub raw_done: u64,
+    /// Uncompressed size of the claim.
+    pub raw_total: u64,
+    /// Compressed payload bytes received so far (equal to raw without payload compression).
+    pub payload_bytes: u64,
+    /// Bytes received on the TCP socket (TCP_INFO), all SSH overhead included.
+    pub socket_bytes: u64,
+}
+
+/// What a fetch reports.
+#[derive(Debug, Clone)]
+pub enum FetchEvent {
+    /// Entered a new stage.
+    Stage(Stage),
+    /// Spool size seen on the server (periodic check or before a claim).
+    SpoolSize {
+        /// Bytes in the spool.
+        bytes: u64,
+    },
+    /// Transfer counters.
+    Progress(TransferProgress),
+    /// Messages filed so far into one folder (or MDA) during delivery.
+    Filed {
+        /// Folder name, or `mda:COMMAND`.
+        folder: String,
+        /// Messages filed there so far in this fetch.
+        count: u64,
+    },
+    /// The fetch finished.
+    Finished(FetchSummary),
+    /// The fetch failed; nothing was lost (the message says where mail is).
+    Failed {
+        /// The error class, also the exit code.
+        exit: crate::exit::Exit,
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+/// The outcome of one fetch, also appended to the history file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FetchSummary {
+    /// Messages filed.
+    pub messages: u64,
+    /// Messages that could not be delivered (kept in staging, reported).
+    pub undelivered: u64,
+    /// Uncompressed bytes transferred.
+    pub raw_bytes: u64,
+    /// Compressed payload bytes.
+    pub payload_bytes: u64,
+    /// Bytes on the socket.
+    pub socket_bytes: u64,
+    /// Compression method used (`zstd -3`, `gzip`, `ssh`, `none`).
+    pub method: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// What an SMTP forward reports.
+#[derive(Debug, Clone)]
+pub enum TunnelEvent {
+    /// The forward's state changed.
+    State(TunnelState),
+    /// Current counters.
+    Stats(TunnelStats),
+    /// An error on one connection or on the SSH session.
+    Error(String),
+}
+
+/// The state of an SMTP forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelState {
+    /// Not running.
+    Off,
+    /// Opening the SSH session.
+    Connecting,
+    /// Listening at the address.
+    Listening(std::net::SocketAddr),
+    /// The SSH session dropped; reconnecting after a backoff.
+    Reconnecting {
+        /// Seconds until the next attempt.
+        in_secs: u64,
+    },
+}
+
+/// Counters of an SMTP forward.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// Connections open now.
+    pub live: u64,
+    /// Connections accepted since start.
+    pub total: u64,
+    /// Bytes from local clients toward the server.
+    pub bytes_up: u64,
+    /// Bytes from the server to local clients.
+    pub bytes_down: u64,
+    /// Bytes sent on the SSH socket.
+    pub socket_sent: u64,
+    /// Bytes received on the SSH socket.
+    pub socket_received: u64,
+    /// Errors since start.
+    pub errors: u64,
+}

@@ -1,0 +1,41 @@
+//! Process exit codes, documented in the README, so that cron jobs and
+//! scripts can tell a bad config from a busy lock from a failed transfer.
+
+/// What a `mailhaul` run ended with; the discriminant is the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Everything asked for was done.
+    Ok = 0,
+    /// An error that fits no other class (I/O on the local side, a bug).
+    Failure = 1,
+    /// The command line was wrong (clap uses 2 as well).
+    Usage = 2,
+    /// The config file could not be read or is invalid.
+    Config = 3,
+    /// The server's host key is unknown (under `strict`), changed or revoked.
+    HostKey = 4,
+    /// Authentication failed.
+    Auth = 5,
+    /// The spool's lock stayed busy longer than the bounded wait.
+    LockBusy = 6,
+    /// The connection or the transfer failed, or the download did not verify.
+    Transfer = 7,
+    /// Some messages could not be delivered; they are kept, and named.
+    PartialDelivery = 8,
+    /// The server lacks a tool a safe claim needs (the message says which).
+    ServerUnsupported = 9,
+}
+
+impl Exit {
+    /// The numeric exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e.code())
+    }
+}

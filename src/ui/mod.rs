@@ -1,0 +1,1 @@
+//! The dashboard (ratatui + crossterm): consumes engine events, does no I/O.

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (Debian packages,
+# as root or through sudo) and runs every test. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential pkg-config libssl-dev   # ssh2 links the system OpenSSL
+  openssh-server openssh-client           # the real sshd the tests start on loopback
+  postfix procmail liblockfile-bin        # delivery agents and dotlockfile on the "server"
+  zstd gzip swaks tmux python3            # remote compressors, SMTP client, terminal tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  # Postfix asks questions on install: local delivery only, no relay.
+  echo "postfix postfix/main_mailer_type select Local only" | $sudo debconf-set-selections
+  echo "postfix postfix/mailname string mailhaul.test" | $sudo debconf-set-selections
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo test --all-targets -- --test-threads=2
