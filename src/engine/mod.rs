@@ -3,5 +3,9 @@
 //! Workers run on their own threads and report on one typed channel
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
+pub mod claim;
 pub mod event;
+pub mod history;
+pub mod journal;
 pub mod message;
+pub mod transfer;
