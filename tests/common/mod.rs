@@ -7,7 +7,7 @@
 //! Servers bind 127.0.0.1 on free ports and are stopped by PID, never by name.
 
 // Each test binary compiles this module and uses only a part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod postfix;
 pub mod proc;
