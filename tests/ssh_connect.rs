@@ -456,3 +456,76 @@ fn tcp_info_counters_grow_with_traffic() {
     );
     assert!(conn.socket_bytes_sent().unwrap() > tx0);
 }
+
+#[test]
+fn silent_script_survives_keepalives_until_the_idle_limit() {
+    let sshd = TestSshd::start();
+    let mut conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    conn.set_keepalive_interval(Duration::from_secs(1));
+    conn.set_idle_timeout(Duration::from_secs(10));
+    // Silent for 3 s: three libssh2 timeouts, each resumed after a keepalive.
+    let out = conn
+        .run_script("sleep 3; echo awake", &[] as &[&str])
+        .unwrap();
+    assert_eq!(out.stdout, b"awake\n");
+    // The session is still usable afterwards.
+    assert_eq!(
+        conn.run_script("echo again", &[] as &[&str])
+            .unwrap()
+            .stdout,
+        b"again\n"
+    );
+
+    conn.set_idle_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let e = conn.run_script("sleep 30", &[] as &[&str]).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.exit(), Exit::Transfer);
+    assert!(e.to_string().contains("sent nothing for 2 s"), "{e}");
+}
+
+#[test]
+fn the_known_key_type_is_preferred_in_the_handshake() {
+    struct Once;
+    impl Prompter for Once {
+        fn unknown_host(&self, _: &UnknownHost) -> HostKeyDecision {
+            HostKeyDecision::AcceptOnce
+        }
+    }
+    // libssh2 by itself prefers ed25519; known_hosts only has the ECDSA key.
+    let sshd = TestSshd::start_with_host_keys(&["ecdsa", "ed25519"]);
+    let mut t = target(&sshd, &sshd.key);
+    let conn = must_connect(&sshd, &t);
+    let hostkey = |c: &Connection| {
+        c.session()
+            .methods(ssh2::MethodType::HostKey)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(hostkey(&conn), "ecdsa-sha2-nistp256");
+    // With nothing known, libssh2's own order applies (the control).
+    t.known_hosts_file = sshd.dir.path().join("empty_known_hosts");
+    let conn = connect(&t, false, &Once).unwrap();
+    assert_eq!(hostkey(&conn), "ssh-ed25519");
+}
+
+#[test]
+fn a_known_key_of_another_type_is_not_a_changed_key() {
+    let sshd = TestSshd::start();
+    let ecdsa = sshd.dir.path().join("some_ecdsa");
+    common::sshd::keygen_type(&ecdsa, "ecdsa", "");
+    let kh = sshd.dir.path().join("known_hosts_ecdsa");
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, public_key(&ecdsa)),
+    )
+    .unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = kh;
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
+}

@@ -30,14 +30,24 @@ pub struct TestSshd {
     pub known_hosts: PathBuf,
     /// The server's public host key line (`ssh-ed25519 AAAA...`).
     pub host_key_pub: String,
-    /// The server's host key file (private; `.pub` next to it).
+    /// The server's host key file (private; `.pub` next to it), the one
+    /// known_hosts holds.
     pub host_key: PathBuf,
+    /// Every host key file the server offers, `host_key` first.
+    pub host_keys: Vec<PathBuf>,
     child: Child,
 }
 
 impl TestSshd {
-    /// Starts an sshd, waits until its port accepts connections, and returns it.
+    /// Starts an sshd with one ed25519 host key, waits until its port
+    /// accepts connections, and returns it.
     pub fn start() -> TestSshd {
+        TestSshd::start_with_host_keys(&["ed25519"])
+    }
+
+    /// Starts an sshd offering host keys of these `ssh-keygen -t` types;
+    /// known_hosts holds only the first.
+    pub fn start_with_host_keys(types: &[&str]) -> TestSshd {
         require_root_and_packages();
         std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
         let dir = tempfile::Builder::new()
@@ -48,10 +58,20 @@ impl TestSshd {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod tempdir");
         let d = dir.path();
-        let host_key = d.join("host_ed25519");
+        let host_keys: Vec<PathBuf> = types
+            .iter()
+            .map(|t| {
+                let path = d.join(format!("host_{t}"));
+                keygen_type(&path, t, "");
+                path
+            })
+            .collect();
+        let host_key = host_keys
+            .first()
+            .expect("at least one host key type")
+            .clone();
         let key = d.join("id_ed25519");
         let encrypted_key = d.join("id_ed25519_encrypted");
-        keygen(&host_key, "");
         keygen(&key, "");
         keygen(&encrypted_key, PASSPHRASE);
         let auth_dir = d.join("authorized_keys");
@@ -70,7 +90,7 @@ impl TestSshd {
                 format!(
                     "ListenAddress 127.0.0.1\n\
                      Port {port}\n\
-                     HostKey {host_key}\n\
+                     {host_key_lines}\
                      PidFile {pid}\n\
                      AuthorizedKeysFile {auth}/%u\n\
                      UsePAM no\n\
@@ -80,7 +100,10 @@ impl TestSshd {
                      KbdInteractiveAuthentication no\n\
                      LogLevel VERBOSE\n\
                      Subsystem sftp /usr/lib/openssh/sftp-server\n",
-                    host_key = host_key.display(),
+                    host_key_lines = host_keys
+                        .iter()
+                        .map(|k| format!("HostKey {}\n", k.display()))
+                        .collect::<String>(),
                     pid = d.join("sshd.pid").display(),
                     auth = auth_dir.display(),
                 ),
@@ -107,6 +130,7 @@ impl TestSshd {
                     known_hosts,
                     host_key_pub,
                     host_key,
+                    host_keys,
                     child,
                 };
                 sshd.authorize("root");
@@ -199,11 +223,16 @@ fn wait_until_listening(child: &mut Child, port: u16) -> bool {
 
 /// Creates an ed25519 key pair at `path` (and `path.pub`).
 pub fn keygen(path: &Path, passphrase: &str) {
+    keygen_type(path, "ed25519", passphrase);
+}
+
+/// Creates a key pair of an `ssh-keygen -t` type at `path` (and `path.pub`).
+pub fn keygen_type(path: &Path, key_type: &str, passphrase: &str) {
     run(Command::new("/usr/bin/ssh-keygen")
         .args([
             "-q",
             "-t",
-            "ed25519",
+            key_type,
             "-N",
             passphrase,
             "-C",

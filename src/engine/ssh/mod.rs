@@ -80,9 +80,10 @@ impl Prompter for NoPrompts {}
 /// dead, unless changed with [`Connection::set_idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Seconds of silence after which a keepalive is sent (with
-/// `want_reply=false`: replies would pile up unfreed in libssh2).
-const KEEPALIVE_SECS: u32 = 15;
+/// Silence after which a keepalive is sent (with `want_reply=false`:
+/// replies would pile up unfreed in libssh2), unless changed with
+/// [`Connection::set_keepalive_interval`].
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// An authenticated SSH session to one server.
 pub struct Connection {
@@ -91,6 +92,7 @@ pub struct Connection {
     socket: TcpStream,
     host: String,
     idle_timeout: Duration,
+    keepalive_interval: Duration,
 }
 
 /// Opens an authenticated session to `target`.
@@ -127,14 +129,15 @@ pub fn connect(
     session.handshake().map_err(handshake_err)?;
     verify_host_key(&session, target, &mut known_hosts, prompter)?;
     auth::authenticate(&session, target, prompter)?;
-    session.set_keepalive(false, KEEPALIVE_SECS);
-    session.set_timeout(KEEPALIVE_SECS * 1000);
-    Ok(Connection {
+    let mut conn = Connection {
         session,
         socket,
         host: target.host.clone(),
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
-    })
+        keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+    };
+    conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
+    Ok(conn)
 }
 
 fn millis(d: Duration) -> u32 {
@@ -239,6 +242,17 @@ impl Connection {
     /// on a lock needs at least the lock timeout.
     pub fn set_idle_timeout(&mut self, limit: Duration) {
         self.idle_timeout = limit;
+    }
+
+    /// Sets after how much silence a keepalive is sent (at least 1 s). Each
+    /// blocking libssh2 call waits at most this long before the keepalive
+    /// goes out and the call is resumed.
+    pub fn set_keepalive_interval(&mut self, interval: Duration) {
+        let interval = interval.max(Duration::from_secs(1));
+        self.keepalive_interval = interval;
+        let secs = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
+        self.session.set_keepalive(false, secs);
+        self.session.set_timeout(millis(interval));
     }
 
     /// Bytes received on the TCP socket so far, SSH framing included

@@ -164,7 +164,7 @@ impl Connection {
         loop {
             match op() {
                 Err(e) if is_timeout(&e) && idle < self.idle_timeout => {
-                    idle += tick();
+                    idle += self.keepalive_interval;
                     let _ = self.session.keepalive_send();
                 }
                 Err(source) => {
@@ -186,7 +186,7 @@ impl Connection {
         loop {
             match reader.read(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    idle += tick();
+                    idle += self.keepalive_interval;
                     if idle >= self.idle_timeout {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
@@ -210,11 +210,6 @@ impl Connection {
             source,
         }
     }
-}
-
-/// The time one timed-out libssh2 call waited.
-fn tick() -> Duration {
-    Duration::from_secs(u64::from(super::KEEPALIVE_SECS))
 }
 
 fn is_timeout(e: &ssh2::Error) -> bool {
