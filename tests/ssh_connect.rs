@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::sshd::{keygen, pub_path, public_key, PASSPHRASE};
-use common::TestSshd;
+use common::{TestSshd, TestUser};
 use mailhaul::config::HostKeyPolicy;
 use mailhaul::engine::ssh::{
     connect, Connection, HostKeyDecision, NoPrompts, Prompter, SshError, Target, UnknownHost,
@@ -21,16 +21,8 @@ use mailhaul::exit::Exit;
 
 fn target(sshd: &TestSshd, key: &Path) -> Target {
     Target {
-        host: "127.0.0.1".into(),
-        port: sshd.port,
-        user: "root".into(),
         identity_files: vec![key.to_path_buf()],
-        identity_files_explicit: true,
-        agent_socket: None,
-        passphrase_command: None,
-        known_hosts_file: sshd.known_hosts.clone(),
-        host_key_policy: HostKeyPolicy::Strict,
-        connect_timeout: Duration::from_secs(10),
+        ..common::ssh_target(sshd, "root")
     }
 }
 
@@ -528,4 +520,27 @@ fn a_known_key_of_another_type_is_not_a_changed_key() {
     t.known_hosts_file = kh;
     let e = must_fail(&t);
     assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
+}
+
+#[test]
+fn unprivileged_user_runs_scripts_in_its_home() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "mhs");
+    let conn = connect(&common::ssh_target(&sshd, &user.name), false, &NoPrompts)
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let out = conn
+        .run_script(
+            "id -un; printf '%s' \"$2\" > \"$HOME/$1\"; ls -l \"$3\" | cut -c1-10",
+            &["claim file", "data\n", &user.spool.display().to_string()],
+        )
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}\n-rw-rw----\n", user.name)
+    );
+    assert_eq!(
+        std::fs::read(user.home.join("claim file")).unwrap(),
+        b"data\n"
+    );
 }

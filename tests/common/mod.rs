@@ -12,10 +12,12 @@
 pub mod postfix;
 pub mod proc;
 pub mod sshd;
+pub mod target;
 pub mod user;
 
 pub use postfix::Postfix;
 pub use sshd::TestSshd;
+pub use target::ssh_target;
 pub use user::TestUser;
 
 use std::path::Path;

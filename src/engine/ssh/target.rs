@@ -19,8 +19,9 @@ pub struct Target {
     pub user: String,
     /// Private key files to try after the agent, in order.
     pub identity_files: Vec<PathBuf>,
-    /// Whether the key files were named by the user (then a missing file is
-    /// an error) rather than being the `~/.ssh/id_*` defaults.
+    /// Whether the key file was named by the account's `identity_file` (then
+    /// a missing file is an error); missing `~/.ssh/config` `IdentityFile`s
+    /// and `~/.ssh/id_*` defaults are skipped, as OpenSSH does.
     pub identity_files_explicit: bool,
     /// ssh-agent socket to try first; `None` skips the agent.
     pub agent_socket: Option<PathBuf>,
@@ -61,7 +62,7 @@ impl Target {
                     .iter()
                     .map(|f| expand_identity_path(f, &home, &host, &user))
                     .collect(),
-                true,
+                false,
             ),
             None => (
                 DEFAULT_IDENTITY_FILES
@@ -187,7 +188,7 @@ mod tests {
             (t.host.as_str(), t.port, t.user.as_str()),
             ("mx.example.org", 2200, "bob")
         );
-        assert!(t.identity_files_explicit);
+        assert!(!t.identity_files_explicit);
         assert_eq!(t.identity_files, vec![home_dir().join(".ssh/k_bob")]);
 
         let t = Target::resolve(
@@ -196,6 +197,7 @@ mod tests {
         );
         assert_eq!((t.port, t.user.as_str()), (22, "carol"));
         assert_eq!(t.identity_files, vec![PathBuf::from("/k")]);
+        assert!(t.identity_files_explicit);
     }
 
     #[test]
