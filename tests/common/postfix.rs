@@ -120,14 +120,14 @@ fn is_running() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether Postfix's queue (including maildrop) holds mail for `user`.
+/// Whether Postfix's queue holds mail for `user`: qualified (`user@domain`)
+/// or, still in the maildrop queue, as the bare name.
 fn queued_for(user: &str) -> bool {
     let out = Command::new("/usr/sbin/postqueue")
         .arg("-j")
         .output()
         .expect("run postqueue -j");
-    let needle = format!("\"address\": \"{user}@");
-    let compact = format!("\"address\":\"{user}@");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.contains(&needle) || text.contains(&compact)
+    let text = String::from_utf8_lossy(&out.stdout).replace("\": \"", "\":\"");
+    text.contains(&format!("\"address\":\"{user}@"))
+        || text.contains(&format!("\"address\":\"{user}\""))
 }
