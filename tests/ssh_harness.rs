@@ -65,3 +65,42 @@ fn throwaway_user_logs_in_and_gets_mail() {
         "mboxo quoting: {spool}"
     );
 }
+
+#[test]
+fn dropping_sshd_ends_its_live_sessions() {
+    use std::time::{Duration, Instant};
+    let sshd = TestSshd::start();
+    let mut client = sshd
+        .ssh_command("root")
+        .arg("exec sleep 1000")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let is_sleep = |pid: &i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x001000\x00")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sleeper = loop {
+        if let Some(pid) = common::proc::descendants(sshd.pid() as i32)
+            .into_iter()
+            .find(is_sleep)
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the remote sleep never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(sshd);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
+        .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "session process {sleeper} survived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The client sees its connection end.
+    assert!(!client.wait().unwrap().success());
+}
