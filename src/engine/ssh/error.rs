@@ -116,8 +116,8 @@ pub enum SshError {
     },
     /// The key is encrypted and the passphrase given does not open it.
     #[error(
-        "wrong passphrase for {path}: the key could not be decrypted; check \
-         `passphrase_command` (it must print exactly the passphrase)"
+        "wrong passphrase for {path}: the key could not be decrypted (a \
+         `passphrase_command` must print exactly the passphrase, one line break allowed)"
     )]
     WrongPassphrase {
         /// The key file.
