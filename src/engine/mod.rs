@@ -6,3 +6,4 @@
 pub mod event;
 pub mod mbox;
 pub mod message;
+pub mod ssh;
