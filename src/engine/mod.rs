@@ -7,5 +7,7 @@ pub mod claim;
 pub mod event;
 pub mod history;
 pub mod journal;
+pub mod mbox;
 pub mod message;
+pub mod ssh;
 pub mod transfer;
