@@ -1,7 +1,8 @@
 # mailhaul's server side: POSIX sh, sent on stdin and run as
-#   sh -s -- COMMAND HEXARG...
-# Every argument is hex-encoded by the client, so no user data ever appears in
-# a shell command line; paths in the output are hex-encoded too. Output is one
+#   sh -s -- COMMAND ARG...
+# through engine::ssh, which hex-encodes every argument on the command line
+# and decodes it in a prelude, so no user data ever appears in a shell
+# command line; paths in the output are hex-encoded too. Output is one
 # record per line, `KEY VALUE...`; the last line is `ok` on success or
 # `error CLASS MESSAGE` on failure, with a matching exit status:
 #   0 ok, 3 bad request, 10 lock busy, 11 server lacks a tool (the message
@@ -31,25 +32,6 @@ say() { printf '%s\n' "$*"; }
 fail() { say "error $1 $2"; exit "$3"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
-
-# Decodes a hex string into the variable named $2.
-unhex() {
-  _h=$1
-  _fmt=
-  while [ -n "$_h" ]; do
-    _pair=${_h%"${_h#??}"}
-    _h=${_h#??}
-    case $_pair in
-      [0-9a-fA-F][0-9a-fA-F]) ;;
-      *) fail bad-request "argument is not hex" 3 ;;
-    esac
-    _n=$((0x$_pair))
-    _fmt="$_fmt\\$((_n / 64))$((_n / 8 % 8))$((_n % 8))"
-  done
-  # shellcheck disable=SC2059
-  _v=$(printf "$_fmt"; printf x)
-  eval "$2=\${_v%x}"
-}
 
 fsize() { wc -c < "$1" | tr -d ' '; }
 links() { ls -ld -- "$1" | awk '{print $2}'; }
@@ -307,13 +289,7 @@ cmd_release() {
 main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
   command=$1
-  shift
-  n=0
-  for a in "$@"; do
-    n=$((n + 1))
-    unhex "$a" "arg$n"
-  done
-  arg1=${arg1:-} arg2=${arg2:-} arg3=${arg3:-}
+  arg1=${2:-} arg2=${3:-} arg3=${4:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
@@ -324,4 +300,4 @@ main() {
   esac
 }
 
-main "$@" < /dev/null
+main "$@"
