@@ -3,5 +3,8 @@
 //! Workers run on their own threads and report on one typed channel
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
+pub mod deliver;
 pub mod event;
 pub mod message;
+pub mod pipeline;
+pub mod rules;
