@@ -23,7 +23,8 @@ use crate::engine::deliver::{Filer, StableId};
 use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, TransferProgress};
 use crate::engine::history;
 use crate::engine::journal::{Journal, JournalClaim, Workspace, WorkspaceError};
-use crate::engine::pipeline::file_mbox;
+use crate::engine::mbox::MboxSplitter;
+use crate::engine::pipeline::file_messages;
 use crate::engine::ssh::{self, Connection, Prompter, SshError, Target};
 use crate::engine::transfer;
 use crate::exit::Exit;
@@ -562,11 +563,10 @@ impl Run<'_> {
         let events = self.events;
         let account = &self.account.name;
         let mut filed_events = 0u64;
-        let report = file_mbox(
-            std::io::BufReader::new(file),
+        let report = file_messages(
+            MboxSplitter::new(std::io::BufReader::new(file), self.config.filter.format),
             &staged.display().to_string(),
             &mut filer,
-            self.config.filter.format,
             &mut |event| {
                 let _ = events.send(Event::Fetch {
                     account: account.clone(),

@@ -4,10 +4,14 @@
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
 pub mod claim;
+pub mod deliver;
 pub mod event;
+pub mod fetch;
 pub mod history;
 pub mod journal;
 pub mod mbox;
 pub mod message;
+pub mod pipeline;
+pub mod rules;
 pub mod ssh;
 pub mod transfer;
