@@ -219,9 +219,12 @@ cmd_claim() {
       fi
       mkdir -p -- "$cdir" && chmod 700 -- "$HOME/.mailhaul" "$cdir" ||
         fail failed "cannot create $cdir" 12
-      lock "$method"
+      # dotlockfile refuses to lock a mailbox that does not exist. Without a
+      # spool now, nothing is claimed, even if an MDA creates one meanwhile
+      # (unlocked, it could be mid-append): that mail waits for the next fetch.
+      if [ -e "$spool" ]; then lock "$method"; has_mail=1; else has_mail=0; fi
       repair
-      if [ -s "$spool" ]; then
+      if [ "$has_mail" = 1 ] && [ -s "$spool" ]; then
         while :; do
           new_id
           part=$cdir/$base.$id.part

@@ -47,7 +47,10 @@ fn select(config: &Config, names: &[String]) -> Result<Vec<Account>, Exit> {
         .map(|n| {
             config.account(n).cloned().ok_or_else(|| {
                 let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
-                eprintln!("mailhaul: no account named `{n}` (known: {})", known.join(", "));
+                eprintln!(
+                    "mailhaul: no account named `{n}` (known: {})",
+                    known.join(", ")
+                );
                 Exit::Usage
             })
         })
@@ -131,7 +134,10 @@ pub fn run_check(config_path: Option<&Path>, args: &CheckArgs) -> Exit {
             .and_then(|conn| fetch::inspect(&conn, account));
         match result {
             Ok(i) => {
-                println!("{}: connected, host key verified, authenticated", account.name);
+                println!(
+                    "{}: connected, host key verified, authenticated",
+                    account.name
+                );
                 for line in fetch::describe(&i).lines() {
                     println!("{}: {line}", account.name);
                 }
@@ -208,7 +214,10 @@ fn size(bytes: u64) -> String {
 /// The one-line result of a fetch: counts, bytes raw / payload / socket, ratio.
 pub fn summary_line(s: &FetchSummary) -> String {
     let ratio = if s.payload_bytes > 0 {
-        format!(", ratio {:.2}x", s.raw_bytes as f64 / s.payload_bytes as f64)
+        format!(
+            ", ratio {:.2}x",
+            s.raw_bytes as f64 / s.payload_bytes as f64
+        )
     } else {
         String::new()
     };
@@ -270,7 +279,10 @@ impl Lines {
                 }
                 FetchEvent::Finished(s) => println!("{account}: {}", summary_line(&s)),
                 FetchEvent::Failed { exit, message } => {
-                    eprintln!("mailhaul: {account}: error (exit {}): {message}", exit.code())
+                    eprintln!(
+                        "mailhaul: {account}: error (exit {}): {message}",
+                        exit.code()
+                    )
                 }
             },
             Event::Log {

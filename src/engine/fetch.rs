@@ -89,7 +89,10 @@ impl FetchOptions {
     /// Options for a headless run: data in the XDG data dir, no prompts.
     pub fn headless(dry_run: bool) -> Result<FetchOptions, FetchError> {
         let data_dir = Workspace::default_data_dir().ok_or_else(|| {
-            FetchError::new(Exit::Failure, "cannot find the home directory for the data dir")
+            FetchError::new(
+                Exit::Failure,
+                "cannot find the home directory for the data dir",
+            )
         })?;
         Ok(FetchOptions {
             dry_run,
@@ -155,7 +158,10 @@ pub fn fetch(
             if !options.dry_run {
                 let path = options.data_dir.join(history::FILE_NAME);
                 if let Err(e) = history::append(&path, &account.name, &run.summary) {
-                    run.log(Level::Warn, format!("cannot append to {}: {e}", path.display()));
+                    run.log(
+                        Level::Warn,
+                        format!("cannot append to {}: {e}", path.display()),
+                    );
                 }
             }
             run.emit(FetchEvent::Finished(run.summary.clone()));
@@ -197,20 +203,16 @@ pub fn connect(
     let target = Target::resolve_with_user_config(account)?;
     let mut conn = ssh::connect(&target, compress, prompter)?;
     // The claim may wait on a busy lock for lock_timeout seconds in silence.
-    conn.set_idle_timeout(ssh::DEFAULT_IDLE_TIMEOUT.max(Duration::from_secs(
-        account.lock_timeout.saturating_add(60),
-    )));
+    conn.set_idle_timeout(
+        ssh::DEFAULT_IDLE_TIMEOUT.max(Duration::from_secs(account.lock_timeout.saturating_add(60))),
+    );
     Ok(conn)
 }
 
 /// Runs one command of the claim script and returns its records.
 fn script(conn: &Connection, args: &[&[u8]]) -> Result<Vec<(String, String)>, FetchError> {
     let out = conn.run_script(claim::SCRIPT, args)?;
-    Ok(parse_reply(
-        &out.stdout,
-        out.stderr.as_bytes(),
-        out.status,
-    )?)
+    Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
 }
 
 fn spool_arg(account: &Account) -> &[u8] {
@@ -220,7 +222,10 @@ fn spool_arg(account: &Account) -> &[u8] {
 /// Probes the server over an open connection: spool path and size, tools.
 /// The dashboard's periodic spool-size check.
 pub fn probe(conn: &Connection, account: &Account) -> Result<Probe, FetchError> {
-    Ok(parse_probe(&script(conn, &[b"probe", spool_arg(account)])?)?)
+    Ok(parse_probe(&script(
+        conn,
+        &[b"probe", spool_arg(account)],
+    )?)?)
 }
 
 /// Probes the server and says what a fetch would do, claiming nothing.
@@ -296,7 +301,9 @@ impl Run<'_> {
         self.emit(FetchEvent::Stage(Stage::Connecting));
         let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
             Ok(ws) => ws,
-            Err(WorkspaceError::Busy(b)) => return Err(FetchError::new(Exit::LockBusy, b.to_string())),
+            Err(WorkspaceError::Busy(b)) => {
+                return Err(FetchError::new(Exit::LockBusy, b.to_string()))
+            }
             Err(e) => return Err(FetchError::local("data dir", e)),
         };
         let mut journal =
@@ -362,7 +369,10 @@ impl Run<'_> {
         for c in &leftovers.claims {
             self.log(
                 Level::Info,
-                format!("recovering claim {} ({} bytes) left by an earlier run", c.path, c.size),
+                format!(
+                    "recovering claim {} ({} bytes) left by an earlier run",
+                    c.path, c.size
+                ),
             );
             self.process(&conn, &ws, &mut journal, c, method.method)?;
             done.insert(c.path.clone());
@@ -380,11 +390,17 @@ impl Run<'_> {
             ],
         )?)?;
         for note in &reply.repaired {
-            self.log(Level::Warn, format!("repaired an interrupted claim: {note}"));
+            self.log(
+                Level::Warn,
+                format!("repaired an interrupted claim: {note}"),
+            );
         }
         crash_point("claimed");
-        let fresh: Vec<&RemoteClaim> =
-            reply.claims.iter().filter(|c| !done.contains(&c.path)).collect();
+        let fresh: Vec<&RemoteClaim> = reply
+            .claims
+            .iter()
+            .filter(|c| !done.contains(&c.path))
+            .collect();
         self.raw_total += fresh.iter().map(|c| c.size).sum::<u64>();
         if fresh.is_empty() {
             self.log(Level::Info, "no new mail".into());
@@ -493,7 +509,11 @@ impl Run<'_> {
                 let _ = std::fs::remove_file(ws.staged_path(&id));
                 return Err(FetchError::new(
                     Exit::Transfer,
-                    format!("sending {} failed on the server: {}", remote.path, s.stderr.trim()),
+                    format!(
+                        "sending {} failed on the server: {}",
+                        remote.path,
+                        s.stderr.trim()
+                    ),
                 ));
             }
             (Err(e), status) => {
@@ -503,9 +523,7 @@ impl Run<'_> {
                 };
                 return Err(FetchError::new(
                     Exit::Transfer,
-                    format!(
-                        "{e}{server}; the claim stays on the server and is fetched next time"
-                    ),
+                    format!("{e}{server}; the claim stays on the server and is fetched next time"),
                 ));
             }
             (Ok(_), Err(e)) => return Err(e.into()),
@@ -550,9 +568,8 @@ impl Run<'_> {
     ) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Delivering));
         let staged = ws.staged_path(&c.id);
-        let file = std::fs::File::open(&staged).map_err(|e| {
-            FetchError::local(&format!("staged claim {}", staged.display()), e)
-        })?;
+        let file = std::fs::File::open(&staged)
+            .map_err(|e| FetchError::local(&format!("staged claim {}", staged.display()), e))?;
         let root = maildir_root(self.account, self.config);
         let stable = StableId {
             time: claim_time(&c.id),
