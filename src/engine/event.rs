@@ -87,7 +87,15 @@ pub enum FetchEvent {
     SpoolSize {
         /// Bytes in the spool.
         bytes: u64,
+        /// Messages in the spool, when the check counted them.
+        messages: Option<u64>,
     },
+    /// The server's host key is not in known_hosts: the fetch waits for the
+    /// user's answer (`accept` or not) before it authenticates.
+    HostKeyUnknown(HostKeyInfo),
+    /// The server's host key differs from the one in known_hosts (or is
+    /// revoked): the fetch is refused; this is shown, never offered to accept.
+    HostKeyChanged(HostKeyInfo),
     /// Transfer counters.
     Progress(TransferProgress),
     /// Messages filed so far into one folder (or MDA) during delivery.
@@ -125,6 +133,19 @@ pub struct FetchSummary {
     pub method: String,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+/// A server host key as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKeyInfo {
+    /// Host name as connected to.
+    pub host: String,
+    /// SSH port.
+    pub port: u16,
+    /// Key type, e.g. `ssh-ed25519`.
+    pub key_type: String,
+    /// `SHA256:` and the unpadded base64 of the key's sha256, as OpenSSH prints it.
+    pub fingerprint: String,
 }
 
 /// What an SMTP forward reports.
@@ -171,4 +192,16 @@ pub struct TunnelStats {
     pub socket_received: u64,
     /// Errors since start.
     pub errors: u64,
+}
+
+/// One past fetch as the history file keeps it (one entry per finished fetch),
+/// for the dashboard's history chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// The account's name.
+    pub account: String,
+    /// When the fetch finished, in seconds since the Unix epoch.
+    pub finished_unix: u64,
+    /// What the fetch moved and how long it took.
+    pub summary: FetchSummary,
 }
