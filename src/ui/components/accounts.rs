@@ -2,7 +2,7 @@
 //! last fetch, and what waits on the server. Click or wheel to select.
 
 use ratatui::crossterm::event::{Event as Input, MouseButton, MouseEventKind};
-use ratatui::layout::{Constraint, Position, Rect};
+use ratatui::layout::{Constraint, Flex, Position, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, TableState};
 use ratatui::Frame;
@@ -121,15 +121,31 @@ impl Component for AccountsPanel {
                 Line::from(waiting(a, theme, !wide)),
             ])
         });
+        let host_width = ctx
+            .model
+            .accounts
+            .iter()
+            .map(|a| a.host.chars().count())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 40) as u16;
+        // Wide: every column as wide as its content, the spare room at the
+        // right; narrow: the host gives way first.
+        let host = if wide {
+            Constraint::Length(host_width)
+        } else {
+            Constraint::Fill(1)
+        };
         let widths = [
             Constraint::Length(name_width),
-            Constraint::Fill(1),
+            host,
             Constraint::Length(if wide { 13 } else { 12 }),
             Constraint::Length(if wide { 22 } else { 12 }),
             Constraint::Length(if wide { 22 } else { 11 }),
         ];
         let mut table = Table::new(rows, widths)
-            .column_spacing(1)
+            .column_spacing(if wide { 2 } else { 1 })
+            .flex(Flex::Start)
             .row_highlight_style(theme.selected())
             .highlight_symbol("▶ ");
         if with_header {
