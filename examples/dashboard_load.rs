@@ -41,9 +41,11 @@ name = "work"
 host = "shell.work.example"
 "#;
 
-/// User plus system CPU seconds of this process so far, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+/// User plus system CPU seconds so far, from a `stat` file under /proc:
+/// `/proc/self/stat` for the whole process, `/proc/self/task/PID/stat` for
+/// the main thread alone (the one `ui::run` runs on).
+fn cpu_seconds(stat_file: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_file).expect("read a /proc stat file");
     // Fields after the command name (which may hold spaces) start at "state".
     let after = &stat[stat.rfind(')').expect("comm ends with )") + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -62,6 +64,8 @@ fn main() -> anyhow::Result<()> {
     let secs: u64 = secs.parse()?;
     let config = Config::parse(CONFIG, Path::new("dashboard_load.toml"))?;
     let (tx, rx) = crossbeam_channel::bounded(1024);
+    // Dropped when the dashboard ends, so that an idle feeder stops waiting.
+    let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(0);
     // Pause between progress events: None for idle, zero for a flood.
     let pace: Option<Duration> = match mode.as_str() {
         "idle" => None,
@@ -74,7 +78,7 @@ fn main() -> anyhow::Result<()> {
     let feeder = std::thread::spawn(move || {
         let end = Instant::now() + Duration::from_secs(secs);
         let Some(pace) = pace else {
-            std::thread::sleep(Duration::from_secs(secs));
+            let _ = ended_rx.recv_timeout(Duration::from_secs(secs));
             return 0u64;
         };
         let send = |event| {
@@ -106,16 +110,22 @@ fn main() -> anyhow::Result<()> {
         }
         sent
     });
-    let cpu_before = cpu_seconds();
+    let main_thread = format!("/proc/self/task/{}/stat", std::process::id());
+    let cpu_before = cpu_seconds("/proc/self/stat");
+    let ui_before = cpu_seconds(&main_thread);
     let start = Instant::now();
     let stats = ui::run(&config, Vec::new(), Idle, rx)?;
     let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = cpu_seconds("/proc/self/stat") - cpu_before;
+    let ui_cpu = cpu_seconds(&main_thread) - ui_before;
+    drop(ended_tx);
     let sent = feeder.join().expect("feeder thread");
     let report = format!(
-        "mode={mode} wall={wall:.2}s cpu={cpu:.3}s ({:.2}% of one core) frames={} fps={:.1} \
+        "mode={mode} wall={wall:.2}s cpu={cpu:.3}s ({:.2}% of one core) \
+         ui_thread_cpu={ui_cpu:.3}s ({:.2}%) frames={} fps={:.1} \
          events_sent={sent} events_applied={} events_per_sec={:.0}\n",
         100.0 * cpu / wall,
+        100.0 * ui_cpu / wall,
         stats.frames,
         stats.frames as f64 / wall,
         stats.events,
