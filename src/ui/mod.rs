@@ -95,21 +95,30 @@ pub fn run(
         terminal::local_utc_offset(),
         Instant::now(),
     );
-    let result = event_loop(&mut session, &mut app, &mut engine, &input_rx, &events);
+    let result = event_loop(
+        &mut session.terminal,
+        &mut app,
+        &mut engine,
+        &input_rx,
+        &events,
+    );
     stop.store(true, Ordering::Relaxed);
     drop(input_rx);
     let reader_result = reader.join();
     drop(session);
-    let stats = result?;
+    // A failed input reader is the cause of a loop error, so it comes first.
     match reader_result {
-        Ok(Ok(())) => Ok(stats),
+        Ok(Ok(())) => result,
         Ok(Err(e)) => Err(e).context("reading terminal input"),
         Err(_) => anyhow::bail!("the terminal input thread panicked"),
     }
 }
 
-fn event_loop(
-    session: &mut terminal::Session,
+/// The dashboard's loop on any ratatui backend (the terminal in [`run`], a
+/// `TestBackend` in tests): applies inputs and events, draws coalesced
+/// frames, returns on quit or when the engine's sender is gone.
+fn event_loop<B: ratatui::backend::Backend>(
+    terminal: &mut ratatui::Terminal<B>,
     app: &mut App,
     engine: &mut dyn Engine,
     inputs: &Receiver<input::Event>,
@@ -123,7 +132,9 @@ fn event_loop(
         let now = Instant::now();
         if dirty && last_frame.is_none_or(|t| now >= t + frame_interval) {
             app.set_now(now);
-            session.terminal.draw(|frame| app.draw(frame))?;
+            terminal
+                .draw(|frame| app.draw(frame))
+                .map_err(|e| anyhow::anyhow!("drawing the dashboard: {e}"))?;
             stats.frames += 1;
             last_frame = Some(now);
             dirty = false;

@@ -83,6 +83,8 @@ pub struct AccountView {
 pub struct LastFetch {
     /// When it ended.
     pub at: Instant,
+    /// When it ended, in wall-clock seconds since the Unix epoch.
+    pub unix_secs: u64,
     /// How it ended.
     pub outcome: Outcome,
 }
@@ -172,6 +174,11 @@ impl RateTracker {
             self.per_second.pop_front();
             self.first_second += 1;
         }
+    }
+
+    /// When the last counters arrived.
+    pub fn last_sample(&self) -> Option<Instant> {
+        self.samples.back().map(|&(at, _)| at)
     }
 
     /// Raw bytes per second over the last few seconds; `None` until two
@@ -357,6 +364,7 @@ impl Model {
                 view.fetch.summary = Some(summary.clone());
                 view.last = Some(LastFetch {
                     at: at.instant,
+                    unix_secs: at.unix_secs,
                     outcome: Outcome::Done(summary.clone()),
                 });
                 // The spool was claimed: what was counted before is gone.
@@ -375,6 +383,7 @@ impl Model {
                 view.fetch.error = Some((exit, message.clone()));
                 view.last = Some(LastFetch {
                     at: at.instant,
+                    unix_secs: at.unix_secs,
                     outcome: Outcome::Failed { exit, message },
                 });
                 let name = view.name.clone();

@@ -7,6 +7,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
+use super::log::clock;
 use super::{centered, field, panel, wrapped_height, Component, Context, Handled, Intent};
 use crate::ui::format;
 use crate::ui::model::Outcome;
@@ -68,16 +69,32 @@ impl Component for DetailsOverlay {
                 .to_vec(),
             ),
         ];
-        match a.last.as_ref().map(|l| (&l.outcome, l.at)) {
+        lines.push(Line::from(
+            field(
+                "forward  ",
+                format!(
+                    "{} → {}",
+                    a.forward.listen,
+                    a.forward
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| format!("{}:25", a.host))
+                ),
+                theme,
+            )
+            .to_vec(),
+        ));
+        match a.last.as_ref().map(|l| (&l.outcome, l.at, l.unix_secs)) {
             None => lines.push(Line::from(
                 field("last     ", "no fetch in this session".into(), theme).to_vec(),
             )),
-            Some((Outcome::Done(s), at)) => {
+            Some((Outcome::Done(s), at, unix)) => {
                 lines.push(Line::from(
                     field(
                         "last     ",
                         format!(
-                            "ok {}: {} messages, {} undelivered",
+                            "ok at {} ({}): {} messages, {} undelivered",
+                            clock(unix, ctx.utc_offset),
                             format::ago(ctx.now.saturating_duration_since(at)),
                             s.messages,
                             s.undelivered
@@ -103,12 +120,13 @@ impl Component for DetailsOverlay {
                     .to_vec(),
                 ));
             }
-            Some((Outcome::Failed { exit, message }, at)) => {
+            Some((Outcome::Failed { exit, message }, at, unix)) => {
                 lines.push(Line::from(
                     field(
                         "last     ",
                         format!(
-                            "failed {} (exit {} {exit:?})",
+                            "failed at {} ({}), exit {} {exit:?}",
+                            clock(unix, ctx.utc_offset),
                             format::ago(ctx.now.saturating_duration_since(at)),
                             exit.code()
                         ),

@@ -16,6 +16,9 @@ use crate::engine::event::Stage;
 use crate::ui::format;
 use crate::ui::model::AccountView;
 
+/// How long without new counters before a transfer is shown as stalled.
+const STALL: Duration = Duration::from_secs(5);
+
 /// The transfer panel (stateless: everything comes from the model).
 #[derive(Debug, Default)]
 pub struct TransferPanel;
@@ -90,7 +93,18 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
         }
         _ => fetch.rate.bytes_per_sec(),
     };
-    if let Some(speed) = speed {
+    // No counters for a while in the middle of a transfer: say so rather
+    // than show the last rate as if it held.
+    let stalled = fetch
+        .rate
+        .last_sample()
+        .filter(|_| fetch.stage == Some(Stage::Transferring))
+        .map(|t| ctx.now.saturating_duration_since(t))
+        .filter(|quiet| *quiet >= STALL);
+    if let Some(quiet) = stalled {
+        let quiet = quiet.as_secs();
+        rate.push(Span::styled(format!("  stalled {quiet}s"), theme.warn()));
+    } else if let Some(speed) = speed {
         rate.extend(field("  ", format::rate(speed), theme));
         let remaining = p.raw_total.saturating_sub(p.raw_done);
         if fetch.is_active() && speed > 0.0 && remaining > 0 {
