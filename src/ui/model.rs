@@ -117,6 +117,9 @@ pub struct SpoolCheck {
 pub struct FetchView {
     /// Current stage; `None` before the first fetch.
     pub stage: Option<Stage>,
+    /// The last working stage entered (not `Done`/`Failed`): where a failed
+    /// fetch stopped.
+    pub reached: Option<Stage>,
     /// When the fetch started.
     pub started: Option<Instant>,
     /// When it ended.
@@ -340,6 +343,8 @@ impl Model {
                 view.fetch.stage = Some(stage);
                 if matches!(stage, Stage::Done | Stage::Failed) {
                     view.fetch.ended = Some(at.instant);
+                } else {
+                    view.fetch.reached = Some(stage);
                 }
             }
             FetchEvent::SpoolSize { bytes, messages } => {

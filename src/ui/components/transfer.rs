@@ -12,7 +12,7 @@ use ratatui::Frame;
 
 use super::accounts::stage_name;
 use super::{field, panel, Component, Context};
-use crate::engine::event::Stage;
+use crate::engine::event::{Stage, TransferProgress};
 use crate::ui::format;
 use crate::ui::model::AccountView;
 
@@ -63,6 +63,54 @@ fn header(account: &AccountView, ctx: &Context) -> Line<'static> {
     Line::from(spans)
 }
 
+/// The stages in a row, each marked done (`✓`), current (`▶`), failed
+/// (`✗`) or to come (`·`); recovery shows only while it runs.
+fn track(account: &AccountView, ctx: &Context) -> Line<'static> {
+    let theme = ctx.theme;
+    let fetch = &account.fetch;
+    let reached = fetch.reached.unwrap_or(Stage::Connecting);
+    let order = |s: Stage| s as u8;
+    let mut spans = Vec::new();
+    for stage in [
+        Stage::Connecting,
+        Stage::Recovering,
+        Stage::Claiming,
+        Stage::Transferring,
+        Stage::Verifying,
+        Stage::Delivering,
+    ] {
+        if stage == Stage::Recovering && fetch.stage != Some(Stage::Recovering) {
+            continue;
+        }
+        let (mark, style) = match fetch.stage {
+            Some(Stage::Done) => ("✓", theme.ok()),
+            Some(Stage::Failed) if stage == reached => ("✗", theme.error()),
+            _ if stage == reached && fetch.is_active() => ("▶", theme.busy()),
+            _ if order(stage) < order(reached) => ("✓", theme.ok()),
+            _ => ("·", theme.dim()),
+        };
+        if !spans.is_empty() {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(format!("{mark}{}", stage_verb(stage)), style));
+    }
+    Line::from(spans)
+}
+
+/// A stage's short name for the track.
+fn stage_verb(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Connecting => "connect",
+        Stage::Recovering => "recover",
+        Stage::Claiming => "claim",
+        Stage::Transferring => "transfer",
+        Stage::Verifying => "verify",
+        Stage::Delivering => "deliver",
+        Stage::Done => "done",
+        Stage::Failed => "error",
+    }
+}
+
 fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
     let theme = ctx.theme;
     let fetch = &account.fetch;
@@ -75,6 +123,11 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
     }
     let p = fetch.progress;
     let summary = fetch.summary.as_ref();
+    if p == TransferProgress::default() && summary.is_none() {
+        // Nothing transferred yet: the stages say more than zeros would.
+        parts.push(Part::Text(track(account, ctx)));
+        return parts;
+    }
     let raw = summary.map_or(p.raw_done, |s| s.raw_bytes.max(p.raw_done));
     let payload = summary.map_or(p.payload_bytes, |s| s.payload_bytes.max(p.payload_bytes));
     let socket = summary.map_or(p.socket_bytes, |s| s.socket_bytes.max(p.socket_bytes));
@@ -134,6 +187,7 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
         }
         parts.push(Part::Text(Line::from(filed)));
     }
+    parts.push(Part::Text(track(account, ctx)));
     if fetch.rate.per_second.len() > 1 {
         parts.push(Part::Spark);
     }
