@@ -666,6 +666,21 @@ fn fetch_events_drive_the_account_through_a_fetch() {
 }
 
 #[test]
+fn the_stage_track_marks_done_current_and_failed_stages() {
+    let mut h = transferring();
+    let screen = text(h.render(100, 30).backend().buffer());
+    assert!(screen.contains("✓connect ✓claim ▶transfer ·verify ·deliver"), "{screen}");
+    let mut h = failed();
+    let screen = text(h.render(100, 30).backend().buffer());
+    assert!(screen.contains("✓connect ✓claim ✗transfer ·verify ·deliver"), "{screen}");
+    let mut h = asking_host_key();
+    let screen = text(h.render(100, 30).backend().buffer());
+    assert!(screen.contains("▶connect ·claim"), "{screen}");
+    assert!(!screen.contains("0 B of 0 B"), "no zeros before the transfer:
+{screen}");
+}
+
+#[test]
 fn a_transfer_without_counters_for_five_seconds_shows_as_stalled() {
     let mut h = transferring();
     h.at(409.0);
