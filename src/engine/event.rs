@@ -94,8 +94,15 @@ pub enum FetchEvent {
     /// user's answer (`accept` or not) before it authenticates.
     HostKeyUnknown(HostKeyInfo),
     /// The server's host key differs from the one in known_hosts (or is
-    /// revoked): the fetch is refused; this is shown, never offered to accept.
-    HostKeyChanged(HostKeyInfo),
+    /// marked `@revoked`): the fetch is refused (a `Failed` follows); this is
+    /// shown to the user, never offered to accept.
+    HostKeyChanged {
+        /// The key the server sent.
+        key: HostKeyInfo,
+        /// The full explanation: the expected key, the known_hosts line, and
+        /// how to fix it once the new key is verified.
+        detail: String,
+    },
     /// Transfer counters.
     Progress(TransferProgress),
     /// Messages filed so far into one folder (or MDA) during delivery.
@@ -192,16 +199,4 @@ pub struct TunnelStats {
     pub socket_received: u64,
     /// Errors since start.
     pub errors: u64,
-}
-
-/// One past fetch as the history file keeps it (one entry per finished fetch),
-/// for the dashboard's history chart.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryEntry {
-    /// The account's name.
-    pub account: String,
-    /// When the fetch finished, in seconds since the Unix epoch.
-    pub finished_unix: u64,
-    /// What the fetch moved and how long it took.
-    pub summary: FetchSummary,
 }

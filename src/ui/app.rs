@@ -21,10 +21,10 @@ use super::components::transfer::TransferPanel;
 use super::components::{Component, Context, Handled, Intent};
 use super::engine::Engine;
 use super::keymap::{action_for, Action};
-use super::model::{Model, Moment};
+use super::model::{Model, Moment, PastFetch};
 use super::theme::Theme;
 use crate::config::Config;
-use crate::engine::event::{Event, HistoryEntry};
+use crate::engine::event::Event;
 
 /// Which overlay covers the panels (the host-key prompt is separate: it is
 /// driven by the model's queue and comes first).
@@ -66,7 +66,7 @@ impl App {
     /// A dashboard for the config's accounts and the stored fetch history.
     pub fn new(
         config: &Config,
-        history: Vec<HistoryEntry>,
+        history: Vec<PastFetch>,
         theme: Theme,
         utc_offset: i64,
         now: Instant,

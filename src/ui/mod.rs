@@ -38,9 +38,10 @@ use ratatui::crossterm::event as input;
 pub use engine::Engine;
 
 use crate::config::Config;
-use crate::engine::event::{Event, HistoryEntry};
+use crate::engine::event::Event;
 use app::App;
 use model::Moment;
+pub use model::PastFetch;
 use theme::Theme;
 
 /// The most frames drawn per second, however fast events come.
@@ -64,7 +65,7 @@ pub struct RunStats {
 /// dropped; see the module docs for the full contract.
 pub fn run(
     config: &Config,
-    history: Vec<HistoryEntry>,
+    history: Vec<PastFetch>,
     mut engine: impl Engine,
     events: Receiver<Event>,
 ) -> anyhow::Result<RunStats> {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::engine::event::{
-    Event, FetchEvent, FetchSummary, HistoryEntry, HostKeyInfo, Level, Stage, TransferProgress,
-    TunnelEvent, TunnelState, TunnelStats,
+    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress, TunnelEvent,
+    TunnelState, TunnelStats,
 };
 use crate::exit::Exit;
 
@@ -50,7 +50,7 @@ pub struct Model {
     /// Recent log lines, oldest first.
     pub log: VecDeque<LogLine>,
     /// Past fetches, oldest first (the history file, then this session's).
-    pub history: Vec<HistoryEntry>,
+    pub history: Vec<PastFetch>,
     /// Host-key questions and refusals waiting for the user, oldest first.
     pub host_keys: VecDeque<HostKeyPrompt>,
 }
@@ -229,13 +229,25 @@ pub struct HostKeyPrompt {
     pub account: String,
     /// The key.
     pub key: HostKeyInfo,
-    /// `true` when the key differs from the known one: a refusal, not a question.
-    pub changed: bool,
+    /// For a changed or revoked key, the engine's explanation: a refusal,
+    /// not a question.
+    pub refusal: Option<String>,
+}
+
+/// One past fetch for the history chart: what the fetch helper's history
+/// file (`engine::history`) keeps per line, less the time, which the chart
+/// does not show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastFetch {
+    /// The account.
+    pub account: String,
+    /// What the fetch moved and how long it took.
+    pub summary: FetchSummary,
 }
 
 impl Model {
     /// The model for a config's accounts, with the history read at start.
-    pub fn new(config: &Config, history: Vec<HistoryEntry>) -> Model {
+    pub fn new(config: &Config, history: Vec<PastFetch>) -> Model {
         let accounts = config
             .accounts
             .iter()
@@ -375,10 +387,10 @@ impl Model {
                 // The spool was claimed: what was counted before is gone.
                 view.spool = None;
                 let name = view.name.clone();
-                self.host_keys.retain(|p| p.changed || p.account != name);
-                self.history.push(HistoryEntry {
+                self.host_keys
+                    .retain(|p| p.refusal.is_some() || p.account != name);
+                self.history.push(PastFetch {
                     account: name,
-                    finished_unix: at.unix_secs,
                     summary,
                 });
             }
@@ -392,17 +404,18 @@ impl Model {
                     outcome: Outcome::Failed { exit, message },
                 });
                 let name = view.name.clone();
-                self.host_keys.retain(|p| p.changed || p.account != name);
+                self.host_keys
+                    .retain(|p| p.refusal.is_some() || p.account != name);
             }
             FetchEvent::HostKeyUnknown(key) => self.host_keys.push_back(HostKeyPrompt {
                 account: account.to_string(),
                 key,
-                changed: false,
+                refusal: None,
             }),
-            FetchEvent::HostKeyChanged(key) => self.host_keys.push_back(HostKeyPrompt {
+            FetchEvent::HostKeyChanged { key, detail } => self.host_keys.push_back(HostKeyPrompt {
                 account: account.to_string(),
                 key,
-                changed: true,
+                refusal: Some(detail),
             }),
         }
         true

@@ -19,12 +19,12 @@ use ratatui::Terminal;
 use super::app::{App, Overlay};
 use super::engine::Engine;
 use super::keymap::{keys_label, BINDINGS};
-use super::model::Moment;
+use super::model::{Moment, PastFetch};
 use super::theme::Theme;
 use crate::config::Config;
 use crate::engine::event::{
-    Event, FetchEvent, FetchSummary, HistoryEntry, HostKeyInfo, Level, Stage, TransferProgress,
-    TunnelEvent, TunnelState, TunnelStats,
+    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress, TunnelEvent,
+    TunnelState, TunnelStats,
 };
 use crate::exit::Exit;
 
@@ -89,11 +89,10 @@ fn summary(messages: u64, raw: u64, payload: u64, ms: u64) -> FetchSummary {
     }
 }
 
-fn history() -> Vec<HistoryEntry> {
+fn history() -> Vec<PastFetch> {
     (0..14u64)
-        .map(|i| HistoryEntry {
+        .map(|i| PastFetch {
             account: if i % 5 == 4 { "work" } else { "home" }.into(),
-            finished_unix: BASE_UNIX - 86_400 + i * 3_600,
             summary: summary(
                 20 + i * 7,
                 400_000 + i * 90_000,
@@ -323,6 +322,15 @@ fn forward_on() -> Harness {
     h
 }
 
+/// The ssh layer's message for a changed key (`SshError::HostKeyChanged`).
+const CHANGED_DETAIL: &str = "HOST KEY CHANGED for mail.example.org port 22: known_hosts \
+    expects ssh-ed25519 SHA256:3TMh1nYAbZ1oGw3rCv0Jq7Tq9m3HqV2nQbYlO0P4hJk \
+    (/home/ann/.ssh/known_hosts line 7) but the server sent \
+    SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s. This can be a man-in-the-middle \
+    attack, or the server was reinstalled. Only if you verified the new key: remove line 7 \
+    of /home/ann/.ssh/known_hosts (`ssh-keygen -R 'mail.example.org' -f \
+    /home/ann/.ssh/known_hosts`) and connect again";
+
 fn host_key_unknown() -> HostKeyInfo {
     HostKeyInfo {
         host: "mail.example.org".into(),
@@ -358,7 +366,10 @@ fn whole_frames_match_their_snapshots() {
         h.fetch(
             400.3,
             "home",
-            FetchEvent::HostKeyChanged(host_key_unknown()),
+            FetchEvent::HostKeyChanged {
+                key: host_key_unknown(),
+                detail: CHANGED_DETAIL.into(),
+            },
         );
         h
     };
@@ -569,7 +580,10 @@ fn a_changed_host_key_cannot_be_accepted_only_dismissed() {
     h.fetch(
         400.0,
         "home",
-        FetchEvent::HostKeyChanged(host_key_unknown()),
+        FetchEvent::HostKeyChanged {
+            key: host_key_unknown(),
+            detail: CHANGED_DETAIL.into(),
+        },
     );
     let screen = text(h.render(100, 30).backend().buffer());
     assert!(screen.contains("HOST KEY CHANGED: refused"), "{screen}");
@@ -657,10 +671,8 @@ fn fetch_events_drive_the_account_through_a_fetch() {
     assert!(!home(&h).fetch.is_active());
     assert_eq!(h.app.model.history.len(), history_before + 1);
     let last = h.app.model.history.last().expect("appended");
-    assert_eq!(
-        (last.account.as_str(), last.finished_unix),
-        ("home", BASE_UNIX + 402)
-    );
+    assert_eq!(last.account, "home");
+    assert_eq!(last.summary.raw_bytes, 2_000);
     assert!(home(&h).spool.is_none());
     assert!(!h.fetch(403.0, "nobody", FetchEvent::Stage(Stage::Connecting)));
 }
@@ -669,15 +681,24 @@ fn fetch_events_drive_the_account_through_a_fetch() {
 fn the_stage_track_marks_done_current_and_failed_stages() {
     let mut h = transferring();
     let screen = text(h.render(100, 30).backend().buffer());
-    assert!(screen.contains("✓connect ✓claim ▶transfer ·verify ·deliver"), "{screen}");
+    assert!(
+        screen.contains("✓connect ✓claim ▶transfer ·verify ·deliver"),
+        "{screen}"
+    );
     let mut h = failed();
     let screen = text(h.render(100, 30).backend().buffer());
-    assert!(screen.contains("✓connect ✓claim ✗transfer ·verify ·deliver"), "{screen}");
+    assert!(
+        screen.contains("✓connect ✓claim ✗transfer ·verify ·deliver"),
+        "{screen}"
+    );
     let mut h = asking_host_key();
     let screen = text(h.render(100, 30).backend().buffer());
     assert!(screen.contains("▶connect ·claim"), "{screen}");
-    assert!(!screen.contains("0 B of 0 B"), "no zeros before the transfer:
-{screen}");
+    assert!(
+        !screen.contains("0 B of 0 B"),
+        "no zeros before the transfer:
+{screen}"
+    );
 }
 
 #[test]

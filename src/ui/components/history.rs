@@ -7,8 +7,8 @@ use ratatui::widgets::Sparkline;
 use ratatui::Frame;
 
 use super::{panel, Component, Context};
-use crate::engine::event::HistoryEntry;
 use crate::ui::format;
+use crate::ui::model::PastFetch;
 
 /// The history panel (stateless).
 #[derive(Debug, Default)]
@@ -17,7 +17,7 @@ pub struct HistoryPanel;
 /// Width of the row labels (`ratio `, `time  `).
 const LABEL: u16 = 6;
 
-fn ratio_of(entry: &HistoryEntry) -> f64 {
+fn ratio_of(entry: &PastFetch) -> f64 {
     let s = &entry.summary;
     if s.payload_bytes == 0 {
         0.0
@@ -33,7 +33,7 @@ impl Component for HistoryPanel {
             frame.render_widget(panel("History", theme), area);
             return;
         };
-        let entries: Vec<&HistoryEntry> = ctx
+        let entries: Vec<&PastFetch> = ctx
             .model
             .history
             .iter()

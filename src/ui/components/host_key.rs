@@ -25,27 +25,20 @@ impl Component for HostKeyPrompt {
             Span::styled(format!("{} ", key.key_type), theme.label()),
             Span::styled(key.fingerprint.clone(), theme.key()),
         ]);
-        let (title, lines, style) = if prompt.changed {
+        let (title, lines, style, keys) = if let Some(detail) = &prompt.refusal {
             (
                 "HOST KEY CHANGED: refused",
                 vec![
                     Line::raw(format!(
-                        "{}: the key of {} port {} is not the one in known_hosts.",
+                        "{}: {} port {} sent a key known_hosts does not have for it:",
                         prompt.account, key.host, key.port
                     )),
-                    Line::raw("Offered now:"),
                     fingerprint,
                     Line::raw(""),
-                    Line::styled(
-                        "This may be an attack, or a reinstalled server. mailhaul will not \
-                         connect. Check the fingerprint with the server's admin, then fix \
-                         known_hosts by hand.",
-                        theme.error(),
-                    ),
-                    Line::raw(""),
-                    Line::styled("Esc/Enter: dismiss", theme.key()),
+                    Line::styled(detail.clone(), theme.error()),
                 ],
                 theme.error(),
+                " Esc: dismiss ",
             )
         } else {
             (
@@ -69,13 +62,19 @@ impl Component for HostKeyPrompt {
                     ]),
                 ],
                 theme.warn(),
+                " y: accept  n: refuse ",
             )
         };
         let width = 72.min(area.width);
         let height = wrapped_height(&lines, width.saturating_sub(2)) + 2;
         let paragraph = Paragraph::new(lines)
             .wrap(Wrap { trim: true })
-            .block(panel(Line::styled(title, style), theme));
+            // The keys also sit on the bottom border, visible however much
+            // of a long explanation a small screen cuts.
+            .block(
+                panel(Line::styled(title, style), theme)
+                    .title_bottom(Line::styled(keys, theme.key())),
+            );
         let rect = centered(area, width, height);
         frame.render_widget(Clear, rect);
         frame.render_widget(paragraph, rect);
@@ -88,7 +87,7 @@ impl Component for HostKeyPrompt {
         let Some(prompt) = ctx.model.host_keys.front() else {
             return Handled::Ignored;
         };
-        match (prompt.changed, key.code) {
+        match (prompt.refusal.is_some(), key.code) {
             (false, KeyCode::Char('y') | KeyCode::Char('Y')) => {
                 Handled::Intent(Intent::AnswerHostKey(true))
             }
