@@ -43,6 +43,20 @@ pub enum Command {
     /// compression a fetch would use and why, or what the server lacks;
     /// claims nothing.
     Check(CheckArgs),
+    /// Write a commented config from a few questions (Host aliases from
+    /// ~/.ssh/config are offered).
+    Init {
+        /// Replace an existing config.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print shell completions for SHELL on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 /// Arguments of `mailhaul fetch`.

@@ -260,8 +260,12 @@ impl Lines {
                 FetchEvent::Stage(stage) if stage != Stage::Failed => {
                     eprintln!("mailhaul: {account}: {}", stage_name(stage))
                 }
-                FetchEvent::Stage(_) => {}
-                FetchEvent::SpoolSize { bytes } => {
+                // A headless run refuses unknown and changed keys; the
+                // `Failed` event that follows explains what to do.
+                FetchEvent::Stage(_)
+                | FetchEvent::HostKeyUnknown(_)
+                | FetchEvent::HostKeyChanged { .. } => {}
+                FetchEvent::SpoolSize { bytes, .. } => {
                     eprintln!("mailhaul: {account}: spool holds {}", size(bytes))
                 }
                 FetchEvent::Progress(p) => {
@@ -338,9 +342,11 @@ impl Bars {
                     return;
                 };
                 match event {
-                    FetchEvent::Stage(Stage::Done | Stage::Failed) => {}
+                    FetchEvent::Stage(Stage::Done | Stage::Failed)
+                    | FetchEvent::HostKeyUnknown(_)
+                    | FetchEvent::HostKeyChanged { .. } => {}
                     FetchEvent::Stage(stage) => bar.set_message(stage_name(stage)),
-                    FetchEvent::SpoolSize { bytes } => {
+                    FetchEvent::SpoolSize { bytes, .. } => {
                         bar.set_message(format!("spool {}", size(bytes)))
                     }
                     FetchEvent::Progress(p) => {

@@ -2,6 +2,9 @@
 //! calls and an [`Exit`](crate::exit::Exit) code.
 
 pub mod fetch;
+pub mod init;
+
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -13,7 +16,24 @@ pub fn run(cli: Cli) -> Exit {
             eprintln!("mailhaul: the dashboard is not built yet; see `mailhaul --help`");
             Exit::Usage
         }
-        Some(Command::Fetch(args)) => fetch::run_fetch(cli.config.as_deref(), &args),
-        Some(Command::Check(args)) => fetch::run_check(cli.config.as_deref(), &args),
+        Some(command) => match command {
+            Command::Fetch(args) => fetch::run_fetch(cli.config.as_deref(), &args),
+            Command::Check(args) => fetch::run_check(cli.config.as_deref(), &args),
+            Command::Init { force } => init::run(cli.config.as_deref(), force),
+            Command::Completions { shell } => {
+                let mut cmd = Cli::command();
+                clap_complete::generate(shell, &mut cmd, "mailhaul", &mut std::io::stdout());
+                Exit::Ok
+            }
+            Command::Man => {
+                match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                    Ok(()) => Exit::Ok,
+                    Err(e) => {
+                        eprintln!("mailhaul: {e}");
+                        Exit::Failure
+                    }
+                }
+            }
+        },
     }
 }

@@ -20,7 +20,9 @@ use crate::engine::claim::{
     Method, MethodChoice, Probe, RemoteClaim, ScriptError, StrategyChoice,
 };
 use crate::engine::deliver::{Filer, StableId};
-use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, TransferProgress};
+use crate::engine::event::{
+    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
+};
 use crate::engine::history;
 use crate::engine::journal::{Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
@@ -200,6 +202,14 @@ pub fn connect(
     compress: bool,
     prompter: &dyn Prompter,
 ) -> Result<Connection, FetchError> {
+    Ok(connect_ssh(account, compress, prompter)?)
+}
+
+fn connect_ssh(
+    account: &Account,
+    compress: bool,
+    prompter: &dyn Prompter,
+) -> Result<Connection, SshError> {
     let target = Target::resolve_with_user_config(account)?;
     let mut conn = ssh::connect(&target, compress, prompter)?;
     // The claim may wait on a busy lock for lock_timeout seconds in silence.
@@ -319,15 +329,18 @@ impl Run<'_> {
         }
 
         let compress_first = self.account.compression == Compression::Ssh;
-        let mut conn = connect(self.account, compress_first, &*self.options.prompter)?;
+        let mut conn = self.connect(compress_first)?;
         let mut probe = probe(&conn, self.account)?;
         if let Some(bytes) = probe.spool_size {
-            self.emit(FetchEvent::SpoolSize { bytes });
+            self.emit(FetchEvent::SpoolSize {
+                bytes,
+                messages: None,
+            });
         }
         let method = choose_method(&probe, self.account.compression, self.account.zstd_level)
             .map_err(|m| FetchError::new(Exit::ServerUnsupported, m))?;
         if method.method.needs_transport_compression() && !compress_first {
-            conn = connect(self.account, true, &*self.options.prompter)?;
+            conn = self.connect(true)?;
             probe = self::probe(&conn, self.account)?;
         }
         self.summary.method = method.method.label();
@@ -413,6 +426,39 @@ impl Run<'_> {
             .compact()
             .map_err(|e| FetchError::local("journal", e))?;
         Ok(())
+    }
+
+    /// Connects, telling the watcher about a changed or revoked host key.
+    fn connect(&self, compress: bool) -> Result<Connection, FetchError> {
+        connect_ssh(self.account, compress, &*self.options.prompter).map_err(|e| {
+            let key = match &e {
+                SshError::HostKeyChanged(c) => Some(HostKeyInfo {
+                    host: c.host.clone(),
+                    port: c.port,
+                    key_type: c.key_type.clone(),
+                    fingerprint: c.got.clone(),
+                }),
+                SshError::HostKeyRevoked {
+                    host,
+                    port,
+                    fingerprint,
+                    ..
+                } => Some(HostKeyInfo {
+                    host: host.clone(),
+                    port: *port,
+                    key_type: String::new(),
+                    fingerprint: fingerprint.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(key) = key {
+                self.emit(FetchEvent::HostKeyChanged {
+                    key,
+                    detail: e.to_string(),
+                });
+            }
+            FetchError::from(e)
+        })
     }
 
     /// Removes downloads cut short by an earlier run (their claims are still
