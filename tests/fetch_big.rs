@@ -59,14 +59,15 @@ fn a_200_mb_spool_is_fetched_in_bounded_memory() {
     client.set_format("mboxrd");
 
     let started = std::time::Instant::now();
-    let mut child = client.command(&["fetch"]).spawn().unwrap();
+    // Reaped below by wait4, which also returns its resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = client.command(&["fetch"]).spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for this child only.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid);
-    drop(child.stdin.take());
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "fetch failed: wait status {status}"
