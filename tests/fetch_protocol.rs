@@ -202,3 +202,54 @@ fn dry_run_and_check_report_without_claiming() {
     assert_eq!(std::fs::read(&user.spool).unwrap(), mail);
     assert!(client.filed_md5s().is_empty());
 }
+
+/// gzip, SSH transport compression and none: the same messages arrive, and
+/// the history's byte counts show one compression at a time (payload
+/// compressed or the socket compressed, never both).
+#[test]
+fn each_compression_method_delivers_and_counts_its_bytes() {
+    let sshd = TestSshd::start();
+    let mail = real_mail();
+    let raw = mail.spool.len() as u64;
+    for method in ["gzip", "ssh", "none"] {
+        let server = tempfile::tempdir().unwrap();
+        let spool = server.path().join("spool");
+        fill_spool(&spool, &mail.spool);
+        let client = Client::new(
+            &sshd,
+            "root",
+            &format!("spool = {spool:?}\ncompression = {method:?}"),
+        );
+        client.set_format("mboxrd");
+        let out = client.run(&["fetch"]);
+        assert!(out.status.success(), "{method}: {}", describe(&out));
+        assert_same_messages(&client.filed_md5s(), &mail.md5s, method);
+        let history = client.history();
+        let row: Vec<String> = history
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split('\t')
+            .map(String::from)
+            .collect();
+        let (payload, socket): (u64, u64) = (row[5].parse().unwrap(), row[6].parse().unwrap());
+        assert_eq!(row[4], raw.to_string(), "{method}: raw");
+        match method {
+            "gzip" => {
+                assert_eq!(row[7], "gzip -6");
+                assert!(payload < raw / 2, "{method}: payload {payload} of {raw}");
+                assert!(socket > payload, "{method}: socket {socket}");
+            }
+            "ssh" => {
+                assert_eq!(row[7], "ssh");
+                assert_eq!(payload, raw, "{method}: payload is not compressed");
+                assert!(socket < raw / 2, "{method}: socket {socket} of {raw}");
+            }
+            _ => {
+                assert_eq!(row[7], "none");
+                assert_eq!(payload, raw);
+                assert!(socket > raw, "{method}: socket {socket} of {raw}");
+            }
+        }
+    }
+}
