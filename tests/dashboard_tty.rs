@@ -3,8 +3,9 @@
 //! its calls), then drives it with keys. Checks what unit tests cannot: raw
 //! mode and the alternate screen work, a resize from 100x30 to 60x20 re-lays
 //! the panels, keys typed in the terminal reach the engine, `?` and Esc reach
-//! the help overlay, `q` ends `run` cleanly, and `NO_COLOR` in the
-//! environment removes every colour from what the terminal receives.
+//! the help overlay, `q` ends `run` cleanly, `NO_COLOR` in the environment
+//! removes every colour from what the terminal receives, and a panic leaves
+//! the alternate screen and mouse capture.
 //!
 //! `harness = false` (Cargo.toml): `main` is either the checks or, with
 //! `MAILHAUL_DASHBOARD_CHILD=FILE` set, the dashboard program itself.
@@ -20,6 +21,8 @@ use mailhaul::ui::{self, Engine};
 
 /// Names the file the child writes its engine calls to when the dashboard ends.
 const CHILD_ENV: &str = "MAILHAUL_DASHBOARD_CHILD";
+/// When set, the child's engine panics on `fetch`, to test the panic hook.
+const PANIC_ENV: &str = "MAILHAUL_DASHBOARD_PANIC";
 
 /// Records every call, one per line.
 struct RecordingEngine {
@@ -28,6 +31,9 @@ struct RecordingEngine {
 
 impl Engine for RecordingEngine {
     fn fetch(&mut self, account: &str) {
+        if std::env::var_os(PANIC_ENV).is_some() {
+            panic!("engine panicked on purpose");
+        }
         self.calls.push(format!("fetch {account}"));
     }
     fn fetch_all(&mut self) {
@@ -155,6 +161,19 @@ impl Tmux {
         }
     }
 
+    /// A tmux format variable of the pane (`alternate_on`, `pane_dead`, ...).
+    fn pane(&self, variable: &str) -> String {
+        self.run(&[
+            "display-message",
+            "-p",
+            "-t",
+            "ui",
+            &format!("#{{{variable}}}"),
+        ])
+        .trim()
+        .to_string()
+    }
+
     fn keys(&self, keys: &str) {
         self.run(&["send-keys", "-t", "ui", keys]);
     }
@@ -207,12 +226,12 @@ fn has_colour(screen: &str) -> bool {
     })
 }
 
-/// The shell command that runs this binary as the dashboard child.
-fn child_command(out: &Path, no_color: bool) -> String {
+/// The shell command that runs this binary as the dashboard child, with
+/// extra environment settings (`NAME=value `...).
+fn child_command(out: &Path, extra_env: &str) -> String {
     let exe = std::env::current_exe().expect("own path");
     format!(
-        "env {}{CHILD_ENV}={} {}",
-        if no_color { "NO_COLOR=1 " } else { "" },
+        "env {extra_env}{CHILD_ENV}={} {}",
         out.display(),
         exe.display()
     )
@@ -221,7 +240,7 @@ fn child_command(out: &Path, no_color: bool) -> String {
 fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("calls.txt");
-    let tmux = Tmux::start("colour", &child_command(&out, false));
+    let tmux = Tmux::start("colour", &child_command(&out, ""));
     let wide = tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
     assert!(
         wide.contains("account") && wide.contains("mail.example.org"),
@@ -267,7 +286,7 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
 fn no_color_in_the_environment_removes_every_colour() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("calls.txt");
-    let tmux = Tmux::start("nocolour", &child_command(&out, true));
+    let tmux = Tmux::start("nocolour", &child_command(&out, "NO_COLOR=1 "));
     tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
     let screen = tmux.screen(true);
     assert!(
@@ -282,6 +301,44 @@ fn no_color_in_the_environment_removes_every_colour() {
     assert_eq!(wait_for_file(&out), "shutdown\n");
 }
 
+fn a_panic_gives_the_terminal_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("calls.txt");
+    let tmux = Tmux::start("panic", &child_command(&out, &format!("{PANIC_ENV}=1 ")));
+    // Keep the pane after the child dies, to look at what it left behind.
+    tmux.run(&["set-option", "-t", "ui", "remain-on-exit", "on"]);
+    tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
+    assert_eq!(
+        tmux.pane("alternate_on"),
+        "1",
+        "the dashboard uses the alternate screen"
+    );
+    assert_eq!(tmux.pane("mouse_any_flag"), "1", "and captures the mouse");
+    tmux.keys("f");
+    let after = tmux.wait_for("the panic message", |s| {
+        s.contains("engine panicked on purpose")
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.pane("pane_dead") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the child did not exit:\n{after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        tmux.pane("alternate_on"),
+        "0",
+        "back on the main screen:\n{after}"
+    );
+    assert_eq!(tmux.pane("mouse_any_flag"), "0", "mouse capture released");
+    assert_eq!(
+        tmux.pane("mouse_standard_flag"),
+        "0",
+        "mouse capture released"
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child();
@@ -290,7 +347,7 @@ fn main() -> anyhow::Result<()> {
         println!("note: tmux is not installed; skipping the real-terminal dashboard tests");
         return Ok(());
     }
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         (
             "dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal",
             dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal,
@@ -298,6 +355,10 @@ fn main() -> anyhow::Result<()> {
         (
             "no_color_in_the_environment_removes_every_colour",
             no_color_in_the_environment_removes_every_colour,
+        ),
+        (
+            "a_panic_gives_the_terminal_back",
+            a_panic_gives_the_terminal_back,
         ),
     ];
     for (name, test) in tests {
