@@ -548,6 +548,13 @@ fn quitting_during_a_fetch_asks_first() {
     assert!(h.engine.calls.is_empty());
 
     h.key(KeyCode::Char('q'));
+    h.fetch(
+        409.0,
+        "home",
+        FetchEvent::Finished(summary(3, 4_970_000, 1_000_000, 8_000)),
+    );
+    let screen = text(h.render(60, 20).backend().buffer());
+    assert!(screen.contains("No fetch runs any more."), "{screen}");
     h.key(KeyCode::Char('y'));
     assert!(h.app.should_quit());
     assert_eq!(h.engine.calls, ["shutdown"]);
