@@ -65,7 +65,9 @@ use crate::config::MboxFormat;
 pub const MAX_FROM_LINE: usize = 4096;
 
 /// Longest run of `>` before `From ` that the reader unquotes under mboxrd.
-/// Longer runs (never seen in real mail) are left as they are.
+/// Longer runs (never seen in real mail) are left as they are; the writer
+/// quotes every such line, so content with a run of this length or more
+/// before `From ` does not round-trip.
 pub const MAX_QUOTE_RUN: usize = 64 * 1024;
 
 /// Size of the read buffer.
