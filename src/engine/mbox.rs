@@ -34,9 +34,11 @@
 //!
 //! `Content-Length: N` in a header is trusted, as Dovecot does, only if the
 //! input `N` bytes after the blank line that ends the header is a blank line
-//! followed by the end of input or by a From_ line. (The end of input right
-//! there is not enough: one real spam's length is one too many, and would
-//! swallow the trailing separator.)
+//! followed by the end of input or by a From_ line, and it does not fall
+//! between the CR and LF of a line ending. (The end of input right there is
+//! not enough: one real spam's length is one too many, and would swallow the
+//! trailing separator; in a CRLF mbox such a length would end inside the
+//! CRLF separator.)
 //! When it is trusted the message is exactly those bytes even if its body has
 //! an unquoted `From ` line after a blank line. When it is not (spam has
 //! bogus lengths; formail trusts them blindly and merges messages), the
@@ -138,6 +140,8 @@ struct Input<R> {
     end: usize,
     /// Input offset of `buf[start]`.
     offset: u64,
+    /// The byte before `offset` (`\n` at the start).
+    last: u8,
     tail: Option<Tail>,
 }
 
@@ -152,6 +156,7 @@ impl<R: Read> Input<R> {
             start: 0,
             end: 0,
             offset: 0,
+            last: b'\n',
             tail: None,
         }
     }
@@ -217,6 +222,9 @@ impl<R: Read> Input<R> {
                 .map_err(Failure::Spool)?;
             tail.len += n as u64;
         }
+        if n > 0 {
+            self.last = self.buf[self.start + n - 1];
+        }
         self.start += n;
         self.offset += n as u64;
         Ok(())
@@ -259,6 +267,8 @@ impl<R: Read> Input<R> {
         self.end = 0;
         debug_assert_eq!(tail.offset + tail.len, self.offset);
         self.offset = tail.offset;
+        // A tail starts at a From_ line, after a blank line.
+        self.last = b'\n';
         Ok(())
     }
 }
@@ -448,10 +458,13 @@ impl<R: Read> MboxSplitter<R> {
                 continue;
             }
             let before_checkpoint = draft.cl_end.map_or(u64::MAX, |end| end - self.input.offset);
-            let line = match self.classify(draft)? {
-                Line::Blank(len) if (len as u64) > before_checkpoint => Line::Text,
-                line => line,
-            };
+            let line = self.classify(draft)?;
+            if matches!(line, Line::Blank(len) if len as u64 > before_checkpoint) {
+                // The length ends inside a CRLF blank line, so it is wrong.
+                if self.abandon_content_length(draft)? {
+                    return Ok(());
+                }
+            }
             match line {
                 Line::End => {
                     if draft.cl_end.is_some() {
@@ -640,11 +653,12 @@ impl<R: Read> MboxSplitter<R> {
 
     /// Whether the input at the current position is what a correct
     /// `Content-Length` leads to: the separator blank line, followed by the
-    /// end or a From_ line.
+    /// end or a From_ line. A length that ends between the CR and LF of a
+    /// line ending is wrong.
     fn content_length_holds(&mut self) -> Result<bool, Failure> {
         let more = self.input.fill_to(2 + MAX_FROM_LINE)?;
         let available = self.input.available();
-        let blank = if available.starts_with(b"\n") {
+        let blank = if available.starts_with(b"\n") && self.input.last != b'\r' {
             1
         } else if available.starts_with(b"\r\n") {
             2
@@ -1336,6 +1350,30 @@ mod tests {
     }
 
     #[test]
+    fn content_length_off_by_one_in_crlf_mbox() {
+        for extra in [0, 1, 2, 3] {
+            let body = "line\r\n";
+            let input = format!(
+                "From a {DATE}\r\nContent-Length: {}\r\n\r\n{body}\r\nFrom b {DATE}\r\n\
+                 S: y\r\n\r\nline\r\nFrom c {DATE}\r\n",
+                body.len() + extra
+            );
+            let got = split_all(input.as_bytes(), MboxFormat::Mboxo);
+            let envelopes: Vec<_> = got.iter().map(|m| m.0.clone()).collect();
+            assert_eq!(envelopes, vec![env("a"), env("b")], "extra {extra}");
+            let want = format!("Content-Length: {}\r\n\r\n{body}", body.len() + extra);
+            assert_eq!(got[0].1, want.as_bytes(), "extra {extra}");
+        }
+        // A length that ends between CR and LF of a text line followed by
+        // a From_ line (not a boundary: no blank line before it).
+        let input =
+            format!("From a {DATE}\r\nContent-Length: 5\r\n\r\nline\r\nFrom b {DATE}\r\nmore\r\n");
+        let got = split_all(input.as_bytes(), MboxFormat::Mboxo);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.ends_with(b"more\r\n"));
+    }
+
+    #[test]
     fn content_length_reaching_a_later_boundary_is_trusted() {
         // A length that reaches exactly to a later boundary is trusted
         // (Dovecot's rule): the two messages are one.
@@ -1360,6 +1398,30 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].2.content.len(), body.len() as u64 + 8);
         assert!(got[0].1[8..] == body[..]);
+    }
+
+    #[test]
+    fn bytes_read_past_a_wrong_length_are_read_again_from_disk() {
+        // Message a's length points far past the end, so everything after
+        // its From_ boundary (more than the pushback memory) is kept in a
+        // spool that spills to disk, then read again.
+        let mut big: Vec<u8> = (0..PUSHBACK_MEMORY + 4096)
+            .map(|i| b"0123456789abcdef>From \n"[i % 23])
+            .collect();
+        big.push(b'\n');
+        let mut input =
+            format!("From a {DATE}\nContent-Length: 999999999\n\nsmall\n\n").into_bytes();
+        input.extend_from_slice(format!("From b {DATE}\nS: big\n\n").as_bytes());
+        input.extend_from_slice(&big);
+        input.extend_from_slice(format!("\nFrom c {DATE}\nS: z\n\n").as_bytes());
+        let got = split_messages(&input[..], MboxFormat::Mboxo);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].1, b"Content-Length: 999999999\n\nsmall\n");
+        assert_eq!(got[1].0, env("b"));
+        assert!(got[1].1[8..] == big[..]);
+        assert_eq!(got[2].1, b"S: z\n");
+        let c_offset = input.len() - format!("From c {DATE}\nS: z\n\n").len();
+        assert_eq!(got[2].2.offset, c_offset as u64);
     }
 
     #[test]
