@@ -293,6 +293,8 @@ enum Line {
 struct Fallback {
     /// Content length up to the boundary (without the separator line).
     content_len: u64,
+    /// Header length up to the boundary.
+    header_len: usize,
 }
 
 /// The message being read.
@@ -473,12 +475,18 @@ impl<R: Read> MboxSplitter<R> {
                     return Ok(());
                 }
                 Line::From if draft.pending_blank.is_some() || draft.first_line => {
-                    if draft.cl_end.is_none() {
+                    // A body that starts with a From_ line may still be
+                    // covered by the header's Content-Length.
+                    let length_starts_here = draft.in_header
+                        && draft.pending_blank.is_some()
+                        && draft.content_length.is_some();
+                    if draft.cl_end.is_none() && !length_starts_here {
                         return Ok(());
                     }
                     if draft.fallback.is_none() {
                         draft.fallback = Some(Fallback {
                             content_len: draft.content.len(),
+                            header_len: draft.header.len(),
                         });
                         self.input.start_tail();
                     }
@@ -520,6 +528,7 @@ impl<R: Read> MboxSplitter<R> {
                     .content
                     .truncate(fallback.content_len)
                     .map_err(Failure::Spool)?;
+                draft.header.truncate(fallback.header_len);
                 self.input.push_back_tail()?;
                 Ok(true)
             }
@@ -537,7 +546,7 @@ impl<R: Read> MboxSplitter<R> {
         }
         let available = self.input.available();
         let limit = draft.cl_end.map_or(available.len(), |end| {
-            available.len().min((end - self.input.offset) as usize)
+            (end - self.input.offset).min(available.len() as u64) as usize
         });
         let data = &available[..limit];
         let mut n = match memchr(b'\n', data) {
@@ -1299,6 +1308,27 @@ mod tests {
         // enough (the separator line is missing): From_ lines decide.
         let input = format!("From a {DATE}\nContent-Length: {}\n\n{body}", body.len());
         assert_eq!(split_all(input.as_bytes(), MboxFormat::Mboxo).len(), 2);
+    }
+
+    #[test]
+    fn content_length_covers_a_body_that_starts_with_a_from_line() {
+        let body = format!("From b {DATE}\nbody\n");
+        for (length, count) in [(body.len(), 2), (0, 3), (body.len() - 1, 3), (99, 3)] {
+            let input =
+                format!("From a {DATE}\nContent-Length: {length}\n\n{body}\nFrom c {DATE}\nS: z\n");
+            let got = split_messages(input.as_bytes(), MboxFormat::Mboxo);
+            assert_eq!(got.len(), count, "length {length}");
+            assert_eq!(split_all(input.as_bytes(), MboxFormat::Mboxo).len(), count);
+            let header = format!("Content-Length: {length}\n");
+            if count == 2 {
+                assert_eq!(got[0].1, format!("{header}\n{body}").as_bytes());
+                assert_eq!(got[0].2.header, format!("{header}\n").as_bytes());
+            } else {
+                assert_eq!(got[0].1, header.as_bytes());
+                assert_eq!(got[0].2.header, header.as_bytes());
+                assert_eq!(got[1].1, b"body\n");
+            }
+        }
     }
 
     #[test]
