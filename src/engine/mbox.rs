@@ -1645,6 +1645,44 @@ mod tests {
             prop_assert_eq!(split_all(&joined, MboxFormat::Mboxo), messages);
         }
 
+        /// Solaris-style mboxo: nothing quoted, a right `Content-Length`
+        /// on every message, bodies full of unquoted From_ lines after
+        /// blank lines and without final newlines: the lengths hold it
+        /// together.
+        #[test]
+        fn mboxo_with_right_content_lengths_round_trips(
+            messages in prop::collection::vec(
+                (
+                    envelope_strategy(),
+                    prop::collection::vec(line_strategy(true), 0..6),
+                    prop::collection::vec(line_strategy(true), 0..12),
+                    prop::collection::vec(any::<u8>(), 0..5),
+                ),
+                0..6,
+            )
+        ) {
+            let mut joined = Vec::new();
+            let mut want = Vec::new();
+            for (envelope, header, body, unterminated) in messages {
+                let mut body: Vec<u8> = body.concat();
+                body.extend_from_slice(&unterminated);
+                if body.ends_with(b"\r") {
+                    body.push(b'x');
+                }
+                let mut content = format!("Content-Length: {}\n", body.len()).into_bytes();
+                for line in header.iter().filter(|l| l[0] != b'\n' && !l.starts_with(b"\r\n")) {
+                    content.extend_from_slice(line);
+                }
+                content.push(b'\n');
+                content.extend_from_slice(&body);
+                joined.extend_from_slice(format!("From {envelope}\n").as_bytes());
+                joined.extend_from_slice(&content);
+                joined.push(b'\n');
+                want.push((Some(envelope), content));
+            }
+            prop_assert_eq!(split_all(&joined, MboxFormat::Mboxo), want);
+        }
+
         /// With `From ` lines in bodies, mboxo still keeps every message
         /// apart; those lines come back as `>From `.
         #[test]
