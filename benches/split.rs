@@ -1,8 +1,11 @@
-//! Splitter throughput on the shared corpus (all files concatenated, read
-//! from memory so that only the splitter is timed, then from the files).
-//! Run: `cargo bench --bench split`. Skips with a note without the corpus.
+//! Splitter throughput on the shared corpus (all files concatenated and
+//! read from memory, so that only the splitter is timed; then from the
+//! files), and its memory on a long generated stream that ends in one huge
+//! message. Run: `cargo bench --bench split`. Skips with a note without the
+//! corpus.
 
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -43,34 +46,86 @@ fn main() {
     let mut messages = 0;
     for _ in 0..5 {
         let start = Instant::now();
-        messages = 0;
-        for message in MboxSplitter::new(&all[..], MboxFormat::Mboxrd) {
-            let message = message.unwrap();
-            std::hint::black_box(message.content.len());
-            messages += 1;
-        }
+        messages = split_count(&all[..]).0;
         best = best.min(start.elapsed().as_secs_f64());
     }
-    report("in memory", all.len(), messages, best);
+    report("in memory", all.len() as u64, messages, best);
 
     let start = Instant::now();
     let mut messages = 0;
     for file in &files {
-        messages += MboxSplitter::new(File::open(file).unwrap(), MboxFormat::Mboxrd).count();
+        messages += split_count(File::open(file).unwrap()).0;
     }
+    let seconds = start.elapsed().as_secs_f64();
+    report("from files", all.len() as u64, messages, seconds);
+
+    // Bounded memory: the corpus ten times over, then one 200 MB message,
+    // generated on the fly; the peak RSS must not grow with them.
+    let before = peak_rss_kib();
+    let corpus_ten_times: Box<dyn Read> = (0..10).fold(Box::new(std::io::empty()), |r, _| {
+        Box::new(r.chain(&all[..]))
+    });
+    let stream = corpus_ten_times
+        .chain(&b"From big@example.com Mon Jan  1 00:00:00 2001\nSubject: big\n\n"[..])
+        .chain(Lines { left: 200_000_000 });
+    let start = Instant::now();
+    let (messages, bytes) = split_count(stream);
     report(
-        "from files",
-        all.len(),
+        "a generated stream",
+        bytes,
         messages,
         start.elapsed().as_secs_f64(),
     );
+    println!(
+        "peak RSS: {before} KiB before the stream, {} KiB after it",
+        peak_rss_kib()
+    );
 }
 
-fn report(what: &str, bytes: usize, messages: usize, seconds: f64) {
+/// Splits everything; the number of messages and of content bytes.
+fn split_count(input: impl Read) -> (u64, u64) {
+    let mut messages = 0;
+    let mut bytes = 0;
+    for message in MboxSplitter::new(input, MboxFormat::Mboxrd) {
+        bytes += message.unwrap().content.len();
+        messages += 1;
+    }
+    (messages, bytes)
+}
+
+fn report(what: &str, bytes: u64, messages: u64, seconds: f64) {
     println!(
         "split {what}: {messages} messages, {bytes} bytes in {:.1} ms: {:.0} MB/s, {:.0} msgs/s",
         seconds * 1e3,
         bytes as f64 / seconds / 1e6,
         messages as f64 / seconds
     );
+}
+
+/// `left` bytes of text lines.
+struct Lines {
+    left: u64,
+}
+
+impl Read for Lines {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        const LINE: &[u8] = b"All work and no play makes Jack a dull boy; 0123456789.\n";
+        let n = (buf.len() as u64).min(self.left) as usize;
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            *b = LINE[(self.left as usize - i) % LINE.len()];
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The process's peak resident set size (Linux), 0 elsewhere.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
