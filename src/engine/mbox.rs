@@ -1191,6 +1191,10 @@ mod tests {
     fn from_line_forms() {
         for line in [
             "From MAILER-DAEMON Thu Jan  1 00:00:00 1970",
+            // Postfix and procmail write two spaces before the date.
+            "From MAILER-DAEMON  Sat Nov 28 09:53:43 2026",
+            "From root@vm  Sat Nov 28 09:40:32 2026",
+            "From \"a b\"@x  Sat Nov  8 09:40:32 2026",
             "From user@example.com Sat Nov 28 09:27:34 2026",
             "From  Mon Jan  1 00:00:00 2001",
             "From Mon Jan 1 00:00 2001",
