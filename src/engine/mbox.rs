@@ -44,7 +44,10 @@
 //! bogus lengths; formail trusts them blindly and merges messages), the
 //! From_ line rule above decides. To know, the splitter reads on to that
 //! offset; bytes it read past the From_ line boundary are kept in a spool
-//! and read again (pushed back) if the length turns out wrong.
+//! and read again (pushed back) if the length turns out wrong. Pushed-back
+//! bytes take at most 8 MiB of memory in all, the rest is in temporary
+//! files. The length counts bytes as stored: mboxrd unquoting still applies
+//! within it. The first `Content-Length:` header line counts.
 //!
 //! Under [`MboxFormat::Mboxrd`] one `>` is removed from every line that is
 //! `>` (at most [`MAX_QUOTE_RUN`] of them) followed by `From `; under
