@@ -5,6 +5,8 @@
 
 pub mod deliver;
 pub mod event;
+pub mod mbox;
 pub mod message;
 pub mod pipeline;
 pub mod rules;
+pub mod ssh;
