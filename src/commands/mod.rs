@@ -1,7 +1,9 @@
 //! The subcommands' implementations: each turns parsed arguments into engine
 //! calls and an [`Exit`](crate::exit::Exit) code.
 
-use crate::cli::Cli;
+mod filter;
+
+use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 
 /// Runs what the command line asks for.
@@ -11,6 +13,6 @@ pub fn run(cli: Cli) -> Exit {
             eprintln!("mailhaul: the dashboard is not built yet; see `mailhaul --help`");
             Exit::Usage
         }
-        Some(command) => match command {},
+        Some(Command::Filter(args)) => filter::run(cli.config.as_deref(), &args),
     }
 }
