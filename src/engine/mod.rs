@@ -3,7 +3,10 @@
 //! Workers run on their own threads and report on one typed channel
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
+pub mod deliver;
 pub mod event;
 pub mod mbox;
 pub mod message;
+pub mod pipeline;
+pub mod rules;
 pub mod ssh;
