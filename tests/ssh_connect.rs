@@ -544,3 +544,28 @@ fn unprivileged_user_runs_scripts_in_its_home() {
         b"data\n"
     );
 }
+
+#[test]
+fn closed_port_and_silent_server_fail_as_transfer_errors() {
+    let sshd = TestSshd::start();
+    let mut t = target(&sshd, &sshd.key);
+    t.port = common::sshd::free_port();
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::Connect { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Transfer);
+    assert!(e.to_string().contains("refused"), "{e}");
+
+    // Accepts, then says nothing: the handshake gives up after the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    t.port = silent.local_addr().unwrap().port();
+    t.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::Handshake { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Transfer);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
