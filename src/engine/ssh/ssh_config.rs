@@ -41,6 +41,24 @@ pub struct HostSettings {
 }
 
 impl SshConfig {
+    /// The literal `Host` names (no wildcards, no negations), in file order:
+    /// what `mailhaul init` offers as hosts.
+    pub fn aliases(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for pattern in self
+            .blocks
+            .iter()
+            .filter_map(|b| b.patterns.as_ref())
+            .flatten()
+        {
+            let literal = !pattern.contains(['*', '?', '!']);
+            if literal && !out.contains(pattern) {
+                out.push(pattern.clone());
+            }
+        }
+        out
+    }
+
     /// `~/.ssh/config` of the current user.
     pub fn default_path() -> Option<PathBuf> {
         directories::BaseDirs::new().map(|b| b.home_dir().join(".ssh").join("config"))
@@ -278,6 +296,12 @@ mod tests {
     fn settings_before_any_host_apply_everywhere() {
         let c = parse("User early\nHost a\n User late\n");
         assert_eq!(c.resolve("a").user.as_deref(), Some("early"));
+    }
+
+    #[test]
+    fn aliases_lists_literal_host_names_once() {
+        let c = parse("Host mail work\n  User a\nHost *.example.org !x\nHost mail\n  Port 2\n");
+        assert_eq!(c.aliases(), vec!["mail".to_string(), "work".to_string()]);
     }
 
     #[test]
