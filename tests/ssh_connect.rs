@@ -569,3 +569,36 @@ fn closed_port_and_silent_server_fail_as_transfer_errors() {
         started.elapsed()
     );
 }
+
+#[test]
+fn system_known_hosts_file_is_trusted_but_never_written() {
+    let sshd = TestSshd::start();
+    let system = sshd.dir.path().join("ssh_known_hosts");
+    std::fs::copy(&sshd.known_hosts, &system).unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = sshd.dir.path().join("user_known_hosts");
+    t.system_known_hosts_files = vec![sshd.dir.path().join("absent"), system.clone()];
+    t.host_key_policy = HostKeyPolicy::AcceptNew;
+    must_connect(&sshd, &t);
+    assert!(
+        !t.known_hosts_file.exists(),
+        "a known key must not be recorded again"
+    );
+
+    // A changed key in the system file is reported with that file's name.
+    let other = sshd.dir.path().join("other_host_key");
+    keygen(&other, "");
+    std::fs::write(
+        &system,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, public_key(&other)),
+    )
+    .unwrap();
+    let e = must_fail(&t);
+    let SshError::HostKeyChanged(changed) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        (changed.known_hosts.as_path(), changed.line),
+        (system.as_path(), 1)
+    );
+}

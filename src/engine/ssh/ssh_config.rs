@@ -2,7 +2,7 @@
 //! account's `host` may be a Host alias the user already has.
 //!
 //! Only what a connection target needs is read: `HostName`, `User`, `Port`,
-//! `IdentityFile`. As in OpenSSH, blocks apply in file order and for each
+//! `IdentityFile`, `UserKnownHostsFile` (its first file). As in OpenSSH, blocks apply in file order and for each
 //! keyword the first value obtained wins (`IdentityFile` accumulates). `Host`
 //! patterns may use `*`, `?` and `!negation`. `Include` is followed (paths
 //! relative to the including file's directory, `~/`, wildcards in the file
@@ -40,6 +40,8 @@ pub struct HostSettings {
     /// Every `IdentityFile`, in order, unexpanded (`~`, `%d`, ... are the
     /// caller's to expand once the user and host are known).
     pub identity_files: Vec<String>,
+    /// The first file of `UserKnownHostsFile`, unexpanded.
+    pub user_known_hosts_file: Option<String>,
 }
 
 impl SshConfig {
@@ -108,6 +110,9 @@ impl SshConfig {
                     "user" if out.user.is_none() => out.user = Some(value.clone()),
                     "port" if out.port.is_none() => out.port = value.parse().ok(),
                     "identityfile" => out.identity_files.push(value.clone()),
+                    "userknownhostsfile" if out.user_known_hosts_file.is_none() => {
+                        out.user_known_hosts_file = Some(value.clone())
+                    }
                     _ => {}
                 }
             }
@@ -186,7 +191,7 @@ fn parse_into(
                 }
                 push(blocks, keyword, port.to_string());
             }
-            "hostname" | "user" | "identityfile" => {
+            "hostname" | "user" | "identityfile" | "userknownhostsfile" => {
                 if let Some(v) = words.into_iter().next() {
                     push(blocks, keyword, v);
                 }
@@ -338,6 +343,7 @@ mod tests {
                 user: Some("bob".into()),
                 port: Some(2222),
                 identity_files: vec!["~/.ssh/mail".into(), "~/.ssh/id_ed25519".into()],
+                user_known_hosts_file: None,
             }
         );
         assert_eq!(c.resolve("other").user.as_deref(), Some("nobody"));
