@@ -99,9 +99,9 @@ pub struct Connection {
 ///
 /// `compress` asks for SSH transport compression (zlib@openssh.com), which
 /// must be set before the handshake. The host key is checked against
-/// `target.known_hosts_file`; an unknown host is accepted and recorded under
-/// `accept-new`, and put to `prompter` under `strict`. A changed or revoked
-/// key is always refused.
+/// `target.known_hosts_file` and the system-wide files; an unknown host is
+/// accepted and recorded (in the user's file) under `accept-new`, and put to
+/// `prompter` under `strict`. A changed or revoked key is always refused.
 pub fn connect(
     target: &Target,
     compress: bool,
