@@ -602,3 +602,22 @@ fn system_known_hosts_file_is_trusted_but_never_written() {
         (system.as_path(), 1)
     );
 }
+
+#[test]
+fn server_hanging_up_after_too_many_keys_is_explained() {
+    let sshd = TestSshd::start_with_config("MaxAuthTries 1\n");
+    let agent = start_agent(sshd.dir.path());
+    let stranger = sshd.dir.path().join("stranger");
+    keygen(&stranger, "");
+    common::run(
+        Command::new("ssh-add")
+            .arg("-q")
+            .arg(&stranger)
+            .env("SSH_AUTH_SOCK", &agent.socket),
+    );
+    let mut t = target(&sshd, &sshd.key);
+    t.agent_socket = Some(agent.socket.clone());
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::AuthRefused { .. }), "{e:?}");
+    assert!(e.to_string().contains("the server hung up"), "{e}");
+}

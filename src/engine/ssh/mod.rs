@@ -129,7 +129,7 @@ pub fn connect(
     known_hosts.prefer_known_types(&session, &target.host, target.port);
     session.handshake().map_err(handshake_err)?;
     verify_host_key(&session, target, &mut known_hosts, prompter)?;
-    auth::authenticate(&session, target, prompter)?;
+    auth::authenticate(&session, &socket, target, prompter)?;
     let mut conn = Connection {
         session,
         socket,
