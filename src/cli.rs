@@ -57,6 +57,32 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// File an mbox (FILEs, or stdin) into Maildir folders by the config's
+    /// rules: the drop-in for `formail -s procmail`. Without a config,
+    /// everything goes to INBOX. Exits 8 when some message was not delivered
+    /// where the rules say, naming each and where it is kept.
+    Filter(FilterArgs),
+}
+
+/// Arguments of `mailhaul filter`.
+#[derive(Debug, clap::Args)]
+pub struct FilterArgs {
+    /// Maildir root to file into (default: `general.maildir` of the config).
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Option<PathBuf>,
+    /// Dialect of the input (default: `filter.format` of the config, else mboxo).
+    #[arg(long, value_enum)]
+    pub format: Option<crate::config::MboxFormat>,
+    /// Do not fsync delivered mail (fast, loses mail on a crash; for
+    /// throwaway imports and benchmarks).
+    #[arg(long)]
+    pub no_fsync: bool,
+    /// How many messages are made durable together (1: fsync each one).
+    #[arg(long, value_name = "N", default_value_t = crate::engine::deliver::DEFAULT_BATCH)]
+    pub batch: usize,
+    /// mbox files to file, in order; stdin when none is given.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 /// Arguments of `mailhaul fetch`.

@@ -74,6 +74,10 @@ new_id() {
 }
 
 # Takes the dot-lock with the given method, waiting up to $wait seconds.
+# dotlockfile (liblockfile) removes a lock it deems stale (older than 5
+# minutes, or holding the pid of a dead process); the helpers are only run
+# when no lock exists, so that mailhaul never breaks anyone's lock: an
+# existing lock is waited on, then reported.
 lock() {
   _i=0
   while :; do
@@ -83,13 +87,17 @@ lock() {
         [ -d "$spool_dir" ] && [ -w "$spool_dir" ] ||
           fail failed "cannot create $lockf: the spool directory is not writable" 12 ;;
       dotlockfile)
-        if _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1); then locked=dotlockfile; return 0; fi
-        [ -e "$lockf" ] || fail failed "dotlockfile could not lock $lockf: $_err" 12 ;;
+        if [ ! -e "$lockf" ]; then
+          if _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1); then locked=dotlockfile; return 0; fi
+          [ -e "$lockf" ] || fail failed "dotlockfile could not lock $lockf: $_err" 12
+        fi ;;
       lockfile)
-        if [ "$spool" = "/var/mail/$user" ] || [ "$spool" = "/var/spool/mail/$user" ]; then
-          if _err=$(lockfile -r 0 -ml 2>&1); then locked=lockfile-ml; return 0; fi
-        elif _err=$(lockfile -r 0 "$lockf" 2>&1); then locked=excl; return 0; fi
-        [ -e "$lockf" ] || fail failed "lockfile could not lock $lockf: $_err" 12 ;;
+        if [ ! -e "$lockf" ]; then
+          if [ "$spool" = "/var/mail/$user" ] || [ "$spool" = "/var/spool/mail/$user" ]; then
+            if _err=$(lockfile -r 0 -ml 2>&1); then locked=lockfile-ml; return 0; fi
+          elif _err=$(lockfile -r 0 "$lockf" 2>&1); then locked=excl; return 0; fi
+          [ -e "$lockf" ] || fail failed "lockfile could not lock $lockf: $_err" 12
+        fi ;;
     esac
     if [ "$_i" -ge "$wait" ]; then
       _age=

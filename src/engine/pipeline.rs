@@ -6,12 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::path::PathBuf;
 
+use crate::config::MboxFormat;
 use crate::engine::deliver::{
     CommitError, Filed, Filer, Published, MBOX_PREFIX, QUARANTINE_FOLDER,
 };
 use crate::engine::event::FetchEvent;
+use crate::engine::mbox::MboxSplitter;
 use crate::engine::message::Message;
 
 /// One message that was not delivered where the rules said.
@@ -73,6 +76,18 @@ impl FilingReport {
     pub fn delivered_total(&self) -> u64 {
         self.delivered.values().sum()
     }
+}
+
+/// Splits the mbox `reader` (in dialect `format`) and files every message
+/// with `filer`; see [`file_messages`].
+pub fn file_mbox(
+    reader: impl Read,
+    input: &str,
+    filer: &mut Filer,
+    format: MboxFormat,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> FilingReport {
+    file_messages(MboxSplitter::new(reader, format), input, filer, progress)
 }
 
 /// Files every message of `messages` (an mbox splitter, or any source of

@@ -10,12 +10,14 @@
 //! and both locks are released.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use crate::config::MboxFormat;
+use crate::engine::mbox;
 use crate::engine::message::Message;
 
 /// Why a message could not be appended (the file is as it was).
@@ -82,7 +84,13 @@ pub fn append(
         let separator = separator_needed(&file, old_len)?;
         let mut out = BufWriter::with_capacity(64 << 10, &file);
         out.write_all(separator)?;
-        write_mboxrd(&mut out, message)?;
+        let envelope = message.envelope.as_deref();
+        mbox::write_message(
+            &mut out,
+            envelope,
+            message.content.reader()?,
+            MboxFormat::Mboxrd,
+        )?;
         out.flush()?;
         drop(out);
         if fsync {
@@ -111,55 +119,6 @@ fn separator_needed(file: &File, len: u64) -> io::Result<&'static [u8]> {
         [.., b'\n'] => b"\n",
         _ => b"\n\n",
     })
-}
-
-/// Writes `message` in mboxrd: From_ line, quoted content, blank line.
-fn write_mboxrd(out: &mut dyn Write, message: &mut Message) -> io::Result<()> {
-    out.write_all(b"From ")?;
-    match &message.envelope {
-        Some(envelope) => out.write_all(envelope)?,
-        None => write!(out, "MAILER-DAEMON {}", asctime_now())?,
-    }
-    out.write_all(b"\n")?;
-    let mut reader = BufReader::with_capacity(64 << 10, message.content.reader()?);
-    let mut line = Vec::new();
-    let mut last = b'\n';
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        let unquoted = line.iter().position(|&b| b != b'>').unwrap_or(line.len());
-        if line[unquoted..].starts_with(b"From ") {
-            out.write_all(b">")?;
-        }
-        out.write_all(&line)?;
-        last = *line.last().expect("non-empty line");
-    }
-    if last != b'\n' {
-        out.write_all(b"\n")?;
-    }
-    out.write_all(b"\n")
-}
-
-/// The current time in asctime(3) form, UTC, for a made-up From_ line.
-fn asctime_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as libc::time_t;
-    // SAFETY: gmtime_r and strftime write only into the buffers given.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::gmtime_r(&secs, &mut tm);
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            c"%a %b %e %H:%M:%S %Y".as_ptr(),
-            &tm,
-        );
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
 }
 
 /// A held dot-lock; removed when dropped.
