@@ -149,17 +149,20 @@ fn changed_or_unknown_host_keys_are_refused_before_anything_runs() {
 }
 
 #[test]
-fn a_busy_lock_is_waited_on_then_reported_and_the_spool_kept() {
+fn a_busy_stale_lock_is_waited_on_then_reported_never_broken() {
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "mhfl");
     let mail = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\nbody\n\n";
     fill_spool(&user.spool, mail);
     let lock = format!("{}.lock", user.spool.display());
     std::fs::write(&lock, "").unwrap();
+    // Ten minutes old: dotlockfile on its own would call it stale and break it.
+    common::run(std::process::Command::new("touch").args(["-d", "-10 min", &lock]));
     let client = Client::new(&sshd, &user.name, "");
     let started = std::time::Instant::now();
     let out = client.run(&["fetch"]);
-    let _ = std::fs::remove_file(&lock);
+    assert!(std::path::Path::new(&lock).exists(), "the lock was broken");
+    std::fs::remove_file(&lock).unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", describe(&out));
     assert!(
         started.elapsed().as_secs() >= 3,
