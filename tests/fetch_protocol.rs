@@ -256,3 +256,43 @@ fn each_compression_method_delivers_and_counts_its_bytes() {
         }
     }
 }
+
+/// On a terminal (a pseudo-terminal made by util-linux `script`), progress
+/// is drawn as bars and the fetch ends with the account's summary line.
+#[test]
+fn a_terminal_gets_progress_bars_and_the_summary() {
+    let sshd = TestSshd::start();
+    let mail = real_mail();
+    let server = tempfile::tempdir().unwrap();
+    let spool = server.path().join("spool");
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
+    client.set_format("mboxrd");
+    let inner = client.command(&["fetch"]);
+    let mut line = format!("{:?}", inner.get_program());
+    for arg in inner.get_args() {
+        line.push_str(&format!(" '{}'", arg.to_str().unwrap()));
+    }
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.env("TERM", "xterm").output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The finished bar carries the summary with the ratio.
+    assert!(
+        text.contains(&format!("{} message(s)", mail.md5s.len())),
+        "{text}"
+    );
+    assert!(text.contains("ratio"), "{text}");
+    assert!(
+        text.contains("\u{1b}["),
+        "no terminal control sequences: {text}"
+    );
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "terminal run");
+}
