@@ -1,6 +1,7 @@
 //! The subcommands' implementations: each turns parsed arguments into engine
 //! calls and an [`Exit`](crate::exit::Exit) code.
 
+pub mod fetch;
 mod filter;
 pub mod init;
 
@@ -16,6 +17,8 @@ pub fn run(cli: Cli) -> Exit {
             eprintln!("mailhaul: the dashboard is not built yet; see `mailhaul --help`");
             Exit::Usage
         }
+        Some(Command::Fetch(args)) => fetch::run_fetch(cli.config.as_deref(), &args),
+        Some(Command::Check(args)) => fetch::run_check(cli.config.as_deref(), &args),
         Some(Command::Filter(args)) => filter::run(cli.config.as_deref(), &args),
         Some(Command::Init { force }) => init::run(cli.config.as_deref(), force),
         Some(Command::Completions { shell }) => {
