@@ -7,12 +7,14 @@
 //! nothing (I1, I2). Progress goes out as typed [`FetchEvent`]s on the one
 //! event channel; [`spawn`] runs a fetch on its own worker thread.
 
+use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{expand_tilde, Account, Compression, Config};
 use crate::engine::claim::{
@@ -27,7 +29,9 @@ use crate::engine::history;
 use crate::engine::journal::{Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::file_messages;
-use crate::engine::ssh::{self, Connection, Prompter, SshError, Target};
+use crate::engine::ssh::{
+    self, Connection, HostKeyDecision, Prompter, SshError, Target, UnknownHost,
+};
 use crate::engine::transfer;
 use crate::exit::Exit;
 
@@ -85,6 +89,9 @@ pub struct FetchOptions {
     pub data_dir: PathBuf,
     /// Who answers unknown host keys and passphrase questions.
     pub prompter: Arc<dyn Prompter + Send + Sync>,
+    /// Set to stop the fetch at the next safe point (between steps, or
+    /// mid-transfer: the claim stays on the server, the journal resumes).
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl FetchOptions {
@@ -100,7 +107,48 @@ impl FetchOptions {
             dry_run,
             data_dir,
             prompter: Arc::new(ssh::NoPrompts),
+            cancel: Arc::new(AtomicBool::new(false)),
         })
+    }
+}
+
+/// A [`Prompter`] for the dashboard: an unknown host key is reported as a
+/// [`FetchEvent::HostKeyUnknown`] event and the fetch waits for the user's
+/// answer on `answers` (`true`: record the key and go on). Encrypted keys
+/// without `passphrase_command` are skipped.
+pub struct EventPrompter {
+    account: String,
+    events: Sender<Event>,
+    answers: Receiver<bool>,
+}
+
+impl EventPrompter {
+    /// A prompter for `account` reporting on `events`; send the answer on the
+    /// sender paired with `answers` (dropping it refuses).
+    pub fn new(account: &str, events: Sender<Event>, answers: Receiver<bool>) -> EventPrompter {
+        EventPrompter {
+            account: account.to_string(),
+            events,
+            answers,
+        }
+    }
+}
+
+impl Prompter for EventPrompter {
+    fn unknown_host(&self, host: &UnknownHost) -> HostKeyDecision {
+        let asked = self.events.send(Event::Fetch {
+            account: self.account.clone(),
+            event: FetchEvent::HostKeyUnknown(HostKeyInfo {
+                host: host.host.clone(),
+                port: host.port,
+                key_type: host.key_type.clone(),
+                fingerprint: host.fingerprint.clone(),
+            }),
+        });
+        match asked.ok().and_then(|()| self.answers.recv().ok()) {
+            Some(true) => HostKeyDecision::AcceptAndRecord,
+            _ => HostKeyDecision::Refuse,
+        }
     }
 }
 
@@ -307,6 +355,16 @@ impl Run<'_> {
         });
     }
 
+    /// Stops here if the watcher asked to stop; every caller sits at a
+    /// point a later run resumes from.
+    fn check_cancel(&self) -> Result<(), FetchError> {
+        if self.options.cancel.load(Ordering::Relaxed) {
+            Err(cancelled())
+        } else {
+            Ok(())
+        }
+    }
+
     fn fetch(&mut self) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Connecting));
         let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
@@ -328,6 +386,7 @@ impl Run<'_> {
             }
         }
 
+        self.check_cancel()?;
         let compress_first = self.account.compression == Compression::Ssh;
         let mut conn = self.connect(compress_first)?;
         let mut probe = probe(&conn, self.account)?;
@@ -391,6 +450,7 @@ impl Run<'_> {
             done.insert(c.path.clone());
         }
 
+        self.check_cancel()?;
         self.emit(FetchEvent::Stage(Stage::Claiming));
         let wait = self.account.lock_timeout.to_string();
         let reply: ClaimReply = parse_claims(&script(
@@ -483,6 +543,7 @@ impl Run<'_> {
         remote: &RemoteClaim,
         method: Method,
     ) -> Result<(), FetchError> {
+        self.check_cancel()?;
         let id = remote.id();
         let staged = ws.staged_path(&id);
         let already = journal
@@ -540,7 +601,10 @@ impl Run<'_> {
             }
         };
         let staged = transfer::stage(
-            &mut stream,
+            Cancellable {
+                inner: &mut stream,
+                cancel: &self.options.cancel,
+            },
             method,
             remote,
             &ws.partial_path(&id),
@@ -553,6 +617,11 @@ impl Run<'_> {
             },
             &mut report,
         );
+        if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
+            // Dropping the channel abandons the rest of the stream; the
+            // claim stays on the server.
+            return Err(cancelled());
+        }
         let status = stream.finish();
         let transferred = match (staged, status) {
             (Ok(t), Ok(s)) if s.success() => t,
@@ -617,6 +686,7 @@ impl Run<'_> {
         journal: &mut Journal,
         c: &JournalClaim,
     ) -> Result<(), FetchError> {
+        self.check_cancel()?;
         self.emit(FetchEvent::Stage(Stage::Delivering));
         let staged = ws.staged_path(&c.id);
         let file = std::fs::File::open(&staged)
@@ -662,6 +732,29 @@ impl Run<'_> {
             .map_err(|e| FetchError::local("journal", e))?;
         std::fs::remove_file(&staged).map_err(|e| FetchError::local("staging", e))?;
         Ok(())
+    }
+}
+
+fn cancelled() -> FetchError {
+    FetchError::new(
+        Exit::Failure,
+        "stopped on request; nothing is lost, the next fetch resumes where this one stopped",
+    )
+}
+
+/// A reader that fails once the fetch is asked to stop, so a long download
+/// ends promptly (the claim stays on the server).
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped on request"));
+        }
+        self.inner.read(buf)
     }
 }
 
