@@ -32,7 +32,7 @@ use crate::engine::pipeline::file_messages;
 use crate::engine::ssh::{
     self, Connection, HostKeyDecision, Prompter, SshError, Target, UnknownHost,
 };
-use crate::engine::transfer;
+use crate::engine::transfer::{self, TransferError};
 use crate::exit::Exit;
 
 /// How often transfer progress is reported.
@@ -617,10 +617,18 @@ impl Run<'_> {
             },
             &mut report,
         );
+        // On a stop or a local failure, dropping the channel abandons the
+        // rest of the stream; the claim stays on the server.
         if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
-            // Dropping the channel abandons the rest of the stream; the
-            // claim stays on the server.
+            let _ = std::fs::remove_file(ws.partial_path(&id));
             return Err(cancelled());
+        }
+        if let Err(e @ TransferError::Local { .. }) = staged {
+            let _ = std::fs::remove_file(ws.partial_path(&id));
+            return Err(FetchError::new(
+                Exit::Failure,
+                format!("{e}; the claim stays on the server and is fetched next time"),
+            ));
         }
         let status = stream.finish();
         let transferred = match (staged, status) {
@@ -641,6 +649,7 @@ impl Run<'_> {
                     Ok(s) if !s.success() => format!(" (server: {})", s.stderr.trim()),
                     _ => String::new(),
                 };
+                let _ = std::fs::remove_file(ws.partial_path(&id));
                 return Err(FetchError::new(
                     Exit::Transfer,
                     format!("{e}{server}; the claim stays on the server and is fetched next time"),
