@@ -203,17 +203,19 @@ pub fn fetch(
     };
     let result = run.fetch();
     run.summary.elapsed = started.elapsed();
+    // A failed fetch that still moved mail is in the history too.
+    let moved = run.summary.messages > 0 || run.summary.raw_bytes > 0;
+    if !options.dry_run && (result.is_ok() || moved) {
+        let path = options.data_dir.join(history::FILE_NAME);
+        if let Err(e) = history::append(&path, &account.name, &run.summary) {
+            run.log(
+                Level::Warn,
+                format!("cannot append to {}: {e}", path.display()),
+            );
+        }
+    }
     match result {
         Ok(()) => {
-            if !options.dry_run {
-                let path = options.data_dir.join(history::FILE_NAME);
-                if let Err(e) = history::append(&path, &account.name, &run.summary) {
-                    run.log(
-                        Level::Warn,
-                        format!("cannot append to {}: {e}", path.display()),
-                    );
-                }
-            }
             run.emit(FetchEvent::Finished(run.summary.clone()));
             if run.summary.undelivered > 0 {
                 let e = FetchError::new(
@@ -810,6 +812,10 @@ pub fn describe(i: &Inspection) -> String {
         Ok(m) => format!("compression: {} — {}", m.method.label(), m.reason),
         Err(e) => format!("compression: impossible — {e}"),
     });
+    lines.push(format!(
+        "SSH transport compression on this connection: {}",
+        i.transport_compression
+    ));
     if !i.leftovers.is_empty() {
         let bytes: u64 = i.leftovers.iter().map(|c| c.size).sum();
         lines.push(format!(
