@@ -217,3 +217,62 @@ fn a_full_local_disk_keeps_the_claim_on_the_server() {
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a full disk");
     assert!(claims_of(&user).is_empty());
 }
+
+/// The connection dies mid-transfer (every server process of the user is
+/// killed while `zstd -19` is still streaming): the fetch fails with exit 7
+/// and says the claim stays on the server; the next run files everything
+/// exactly once.
+#[test]
+fn a_connection_dropped_mid_transfer_keeps_the_claim() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "mhcx");
+    let mail = real_mail();
+    fill_spool(&user.spool, &mail.spool);
+    // zstd -19 compresses ~2 MB/s here: the transfer lasts seconds.
+    let client = Client::new(&sshd, &user.name, "zstd_level = 19");
+    client.set_format("mboxrd");
+    let mut child = client
+        .command(&["fetch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Wait until the download has started writing, then cut the link.
+    loop {
+        let started = staged_files(&client).iter().any(|f| {
+            f.ends_with(".part")
+                && std::fs::metadata(client.data_dir().join("accounts/acct/staging").join(f))
+                    .is_ok_and(|m| m.len() > 0)
+        });
+        if started {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fetch ended before the cut"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::proc::kill_user_processes(user.uid);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stays on the server"), "{err}");
+    eprintln!("the cut fetch said: {}", err.lines().last().unwrap_or(""));
+    assert_eq!(
+        claims_of(&user).len(),
+        1,
+        "the claim must stay on the server"
+    );
+    assert!(client.filed_md5s().is_empty());
+
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a dropped link");
+    assert!(claims_of(&user).is_empty());
+}

@@ -652,9 +652,19 @@ impl Run<'_> {
                     _ => String::new(),
                 };
                 let _ = std::fs::remove_file(ws.partial_path(&id));
+                let what = match e {
+                    TransferError::Io(e) => format!(
+                        "the download of {} from {} broke off: {e}",
+                        remote.path,
+                        conn.host()
+                    ),
+                    other => other.to_string(),
+                };
                 return Err(FetchError::new(
                     Exit::Transfer,
-                    format!("{e}{server}; the claim stays on the server and is fetched next time"),
+                    format!(
+                        "{what}{server}; the claim stays on the server and is fetched next time"
+                    ),
                 ));
             }
             (Ok(_), Err(e)) => return Err(e.into()),
