@@ -2,9 +2,9 @@
 //! mount namespace (ForceCommand + `unshare -m`) where the programs named in
 //! a file are covered by a non-executable file, so one real server can lack
 //! zstd, gzip or the lock helpers in turn: `auto` compression falls back to
-//! gzip, then to SSH transport compression (never two), and a copy-truncate
-//! without dotlockfile or lockfile stops with exit 9 naming the package to
-//! install, touching nothing.
+//! gzip, then to SSH transport compression (never two); copy-truncate takes
+//! procmail's `lockfile` without dotlockfile, and without either stops with
+//! exit 9 naming the package to install, touching nothing.
 
 mod common;
 mod fetch_support;
@@ -47,7 +47,7 @@ fn history_row(client: &Client) -> Vec<String> {
 }
 
 #[test]
-fn auto_compression_falls_back_and_missing_lock_helpers_are_named() {
+fn missing_compressors_and_lock_helpers_fall_back_or_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let sshd = sshd_hiding_tools(dir.path());
     let mail = real_mail();
@@ -83,6 +83,30 @@ fn auto_compression_falls_back_and_missing_lock_helpers_are_named() {
         socket < raw / 2,
         "the socket carried {socket} of {raw} bytes"
     );
+
+    // No dotlockfile: copy-truncate locks with procmail's lockfile.
+    std::fs::write(dir.path().join("hide"), "/usr/bin/dotlockfile\n").unwrap();
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(
+        &sshd,
+        "root",
+        &format!("spool = {spool:?}\nclaim = \"copy-truncate\""),
+    );
+    client.set_format("mboxrd");
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("under lockfile's lock"),
+        "{}",
+        describe(&out)
+    );
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "lockfile");
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().len(),
+        0,
+        "truncated in place"
+    );
+    assert!(!server.path().join("spool.lock").exists());
 
     // copy-truncate without dotlockfile or lockfile: refused, nothing touched.
     std::fs::write(
