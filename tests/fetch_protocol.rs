@@ -198,7 +198,7 @@ fn dry_run_and_check_report_without_claiming() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("host key verified"), "{text}");
     assert!(
-        text.contains(&format!("holds {} bytes", mail.len())),
+        text.contains(&format!("holds {} bytes (1 message(s))", mail.len())),
         "{text}"
     );
     assert!(text.contains("claim: copy-truncate"), "{text}");

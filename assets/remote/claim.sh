@@ -167,7 +167,13 @@ cmd_probe() {
   say "user $(hex "$user")"
   say "home $(hex "$HOME")"
   say "spool $(hex "$spool")"
-  if [ -f "$spool" ]; then say "spool-size $(fsize "$spool")"; else say "spool-size missing"; fi
+  if [ -f "$spool" ]; then
+    say "spool-size $(fsize "$spool")"
+    # From_ lines: the message count of an mbox (bodies quote theirs).
+    if [ -r "$spool" ]; then say "spool-messages $(grep -c '^From ' "$spool")"; fi
+  else
+    say "spool-size missing"
+  fi
   if [ -w "$spool_dir" ]; then say "spool-dir-writable 1"; else say "spool-dir-writable 0"; fi
   if [ ! -e "$spool" ] || [ -w "$spool" ]; then say "spool-writable 1"; else say "spool-writable 0"; fi
   for t in dotlockfile lockfile zstd gzip; do

@@ -395,7 +395,7 @@ impl Run<'_> {
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
-                messages: None,
+                messages: probe.spool_messages,
             });
         }
         let method = choose_method(&probe, self.account.compression, self.account.zstd_level)
@@ -811,7 +811,13 @@ pub fn claim_time(id: &str) -> u64 {
 pub fn describe(i: &Inspection) -> String {
     let p = &i.probe;
     let mut lines = vec![match p.spool_size {
-        Some(n) => format!("spool {} holds {n} bytes", p.spool),
+        Some(n) => format!(
+            "spool {} holds {n} bytes{}",
+            p.spool,
+            p.spool_messages
+                .map(|m| format!(" ({m} message(s))"))
+                .unwrap_or_default()
+        ),
         None => format!("spool {} does not exist (no mail)", p.spool),
     }];
     lines.push(match &i.strategy {
