@@ -126,3 +126,22 @@ fn an_unknown_host_key_is_asked_as_an_event_and_recorded_when_accepted() {
         }
     }
 }
+
+#[test]
+fn one_account_is_never_fetched_twice_at_once() {
+    let sshd = TestSshd::start();
+    let client = Client::new(&sshd, "root", "spool = \"/nonexistent/spool\"");
+    // The dashboard (say) is fetching this account right now.
+    let held = mailhaul::engine::journal::Workspace::open(&client.data_dir(), "acct").unwrap();
+    let out = client.run(&["fetch"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        fetch_support::describe(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another mailhaul is fetching"));
+    drop(held);
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", fetch_support::describe(&out));
+}
