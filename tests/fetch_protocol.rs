@@ -45,6 +45,7 @@ fn root_fetch_renames_the_spool_and_files_every_message_once() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(client.filed_md5s().len(), mail.md5s.len());
     let history = client.history();
+    eprintln!("{}:\n{history}", mail.source);
     let rows: Vec<&str> = history.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{history}");
     let first: Vec<&str> = rows[0].split('\t').collect();
@@ -228,6 +229,7 @@ fn each_compression_method_delivers_and_counts_its_bytes() {
         assert!(out.status.success(), "{method}: {}", describe(&out));
         assert_same_messages(&client.filed_md5s(), &mail.md5s, method);
         let history = client.history();
+        eprintln!("{method}: {}", history.lines().nth(1).unwrap_or_default());
         let row: Vec<String> = history
             .lines()
             .nth(1)
