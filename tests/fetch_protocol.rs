@@ -298,3 +298,57 @@ fn a_terminal_gets_progress_bars_and_the_summary() {
     );
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "terminal run");
 }
+
+/// Two accounts in one config: a named one alone, then all in parallel;
+/// an unknown name is a usage error.
+#[test]
+fn named_accounts_alone_or_all_in_parallel() {
+    let sshd = TestSshd::start();
+    let first = TestUser::create_for(&sshd, "mhfa");
+    let second = TestUser::create_for(&sshd, "mhfb");
+    let msg = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
+    fill_spool(&first.spool, msg("first").as_bytes());
+    fill_spool(&second.spool, msg("second").as_bytes());
+    let client = Client::new(&sshd, &first.name, "");
+    let text = std::fs::read_to_string(&client.config).unwrap();
+    let (_, account) = text.split_once("[[account]]").unwrap();
+    let other = account
+        .replace("name = \"acct\"", "name = \"other\"")
+        .replace(&format!("{:?}", first.name), &format!("{:?}", second.name));
+    std::fs::write(&client.config, format!("{text}\n[[account]]{other}")).unwrap();
+
+    let out = client.run(&["fetch", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account named `nosuch`"));
+
+    let out = client.run(&["fetch", "other"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(client.filed_md5s().len(), 1);
+    assert_eq!(std::fs::metadata(&second.spool).unwrap().len(), 0);
+    assert!(
+        std::fs::metadata(&first.spool).unwrap().len() > 0,
+        "not named"
+    );
+
+    fill_spool(&second.spool, msg("second again").as_bytes());
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("acct: 1 message(s)"), "{stdout}");
+    assert!(stdout.contains("other: 1 message(s)"), "{stdout}");
+    let subjects: Vec<String> = client
+        .filed_messages()
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(m)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    for s in ["Subject: first", "Subject: second", "Subject: second again"] {
+        assert!(subjects.iter().any(|x| x == s), "{s} missing: {subjects:?}");
+    }
+}
