@@ -7,23 +7,21 @@ mod common;
 mod fetch_support;
 
 use common::{TestSshd, TestUser};
-use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client};
+use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client, Fixture};
 
 /// Crash as an ordinary user (copy-truncate) at `point`, check the state the
 /// crash left, rerun, and check that every message arrived exactly once.
 fn crash_then_rerun_as_user(point: &str) {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhcr");
     let mail = real_mail();
-    fill_spool(&user.spool, &mail.spool);
-    let client = Client::new(&sshd, &user.name, "");
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_user(&sshd, "mhcr", &mail.spool, "");
+    let (client, user) = (&fixture.client, fixture.user());
 
     client.fetch_crashing_at(point);
     // Whatever the point, the spool was claimed (all points are after it).
     assert_eq!(std::fs::metadata(&user.spool).unwrap().len(), 0, "{point}");
-    let on_server = claims_of(&user);
-    let staged = staged_files(&client);
+    let on_server = claims_of(user);
+    let staged = staged_files(client);
     match point {
         "claimed" | "mid-transfer" => {
             assert_eq!(on_server.len(), 1, "{point}: claim kept on the server");
@@ -56,11 +54,11 @@ fn crash_then_rerun_as_user(point: &str) {
         &format!("crash at {point}, then rerun"),
     );
     assert!(
-        claims_of(&user).is_empty(),
+        claims_of(user).is_empty(),
         "{point}: claims left on the server"
     );
     assert!(
-        staged_files(&client).is_empty(),
+        staged_files(client).is_empty(),
         "{point}: staging not emptied"
     );
     // And a third run has nothing more to do.
@@ -121,13 +119,10 @@ fn kill_mid_delivery() {
 fn root_kill_mid_transfer_then_new_mail() {
     let sshd = TestSshd::start();
     let mail = real_mail();
-    let server = tempfile::tempdir().unwrap();
-    let spool = server.path().join("spool");
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let (client, spool) = (&fixture.client, &fixture.spool);
     client.fetch_crashing_at("mid-transfer");
-    let left: Vec<String> = std::fs::read_dir(server.path())
+    let left: Vec<String> = std::fs::read_dir(fixture.server_dir())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -136,7 +131,7 @@ fn root_kill_mid_transfer_then_new_mail() {
     assert!(left[0].starts_with("spool.mailhaul-claim."), "{left:?}");
 
     let extra = b"From x@y Thu Jan  1 00:00:00 1970\nSubject: arrived later\n\nhi\n\n";
-    fill_spool(&spool, extra);
+    fill_spool(spool, extra);
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     let mut want = mail.md5s.clone();
@@ -146,7 +141,7 @@ fn root_kill_mid_transfer_then_new_mail() {
     ));
     want.sort();
     assert_same_messages(&client.filed_md5s(), &want, "rename crash + new mail");
-    assert_eq!(std::fs::read_dir(server.path()).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
 }
 
 /// Unmounts a tmpfs on drop.
@@ -187,11 +182,9 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_local_disk_keeps_the_claim_on_the_server() {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhcd");
     let mail = real_mail();
-    fill_spool(&user.spool, &mail.spool);
-    let client = Client::new(&sshd, &user.name, "");
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_user(&sshd, "mhcd", &mail.spool, "");
+    let (client, user) = (&fixture.client, fixture.user());
     // The data dir (journal, staging) on a tmpfs smaller than the spool.
     let data = Tmpfs::mount(&client.dir.path().join("data"), "256k");
 
@@ -202,12 +195,12 @@ fn a_full_local_disk_keeps_the_claim_on_the_server() {
     assert!(err.contains("stays on the server"), "{err}");
     assert!(client.filed_md5s().is_empty());
     assert_eq!(
-        claims_of(&user).len(),
+        claims_of(user).len(),
         1,
         "the claim must stay on the server"
     );
     assert!(
-        staged_files(&client).is_empty(),
+        staged_files(client).is_empty(),
         "partial download left behind"
     );
 
@@ -215,7 +208,7 @@ fn a_full_local_disk_keeps_the_claim_on_the_server() {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a full disk");
-    assert!(claims_of(&user).is_empty());
+    assert!(claims_of(user).is_empty());
 }
 
 /// The connection dies mid-transfer (every server process of the user is
@@ -225,12 +218,10 @@ fn a_full_local_disk_keeps_the_claim_on_the_server() {
 #[test]
 fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhcx");
     let mail = real_mail();
-    fill_spool(&user.spool, &mail.spool);
     // zstd -19 compresses ~2 MB/s here: the transfer lasts seconds.
-    let client = Client::new(&sshd, &user.name, "zstd_level = 19");
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_user(&sshd, "mhcx", &mail.spool, "zstd_level = 19");
+    let (client, user) = (&fixture.client, fixture.user());
     let mut child = client
         .command(&["fetch"])
         .stdout(std::process::Stdio::piped())
@@ -240,7 +231,7 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // Wait until the download has started writing, then cut the link.
     loop {
-        let started = staged_files(&client).iter().any(|f| {
+        let started = staged_files(client).iter().any(|f| {
             f.ends_with(".part")
                 && std::fs::metadata(client.data_dir().join("accounts/acct/staging").join(f))
                     .is_ok_and(|m| m.len() > 0)
@@ -265,7 +256,7 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     assert!(err.contains("stays on the server"), "{err}");
     eprintln!("the cut fetch said: {}", err.lines().last().unwrap_or(""));
     assert_eq!(
-        claims_of(&user).len(),
+        claims_of(user).len(),
         1,
         "the claim must stay on the server"
     );
@@ -274,5 +265,5 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a dropped link");
-    assert!(claims_of(&user).is_empty());
+    assert!(claims_of(user).is_empty());
 }

@@ -15,7 +15,7 @@ use mailhaul::engine::ssh::NoPrompts;
 use mailhaul::exit::Exit;
 
 use common::TestSshd;
-use fetch_support::{assert_same_messages, fill_spool, real_mail, Client};
+use fetch_support::{assert_same_messages, fill_spool, real_mail, Client, Fixture};
 
 fn options(client: &Client) -> FetchOptions {
     FetchOptions {
@@ -30,15 +30,12 @@ fn options(client: &Client) -> FetchOptions {
 fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
     let sshd = TestSshd::start();
     let mail = real_mail();
-    let server = tempfile::tempdir().unwrap();
-    let spool = server.path().join("spool");
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let (client, spool) = (&fixture.client, &fixture.spool);
     let config = Arc::new(Config::load(&client.config).unwrap());
     let account = config.accounts[0].clone();
 
-    let opts = options(&client);
+    let opts = options(client);
     let cancel = Arc::clone(&opts.cancel);
     let (tx, rx) = crossbeam_channel::unbounded();
     let worker = fetch::spawn(account.clone(), Arc::clone(&config), opts, tx);
@@ -60,7 +57,7 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
     assert!(!spool.exists(), "the spool was claimed before the stop");
 
     let (tx, rx) = crossbeam_channel::unbounded();
-    let worker = fetch::spawn(account, config, options(&client), tx);
+    let worker = fetch::spawn(account, config, options(client), tx);
     let events: Vec<Event> = rx.iter().collect();
     let summary = worker.join().unwrap().unwrap();
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "stopped, then resumed");
@@ -72,7 +69,7 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
             ..
         })
     ));
-    assert_eq!(std::fs::read_dir(server.path()).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
 }
 
 #[test]

@@ -10,17 +10,14 @@ mod fetch_support;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{TestSshd, TestUser};
-use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client};
+use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client, Fixture};
 
 #[test]
 fn root_fetch_renames_the_spool_and_files_every_message_once() {
     let sshd = TestSshd::start();
     let mail = real_mail();
-    let server = tempfile::tempdir().unwrap();
-    let spool = server.path().join("root-spool");
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let client = &fixture.client;
 
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -28,7 +25,7 @@ fn root_fetch_renames_the_spool_and_files_every_message_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rename"), "strategy not reported: {stderr}");
     // The spool was renamed away and the claim released: nothing is left.
-    let left: Vec<_> = std::fs::read_dir(server.path())
+    let left: Vec<_> = std::fs::read_dir(fixture.server_dir())
         .unwrap()
         .flatten()
         .collect();
@@ -64,13 +61,11 @@ fn root_fetch_renames_the_spool_and_files_every_message_once() {
 #[test]
 fn user_fetch_copies_and_truncates_under_dotlockfile() {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhfc");
     let mail = real_mail();
-    fill_spool(&user.spool, &mail.spool);
+    let fixture = Fixture::as_user(&sshd, "mhfc", &mail.spool, "");
+    let (client, user) = (&fixture.client, fixture.user());
     let mode = std::fs::metadata("/var/mail").unwrap().permissions().mode();
     assert_eq!(mode & 0o7777, 0o2775, "Debian's /var/mail");
-    let client = Client::new(&sshd, &user.name, "");
-    client.set_format("mboxrd");
 
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
@@ -91,8 +86,8 @@ fn user_fetch_copies_and_truncates_under_dotlockfile() {
 #[test]
 fn empty_and_missing_spools_fetch_nothing_and_succeed() {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhfe");
-    let client = Client::new(&sshd, &user.name, "");
+    let fixture = Fixture::as_user(&sshd, "mhfe", b"", "");
+    let (client, user) = (&fixture.client, fixture.user());
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "empty: {}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 message(s)"));
@@ -152,14 +147,13 @@ fn changed_or_unknown_host_keys_are_refused_before_anything_runs() {
 #[test]
 fn a_busy_stale_lock_is_waited_on_then_reported_never_broken() {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhfl");
     let mail = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\nbody\n\n";
-    fill_spool(&user.spool, mail);
+    let fixture = Fixture::as_user(&sshd, "mhfl", mail, "");
+    let (client, user) = (&fixture.client, fixture.user());
     let lock = format!("{}.lock", user.spool.display());
     std::fs::write(&lock, "").unwrap();
     // Ten minutes old: dotlockfile on its own would call it stale and break it.
     common::run(std::process::Command::new("touch").args(["-d", "-10 min", &lock]));
-    let client = Client::new(&sshd, &user.name, "");
     let started = std::time::Instant::now();
     let out = client.run(&["fetch"]);
     assert!(std::path::Path::new(&lock).exists(), "the lock was broken");
@@ -180,10 +174,9 @@ fn a_busy_stale_lock_is_waited_on_then_reported_never_broken() {
 #[test]
 fn dry_run_and_check_report_without_claiming() {
     let sshd = TestSshd::start();
-    let user = TestUser::create_for(&sshd, "mhfd");
     let mail = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\nbody\n\n";
-    fill_spool(&user.spool, mail);
-    let client = Client::new(&sshd, &user.name, "");
+    let fixture = Fixture::as_user(&sshd, "mhfd", mail, "");
+    let (client, user) = (&fixture.client, fixture.user());
     let out = client.run(&["fetch", "--dry-run"]);
     assert!(out.status.success(), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -216,15 +209,8 @@ fn each_compression_method_delivers_and_counts_its_bytes() {
     let mail = real_mail();
     let raw = mail.spool.len() as u64;
     for method in ["gzip", "ssh", "none"] {
-        let server = tempfile::tempdir().unwrap();
-        let spool = server.path().join("spool");
-        fill_spool(&spool, &mail.spool);
-        let client = Client::new(
-            &sshd,
-            "root",
-            &format!("spool = {spool:?}\ncompression = {method:?}"),
-        );
-        client.set_format("mboxrd");
+        let fixture = Fixture::as_root(&sshd, &mail.spool, &format!("compression = {method:?}"));
+        let client = &fixture.client;
         let out = client.run(&["fetch"]);
         assert!(out.status.success(), "{method}: {}", describe(&out));
         assert_same_messages(&client.filed_md5s(), &mail.md5s, method);
@@ -265,11 +251,8 @@ fn each_compression_method_delivers_and_counts_its_bytes() {
 fn a_terminal_gets_progress_bars_and_the_summary() {
     let sshd = TestSshd::start();
     let mail = real_mail();
-    let server = tempfile::tempdir().unwrap();
-    let spool = server.path().join("spool");
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let client = &fixture.client;
     let inner = client.command(&["fetch"]);
     let mut line = format!("{:?}", inner.get_program());
     for arg in inner.get_args() {

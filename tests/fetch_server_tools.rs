@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::TestSshd;
-use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client};
+use fetch_support::{assert_same_messages, describe, real_mail, Client, Fixture};
 
 /// An sshd whose root sessions cannot see the programs listed in `hide`.
 fn sshd_hiding_tools(dir: &Path) -> TestSshd {
@@ -55,27 +55,23 @@ fn missing_compressors_and_lock_helpers_fall_back_or_are_named() {
 
     // No zstd: gzip.
     std::fs::write(dir.path().join("hide"), "/usr/bin/zstd\n").unwrap();
-    let server = tempfile::tempdir().unwrap();
-    let spool = server.path().join("spool");
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let client = &fixture.client;
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no zstd"));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "gzip fallback");
-    let row = history_row(&client);
+    let row = history_row(client);
     assert_eq!(row[7], "gzip -6");
 
     // Neither zstd nor gzip: plain bytes over SSH transport compression.
     std::fs::write(dir.path().join("hide"), "/usr/bin/zstd\n/usr/bin/gzip\n").unwrap();
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let client = &fixture.client;
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "ssh fallback");
-    let row = history_row(&client);
+    let row = history_row(client);
     assert_eq!(row[7], "ssh");
     let (payload, socket): (u64, u64) = (row[5].parse().unwrap(), row[6].parse().unwrap());
     assert_eq!(payload, raw, "the payload itself is not compressed");
@@ -86,13 +82,8 @@ fn missing_compressors_and_lock_helpers_fall_back_or_are_named() {
 
     // No dotlockfile: copy-truncate locks with procmail's lockfile.
     std::fs::write(dir.path().join("hide"), "/usr/bin/dotlockfile\n").unwrap();
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(
-        &sshd,
-        "root",
-        &format!("spool = {spool:?}\nclaim = \"copy-truncate\""),
-    );
-    client.set_format("mboxrd");
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "claim = \"copy-truncate\"");
+    let (client, spool) = (&fixture.client, &fixture.spool);
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
@@ -102,11 +93,11 @@ fn missing_compressors_and_lock_helpers_fall_back_or_are_named() {
     );
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "lockfile");
     assert_eq!(
-        std::fs::metadata(&spool).unwrap().len(),
+        std::fs::metadata(spool).unwrap().len(),
         0,
         "truncated in place"
     );
-    assert!(!server.path().join("spool.lock").exists());
+    assert!(!fixture.server_dir().join("spool.lock").exists());
 
     // copy-truncate without dotlockfile or lockfile: refused, nothing touched.
     std::fs::write(
@@ -114,17 +105,13 @@ fn missing_compressors_and_lock_helpers_fall_back_or_are_named() {
         "/usr/bin/dotlockfile\n/usr/bin/lockfile\n",
     )
     .unwrap();
-    fill_spool(&spool, &mail.spool);
-    let client = Client::new(
-        &sshd,
-        "root",
-        &format!("spool = {spool:?}\nclaim = \"copy-truncate\""),
-    );
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "claim = \"copy-truncate\"");
+    let (client, spool) = (&fixture.client, &fixture.spool);
     let out = client.run(&["fetch"]);
     assert_eq!(out.status.code(), Some(9), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("install liblockfile-bin"), "{err}");
-    assert_eq!(std::fs::read(&spool).unwrap(), mail.spool, "spool touched");
+    assert_eq!(std::fs::read(spool).unwrap(), mail.spool, "spool touched");
     let claims: Vec<_> = std::fs::read_dir("/root/.mailhaul/claims")
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use md5::{Digest, Md5};
 
-use crate::common::TestSshd;
+use crate::common::{TestSshd, TestUser};
 
 /// One isolated mailhaul installation: HOME, XDG dirs, config and Maildir.
 pub struct Client {
@@ -280,4 +280,66 @@ pub fn assert_same_messages(got: &[String], want: &[String], what: &str) {
 /// Writes `bytes` as the spool at `path`, keeping its owner and mode.
 pub fn fill_spool(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
+}
+
+/// The usual start of a fetch test once its sshd runs: an account whose
+/// spool on that server is seeded with mail, and a client whose config
+/// fetches it (filter format mboxrd, the corpus's). The spool is root's in
+/// a fresh directory (rename) or a fresh ordinary user's `/var/mail/NAME`
+/// (copy-truncate under dotlockfile).
+pub struct Fixture {
+    /// The mailhaul side; account `acct`.
+    pub client: Client,
+    /// The spool the account fetches.
+    pub spool: PathBuf,
+    user: Option<TestUser>,
+    server: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    /// root's spool `DIR/spool` in a fresh directory, holding `mail`;
+    /// `extra` is appended to the account table.
+    pub fn as_root(sshd: &TestSshd, mail: &[u8], extra: &str) -> Fixture {
+        let server = tempfile::tempdir().unwrap();
+        let spool = server.path().join("spool");
+        fill_spool(&spool, mail);
+        let client = Client::new(sshd, "root", &format!("spool = {spool:?}\n{extra}"));
+        client.set_format("mboxrd");
+        Fixture {
+            client,
+            spool,
+            user: None,
+            server: Some(server),
+        }
+    }
+
+    /// A fresh ordinary user (`prefix` + random digits) that `sshd` lets in,
+    /// whose spool holds `mail`; `extra` is appended to the account table.
+    pub fn as_user(sshd: &TestSshd, prefix: &str, mail: &[u8], extra: &str) -> Fixture {
+        let user = TestUser::create_for(sshd, prefix);
+        fill_spool(&user.spool, mail);
+        let client = Client::new(sshd, &user.name, extra);
+        client.set_format("mboxrd");
+        Fixture {
+            client,
+            spool: user.spool.clone(),
+            user: Some(user),
+            server: None,
+        }
+    }
+
+    /// The ordinary user; panics for a root fixture.
+    pub fn user(&self) -> &TestUser {
+        self.user
+            .as_ref()
+            .expect("a fixture made with Fixture::as_user")
+    }
+
+    /// The directory holding root's spool; panics for a user fixture.
+    pub fn server_dir(&self) -> &Path {
+        self.server
+            .as_ref()
+            .expect("a fixture made with Fixture::as_root")
+            .path()
+    }
 }
