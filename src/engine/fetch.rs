@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{expand_tilde, Account, Compression, Config};
+use crate::engine::civil::UtcTime;
 use crate::engine::claim::{
     self, choose_method, choose_strategy, parse_claims, parse_probe, parse_reply, ClaimReply,
     Method, MethodChoice, Probe, RemoteClaim, ScriptError, StrategyChoice,
@@ -796,15 +797,16 @@ pub fn claim_time(id: &str) -> u64 {
     if id.as_bytes().get(8) != Some(&b'T') {
         return 0;
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).unwrap_or(0)
+    let t = UtcTime {
+        year: y,
+        month: mo as u32,
+        day: d as u32,
+        hour: h as u32,
+        minute: mi as u32,
+        second: s as u32,
+        weekday: 0,
+    };
+    u64::try_from(t.to_unix()).unwrap_or(0)
 }
 
 /// A paragraph saying what a fetch of this server would do, and why.

@@ -62,6 +62,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use memchr::memchr;
 use tempfile::SpooledTempFile;
 
+use super::civil::UtcTime;
 use super::message::{Content, Message};
 use crate::config::MboxFormat;
 
@@ -1023,31 +1024,20 @@ fn write_quotes(out: &mut impl Write, mut n: u64) -> io::Result<()> {
 /// A Unix time as C's `asctime` writes it (UTC), e.g.
 /// `Thu Jan  1 00:00:00 1970`: the date format of From_ lines.
 pub fn asctime(unix_seconds: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = UtcTime::from_unix(unix_seconds);
     format!(
         "{} {} {:>2} {:02}:{:02}:{:02} {}",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        year
+        DAYS[t.weekday as usize],
+        MONTHS[(t.month - 1) as usize],
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
+        t.year
     )
 }
 

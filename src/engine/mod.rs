@@ -3,6 +3,7 @@
 //! Workers run on their own threads and report on one typed channel
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
+pub mod civil;
 pub mod claim;
 pub mod deliver;
 pub mod event;
