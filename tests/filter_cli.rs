@@ -37,6 +37,40 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// An isolated home for `mailhaul filter` runs: `Mail/` is the Maildir
+/// root and `c.toml` the config file.
+struct Sandbox {
+    home: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl Sandbox {
+    /// A fresh home whose config file holds `config`.
+    fn with_config(config: &str) -> Sandbox {
+        let home = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox {
+            root: home.path().join("Mail"),
+            config: home.path().join("c.toml"),
+            home,
+        };
+        fs::write(&sandbox.config, config).unwrap();
+        sandbox
+    }
+
+    /// Runs `mailhaul filter -c CONFIG --maildir ROOT ARGS...` on `stdin`.
+    fn filter(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut all = vec![
+            "-c",
+            self.config.to_str().unwrap(),
+            "--maildir",
+            self.root.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        filter(self.home.path(), &all, stdin)
+    }
+}
+
 /// Every delivered file (in some `new/`) under `root`, by folder directory
 /// relative to the root (`""` for the root itself).
 fn delivered(root: &Path) -> HashMap<String, Vec<PathBuf>> {
@@ -246,91 +280,51 @@ fn read_folder(root: &Path, folder: &str) -> Vec<String> {
 
 #[test]
 fn rules_route_stdin_messages_to_their_folders() {
-    let home = tempfile::tempdir().unwrap();
-    let root = home.path().join("Mail");
-    let config = home.path().join("c.toml");
-    fs::write(
-        &config,
+    let sandbox = Sandbox::with_config(
         "[filter]\nformat = \"mboxrd\"\n\
          [[filter.rule]]\nheader = \"list-id\"\ncontains = \"LINUX-MIPS\"\nfolder = \"lists/mips\"\n\
          [[filter.rule]]\nheader = \"Subject\"\nregex = \"^Réunion\"\nfolder = \"meetings\"\n",
-    )
-    .unwrap();
-    let out = filter(
-        home.path(),
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "--maildir",
-            root.to_str().unwrap(),
-        ],
-        SMALL.as_bytes(),
     );
+    let root = &sandbox.root;
+    let out = sandbox.filter(&[], SMALL.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        read_folder(&root, ".lists.mips"),
+        read_folder(root, ".lists.mips"),
         ["Subject: patch for mips\nList-Id: Linux MIPS <linux-mips.eddie.linux-mips.org>\n\na body\nFrom quoted\n"]
     );
     assert_eq!(
-        read_folder(&root, ".meetings"),
+        read_folder(root, ".meetings"),
         ["Subject: =?utf-8?Q?R=C3=A9union?= lundi\nTo: team@x.example\n\nsee you\n"]
     );
-    assert_eq!(read_folder(&root, ""), ["Subject: hello\n\nplain\n"]);
+    assert_eq!(read_folder(root, ""), ["Subject: hello\n\nplain\n"]);
     let err = stderr(&out);
     assert!(err.contains("stdin: 3 messages, 3 delivered"), "{err}");
 }
 
 #[test]
 fn nested_layout_makes_plain_directories() {
-    let home = tempfile::tempdir().unwrap();
-    let root = home.path().join("Mail");
-    let config = home.path().join("c.toml");
-    fs::write(
-        &config,
+    let sandbox = Sandbox::with_config(
         "[filter]\nlayout = \"nested\"\n\
          [[filter.rule]]\nheader = \"list-id\"\ncontains = \"mips\"\nfolder = \"lists/mips\"\n",
-    )
-    .unwrap();
-    let out = filter(
-        home.path(),
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "--maildir",
-            root.to_str().unwrap(),
-        ],
-        SMALL.as_bytes(),
     );
+    let root = &sandbox.root;
+    let out = sandbox.filter(&[], SMALL.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(read_folder(&root, "lists/mips").len(), 1);
-    assert_eq!(read_folder(&root, "INBOX").len(), 2);
+    assert_eq!(read_folder(root, "lists/mips").len(), 1);
+    assert_eq!(read_folder(root, "INBOX").len(), 2);
 }
 
 #[test]
 fn failing_agent_quarantines_the_message_and_exits_8_naming_it() {
-    let home = tempfile::tempdir().unwrap();
-    let root = home.path().join("Mail");
-    let config = home.path().join("c.toml");
-    fs::write(
-        &config,
+    let sandbox = Sandbox::with_config(
         "[[filter.rule]]\nheader = \"Subject\"\ncontains = \"réunion\"\nmda = [\"false\"]\n",
-    )
-    .unwrap();
-    let input = home.path().join("in.mbox");
-    fs::write(&input, SMALL).unwrap();
-    let out = filter(
-        home.path(),
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "--maildir",
-            root.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ],
-        b"",
     );
+    let root = &sandbox.root;
+    let input = sandbox.home.path().join("in.mbox");
+    fs::write(&input, SMALL).unwrap();
+    let out = sandbox.filter(&[input.to_str().unwrap()], b"");
     assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
-    let kept = read_folder(&root, ".mailhaul-undelivered");
+    let kept = read_folder(root, ".mailhaul-undelivered");
     assert_eq!(
         kept,
         ["Subject: =?utf-8?Q?R=C3=A9union?= lundi\nTo: team@x.example\n\nsee you\n"]
@@ -352,37 +346,27 @@ fn failing_agent_quarantines_the_message_and_exits_8_naming_it() {
         line.contains("kept in ") && line.contains(".mailhaul-undelivered/new/"),
         "{line}"
     );
-    assert_eq!(read_folder(&root, "").len(), 2, "the others are delivered");
+    assert_eq!(read_folder(root, "").len(), 2, "the others are delivered");
 }
 
 #[test]
 fn missing_agent_is_quarantined_too() {
-    let home = tempfile::tempdir().unwrap();
-    let root = home.path().join("Mail");
-    let config = home.path().join("c.toml");
-    fs::write(&config, "[filter]\ndefault_mda = [\"/nonexistent/mda\"]\n").unwrap();
-    let out = filter(
-        home.path(),
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "--maildir",
-            root.to_str().unwrap(),
-        ],
-        SMALL.as_bytes(),
-    );
+    let sandbox = Sandbox::with_config("[filter]\ndefault_mda = [\"/nonexistent/mda\"]\n");
+    let root = &sandbox.root;
+    let out = sandbox.filter(&[], SMALL.as_bytes());
     assert_eq!(out.status.code(), Some(8));
-    assert_eq!(read_folder(&root, ".mailhaul-undelivered").len(), 3);
+    assert_eq!(read_folder(root, ".mailhaul-undelivered").len(), 3);
     assert!(stderr(&out).contains("cannot start `/nonexistent/mda`"));
 }
 
 #[test]
 fn procmail_as_agent_files_by_its_recipes() {
-    let home = tempfile::tempdir().unwrap();
-    let root = home.path().join("Mail");
-    let pm = home.path().join("pm");
+    // The config names the procmailrc in the sandbox: written below.
+    let sandbox = Sandbox::with_config("");
+    let root = &sandbox.root;
+    let pm = sandbox.home.path().join("pm");
     fs::create_dir(&pm).unwrap();
-    let rc = home.path().join("procmailrc");
+    let rc = sandbox.home.path().join("procmailrc");
     fs::write(
         &rc,
         format!(
@@ -391,25 +375,15 @@ fn procmail_as_agent_files_by_its_recipes() {
         ),
     )
     .unwrap();
-    let config = home.path().join("c.toml");
     fs::write(
-        &config,
+        &sandbox.config,
         format!(
             "[filter]\nformat = \"mboxrd\"\ndefault_mda = [\"procmail\", \"-m\", \"{}\"]\n",
             rc.display()
         ),
     )
     .unwrap();
-    let out = filter(
-        home.path(),
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "--maildir",
-            root.to_str().unwrap(),
-        ],
-        SMALL.as_bytes(),
-    );
+    let out = sandbox.filter(&[], SMALL.as_bytes());
     assert!(out.status.success(), "{}", stderr(&out));
     let mips = read_folder(&pm, "mips");
     // procmail drops the From_ line mailhaul passes it for Maildir delivery.
@@ -420,7 +394,7 @@ fn procmail_as_agent_files_by_its_recipes() {
     assert_eq!(read_folder(&pm, "inbox").len(), 2);
     assert!(stderr(&out).contains("mda:procmail -m"), "{}", stderr(&out));
     assert!(
-        delivered(&root).is_empty(),
+        delivered(root).is_empty(),
         "nothing in mailhaul's own folders"
     );
 }
