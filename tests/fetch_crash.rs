@@ -267,3 +267,103 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a dropped link");
     assert!(claims_of(user).is_empty());
 }
+
+/// Two accounts of one login whose spools have the same file name in
+/// different directories (copy-truncate keeps both accounts' claims in
+/// `~/.mailhaul/claims`): a claim one account left behind is recovered by
+/// that account only, never filed into the other's Maildir.
+#[test]
+fn a_claim_left_by_one_spool_is_not_taken_by_another_of_the_same_name() {
+    let sshd = TestSshd::start();
+    let message = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
+    let md5 = |s: &str| {
+        let filed = format!("Subject: {s}\n\nbody\n");
+        format!("{:x}", <md5::Md5 as md5::Digest>::digest(filed.as_bytes()))
+    };
+    // A name no other test uses, so that no other fetch can meet these claims.
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clients: Vec<(Client, std::path::PathBuf)> = [&first_dir, &second_dir]
+        .into_iter()
+        .map(|dir| {
+            let spool = dir.path().join("same-name-inbox");
+            let extra = format!("spool = {spool:?}\nclaim = \"copy-truncate\"");
+            (Client::new(&sshd, "root", &extra), spool)
+        })
+        .collect();
+    let [(first, first_spool), (second, second_spool)] = &clients[..] else {
+        unreachable!()
+    };
+    fill_spool(first_spool, message("first").as_bytes());
+    fill_spool(second_spool, message("second").as_bytes());
+
+    first.fetch_crashing_at("claimed");
+    assert_eq!(std::fs::metadata(first_spool).unwrap().len(), 0, "claimed");
+    let out = second.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(&second.filed_md5s(), &[md5("second")], "the other account");
+    let out = first.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(
+        &first.filed_md5s(),
+        &[md5("first")],
+        "the claim's own account",
+    );
+}
+
+/// Copies cut short by a crash of the server script itself (a power loss
+/// between copy and truncate, or between truncate and naming), found under
+/// the lock at the next claim: a `.part` that is still the spool's prefix is
+/// dropped (the spool keeps that mail), any other is finished and fetched.
+#[test]
+fn copies_cut_short_on_the_server_are_repaired_under_the_lock() {
+    use sha2::Digest;
+    let sshd = TestSshd::start();
+    let message = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
+    let md5 = |s: &str| {
+        let filed = format!("Subject: {s}\n\nbody\n");
+        format!("{:x}", <md5::Md5 as md5::Digest>::digest(filed.as_bytes()))
+    };
+    let server = tempfile::tempdir().unwrap();
+    let spool = server.path().join("repair-inbox");
+    let in_spool = format!(
+        "{}{}",
+        message("in the spool"),
+        message("also in the spool")
+    );
+    fill_spool(&spool, in_spool.as_bytes());
+    let client = Client::new(
+        &sshd,
+        "root",
+        &format!("spool = {spool:?}\nclaim = \"copy-truncate\""),
+    );
+    // The script's names: NAME.KEY.ID.part, KEY from the canonical path.
+    let canonical = std::fs::canonicalize(&spool).unwrap();
+    let key = format!(
+        "{:x}",
+        sha2::Sha256::digest(canonical.to_str().unwrap().as_bytes())
+    );
+    let claims = std::path::Path::new("/root/.mailhaul/claims");
+    std::fs::create_dir_all(claims).unwrap();
+    let part = |id: &str| claims.join(format!("repair-inbox.{}.{id}.part", &key[..12]));
+    let (finished, dropped) = (part("20260101T000000-1-1"), part("20260101T000000-2-2"));
+    // Truncated after a complete copy: the copy holds the only one.
+    std::fs::write(&finished, message("only in the copy")).unwrap();
+    // Cut short before the truncate: a prefix of what the spool still holds.
+    std::fs::write(&dropped, &in_spool.as_bytes()[..40]).unwrap();
+
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("repaired an interrupted claim"),
+        "{}",
+        describe(&out)
+    );
+    let mut want = vec![
+        md5("in the spool"),
+        md5("also in the spool"),
+        md5("only in the copy"),
+    ];
+    want.sort();
+    assert_same_messages(&client.filed_md5s(), &want, "after the repair");
+    assert!(!finished.exists() && !dropped.exists());
+}

@@ -38,14 +38,17 @@ links() { ls -ld -- "$1" | awk '{print $2}'; }
 inode() { ls -di -- "$1" | awk '{print $1}'; }
 sync_path() { sync -- "$1" 2>/dev/null || sync; }
 
-sha256_of() {
-  if have sha256sum; then sha256sum < "$1" | cut -c1-64
-  elif have shasum; then shasum -a 256 < "$1" | cut -c1-64
-  elif have sha256; then sha256 -q < "$1"
-  elif have openssl; then openssl dgst -sha256 < "$1" | sed 's/^.*= *//'
+# The sha256 of stdin, lower-case hex.
+sha256_in() {
+  if have sha256sum; then sha256sum | cut -c1-64
+  elif have shasum; then shasum -a 256 | cut -c1-64
+  elif have sha256; then sha256 -q
+  elif have openssl; then openssl dgst -sha256 | sed 's/^.*= *//'
   else return 1
   fi
 }
+
+sha256_of() { sha256_in < "$1"; }
 
 # Sets spool, spool_dir, base, cdir (copy claims), user from the SPOOL argument.
 resolve() {
@@ -67,6 +70,21 @@ resolve() {
   base=$(basename -- "$spool")
   cdir=$HOME/.mailhaul/claims
   lockf=$spool.lock
+}
+
+# Sets cprefix: copy claims of this spool are $cprefix.ID.part/.mbox in
+# $cdir, named after the spool plus a hash of its canonical path, so that
+# spools of one login with the same name in different directories never
+# see (recover, repair, send) each other's claims. Needs a sha256 tool.
+set_cprefix() {
+  if _canon=$(cd -- "$spool_dir" 2>/dev/null && pwd -P); then
+    _canon=$_canon/$base
+  else
+    _canon=$spool
+  fi
+  _key=$(printf '%s' "$_canon" | sha256_in | cut -c1-12) ||
+    fail unsupported "no sha256 tool (install coreutils)" 11
+  cprefix=$cdir/$base.$_key
 }
 
 new_id() {
@@ -132,7 +150,7 @@ repair() {
   # copy-truncate: a .part that is still the spool's prefix was not truncated
   # yet (or the copy was cut short): the spool keeps the mail, drop the copy.
   # Otherwise the spool was truncated after a complete copy: finish the claim.
-  for p in "$cdir/$base".*.part; do
+  for p in "$cprefix".*.part; do
     [ -f "$p" ] || continue
     _ps=$(fsize "$p")
     if [ -e "$spool" ] && [ "$(fsize "$spool")" -ge "$_ps" ] &&
@@ -149,7 +167,7 @@ repair() {
 
 # Prints `claim HEXPATH SIZE SHA256` for every finished claim of this spool.
 list_claims() {
-  for f in "$cdir/$base".*.mbox "$spool".mailhaul-claim.*; do
+  for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
     [ -f "$f" ] || continue
     [ "$(links "$f")" = 1 ] || continue
     _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
@@ -190,6 +208,7 @@ cmd_probe() {
 cmd_recover() {
   resolve "$1"
   need_hasher
+  set_cprefix
   list_claims
   say ok
 }
@@ -200,6 +219,7 @@ cmd_claim() {
   wait=$3
   case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
   need_hasher
+  set_cprefix
   have head && have cmp || fail unsupported "head and cmp are missing (install coreutils and diffutils)" 11
   trap unlock EXIT
   trap 'exit 12' HUP INT TERM PIPE
@@ -241,8 +261,8 @@ cmd_claim() {
       if [ "$has_mail" = 1 ] && [ -s "$spool" ]; then
         while :; do
           new_id
-          part=$cdir/$base.$id.part
-          claim=$cdir/$base.$id.mbox
+          part=$cprefix.$id.part
+          claim=$cprefix.$id.mbox
           [ -e "$claim" ] && continue
           (set -C; cat -- "$spool" > "$part") 2>/dev/null && break
           [ -e "$part" ] || fail failed "cannot copy $spool to $part" 12
