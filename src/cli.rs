@@ -28,4 +28,19 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Write a commented config from a few questions (Host aliases from
+    /// ~/.ssh/config are offered).
+    Init {
+        /// Replace an existing config.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print shell completions for SHELL on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}

@@ -494,6 +494,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_is_valid() {
+        let text = include_str!("../assets/config.example.toml");
+        let c = Config::parse(text, Path::new("assets/config.example.toml")).unwrap();
+        assert_eq!(c.accounts.len(), 1);
+        assert_eq!(c.filter.rules.len(), 2);
+    }
+
+    #[test]
     fn type_error_names_the_key() {
         let e = err("[general]\ncheck_interval = \"soon\"\n");
         assert!(

@@ -87,6 +87,21 @@ pub enum FetchEvent {
     SpoolSize {
         /// Bytes in the spool.
         bytes: u64,
+        /// Messages in the spool, when the check counted them.
+        messages: Option<u64>,
+    },
+    /// The server's host key is not in known_hosts: the fetch waits for the
+    /// user's answer (`accept` or not) before it authenticates.
+    HostKeyUnknown(HostKeyInfo),
+    /// The server's host key differs from the one in known_hosts (or is
+    /// marked `@revoked`): the fetch is refused (a `Failed` follows); this is
+    /// shown to the user, never offered to accept.
+    HostKeyChanged {
+        /// The key the server sent.
+        key: HostKeyInfo,
+        /// The full explanation: the expected key, the known_hosts line, and
+        /// how to fix it once the new key is verified.
+        detail: String,
     },
     /// Transfer counters.
     Progress(TransferProgress),
@@ -125,6 +140,19 @@ pub struct FetchSummary {
     pub method: String,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+/// A server host key as shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKeyInfo {
+    /// Host name as connected to.
+    pub host: String,
+    /// SSH port.
+    pub port: u16,
+    /// Key type, e.g. `ssh-ed25519`.
+    pub key_type: String,
+    /// `SHA256:` and the unpadded base64 of the key's sha256, as OpenSSH prints it.
+    pub fingerprint: String,
 }
 
 /// What an SMTP forward reports.

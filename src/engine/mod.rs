@@ -4,5 +4,7 @@
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
 pub mod event;
+pub mod mbox;
 pub mod message;
+pub mod ssh;
 pub mod tunnel;

@@ -1,0 +1,296 @@
+//! The SSH layer: resolve an account into a target, connect with the host key
+//! checked against known_hosts, authenticate, and run remote POSIX sh scripts
+//! whose arguments never enter a shell command line (see `script`).
+//!
+//! One `Connection` is one libssh2 session, which is one mutex: a blocking
+//! read on one channel blocks every other use of it. Fetch workers use one
+//! connection each; the SMTP forward takes its own and drives it non-blocking.
+
+mod auth;
+mod error;
+pub mod host_keys;
+mod script;
+pub mod ssh_config;
+mod target;
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+use ssh2::Session;
+
+pub use auth::{key_is_encrypted, run_passphrase_command};
+pub use error::{ChangedHostKey, SshError};
+pub use host_keys::{fingerprint, HostKey, KnownHostsFile, Verdict};
+pub use script::{ScriptOutput, ScriptStatus, ScriptStream};
+pub use target::{Target, DEFAULT_IDENTITY_FILES};
+
+use crate::config::HostKeyPolicy;
+
+/// A host known_hosts has no key for, as shown to whoever decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownHost {
+    /// Host name as connected to.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Key type (`ssh-ed25519`, ...).
+    pub key_type: String,
+    /// `SHA256:...`, exactly as OpenSSH prints it.
+    pub fingerprint: String,
+}
+
+/// The answer to an unknown host key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyDecision {
+    /// Do not connect.
+    Refuse,
+    /// Connect this time, record nothing.
+    AcceptOnce,
+    /// Connect and append the key to known_hosts.
+    AcceptAndRecord,
+}
+
+/// Questions `connect` may need a person to answer. The dashboard implements
+/// it by asking; headless runs use [`NoPrompts`], which refuses.
+pub trait Prompter {
+    /// known_hosts has no key for this host and the policy is `strict`.
+    fn unknown_host(&self, host: &UnknownHost) -> HostKeyDecision {
+        let _ = host;
+        HostKeyDecision::Refuse
+    }
+
+    /// The passphrase of an encrypted key when no `passphrase_command` is
+    /// set; `None` skips the key. The engine drops it after one use.
+    fn passphrase(&self, key: &Path) -> Option<String> {
+        let _ = key;
+        None
+    }
+}
+
+/// A [`Prompter`] that never asks: unknown hosts are refused, encrypted keys
+/// without `passphrase_command` are skipped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPrompts;
+
+impl Prompter for NoPrompts {}
+
+/// How long a channel may stay silent before the connection is declared
+/// dead, unless changed with [`Connection::set_idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Silence after which a keepalive is sent (with `want_reply=false`:
+/// replies would pile up unfreed in libssh2), unless changed with
+/// [`Connection::set_keepalive_interval`].
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// An authenticated SSH session to one server.
+pub struct Connection {
+    session: Session,
+    /// A duplicate of the session's socket, for TCP_INFO and poll(2).
+    socket: TcpStream,
+    host: String,
+    idle_timeout: Duration,
+    keepalive_interval: Duration,
+}
+
+/// Opens an authenticated session to `target`.
+///
+/// `compress` asks for SSH transport compression (zlib@openssh.com), which
+/// must be set before the handshake. The host key is checked against
+/// `target.known_hosts_file`; an unknown host is accepted and recorded under
+/// `accept-new`, and put to `prompter` under `strict`. A changed or revoked
+/// key is always refused.
+pub fn connect(
+    target: &Target,
+    compress: bool,
+    prompter: &dyn Prompter,
+) -> Result<Connection, SshError> {
+    let connect_err = |source| SshError::Connect {
+        host: target.host.clone(),
+        port: target.port,
+        source,
+    };
+    let stream = open_tcp(target).map_err(connect_err)?;
+    stream.set_nodelay(true).map_err(connect_err)?;
+    let socket = stream.try_clone().map_err(connect_err)?;
+    let handshake_err = |source| SshError::Handshake {
+        host: target.host.clone(),
+        port: target.port,
+        source,
+    };
+    let mut session = Session::new().map_err(handshake_err)?;
+    session.set_timeout(millis(target.connect_timeout));
+    session.set_compress(compress);
+    session.set_tcp_stream(stream);
+    let mut known_hosts = KnownHostsFile::read(&target.known_hosts_file)?;
+    known_hosts.prefer_known_types(&session, &target.host, target.port);
+    session.handshake().map_err(handshake_err)?;
+    verify_host_key(&session, target, &mut known_hosts, prompter)?;
+    auth::authenticate(&session, target, prompter)?;
+    let mut conn = Connection {
+        session,
+        socket,
+        host: target.host.clone(),
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+    };
+    conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
+    Ok(conn)
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Connects to the first address of `target.host` that answers in time.
+fn open_tcp(target: &Target) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for addr in (target.host.as_str(), target.port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, target.connect_timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+    }))
+}
+
+/// Applies the known_hosts policy to the key the server just presented.
+fn verify_host_key(
+    session: &Session,
+    target: &Target,
+    known_hosts: &mut KnownHostsFile,
+    prompter: &dyn Prompter,
+) -> Result<(), SshError> {
+    let key = HostKey::of_session(session).ok_or_else(|| SshError::Handshake {
+        host: target.host.clone(),
+        port: target.port,
+        source: ssh2::Error::new(
+            ssh2::ErrorCode::Session(-1),
+            "the server sent no readable host key",
+        ),
+    })?;
+    let (host, port) = (target.host.as_str(), target.port);
+    match known_hosts.check(session, host, port, &key) {
+        Verdict::Known => Ok(()),
+        Verdict::Revoked { line } => Err(SshError::HostKeyRevoked {
+            host: host.to_string(),
+            port,
+            fingerprint: key.fingerprint(),
+            known_hosts: target.known_hosts_file.clone(),
+            line,
+        }),
+        Verdict::Changed { line, expected } => {
+            Err(SshError::HostKeyChanged(Box::new(ChangedHostKey {
+                host: host.to_string(),
+                port,
+                lookup: host_keys::lookup_name(host, port),
+                key_type: key.key_type.clone(),
+                expected,
+                got: key.fingerprint(),
+                known_hosts: target.known_hosts_file.clone(),
+                line,
+            })))
+        }
+        Verdict::Unknown => {
+            let decision = match target.host_key_policy {
+                HostKeyPolicy::AcceptNew => HostKeyDecision::AcceptAndRecord,
+                HostKeyPolicy::Strict => prompter.unknown_host(&UnknownHost {
+                    host: host.to_string(),
+                    port,
+                    key_type: key.key_type.clone(),
+                    fingerprint: key.fingerprint(),
+                }),
+            };
+            match decision {
+                HostKeyDecision::Refuse => Err(SshError::HostKeyUnknown {
+                    host: host.to_string(),
+                    port,
+                    key_type: key.key_type.clone(),
+                    fingerprint: key.fingerprint(),
+                    known_hosts: target.known_hosts_file.clone(),
+                }),
+                HostKeyDecision::AcceptOnce => Ok(()),
+                HostKeyDecision::AcceptAndRecord => known_hosts.append(host, port, &key),
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// The libssh2 session, for channels this module does not wrap (the
+    /// SMTP forward's `direct-tcpip` channels, SFTP).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session's socket, for poll(2) in a non-blocking driver.
+    pub fn raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// The host name connected to (for messages).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sets how long a remote command may stay silent before the connection
+    /// is declared dead (keepalives are sent meanwhile). A script that waits
+    /// on a lock needs at least the lock timeout.
+    pub fn set_idle_timeout(&mut self, limit: Duration) {
+        self.idle_timeout = limit;
+    }
+
+    /// Sets after how much silence a keepalive is sent (at least 1 s). Each
+    /// blocking libssh2 call waits at most this long before the keepalive
+    /// goes out and the call is resumed.
+    pub fn set_keepalive_interval(&mut self, interval: Duration) {
+        let interval = interval.max(Duration::from_secs(1));
+        self.keepalive_interval = interval;
+        let secs = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
+        self.session.set_keepalive(false, secs);
+        self.session.set_timeout(millis(interval));
+    }
+
+    /// Bytes received on the TCP socket so far, SSH framing included
+    /// (`tcpi_bytes_received` of TCP_INFO).
+    pub fn socket_bytes_received(&self) -> std::io::Result<u64> {
+        self.tcp_info().map(|i| i.tcpi_bytes_received)
+    }
+
+    /// Bytes sent on the TCP socket and acknowledged by the peer
+    /// (`tcpi_bytes_acked` of TCP_INFO).
+    pub fn socket_bytes_sent(&self) -> std::io::Result<u64> {
+        self.tcp_info().map(|i| i.tcpi_bytes_acked)
+    }
+
+    fn tcp_info(&self) -> std::io::Result<libc::tcp_info> {
+        // SAFETY: tcp_info is plain old data; getsockopt writes at most `len`
+        // bytes into it, and the fd stays open while `self.socket` lives.
+        unsafe {
+            let mut info: libc::tcp_info = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            let rc = libc::getsockopt(
+                self.socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            );
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(info)
+        }
+    }
+
+    /// Compression negotiated in each direction (client to server, server
+    /// to client), e.g. `zlib@openssh.com` or `none`.
+    pub fn compression(&self) -> (String, String) {
+        let m = |t| self.session.methods(t).unwrap_or("none").to_string();
+        (m(ssh2::MethodType::CompCs), m(ssh2::MethodType::CompSc))
+    }
+}

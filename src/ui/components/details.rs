@@ -1,0 +1,160 @@
+//! The details overlay (Enter): the selected account's settings as the
+//! dashboard knows them, its last outcome in full and its spool check.
+
+use ratatui::crossterm::event::{Event as Input, KeyCode};
+use ratatui::layout::Rect;
+use ratatui::text::Line;
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::log::clock;
+use super::{centered, field, panel, wrapped_height, Component, Context, Handled, Intent};
+use crate::ui::format;
+use crate::ui::model::Outcome;
+
+/// The details overlay.
+#[derive(Debug, Default)]
+pub struct DetailsOverlay;
+
+impl Component for DetailsOverlay {
+    fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Context) {
+        let theme = ctx.theme;
+        let Some(a) = ctx.selected_account() else {
+            return;
+        };
+        let mut lines = vec![
+            Line::from(field("host     ", a.host.clone(), theme).to_vec()),
+            Line::from(
+                field(
+                    "user     ",
+                    a.user
+                        .clone()
+                        .unwrap_or_else(|| "(ssh config / local)".into()),
+                    theme,
+                )
+                .to_vec(),
+            ),
+            Line::from(
+                field(
+                    "port     ",
+                    a.port.map_or("(ssh config / 22)".into(), |p| p.to_string()),
+                    theme,
+                )
+                .to_vec(),
+            ),
+            Line::from(
+                field(
+                    "spool    ",
+                    a.spool_path
+                        .clone()
+                        .unwrap_or_else(|| "/var/mail/USER".into()),
+                    theme,
+                )
+                .to_vec(),
+            ),
+            Line::from(
+                field(
+                    "on server",
+                    match a.spool {
+                        None => " not checked yet".to_string(),
+                        Some(s) => format!(
+                            " {}{}",
+                            format::bytes(s.bytes),
+                            s.messages
+                                .map_or(String::new(), |m| format!(", {m} messages"))
+                        ),
+                    },
+                    theme,
+                )
+                .to_vec(),
+            ),
+        ];
+        lines.push(Line::from(
+            field(
+                "forward  ",
+                format!(
+                    "{} → {}",
+                    a.forward.listen,
+                    a.forward
+                        .target
+                        .clone()
+                        .unwrap_or_else(|| format!("{}:25", a.host))
+                ),
+                theme,
+            )
+            .to_vec(),
+        ));
+        match a.last.as_ref().map(|l| (&l.outcome, l.at, l.unix_secs)) {
+            None => lines.push(Line::from(
+                field("last     ", "no fetch in this session".into(), theme).to_vec(),
+            )),
+            Some((Outcome::Done(s), at, unix)) => {
+                lines.push(Line::from(
+                    field(
+                        "last     ",
+                        format!(
+                            "ok at {} ({}): {} messages, {} undelivered",
+                            clock(unix, ctx.utc_offset),
+                            format::ago(ctx.now.saturating_duration_since(at)),
+                            s.messages,
+                            s.undelivered
+                        ),
+                        theme,
+                    )
+                    .to_vec(),
+                ));
+                lines.push(Line::from(
+                    field(
+                        "         ",
+                        format!(
+                            "{} raw, {} payload ({}), {} on the socket, {} in {}",
+                            format::bytes(s.raw_bytes),
+                            format::bytes(s.payload_bytes),
+                            s.method,
+                            format::bytes(s.socket_bytes),
+                            format::ratio(s.raw_bytes, s.payload_bytes),
+                            format::duration(s.elapsed)
+                        ),
+                        theme,
+                    )
+                    .to_vec(),
+                ));
+            }
+            Some((Outcome::Failed { exit, message }, at, unix)) => {
+                lines.push(Line::from(
+                    field(
+                        "last     ",
+                        format!(
+                            "failed at {} ({}), exit {} {exit:?}",
+                            clock(unix, ctx.utc_offset),
+                            format::ago(ctx.now.saturating_duration_since(at)),
+                            exit.code()
+                        ),
+                        theme,
+                    )
+                    .to_vec(),
+                ));
+                lines.push(Line::styled(message.clone(), theme.error()));
+            }
+        }
+        let width = 76.min(area.width);
+        let height = wrapped_height(&lines, width.saturating_sub(2)) + 2;
+        let rect = centered(area, width, height);
+        frame.render_widget(Clear, rect);
+        frame.render_widget(
+            Paragraph::new(lines)
+                .wrap(Wrap { trim: false })
+                .block(panel(format!("{} (Esc closes)", a.name), theme)),
+            rect,
+        );
+    }
+
+    fn handle_input(&mut self, input: &Input, _ctx: &Context) -> Handled {
+        match input {
+            Input::Key(key) if matches!(key.code, KeyCode::Esc | KeyCode::Enter) => {
+                Handled::Intent(Intent::Close)
+            }
+            _ => Handled::Ignored,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Short human-readable numbers for narrow panels: sizes, rates, durations.
+
+use std::time::Duration;
+
+/// Bytes with a binary-free SI unit, three significant digits (`4.97 MB`).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else if value >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else if value >= 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// A rate in bytes per second (`1.70 MB/s`).
+pub fn rate(bytes_per_sec: f64) -> String {
+    format!("{}/s", bytes(bytes_per_sec.max(0.0).round() as u64))
+}
+
+/// A duration at a granularity that fits its size (`850ms`, `42s`, `3m05s`, `2h10m`).
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 60 {
+        if secs < 10 {
+            format!("{:.1}s", d.as_secs_f64())
+        } else {
+            format!("{secs}s")
+        }
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+/// How long ago, to the minute (`just now`, `5m ago`, `3h ago`, `2d ago`), so
+/// that a label changes at most once a minute and an idle screen stays still.
+pub fn ago(d: Duration) -> String {
+    let mins = d.as_secs() / 60;
+    if mins == 0 {
+        "just now".to_string()
+    } else if mins < 60 {
+        format!("{mins}m ago")
+    } else if mins < 48 * 60 {
+        format!("{}h ago", mins / 60)
+    } else {
+        format!("{}d ago", mins / (24 * 60))
+    }
+}
+
+/// A compression ratio (`4.70x`), or `-` when nothing was compressed yet.
+pub fn ratio(raw: u64, compressed: u64) -> String {
+    if compressed == 0 || raw == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.2}x", raw as f64 / compressed as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_keep_three_significant_digits() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(4_970_000), "4.97 MB");
+        assert_eq!(bytes(12_345_678), "12.3 MB");
+        assert_eq!(bytes(123_456_789), "123 MB");
+    }
+
+    #[test]
+    fn durations_pick_a_granularity() {
+        assert_eq!(duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(duration(Duration::from_millis(4200)), "4.2s");
+        assert_eq!(duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(duration(Duration::from_secs(7800)), "2h10m");
+    }
+
+    #[test]
+    fn ago_changes_once_a_minute() {
+        assert_eq!(ago(Duration::from_secs(59)), "just now");
+        assert_eq!(ago(Duration::from_secs(61)), "1m ago");
+        assert_eq!(ago(Duration::from_secs(119)), "1m ago");
+        assert_eq!(ago(Duration::from_secs(3 * 3600)), "3h ago");
+    }
+
+    #[test]
+    fn ratio_of_nothing_is_a_dash() {
+        assert_eq!(ratio(470, 100), "4.70x");
+        assert_eq!(ratio(470, 0), "-");
+    }
+}

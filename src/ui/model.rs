@@ -1,0 +1,428 @@
+//! What the dashboard knows, built only from the config and engine events:
+//! per-account fetch and forward state, the log, the fetch history and the
+//! pending host-key questions. Pure data; no terminal, no I/O.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::engine::event::{
+    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress, TunnelEvent,
+    TunnelState, TunnelStats,
+};
+use crate::exit::Exit;
+
+/// Log lines kept for the log panel; older ones are dropped.
+pub const LOG_CAPACITY: usize = 1000;
+/// Per-second throughput samples kept for the sparkline.
+const SPARK_CAPACITY: usize = 600;
+/// The window the current throughput is averaged over.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+/// When something happened: a monotonic instant for durations and the wall
+/// clock (seconds since the Unix epoch) for the log and the history.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// Monotonic time.
+    pub instant: Instant,
+    /// Wall-clock seconds since the Unix epoch.
+    pub unix_secs: u64,
+}
+
+impl Moment {
+    /// The current moment.
+    pub fn now() -> Moment {
+        let unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Moment {
+            instant: Instant::now(),
+            unix_secs,
+        }
+    }
+}
+
+/// Everything the panels draw.
+#[derive(Debug)]
+pub struct Model {
+    /// The accounts, in config order.
+    pub accounts: Vec<AccountView>,
+    /// Recent log lines, oldest first.
+    pub log: VecDeque<LogLine>,
+    /// Past fetches, oldest first (the history file, then this session's).
+    pub history: Vec<PastFetch>,
+    /// Host-key questions and refusals waiting for the user, oldest first.
+    pub host_keys: VecDeque<HostKeyPrompt>,
+}
+
+/// One account as configured and as last reported.
+#[derive(Debug)]
+pub struct AccountView {
+    /// The account's name.
+    pub name: String,
+    /// Host (or ~/.ssh/config alias).
+    pub host: String,
+    /// Login, when configured.
+    pub user: Option<String>,
+    /// SSH port, when configured.
+    pub port: Option<u16>,
+    /// Remote spool path, when configured.
+    pub spool_path: Option<String>,
+    /// The fetch running now, or the last one.
+    pub fetch: FetchView,
+    /// When the last fetch ended and how.
+    pub last: Option<LastFetch>,
+    /// The last spool-size check.
+    pub spool: Option<SpoolCheck>,
+    /// The SMTP forward.
+    pub forward: ForwardView,
+}
+
+/// The outcome of the last finished fetch of an account.
+#[derive(Debug, Clone)]
+pub struct LastFetch {
+    /// When it ended.
+    pub at: Instant,
+    /// When it ended, in wall-clock seconds since the Unix epoch.
+    pub unix_secs: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// How a fetch ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Mail was fetched and filed.
+    Done(FetchSummary),
+    /// It failed; the message says why and where the mail is.
+    Failed {
+        /// The error class.
+        exit: Exit,
+        /// The engine's message.
+        message: String,
+    },
+}
+
+/// A spool-size check of the server.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolCheck {
+    /// Bytes waiting in the spool.
+    pub bytes: u64,
+    /// Messages waiting, when counted.
+    pub messages: Option<u64>,
+}
+
+/// The state of the fetch running now or of the last one.
+#[derive(Debug, Default)]
+pub struct FetchView {
+    /// Current stage; `None` before the first fetch.
+    pub stage: Option<Stage>,
+    /// The last working stage entered (not `Done`/`Failed`): where a failed
+    /// fetch stopped.
+    pub reached: Option<Stage>,
+    /// When the fetch started.
+    pub started: Option<Instant>,
+    /// When it ended.
+    pub ended: Option<Instant>,
+    /// Latest transfer counters.
+    pub progress: TransferProgress,
+    /// Throughput history of the transfer.
+    pub rate: RateTracker,
+    /// Messages filed per folder, in the order folders first appeared.
+    pub filed: Vec<(String, u64)>,
+    /// The error that ended the fetch.
+    pub error: Option<(Exit, String)>,
+    /// The summary of a finished fetch.
+    pub summary: Option<FetchSummary>,
+}
+
+impl FetchView {
+    /// Whether a fetch is running (started and not ended).
+    pub fn is_active(&self) -> bool {
+        matches!(self.stage, Some(s) if s != Stage::Done && s != Stage::Failed)
+    }
+}
+
+/// Raw-byte throughput: a short window for the current rate and per-second
+/// totals for the sparkline.
+#[derive(Debug, Default)]
+pub struct RateTracker {
+    samples: VecDeque<(Instant, u64)>,
+    start: Option<Instant>,
+    /// Raw bytes received in each whole second since the transfer began
+    /// (the last `SPARK_CAPACITY` seconds).
+    pub per_second: VecDeque<u64>,
+    first_second: u64,
+}
+
+impl RateTracker {
+    fn record(&mut self, at: Instant, raw_done: u64) {
+        let start = *self.start.get_or_insert(at);
+        let previous = self.samples.back().map_or(0, |&(_, raw)| raw);
+        let delta = raw_done.saturating_sub(previous);
+        self.samples.push_back((at, raw_done));
+        while self.samples.len() > 2
+            && at.duration_since(self.samples[0].0) > RATE_WINDOW
+            && at.duration_since(self.samples[1].0) >= RATE_WINDOW
+        {
+            self.samples.pop_front();
+        }
+        let second = at.duration_since(start).as_secs();
+        while self.first_second + (self.per_second.len() as u64) <= second {
+            self.per_second.push_back(0);
+        }
+        let index = (second - self.first_second) as usize;
+        self.per_second[index] += delta;
+        while self.per_second.len() > SPARK_CAPACITY {
+            self.per_second.pop_front();
+            self.first_second += 1;
+        }
+    }
+
+    /// When the last counters arrived.
+    pub fn last_sample(&self) -> Option<Instant> {
+        self.samples.back().map(|&(at, _)| at)
+    }
+
+    /// Raw bytes per second over the last few seconds; `None` until two
+    /// samples are apart in time.
+    pub fn bytes_per_sec(&self) -> Option<f64> {
+        let (t0, r0) = *self.samples.front()?;
+        let (t1, r1) = *self.samples.back()?;
+        let secs = t1.duration_since(t0).as_secs_f64();
+        (secs > 0.0).then(|| r1.saturating_sub(r0) as f64 / secs)
+    }
+}
+
+/// The SMTP forward of one account.
+#[derive(Debug)]
+pub struct ForwardView {
+    /// Configured listen address.
+    pub listen: String,
+    /// Configured target, if not the default (mail host port 25).
+    pub target: Option<String>,
+    /// Reported state.
+    pub state: TunnelState,
+    /// Reported counters.
+    pub stats: TunnelStats,
+    /// The last error reported.
+    pub last_error: Option<String>,
+}
+
+/// A log line.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// Wall-clock seconds since the Unix epoch.
+    pub unix_secs: u64,
+    /// Severity.
+    pub level: Level,
+    /// The account it concerns.
+    pub account: Option<String>,
+    /// The text.
+    pub message: String,
+}
+
+/// A host-key question or refusal for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostKeyPrompt {
+    /// The account whose fetch met the key.
+    pub account: String,
+    /// The key.
+    pub key: HostKeyInfo,
+    /// For a changed or revoked key, the engine's explanation: a refusal,
+    /// not a question.
+    pub refusal: Option<String>,
+}
+
+/// One past fetch for the history chart: what the fetch helper's history
+/// file (`engine::history`) keeps per line, less the time, which the chart
+/// does not show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastFetch {
+    /// The account.
+    pub account: String,
+    /// What the fetch moved and how long it took.
+    pub summary: FetchSummary,
+}
+
+impl Model {
+    /// The model for a config's accounts, with the history read at start.
+    pub fn new(config: &Config, history: Vec<PastFetch>) -> Model {
+        let accounts = config
+            .accounts
+            .iter()
+            .map(|a| AccountView {
+                name: a.name.clone(),
+                host: a.host.clone(),
+                user: a.user.clone(),
+                port: a.port,
+                spool_path: a.spool.clone(),
+                fetch: FetchView::default(),
+                last: None,
+                spool: None,
+                forward: ForwardView {
+                    listen: a.forward.listen.get_ref().clone(),
+                    target: a.forward.target.clone(),
+                    state: TunnelState::Off,
+                    stats: TunnelStats::default(),
+                    last_error: None,
+                },
+            })
+            .collect();
+        Model {
+            accounts,
+            log: VecDeque::new(),
+            history,
+            host_keys: VecDeque::new(),
+        }
+    }
+
+    /// The index of an account by name.
+    pub fn account_index(&self, name: &str) -> Option<usize> {
+        self.accounts.iter().position(|a| a.name == name)
+    }
+
+    /// Whether any account is fetching.
+    pub fn any_fetch_active(&self) -> bool {
+        self.accounts.iter().any(|a| a.fetch.is_active())
+    }
+
+    /// Applies one engine event; returns whether anything shown changed.
+    /// Events about accounts that are not configured are ignored.
+    pub fn apply(&mut self, event: Event, at: Moment) -> bool {
+        match event {
+            // Debug detail would drown what a user watches for.
+            Event::Log {
+                level: Level::Debug,
+                ..
+            } => false,
+            Event::Log {
+                level,
+                account,
+                message,
+            } => {
+                if self.log.len() == LOG_CAPACITY {
+                    self.log.pop_front();
+                }
+                self.log.push_back(LogLine {
+                    unix_secs: at.unix_secs,
+                    level,
+                    account,
+                    message,
+                });
+                true
+            }
+            Event::Fetch { account, event } => self.apply_fetch(&account, event, at),
+            Event::Tunnel { account, event } => {
+                let Some(i) = self.account_index(&account) else {
+                    return false;
+                };
+                let forward = &mut self.accounts[i].forward;
+                match event {
+                    TunnelEvent::State(state) => {
+                        if state == forward.state {
+                            return false;
+                        }
+                        if matches!(state, TunnelState::Listening(_)) {
+                            forward.last_error = None;
+                        }
+                        forward.state = state;
+                    }
+                    TunnelEvent::Stats(stats) => {
+                        if stats == forward.stats {
+                            return false;
+                        }
+                        forward.stats = stats;
+                    }
+                    TunnelEvent::Error(message) => forward.last_error = Some(message),
+                }
+                true
+            }
+        }
+    }
+
+    fn apply_fetch(&mut self, account: &str, event: FetchEvent, at: Moment) -> bool {
+        let Some(i) = self.account_index(account) else {
+            return false;
+        };
+        let view = &mut self.accounts[i];
+        match event {
+            FetchEvent::Stage(stage) => {
+                if view.fetch.stage == Some(stage) {
+                    return false;
+                }
+                if !view.fetch.is_active() {
+                    view.fetch = FetchView {
+                        started: Some(at.instant),
+                        ..FetchView::default()
+                    };
+                }
+                view.fetch.stage = Some(stage);
+                if matches!(stage, Stage::Done | Stage::Failed) {
+                    view.fetch.ended = Some(at.instant);
+                } else {
+                    view.fetch.reached = Some(stage);
+                }
+            }
+            FetchEvent::SpoolSize { bytes, messages } => {
+                view.spool = Some(SpoolCheck { bytes, messages });
+            }
+            FetchEvent::Progress(progress) => {
+                if progress == view.fetch.progress {
+                    return false;
+                }
+                view.fetch.progress = progress;
+                view.fetch.rate.record(at.instant, progress.raw_done);
+            }
+            FetchEvent::Filed { folder, count } => {
+                match view.fetch.filed.iter_mut().find(|(f, _)| *f == folder) {
+                    Some(entry) => entry.1 = count,
+                    None => view.fetch.filed.push((folder, count)),
+                }
+            }
+            FetchEvent::Finished(summary) => {
+                view.fetch.stage = Some(Stage::Done);
+                view.fetch.ended = Some(at.instant);
+                view.fetch.summary = Some(summary.clone());
+                view.last = Some(LastFetch {
+                    at: at.instant,
+                    unix_secs: at.unix_secs,
+                    outcome: Outcome::Done(summary.clone()),
+                });
+                // The spool was claimed: what was counted before is gone.
+                view.spool = None;
+                let name = view.name.clone();
+                self.host_keys
+                    .retain(|p| p.refusal.is_some() || p.account != name);
+                self.history.push(PastFetch {
+                    account: name,
+                    summary,
+                });
+            }
+            FetchEvent::Failed { exit, message } => {
+                view.fetch.stage = Some(Stage::Failed);
+                view.fetch.ended = Some(at.instant);
+                view.fetch.error = Some((exit, message.clone()));
+                view.last = Some(LastFetch {
+                    at: at.instant,
+                    unix_secs: at.unix_secs,
+                    outcome: Outcome::Failed { exit, message },
+                });
+                let name = view.name.clone();
+                self.host_keys
+                    .retain(|p| p.refusal.is_some() || p.account != name);
+            }
+            FetchEvent::HostKeyUnknown(key) => self.host_keys.push_back(HostKeyPrompt {
+                account: account.to_string(),
+                key,
+                refusal: None,
+            }),
+            FetchEvent::HostKeyChanged { key, detail } => self.host_keys.push_back(HostKeyPrompt {
+                account: account.to_string(),
+                key,
+                refusal: Some(detail),
+            }),
+        }
+        true
+    }
+}

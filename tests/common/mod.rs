@@ -1,0 +1,118 @@
+//! Shared harness for the integration tests: a real OpenSSH `sshd` on
+//! loopback, throwaway local users, and the system Postfix for local delivery.
+//!
+//! Use it from any integration test with `mod common;`. Everything here needs
+//! root and the Debian packages that `tests/run-all.sh` installs; without them
+//! the harness panics with a message saying so, instead of passing silently.
+//! Servers bind 127.0.0.1 on free ports and are stopped by PID, never by name.
+
+// Each test binary compiles this module and uses only a part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod postfix;
+pub mod proc;
+pub mod sshd;
+pub mod target;
+pub mod user;
+
+pub use postfix::Postfix;
+pub use sshd::TestSshd;
+pub use target::ssh_target;
+pub use user::TestUser;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Panics unless the process runs as root and `sshd` is installed, with a
+/// message telling how to run the suite.
+pub fn require_root_and_packages() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let missing: Vec<&str> = [
+        "/usr/sbin/sshd",
+        "/usr/bin/ssh",
+        "/usr/bin/ssh-keygen",
+        "/usr/sbin/useradd",
+    ]
+    .into_iter()
+    .filter(|p| !Path::new(p).exists())
+    .collect();
+    if euid != 0 || !missing.is_empty() {
+        panic!(
+            "these integration tests need root and real servers (sshd, postfix, procmail); \
+             euid={euid}, missing: {missing:?}. Run `bash tests/run-all.sh` as root: it \
+             installs the Debian packages and runs every test."
+        );
+    }
+}
+
+/// Runs a command to completion and panics, with its output, if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// A name unlikely to be taken by any other test, process or earlier run:
+/// `prefix` followed by 8 hex digits, at most 16 characters in all (a valid
+/// Linux user name when `prefix` starts with a lowercase letter).
+pub fn unique_name(prefix: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let prefix: String = prefix.chars().take(8).collect();
+    format!("{prefix}{:08x}", h.finish() as u32)
+}
+
+/// Holds an exclusive `flock` on a file under `/run/lock` while alive, to
+/// serialize system-wide steps (useradd, starting Postfix) across test
+/// processes.
+pub struct SystemLock {
+    file: std::fs::File,
+}
+
+impl SystemLock {
+    /// Blocks until the lock named `name` is held.
+    pub fn acquire(name: &str) -> SystemLock {
+        use std::os::fd::AsRawFd;
+        let dir = Path::new("/run/lock");
+        let dir = if dir.is_dir() { dir } else { Path::new("/tmp") };
+        let path = dir.join(format!("mailhaul-test-{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+        // SAFETY: the fd is valid for the life of `file`.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "flock {}", path.display());
+        SystemLock { file }
+    }
+}
+
+impl Drop for SystemLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the fd is valid; closing it would release the lock anyway.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}

@@ -1,0 +1,546 @@
+//! The SSH layer against a real OpenSSH sshd on loopback: authentication
+//! (key file, encrypted key, agent), known_hosts policies, compression,
+//! remote scripts with hostile arguments, and socket counters.
+
+mod common;
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::sshd::{keygen, pub_path, public_key, PASSPHRASE};
+use common::{TestSshd, TestUser};
+use mailhaul::config::HostKeyPolicy;
+use mailhaul::engine::ssh::{
+    connect, Connection, HostKeyDecision, NoPrompts, Prompter, SshError, Target, UnknownHost,
+};
+use mailhaul::exit::Exit;
+
+fn target(sshd: &TestSshd, key: &Path) -> Target {
+    Target {
+        identity_files: vec![key.to_path_buf()],
+        ..common::ssh_target(sshd, "root")
+    }
+}
+
+fn must_connect(sshd: &TestSshd, t: &Target) -> Connection {
+    connect(t, false, &NoPrompts)
+        .unwrap_or_else(|e| panic!("connect failed: {e}\nsshd log:\n{}", sshd.log()))
+}
+
+fn must_fail(t: &Target) -> SshError {
+    match connect(t, false, &NoPrompts) {
+        Ok(_) => panic!("connect succeeded but should not have"),
+        Err(e) => e,
+    }
+}
+
+/// The fingerprint `ssh-keygen -lf` prints for a public key file.
+fn keygen_fingerprint(pub_file: &Path) -> String {
+    let out = common::run(Command::new("ssh-keygen").arg("-lf").arg(pub_file));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn key_file_logs_in_and_script_runs() {
+    let sshd = TestSshd::start();
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let out = conn
+        .run_script("id -un; echo oops >&2; exit 3", &[] as &[&str])
+        .unwrap();
+    assert_eq!(out.stdout, b"root\n");
+    assert_eq!(out.stderr, "oops\n");
+    assert_eq!(out.status, 3);
+    assert!(!out.success());
+}
+
+#[test]
+fn hostile_arguments_arrive_intact_and_nothing_runs() {
+    let sshd = TestSshd::start();
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let marker = sshd.dir.path().join("pwned");
+    let m = marker.display();
+    let args: Vec<Vec<u8>> = vec![
+        b"/var/mail/with space".to_vec(),
+        b"".to_vec(),
+        format!("$(touch {m})").into_bytes(),
+        format!("`touch {m}`").into_bytes(),
+        format!("'; touch {m}; '").into_bytes(),
+        format!("\"; touch {m}; \"").into_bytes(),
+        b"line1\nline2\n\n".to_vec(),
+        b"-n".to_vec(),
+        b"*".to_vec(),
+        vec![0xff, 0xfe, b'\\', b'%', b'd', 1, 127],
+    ];
+    let out = conn
+        .run_script(
+            "echo $# >&2; for a in \"$@\"; do printf '%s' \"$a\"; printf '\\000'; done",
+            &args,
+        )
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stderr.trim(), args.len().to_string());
+    let got: Vec<&[u8]> = out.stdout.split(|&b| b == 0).collect();
+    assert_eq!(
+        got.len(),
+        args.len() + 1,
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (want, got) in args.iter().zip(&got) {
+        assert_eq!(got, want);
+    }
+    assert!(!marker.exists(), "an argument was executed");
+}
+
+#[test]
+fn streaming_script_output_and_status() {
+    let sshd = TestSshd::start();
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let mut stream = conn
+        .start_script("seq 1 \"$1\"; echo done >&2; exit \"$2\"", &["200000", "0"])
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let end = stream.finish().unwrap();
+    let want: String = (1..=200000).map(|i| format!("{i}\n")).collect();
+    assert!(
+        text == want,
+        "stream differs ({} vs {} bytes)",
+        text.len(),
+        want.len()
+    );
+    assert!(end.success());
+    assert_eq!(end.stderr, "done\n");
+
+    // Stopping early: finish drains the rest and still gets the status.
+    let mut stream = conn
+        .start_script("seq 1 100000; exit 4", &[] as &[&str])
+        .unwrap();
+    let mut first = [0u8; 10];
+    stream.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"1\n2\n3\n4\n5\n");
+    assert_eq!(stream.finish().unwrap().status, 4);
+}
+
+#[test]
+fn encrypted_key_with_passphrase_command() {
+    let sshd = TestSshd::start();
+    let mut t = target(&sshd, &sshd.encrypted_key);
+    t.passphrase_command = Some(vec!["printf".into(), "%s\\n".into(), PASSPHRASE.into()]);
+    let conn = must_connect(&sshd, &t);
+    assert_eq!(
+        conn.run_script("echo ok", &[] as &[&str]).unwrap().stdout,
+        b"ok\n"
+    );
+}
+
+#[test]
+fn encrypted_key_with_prompted_passphrase() {
+    struct Asker(RefCell<Vec<PathBuf>>);
+    impl Prompter for Asker {
+        fn passphrase(&self, key: &Path) -> Option<String> {
+            self.0.borrow_mut().push(key.to_path_buf());
+            Some(PASSPHRASE.to_string())
+        }
+    }
+    let sshd = TestSshd::start();
+    let asker = Asker(RefCell::new(Vec::new()));
+    connect(&target(&sshd, &sshd.encrypted_key), false, &asker).unwrap();
+    assert_eq!(*asker.0.borrow(), vec![sshd.encrypted_key.clone()]);
+}
+
+#[test]
+fn wrong_or_missing_passphrase_is_named_clearly() {
+    let sshd = TestSshd::start();
+    let mut t = target(&sshd, &sshd.encrypted_key);
+    t.passphrase_command = Some(vec!["echo".into(), "not the passphrase".into()]);
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::WrongPassphrase { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Auth);
+    assert!(e.to_string().starts_with("wrong passphrase for "), "{e}");
+
+    t.passphrase_command = None;
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::NoPassphrase { .. }), "{e:?}");
+    assert!(e.to_string().contains("ssh-add"), "{e}");
+
+    t.passphrase_command = Some(vec!["false".into()]);
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::PassphraseCommand { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Auth);
+}
+
+#[test]
+fn unauthorized_key_is_refused() {
+    let sshd = TestSshd::start();
+    let stranger = sshd.dir.path().join("stranger");
+    keygen(&stranger, "");
+    let e = must_fail(&target(&sshd, &stranger));
+    assert!(matches!(e, SshError::AuthRefused { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Auth);
+    assert!(
+        e.to_string().contains(&stranger.display().to_string()),
+        "{e}"
+    );
+}
+
+/// An ssh-agent started in the foreground, killed by PID on drop.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(dir: &Path) -> Agent {
+    let socket = dir.join("agent.sock");
+    let child = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ssh-agent");
+    let agent = Agent { child, socket };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent.socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent
+}
+
+#[test]
+fn agent_logs_in_without_key_files() {
+    let sshd = TestSshd::start();
+    let agent = start_agent(sshd.dir.path());
+    common::run(
+        Command::new("ssh-add")
+            .arg("-q")
+            .arg(&sshd.key)
+            .env("SSH_AUTH_SOCK", &agent.socket),
+    );
+    let mut t = target(&sshd, &sshd.key);
+    t.identity_files.clear();
+    t.agent_socket = Some(agent.socket.clone());
+    let conn = must_connect(&sshd, &t);
+    assert_eq!(
+        conn.run_script("echo agent", &[] as &[&str])
+            .unwrap()
+            .stdout,
+        b"agent\n"
+    );
+
+    // The same target without the agent has nothing to offer.
+    t.agent_socket = None;
+    assert!(matches!(must_fail(&t), SshError::AuthRefused { .. }));
+}
+
+#[test]
+fn changed_host_key_is_refused_with_both_fingerprints() {
+    let sshd = TestSshd::start();
+    let other = sshd.dir.path().join("other_host_key");
+    keygen(&other, "");
+    let kh = sshd.dir.path().join("known_hosts_changed");
+    std::fs::write(
+        &kh,
+        format!(
+            "# comment\nexample.org {}\n[127.0.0.1]:{} {}\n",
+            public_key(&sshd.host_key),
+            sshd.port,
+            public_key(&other)
+        ),
+    )
+    .unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = kh.clone();
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+        t.host_key_policy = policy;
+        let e = must_fail(&t);
+        assert_eq!(e.exit(), Exit::HostKey);
+        let SshError::HostKeyChanged(changed) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(changed.expected, keygen_fingerprint(&pub_path(&other)));
+        assert_eq!(changed.got, keygen_fingerprint(&pub_path(&sshd.host_key)));
+        assert_eq!(changed.line, 3);
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("line 3 of {}", kh.display())),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("ssh-keygen -R '[127.0.0.1]:{}'", sshd.port)),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn unknown_host_under_strict_asks_then_refuses() {
+    struct Recorder(RefCell<Option<UnknownHost>>, HostKeyDecision);
+    impl Prompter for Recorder {
+        fn unknown_host(&self, host: &UnknownHost) -> HostKeyDecision {
+            *self.0.borrow_mut() = Some(host.clone());
+            self.1
+        }
+    }
+    let sshd = TestSshd::start();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = sshd.dir.path().join("absent_known_hosts");
+    let refuse = Recorder(RefCell::new(None), HostKeyDecision::Refuse);
+    let e = connect(&t, false, &refuse).err().expect("must be refused");
+    assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::HostKey);
+    let asked = refuse.0.borrow().clone().expect("the hook was asked");
+    assert_eq!(
+        asked,
+        UnknownHost {
+            host: "127.0.0.1".into(),
+            port: sshd.port,
+            key_type: "ssh-ed25519".into(),
+            fingerprint: keygen_fingerprint(&pub_path(&sshd.host_key)),
+        }
+    );
+    assert!(e.to_string().contains(&asked.fingerprint), "{e}");
+
+    let once = Recorder(RefCell::new(None), HostKeyDecision::AcceptOnce);
+    connect(&t, false, &once).unwrap();
+    assert!(!t.known_hosts_file.exists(), "AcceptOnce must not record");
+
+    let record = Recorder(RefCell::new(None), HostKeyDecision::AcceptAndRecord);
+    connect(&t, false, &record).unwrap();
+    must_connect(&sshd, &t);
+}
+
+#[test]
+fn accept_new_records_the_key_then_strict_accepts_it() {
+    let sshd = TestSshd::start();
+    let home = sshd.dir.path().join("home");
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = home.join(".ssh").join("known_hosts");
+    t.host_key_policy = HostKeyPolicy::AcceptNew;
+    must_connect(&sshd, &t);
+    let text = std::fs::read_to_string(&t.known_hosts_file).unwrap();
+    assert_eq!(
+        text,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_key_pub)
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&t.known_hosts_file), 0o600);
+    assert_eq!(mode(&home.join(".ssh")), 0o700);
+    t.host_key_policy = HostKeyPolicy::Strict;
+    must_connect(&sshd, &t);
+    // Nothing is appended twice.
+    assert_eq!(std::fs::read_to_string(&t.known_hosts_file).unwrap(), text);
+    // The real OpenSSH client agrees with what was written.
+    let out = sshd
+        .ssh_command("root")
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            t.known_hosts_file.display()
+        ))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn revoked_key_is_refused_even_when_also_listed() {
+    let sshd = TestSshd::start();
+    let kh = sshd.dir.path().join("known_hosts_revoked");
+    std::fs::write(
+        &kh,
+        format!(
+            "[127.0.0.1]:{} {}\n@revoked * {}\n",
+            sshd.port, sshd.host_key_pub, sshd.host_key_pub
+        ),
+    )
+    .unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = kh;
+    t.host_key_policy = HostKeyPolicy::AcceptNew;
+    let e = must_fail(&t);
+    assert!(
+        matches!(e, SshError::HostKeyRevoked { line: 2, .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.exit(), Exit::HostKey);
+}
+
+#[test]
+fn hashed_entry_matches_and_plain_port_22_entry_does_not() {
+    let sshd = TestSshd::start();
+    let kh = sshd.dir.path().join("known_hosts_hashed");
+    std::fs::copy(&sshd.known_hosts, &kh).unwrap();
+    common::run(
+        Command::new("ssh-keygen")
+            .arg("-q")
+            .arg("-H")
+            .arg("-f")
+            .arg(&kh),
+    );
+    let text = std::fs::read_to_string(&kh).unwrap();
+    assert!(text.starts_with("|1|"), "{text}");
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = kh.clone();
+    must_connect(&sshd, &t);
+
+    // A plain `127.0.0.1` entry is for port 22, as in OpenSSH.
+    std::fs::write(&kh, format!("127.0.0.1 {}\n", sshd.host_key_pub)).unwrap();
+    assert!(matches!(must_fail(&t), SshError::HostKeyUnknown { .. }));
+}
+
+#[test]
+fn compression_is_negotiated_when_asked() {
+    let sshd = TestSshd::start();
+    let t = target(&sshd, &sshd.key);
+    let zlib = connect(&t, true, &NoPrompts).unwrap();
+    let z = "zlib@openssh.com".to_string();
+    assert_eq!(zlib.compression(), (z.clone(), z));
+    let plain = connect(&t, false, &NoPrompts).unwrap();
+    assert_eq!(
+        plain.compression(),
+        ("none".to_string(), "none".to_string())
+    );
+}
+
+#[test]
+fn tcp_info_counters_grow_with_traffic() {
+    let sshd = TestSshd::start();
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let (rx0, tx0) = (
+        conn.socket_bytes_received().unwrap(),
+        conn.socket_bytes_sent().unwrap(),
+    );
+    assert!(rx0 > 0 && tx0 > 0, "the handshake moved bytes: {rx0} {tx0}");
+    let out = conn
+        .run_script("head -c \"$1\" /dev/urandom", &["1000000"])
+        .unwrap();
+    assert_eq!(out.stdout.len(), 1_000_000);
+    let rx1 = conn.socket_bytes_received().unwrap();
+    assert!(rx1 - rx0 >= 1_000_000, "received only {} bytes", rx1 - rx0);
+    assert!(
+        rx1 - rx0 < 1_100_000,
+        "SSH overhead too large: {}",
+        rx1 - rx0
+    );
+    assert!(conn.socket_bytes_sent().unwrap() > tx0);
+}
+
+#[test]
+fn silent_script_survives_keepalives_until_the_idle_limit() {
+    let sshd = TestSshd::start();
+    let mut conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    conn.set_keepalive_interval(Duration::from_secs(1));
+    conn.set_idle_timeout(Duration::from_secs(10));
+    // Silent for 3 s: three libssh2 timeouts, each resumed after a keepalive.
+    let out = conn
+        .run_script("sleep 3; echo awake", &[] as &[&str])
+        .unwrap();
+    assert_eq!(out.stdout, b"awake\n");
+    // The session is still usable afterwards.
+    assert_eq!(
+        conn.run_script("echo again", &[] as &[&str])
+            .unwrap()
+            .stdout,
+        b"again\n"
+    );
+
+    conn.set_idle_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let e = conn.run_script("sleep 30", &[] as &[&str]).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(e.exit(), Exit::Transfer);
+    assert!(e.to_string().contains("sent nothing for 2 s"), "{e}");
+}
+
+#[test]
+fn the_known_key_type_is_preferred_in_the_handshake() {
+    struct Once;
+    impl Prompter for Once {
+        fn unknown_host(&self, _: &UnknownHost) -> HostKeyDecision {
+            HostKeyDecision::AcceptOnce
+        }
+    }
+    // libssh2 by itself prefers ed25519; known_hosts only has the ECDSA key.
+    let sshd = TestSshd::start_with_host_keys(&["ecdsa", "ed25519"]);
+    let mut t = target(&sshd, &sshd.key);
+    let conn = must_connect(&sshd, &t);
+    let hostkey = |c: &Connection| {
+        c.session()
+            .methods(ssh2::MethodType::HostKey)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(hostkey(&conn), "ecdsa-sha2-nistp256");
+    // With nothing known, libssh2's own order applies (the control).
+    t.known_hosts_file = sshd.dir.path().join("empty_known_hosts");
+    let conn = connect(&t, false, &Once).unwrap();
+    assert_eq!(hostkey(&conn), "ssh-ed25519");
+}
+
+#[test]
+fn a_known_key_of_another_type_is_not_a_changed_key() {
+    let sshd = TestSshd::start();
+    let ecdsa = sshd.dir.path().join("some_ecdsa");
+    common::sshd::keygen_type(&ecdsa, "ecdsa", "");
+    let kh = sshd.dir.path().join("known_hosts_ecdsa");
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, public_key(&ecdsa)),
+    )
+    .unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = kh;
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
+}
+
+#[test]
+fn unprivileged_user_runs_scripts_in_its_home() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "mhs");
+    let conn = connect(&common::ssh_target(&sshd, &user.name), false, &NoPrompts)
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let out = conn
+        .run_script(
+            "id -un; printf '%s' \"$2\" > \"$HOME/$1\"; ls -l \"$3\" | cut -c1-10",
+            &["claim file", "data\n", &user.spool.display().to_string()],
+        )
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}\n-rw-rw----\n", user.name)
+    );
+    assert_eq!(
+        std::fs::read(user.home.join("claim file")).unwrap(),
+        b"data\n"
+    );
+}
