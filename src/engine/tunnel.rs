@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use super::event::{Event, TunnelEvent, TunnelState, TunnelStats};
+use super::ssh::{self, Connection};
 use crate::config::Account;
 
 /// Bytes buffered per direction per connection.
@@ -54,19 +55,21 @@ const CHANNEL_ERRORS: [i32; 9] = [
 ];
 const EAGAIN: i32 = -37;
 
-/// An authenticated SSH session plus its TCP socket, as the connector
-/// returns it. The tunnel needs the socket for `poll(2)` and `TCP_INFO`.
-pub struct SshLink {
-    /// The session, connected and authenticated; compression must have been
-    /// switched on before the handshake.
-    pub session: Session,
-    /// A handle on the session's TCP socket (e.g. a `try_clone` of it).
-    pub socket: TcpStream,
-}
+/// Opens a fresh, authenticated SSH session for the forward, with transport
+/// compression on; called again on every reconnect. The error text is shown
+/// to the user as is.
+pub type Connect = Box<dyn FnMut() -> Result<Connection, String> + Send>;
 
-/// Opens a fresh SSH session for the forward; called again on every reconnect.
-/// The error text is shown to the user as is.
-pub type Connect = Box<dyn FnMut() -> Result<SshLink, String> + Send>;
+/// The usual way to connect for `account`: its target as `~/.ssh/config`
+/// resolves it, host key checked, compression on, never prompting (an
+/// unknown host under `strict` is an error event).
+pub fn connector(account: &Account) -> Connect {
+    let account = account.clone();
+    Box::new(move || {
+        let target = ssh::Target::resolve_with_user_config(&account).map_err(|e| e.to_string())?;
+        ssh::connect(&target, true, &ssh::NoPrompts).map_err(|e| e.to_string())
+    })
+}
 
 /// Where a forward listens and where its connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,11 +318,11 @@ impl Worker {
     }
 
     /// Serves one SSH session until it drops or a stop comes.
-    fn serve(&mut self, link: SshLink) -> SessionEnd {
-        let SshLink { session, socket } = link;
+    fn serve(&mut self, link: Connection) -> SessionEnd {
+        let session = link.session();
         session.set_blocking(false);
         session.set_keepalive(false, KEEPALIVE_SECS);
-        let ssh_fd = socket.as_raw_fd();
+        let ssh_fd = link.raw_fd();
         self.state(TunnelState::Listening(self.local_addr));
         let mut conns: VecDeque<Conn> = VecDeque::new();
         let end = loop {
@@ -331,7 +334,7 @@ impl Worker {
             let mut rounds = 0;
             loop {
                 io.progress = false;
-                self.round(&session, &mut conns, &mut io);
+                self.round(session, &mut conns, &mut io);
                 rounds += 1;
                 if !io.progress || io.fatal.is_some() || rounds == MAX_ROUNDS {
                     break;
@@ -350,7 +353,7 @@ impl Worker {
                     Err(e) => break SessionEnd::Dropped(e.to_string()),
                 }
             }
-            self.update_socket_stats(ssh_fd);
+            self.update_socket_stats(&link);
             let stats_in = self.emit_stats(false);
             let timeout = if io.progress {
                 Some(Duration::ZERO)
@@ -363,13 +366,13 @@ impl Worker {
                     // One more round lets libssh2 read what came before the
                     // hang-up (and report the disconnect itself).
                     let mut last = RoundIo::default();
-                    self.round(&session, &mut conns, &mut last);
+                    self.round(session, &mut conns, &mut last);
                     break SessionEnd::Dropped(last.fatal.unwrap_or(why));
                 }
             }
         };
         match end {
-            SessionEnd::Stopped => self.close_all(&session, ssh_fd, &mut conns),
+            SessionEnd::Stopped => self.close_all(session, ssh_fd, &mut conns),
             SessionEnd::Dropped(_) => {
                 // Make every libssh2 call on this session fail at once rather
                 // than wait: the peer is gone.
@@ -380,11 +383,9 @@ impl Worker {
                 }
             }
         }
-        self.update_socket_stats(ssh_fd);
-        self.socket_base = self.socket_totals(ssh_fd);
+        self.update_socket_stats(&link);
+        self.socket_base = self.socket_totals(&link);
         self.stats.live = 0;
-        drop(session);
-        drop(socket);
         end
     }
 
@@ -541,13 +542,14 @@ impl Worker {
     }
 
     /// Bytes (sent, received) on the current SSH socket plus earlier ones.
-    fn socket_totals(&self, ssh_fd: RawFd) -> (u64, u64) {
-        let (sent, received) = tcp_bytes(ssh_fd).unwrap_or((0, 0));
+    fn socket_totals(&self, link: &Connection) -> (u64, u64) {
+        let sent = link.socket_bytes_sent().unwrap_or(0);
+        let received = link.socket_bytes_received().unwrap_or(0);
         (self.socket_base.0 + sent, self.socket_base.1 + received)
     }
 
-    fn update_socket_stats(&mut self, ssh_fd: RawFd) {
-        let (sent, received) = self.socket_totals(ssh_fd);
+    fn update_socket_stats(&mut self, link: &Connection) {
+        let (sent, received) = self.socket_totals(link);
         self.stats.socket_sent = sent;
         self.stats.socket_received = received;
     }
@@ -915,23 +917,6 @@ fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) {
     });
     // SAFETY: `fds` is a valid, exclusively borrowed array of pollfd.
     unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-}
-
-/// Bytes (acknowledged sent, received) on a TCP socket, from TCP_INFO.
-fn tcp_bytes(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let rc = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        (rc == 0).then_some((info.tcpi_bytes_acked, info.tcpi_bytes_received))
-    }
 }
 
 #[cfg(test)]
