@@ -43,4 +43,13 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Runs an account's SMTP forward (like `ssh -C -L2525:mailhost:25`)
+    /// until interrupted, printing its state and traffic.
+    Tunnel {
+        /// The account (default: the first in the config).
+        account: Option<String>,
+        /// Seconds between stats lines (printed only when they changed).
+        #[arg(long, default_value_t = 10, value_name = "SECS")]
+        stats_every: u64,
+    },
 }

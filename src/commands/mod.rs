@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 use crate::exit::Exit;
 
 pub mod init;
+pub mod tunnel;
 
 /// Runs what the command line asks for.
 pub fn run(cli: Cli) -> Exit {
@@ -31,6 +32,14 @@ pub fn run(cli: Cli) -> Exit {
                     }
                 }
             }
+            Command::Tunnel {
+                account,
+                stats_every,
+            } => tunnel::run(
+                cli.config,
+                account,
+                std::time::Duration::from_secs(stats_every.max(1)),
+            ),
         },
     }
 }
