@@ -436,3 +436,41 @@ fn idle_forward_uses_no_cpu() {
     );
     drop(fwd);
 }
+
+#[test]
+fn half_closes_are_forwarded_both_ways() {
+    // The target is a plain TCP service on the server host (this machine):
+    // it reads until the client's EOF, then answers with the byte count and
+    // the md5 of what it got, then closes.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = service.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = service.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        let answer = format!("{} {}\n", got.len(), md5_hex(&got));
+        conn.write_all(answer.as_bytes()).unwrap();
+    });
+    let mut fwd = Forward::start(Some(&target));
+    let mut client = TcpStream::connect(fwd.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    client.write_all(&data).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    client
+        .read_to_string(&mut answer)
+        .expect("the answer, then EOF");
+    assert_eq!(answer, format!("{} {}\n", data.len(), md5_hex(&data)));
+    server.join().unwrap();
+    let TunnelEvent::Stats(stats) = fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.total == 1 && s.live == 0),
+        "final Stats",
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(stats.bytes_up, data.len() as u64);
+    assert_eq!(stats.bytes_down, answer.len() as u64);
+}
