@@ -352,11 +352,12 @@ fn dropped_ssh_connection_is_reestablished() {
     let mut fwd = Forward::start(None);
     let dir = tempfile::tempdir().unwrap();
     // End the server side of the session: sshd's per-connection processes.
+    // Each tree is frozen before it is killed, so that a monitor cannot fork
+    // its post-auth child in between (that child would keep the socket open).
     let sessions = common::proc::descendants(fwd.sshd.pid() as i32);
     assert!(!sessions.is_empty(), "no sshd session process");
     for pid in sessions {
-        // SAFETY: kill(2) on a child of the sshd this test started.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        common::proc::kill_tree(pid);
     }
     fwd.wait_for(
         |e| matches!(e, TunnelEvent::State(TunnelState::Reconnecting { .. })),
@@ -473,4 +474,25 @@ fn half_closes_are_forwarded_both_ways() {
     };
     assert_eq!(stats.bytes_up, data.len() as u64);
     assert_eq!(stats.bytes_down, answer.len() as u64);
+}
+
+#[test]
+fn request_stop_returns_at_once_and_reports_off_when_done() {
+    let mut fwd = Forward::start(None);
+    let mut client = TcpStream::connect(fwd.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = [0u8; 512];
+    assert!(client.read(&mut greeting).unwrap() > 0);
+    let handle = fwd.handle.take().unwrap();
+    let started = Instant::now();
+    handle.request_stop();
+    assert!(started.elapsed() < Duration::from_millis(200));
+    fwd.wait_for(|e| matches!(e, TunnelEvent::State(TunnelState::Off)), "Off");
+    std::net::TcpListener::bind(fwd.addr).expect("the listen address is free after Off");
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("a clean close, not a reset");
 }

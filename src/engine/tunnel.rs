@@ -36,6 +36,9 @@ const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// First and longest wait before reconnecting a dropped session.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A server that stops acknowledging (keepalives included) for this long is
+/// declared gone (TCP_USER_TIMEOUT), instead of after TCP's ~15 minutes.
+const USER_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a stop waits for channels to close before dropping the session.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Rounds of non-blocking work before the loop polls again (fairness).
@@ -184,15 +187,31 @@ impl TunnelHandle {
         self.local_addr
     }
 
-    /// Stops the forward and waits for its thread to end.
+    /// Stops the forward and waits for its thread to end (up to a few
+    /// seconds while channels close, longer if a connection attempt is
+    /// under way).
     pub fn stop(mut self) {
         self.stop_and_join();
     }
 
+    /// Asks the forward to stop and returns at once, for callers that must
+    /// not block (the dashboard): the thread closes the connections in the
+    /// background and reports `TunnelState::Off` when it is done and the
+    /// listen address is free again.
+    pub fn request_stop(mut self) {
+        self.signal_stop();
+        // Dropping the join handle detaches the thread.
+        self.thread = None;
+    }
+
+    fn signal_stop(&self) {
+        let _ = self.control.send(Control::Stop);
+        let _ = (&self.wake).write(&[1]);
+    }
+
     fn stop_and_join(&mut self) {
         if let Some(thread) = self.thread.take() {
-            let _ = self.control.send(Control::Stop);
-            let _ = (&self.wake).write(&[1]);
+            self.signal_stop();
             let _ = thread.join();
         }
     }
@@ -256,7 +275,13 @@ impl Worker {
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         self.emit_stats(true);
-        self.state(TunnelState::Off);
+        // Off means the listen address is free: close the listener first.
+        let (events, account) = (self.events.clone(), self.spec.account.clone());
+        drop(self);
+        let _ = events.send(Event::Tunnel {
+            account,
+            event: TunnelEvent::State(TunnelState::Off),
+        });
     }
 
     fn send(&self, event: TunnelEvent) {
@@ -323,6 +348,7 @@ impl Worker {
         session.set_blocking(false);
         session.set_keepalive(false, KEEPALIVE_SECS);
         let ssh_fd = link.raw_fd();
+        set_user_timeout(ssh_fd, USER_TIMEOUT);
         self.state(TunnelState::Listening(self.local_addr));
         let mut conns: VecDeque<Conn> = VecDeque::new();
         let end = loop {
@@ -906,6 +932,22 @@ fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
         fd,
         events,
         revents: 0,
+    }
+}
+
+/// Sets TCP_USER_TIMEOUT: unacknowledged data older than `limit` fails the
+/// connection. Best effort: without it, only detection is slower.
+fn set_user_timeout(fd: RawFd, limit: Duration) {
+    let ms = limit.as_millis().min(u32::MAX as u128) as libc::c_uint;
+    // SAFETY: setsockopt reads `size_of::<c_uint>()` bytes from `&ms`.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        );
     }
 }
 
