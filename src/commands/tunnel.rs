@@ -1,7 +1,7 @@
 //! `mailhaul tunnel [ACCOUNT]`: runs one account's SMTP forward headless
 //! until SIGINT or SIGTERM, printing state changes and periodic stats lines.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
@@ -13,7 +13,7 @@ use crate::exit::Exit;
 
 /// Runs the forward of `account` (the config's first account when `None`),
 /// printing a stats line at most every `interval` when they changed.
-pub fn run(config_path: Option<PathBuf>, account: Option<String>, interval: Duration) -> Exit {
+pub fn run(config_path: Option<&Path>, account: Option<String>, interval: Duration) -> Exit {
     let config = match load_config(config_path) {
         Ok(c) => c,
         Err(message) => {
@@ -82,8 +82,9 @@ pub fn run(config_path: Option<PathBuf>, account: Option<String>, interval: Dura
     Exit::Ok
 }
 
-fn load_config(path: Option<PathBuf>) -> Result<Config, String> {
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
     let path = path
+        .map(Path::to_path_buf)
         .or_else(Config::default_path)
         .ok_or("no config path: pass --config FILE")?;
     Config::load(&path).map_err(|e| e.to_string())
