@@ -36,6 +36,8 @@ const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// First and longest wait before reconnecting a dropped session.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long accepting pauses after an accept error (e.g. out of descriptors).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
 /// A server that stops acknowledging (keepalives included) for this long is
 /// declared gone (TCP_USER_TIMEOUT), instead of after TCP's ~15 minutes.
 const USER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -93,9 +95,15 @@ impl TunnelSpec {
     /// there, which is the mail host).
     pub fn from_account(account: &Account) -> Result<TunnelSpec, String> {
         let listen = account.forward.listen.get_ref();
-        let listen = listen
+        let listen: SocketAddr = listen
             .parse()
             .map_err(|e| format!("forward.listen `{listen}`: {e}"))?;
+        if !listen.ip().is_loopback() && !account.forward.allow_non_loopback {
+            return Err(format!(
+                "forward.listen {listen} is not a loopback address; set \
+                 `allow_non_loopback = true` to let other machines use this forward"
+            ));
+        }
         let (target_host, target_port) = match &account.forward.target {
             None => ("localhost".to_string(), 25),
             Some(t) => parse_target(t)?,
@@ -158,6 +166,7 @@ impl Tunnel {
             socket_base: (0, 0),
             sent_stats: None,
             last_stats: Instant::now() - STATS_INTERVAL,
+            accept_paused_until: None,
         };
         let thread = std::thread::Builder::new()
             .name(format!("tunnel-{}", worker.spec.account))
@@ -246,6 +255,8 @@ struct Worker {
     /// The stats last sent, to send only changes.
     sent_stats: Option<TunnelStats>,
     last_stats: Instant,
+    /// No accepting until then (after an accept error such as EMFILE).
+    accept_paused_until: Option<Instant>,
 }
 
 impl Worker {
@@ -381,10 +392,16 @@ impl Worker {
             }
             self.update_socket_stats(&link);
             let stats_in = self.emit_stats(false);
+            let accept_in = self
+                .accept_paused_until
+                .map(|until| until.saturating_duration_since(Instant::now()));
             let timeout = if io.progress {
                 Some(Duration::ZERO)
             } else {
-                [keepalive_in, stats_in].into_iter().flatten().min()
+                [keepalive_in, stats_in, accept_in]
+                    .into_iter()
+                    .flatten()
+                    .min()
             };
             quick_ack(ssh_fd);
             match self.wait(ssh_fd, &conns, &io, timeout) {
@@ -418,6 +435,9 @@ impl Worker {
 
     /// Accepts every waiting client into the open queue.
     fn accept(&mut self, conns: &mut VecDeque<Conn>) {
+        if self.accept_paused() {
+            return;
+        }
         loop {
             match self.listener.accept() {
                 Ok((client, peer)) => {
@@ -432,10 +452,23 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // EMFILE and the like: report, and let the client wait.
+                    // EMFILE and the like: the listener stays readable, so
+                    // stop accepting for a while instead of spinning.
                     self.error(format!("accept on {}: {e}", self.local_addr));
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
+            }
+        }
+    }
+
+    /// True while accepting is paused after an accept error.
+    fn accept_paused(&mut self) -> bool {
+        match self.accept_paused_until {
+            Some(until) if Instant::now() < until => true,
+            _ => {
+                self.accept_paused_until = None;
+                false
             }
         }
     }
@@ -483,8 +516,11 @@ impl Worker {
             }
             Err(e) if is_channel_error(&e) => {
                 io.errors.push(format!(
-                    "{}:{} refused the connection from {}: {e}",
-                    self.spec.target_host, self.spec.target_port, conn.peer
+                    "the server could not open {}:{} for {}: {}",
+                    self.spec.target_host,
+                    self.spec.target_port,
+                    conn.peer,
+                    e.message()
                 ));
                 // A clean close (FIN) tells the SMTP client the server is away.
                 let _ = conn.client.shutdown(Shutdown::Both);
@@ -506,7 +542,12 @@ impl Worker {
     ) -> Result<(), String> {
         let mut fds = Vec::with_capacity(3 + conns.len());
         fds.push(pollfd(self.wake.as_raw_fd(), libc::POLLIN));
-        fds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
+        let listen_events = if self.accept_paused_until.is_some() {
+            0
+        } else {
+            libc::POLLIN
+        };
+        fds.push(pollfd(self.listener.as_raw_fd(), listen_events));
         let mut ssh_events = libc::POLLRDHUP;
         if io.want_read {
             ssh_events |= libc::POLLIN;
@@ -992,6 +1033,21 @@ mod tests {
         assert!(parse_target("mail").is_err());
         assert!(parse_target(":25").is_err());
         assert!(parse_target("mail:smtp").is_err());
+    }
+
+    #[test]
+    fn non_loopback_listen_needs_the_explicit_setting() {
+        let text = "[[account]]\nname = \"a\"\nhost = \"h\"\n\
+                    [account.forward]\nlisten = \"0.0.0.0:2525\"\nallow_non_loopback = true\n";
+        let config = crate::config::Config::parse(text, std::path::Path::new("c")).unwrap();
+        let mut account = config.accounts[0].clone();
+        assert_eq!(
+            TunnelSpec::from_account(&account).unwrap().listen,
+            "0.0.0.0:2525".parse().unwrap()
+        );
+        account.forward.allow_non_loopback = false;
+        let e = TunnelSpec::from_account(&account).unwrap_err();
+        assert!(e.contains("allow_non_loopback"), "{e}");
     }
 
     #[test]
