@@ -124,6 +124,7 @@ for t in sink echo smtp; do ssh_forwards+=(-L "127.0.0.1:${ssh_port_of[$t]}:$(ta
 ssh -F /dev/null -i "$work/id" -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
   -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes \
   -C -N "${ssh_forwards[@]}" -p "$ssh_port" root@127.0.0.1 &
+ssh_pid=$!
 pids+=($!)
 for t in sink echo smtp; do wait_port "${mh_port[$t]}"; wait_port "${ssh_port_of[$t]}"; done
 
@@ -134,7 +135,14 @@ both() { echo "127.0.0.1:${ssh_port_of[$1]},127.0.0.1:${mh_port[$1]}"; }
 $tool ping "$(both echo)" openssh,mailhaul 10 >/dev/null
 $tool smtp "$(both smtp)" openssh,mailhaul 2 "$user@localhost" >/dev/null
 echo "== OpenSSH and mailhaul forwards, runs alternating"
+# CPU time (user+sys ticks) of each client process over the pushes.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ssh_t0=$(ticks "$ssh_pid"); mh_t0=$(ticks "${mh_pid[sink]}")
 $tool push "$(both sink)" openssh,mailhaul "$work/payload" "$pushes"
+ssh_t1=$(ticks "$ssh_pid"); mh_t1=$(ticks "${mh_pid[sink]}")
+hz=$(getconf CLK_TCK)
+mb=$(( $(stat -c %s "$work/payload") * pushes / 1000000 ))
+echo "cpu over the pushes ($mb MB each): openssh $(( (ssh_t1 - ssh_t0) * 1000 / hz )) ms, mailhaul $(( (mh_t1 - mh_t0) * 1000 / hz )) ms"
 $tool ping "$(both echo)" openssh,mailhaul "$pings"
 $tool smtp "$(both smtp)" openssh,mailhaul "$smtps" "$user@localhost"
 kill -TERM "${mh_pid[sink]}"
