@@ -496,3 +496,35 @@ fn request_stop_returns_at_once_and_reports_off_when_done() {
         .read_to_end(&mut rest)
         .expect("a clean close, not a reset");
 }
+
+#[test]
+fn reconnect_backs_off_exponentially_while_the_server_is_down() {
+    let mut fwd = Forward::start(None);
+    // The whole server goes away: listener and sessions.
+    common::proc::kill_tree(fwd.sshd.pid() as i32);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        if let TunnelEvent::State(TunnelState::Reconnecting { in_secs }) = fwd.wait_for(
+            |e| matches!(e, TunnelEvent::State(TunnelState::Reconnecting { .. })),
+            "Reconnecting",
+        ) {
+            waits.push(in_secs);
+        }
+    }
+    assert_eq!(waits, [1, 2, 4]);
+    assert!(
+        fwd.seen
+            .iter()
+            .any(|e| matches!(e, TunnelEvent::Error(t) if t.starts_with("cannot connect"))),
+        "{:?}",
+        fwd.seen
+    );
+    // A stop during the backoff ends the forward at once.
+    let started = Instant::now();
+    fwd.stop();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(
+        fwd.seen.last(),
+        Some(TunnelEvent::State(TunnelState::Off))
+    ));
+}
