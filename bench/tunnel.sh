@@ -145,6 +145,7 @@ mb=$(( $(stat -c %s "$work/payload") * pushes / 1000000 ))
 echo "cpu over the pushes ($mb MB each): openssh $(( (ssh_t1 - ssh_t0) * 1000 / hz )) ms, mailhaul $(( (mh_t1 - mh_t0) * 1000 / hz )) ms"
 $tool ping "$(both echo)" openssh,mailhaul "$pings"
 $tool smtp "$(both smtp)" openssh,mailhaul "$smtps" "$user@localhost"
+$tool burst "$(both smtp)" openssh,mailhaul 20
 kill -TERM "${mh_pid[sink]}"
 wait "${mh_pid[sink]}" || true
 echo "# mailhaul's counters (sink forward, all runs):"

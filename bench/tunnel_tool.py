@@ -13,6 +13,9 @@ clients on the local side, and a user-space delay/rate proxy for the SSH link.
   smtp A,B LABEL_A,LABEL_B N RCPT
                             N sequential SMTP transactions (new connection
                             each) per target, alternating; median and p90 in ms
+  burst A,B LABEL_A,LABEL_B N
+                            N SMTP connections at once per target; the time
+                            until all have their greeting
   proxy LPORT HOST:PORT DELAY_MS RATE_KBIT
                             forwards LPORT to HOST:PORT, each direction delayed
                             by DELAY_MS and paced to RATE_KBIT (0 = unlimited)
@@ -140,6 +143,28 @@ def smtp(targets, labels, n, rcpt):
            lambda k: "; greeting after %.2f ms" % statistics.median(greets[k]))
 
 
+def burst(targets, labels, n):
+    """N connections opened at once to each target in turn: the time until
+    every one has its SMTP greeting (channel opens in flight at once)."""
+    for label, target in zip(labels, targets):
+        done = []
+
+        def greet():
+            t = time.perf_counter()
+            c = socket.create_connection(addr(target))
+            assert c.recv(512).startswith(b"220")
+            done.append((time.perf_counter() - t) * 1e3)
+            c.sendall(b"QUIT\r\n")
+            c.recv(512)
+            c.close()
+
+        threads = [threading.Thread(target=greet) for _ in range(n)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print("burst %s: %d connections, all greeted after %.1f ms (median %.1f ms)" % (
+            label, n, max(done), statistics.median(done)))
+
+
 async def proxy(lport, target, delay_ms, rate_kbit):
     host, port = addr(target)
     delay = delay_ms / 1000.0
@@ -206,6 +231,8 @@ def main():
         ping(args[0].split(","), args[1].split(","), int(args[2]))
     elif cmd == "smtp":
         smtp(args[0].split(","), args[1].split(","), int(args[2]), args[3])
+    elif cmd == "burst":
+        burst(args[0].split(","), args[1].split(","), int(args[2]))
     elif cmd == "proxy":
         asyncio.run(proxy(int(args[0]), args[1], float(args[2]), float(args[3])))
     else:
