@@ -45,7 +45,7 @@ impl Default for General {
 }
 
 /// The mbox dialect of the input: how `>From ` lines in bodies are quoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MboxFormat {
     /// Only `From ` is quoted, as `>From `; quoting is never undone (Postfix,

@@ -9,6 +9,7 @@ packages=(
   openssh-server openssh-client           # the real sshd the tests start on loopback
   postfix procmail liblockfile-bin        # delivery agents and dotlockfile on the "server"
   zstd gzip swaks tmux python3            # remote compressors, SMTP client, terminal tests
+  time                                    # peak RSS in bench/filter.sh (/usr/bin/time -v)
 )
 missing=()
 for p in "${packages[@]}"; do

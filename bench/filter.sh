@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmark of `mailhaul filter` against `formail -s procmail` (the manual
+# recipe it replaces), with equivalent rules, into a Maildir on the same disk.
+#
+#   bench/filter.sh [CORPUS_DIR]      (default: ../shared/corpus or $MAILHAUL_CORPUS)
+#
+# Runs, each under /usr/bin/time -v (wall time, peak RSS):
+#   1. the whole corpus concatenated (mboxrd): mailhaul with fsync (batched
+#      commits, the default), mailhaul with --batch 1 (one fsync per message),
+#      mailhaul --no-fsync, and formail -s procmail;
+#   2. a ~1 GB mbox made by repeating the corpus: mailhaul with fsync and
+#      without (formail+procmail would take about 12 minutes there).
+# Work files live in a temporary directory under /tmp that is removed at the end.
+# Prints a Markdown table (docs/bench-filter.md holds the committed figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+corpus=${1:-${MAILHAUL_CORPUS:-../shared/corpus}}
+[ -f "$corpus/MANIFEST.tsv" ] || { echo "no corpus at $corpus" >&2; exit 1; }
+for tool in /usr/bin/time formail procmail; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install time procmail)" >&2; exit 1; }
+done
+
+cargo build --release --quiet
+bin=$PWD/target/release/mailhaul
+
+work=$(mktemp -d /tmp/mailhaul-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+cat "$corpus"/*.mbox > "$work/corpus.mbox"
+messages=$(($(wc -l < "$corpus/MANIFEST.tsv") - 1))
+
+# The rules: List-Id (substring), List-Id (regex), To, Cc, Subject (regex), size.
+cat > "$work/rules.toml" <<'EOF'
+[filter]
+format = "mboxrd"
+
+[[filter.rule]]
+header = "List-Id"
+contains = "linux-mips"
+folder = "lists/linux-mips"
+
+[[filter.rule]]
+header = "List-Id"
+regex = "(?i)fork|freshrpms|ilug|spamassassin|razor|exmh"
+folder = "lists/other"
+
+[[filter.rule]]
+header = "To"
+contains = "sally.beck@enron.com"
+folder = "enron"
+
+[[filter.rule]]
+header = "Cc"
+contains = "sally.beck@enron.com"
+folder = "enron"
+
+[[filter.rule]]
+header = "Subject"
+regex = "(?i)viagra|mortgage|\\bfree\\b|\\$\\$\\$|casino|weight loss"
+folder = "Junk"
+
+[[filter.rule]]
+size_over = 100000
+folder = "big"
+EOF
+
+# The same rules for procmail, into the same Maildir++ layout.
+cat > "$work/procmailrc" <<EOF
+MAILDIR=$work/pm
+DEFAULT=$work/pm/
+LOGFILE=/dev/null
+:0
+* ^List-Id:.*linux-mips
+.lists.linux-mips/
+:0
+* ^List-Id:.*(fork|freshrpms|ilug|spamassassin|razor|exmh)
+.lists.other/
+:0
+* ^To:.*sally\.beck@enron\.com
+.enron/
+:0
+* ^Cc:.*sally\.beck@enron\.com
+.enron/
+:0
+* ^Subject:.*(viagra|mortgage|\<free\>|\\\$\\\$\\\$|casino|weight loss)
+.Junk/
+:0
+* > 100000
+.big/
+EOF
+
+# run LABEL MESSAGES INPUT_BYTES CMD... : times CMD, prints a table row.
+run() {
+  local label=$1 msgs=$2 bytes=$3
+  shift 3
+  rm -rf "$work/md" "$work/pm"
+  mkdir -p "$work/pm"
+  sync
+  /usr/bin/time -v -o "$work/time.txt" "$@" > /dev/null 2> "$work/err.txt" || {
+    echo "failed: $label" >&2; cat "$work/err.txt" >&2; exit 1; }
+  local wall rss filed
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$work/time.txt")
+  rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$work/time.txt")
+  filed=$(find "$work/md" "$work/pm" -path '*/new/*' -type f | wc -l)
+  awk -v l="$label" -v m="$msgs" -v b="$bytes" -v w="$wall" -v r="$rss" -v f="$filed" 'BEGIN {
+    printf "| %s | %d | %.2f | %.0f | %.1f | %s |\n", l, f, w, m / w, b / 1e6 / w, r }'
+}
+
+size=$(stat -c %s "$work/corpus.mbox")
+echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); fs: $(df -T /tmp | awk 'NR==2 {print $2}')"
+echo
+echo "| run | files in new/ | wall s | msgs/s | MB/s | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|"
+run "mailhaul, fsync (batches of 256)" "$messages" "$size" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" "$work/corpus.mbox"
+run "mailhaul, fsync each message (--batch 1)" "$messages" "$size" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --batch 1 "$work/corpus.mbox"
+run "mailhaul, --no-fsync" "$messages" "$size" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --no-fsync "$work/corpus.mbox"
+run "formail -s procmail" "$messages" "$size" \
+  sh -c "formail -s procmail -m '$work/procmailrc' < '$work/corpus.mbox'"
+
+# ~1 GB: the corpus repeated.
+repeats=$(( (1000000000 + size - 1) / size ))
+for _ in $(seq "$repeats"); do cat "$work/corpus.mbox"; done > "$work/big.mbox"
+rm "$work/corpus.mbox"
+big=$(stat -c %s "$work/big.mbox")
+run "mailhaul, fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" "$work/big.mbox"
+run "mailhaul, --no-fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --no-fsync "$work/big.mbox"

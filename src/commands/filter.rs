@@ -1,0 +1,128 @@
+//! `mailhaul filter`: split mbox input and file it into Maildir folders by
+//! the config's rules, like `formail -s procmail`, but durable, without
+//! trusting `Content-Length:`, and naming every message it could not deliver.
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal};
+use std::path::Path;
+
+use crate::cli::FilterArgs;
+use crate::config::{expand_tilde, Config};
+use crate::engine::deliver::Filer;
+use crate::engine::pipeline::{self, FilingReport};
+use crate::exit::Exit;
+
+/// Runs `mailhaul filter` with the config at `config` (or the default one
+/// if it exists, or none).
+pub fn run(config: Option<&Path>, args: &FilterArgs) -> Exit {
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailhaul: {e}");
+            return Exit::Config;
+        }
+    };
+    let Some(root) = args
+        .maildir
+        .clone()
+        .or_else(|| config.general.maildir.clone())
+    else {
+        eprintln!("mailhaul filter: no Maildir root; pass --maildir DIR or set general.maildir");
+        return Exit::Usage;
+    };
+    let root = expand_tilde(&root);
+    let mut filter = config.filter.clone();
+    if let Some(format) = args.format {
+        filter.format = format;
+    }
+    if args.no_fsync {
+        filter.fsync = false;
+    }
+    let inputs: Vec<Option<&Path>> = if args.files.is_empty() {
+        vec![None]
+    } else {
+        args.files.iter().map(|f| Some(f.as_path())).collect()
+    };
+    let mut reports = Vec::new();
+    for input in inputs {
+        let mut filer = match Filer::new(&filter, &root, None) {
+            Ok(f) => f.with_batch(args.batch),
+            Err(e) => {
+                eprintln!("mailhaul: {e}");
+                return Exit::Config;
+            }
+        };
+        let report = match input {
+            None => {
+                if io::stdin().is_terminal() {
+                    eprintln!("mailhaul filter: reading an mbox from the terminal (give FILEs, or pipe one in)");
+                }
+                pipeline::file_mbox(
+                    io::stdin().lock(),
+                    "stdin",
+                    &mut filer,
+                    filter.format,
+                    &mut |_| {},
+                )
+            }
+            Some(path) => match File::open(path) {
+                Ok(f) => pipeline::file_mbox(
+                    BufReader::with_capacity(256 << 10, f),
+                    &path.display().to_string(),
+                    &mut filer,
+                    filter.format,
+                    &mut |_| {},
+                ),
+                Err(e) => {
+                    eprintln!("mailhaul filter: cannot read {}: {e}", path.display());
+                    return Exit::Failure;
+                }
+            },
+        };
+        print_report(&report);
+        reports.push(report);
+    }
+    if reports.iter().all(FilingReport::complete) {
+        Exit::Ok
+    } else {
+        Exit::PartialDelivery
+    }
+}
+
+/// The given config, else the default one when it exists, else the defaults.
+fn load_config(path: Option<&Path>) -> Result<Config, crate::config::ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => match Config::default_path() {
+            Some(p) if p.exists() => Config::load(&p),
+            _ => Ok(Config::default()),
+        },
+    }
+}
+
+/// One summary line per input on stderr, then one line per undelivered message.
+fn print_report(report: &FilingReport) {
+    let folders: Vec<String> = report
+        .delivered
+        .iter()
+        .map(|(folder, n)| format!("{folder} {n}"))
+        .collect();
+    eprintln!(
+        "{}: {} messages, {} delivered ({}){}",
+        report.input,
+        report.messages,
+        report.delivered_total(),
+        folders.join(", "),
+        if report.already_delivered > 0 {
+            format!(", {} already there", report.already_delivered)
+        } else {
+            String::new()
+        }
+    );
+    for u in &report.undelivered {
+        eprintln!("mailhaul filter: {u}");
+    }
+    if let Some(e) = &report.read_error {
+        eprintln!("mailhaul filter: reading stopped: {e}; later messages were not filed");
+    }
+}

@@ -1,0 +1,515 @@
+//! Delivery: puts each message where the rules say, durably, without ever
+//! dropping one.
+//!
+//! Targets:
+//! - a Maildir folder (see [`maildir`] for layouts and names): the message is
+//!   written to `tmp/`, made durable, then linked into `new/` and `new/` is
+//!   fsynced, per the maildir spec. The file holds the message's bytes
+//!   unchanged (no `Return-Path:` or From_ line is added).
+//! - an mbox file: a folder named `mbox:PATH` (relative paths are under the
+//!   Maildir root) is appended to in mboxrd under a dot-lock and an fcntl
+//!   lock (see [`mboxfile`]).
+//! - a delivery agent (`mda = [...]`, see [`mda`]).
+//!
+//! When an agent fails or an mbox cannot be appended to (lock busy, disk
+//! full), the message is filed into the Maildir folder [`QUARANTINE_FOLDER`]
+//! instead and reported as undelivered; it is never dropped.
+//!
+//! Durability in batches: Maildir deliveries are queued in `tmp/` and
+//! published by [`Filer::commit`], which first makes every queued file
+//! durable (one `syncfs(2)` per file system for a batch, one `fsync(2)` for a
+//! batch of one), then links them all into `new/` and fsyncs each `new/`
+//! touched. A file is thus never visible in `new/` before its bytes are on
+//! disk — the spec's guarantee — and a crash before the commit leaves only
+//! `tmp/` files, which are invisible to readers and which a resumed delivery
+//! with stable names redoes. Nothing is reported delivered before its commit.
+//!
+//! Resumable deliveries: with a [`StableId`], Maildir names are derived from
+//! the claim and the message index, and a message whose name is already in
+//! `new/` or `cur/` of its folder (or of the quarantine) is skipped. Messages
+//! that went to an agent or an mbox file cannot be recognised that way.
+
+pub mod maildir;
+pub mod mboxfile;
+pub mod mda;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{FilterConfig, FolderLayout};
+use crate::engine::message::Message;
+use crate::engine::rules::{RuleError, Rules, Target};
+
+pub use maildir::StableId;
+
+/// The Maildir folder that keeps messages a delivery agent refused.
+pub const QUARANTINE_FOLDER: &str = "mailhaul-undelivered";
+
+/// Folder names with this prefix are mbox files, not Maildir folders.
+pub const MBOX_PREFIX: &str = "mbox:";
+
+/// Messages queued before [`Filer::should_commit`] says to commit.
+pub const DEFAULT_BATCH: usize = 256;
+
+/// Bytes queued before [`Filer::should_commit`] says to commit.
+const BATCH_BYTES: u64 = 64 << 20;
+
+/// How long to wait for a busy mbox lock.
+const MBOX_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Why the filer cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A rule cannot be compiled.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    /// A target folder name cannot be mapped onto the Maildir root.
+    #[error(transparent)]
+    Folder(#[from] maildir::BadFolderName),
+}
+
+/// Why one message could not be delivered; it was not filed anywhere.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Creating, writing or publishing a Maildir file failed.
+    #[error("maildir {dir}: {source}")]
+    Maildir {
+        /// The folder's directory.
+        dir: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The agent or the mbox append failed, and filing into the quarantine
+    /// failed too.
+    #[error("{reason}; and the quarantine failed too: {quarantine}")]
+    Quarantine {
+        /// Why the agent or the mbox append failed.
+        reason: String,
+        /// Why the quarantine failed.
+        quarantine: Box<DeliveryError>,
+    },
+}
+
+/// What [`Filer::file`] did with a message.
+#[derive(Debug)]
+pub enum Filed {
+    /// Written to a Maildir's `tmp/`; delivered by the next [`Filer::commit`].
+    Queued {
+        /// The folder.
+        folder: String,
+    },
+    /// A message with its stable name is already in the folder; skipped.
+    AlreadyDelivered {
+        /// The folder (the quarantine when an agent refused it earlier).
+        folder: String,
+    },
+    /// A delivery agent took it.
+    Piped {
+        /// `mda:COMMAND`.
+        mda: String,
+    },
+    /// Appended to an mbox file (durable when `fsync` is on).
+    Appended {
+        /// `mbox:PATH` as configured.
+        folder: String,
+    },
+    /// The agent refused it or the mbox append failed; it is queued into the
+    /// quarantine folder and is to be reported as undelivered.
+    Quarantined {
+        /// `mda:COMMAND` or `mbox:PATH`.
+        target: String,
+        /// Why it was not delivered there.
+        reason: String,
+    },
+}
+
+/// A message made visible in a Maildir by [`Filer::commit`].
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The message's index in its input.
+    pub index: u64,
+    /// Its byte offset in the input.
+    pub offset: u64,
+    /// The folder it was meant for (a folder name; `mda:COMMAND` or
+    /// `mbox:PATH` for a quarantined message).
+    pub target: String,
+    /// Its file in `new/`.
+    pub path: PathBuf,
+    /// Why it went to the quarantine instead, if it did.
+    pub quarantined: Option<String>,
+}
+
+/// A failed [`Filer::commit`]: these queued messages were not delivered
+/// (their `tmp/` files are removed).
+#[derive(Debug, thiserror::Error)]
+#[error("making {} queued messages durable failed: {source}", .lost.len())]
+pub struct CommitError {
+    /// The messages published before the failure (they are delivered).
+    pub published: Vec<Published>,
+    /// The messages that were not: (index, offset, target).
+    pub lost: Vec<(u64, u64, String)>,
+    /// Why.
+    pub source: io::Error,
+}
+
+/// A folder the filer has prepared.
+#[derive(Debug)]
+struct Folder {
+    dir: PathBuf,
+    /// Bases in `new/` and `cur/` (only read when names are stable).
+    delivered: Option<HashSet<String>>,
+    /// Whether `tmp/ new/ cur/` have been made (or checked) in this run.
+    created: bool,
+}
+
+/// A message in `tmp/`, waiting for the commit.
+#[derive(Debug)]
+struct Pending {
+    index: u64,
+    offset: u64,
+    target: String,
+    quarantined: Option<String>,
+    dir: PathBuf,
+    tmp: PathBuf,
+    name: String,
+}
+
+/// Files messages: decides with the rules, delivers, and publishes in
+/// durable batches. One filer per input (or per fetched claim).
+#[derive(Debug)]
+pub struct Filer {
+    rules: Rules,
+    root: PathBuf,
+    layout: FolderLayout,
+    fsync: bool,
+    stable: bool,
+    namer: maildir::Namer,
+    folders: HashMap<String, Folder>,
+    pending: Vec<Pending>,
+    pending_bytes: u64,
+    batch: usize,
+}
+
+impl Filer {
+    /// A filer for `config`'s rules into the Maildir root `root`; with
+    /// `stable`, names are derived from the claim and message index so that a
+    /// resumed delivery skips what is already there.
+    pub fn new(
+        config: &FilterConfig,
+        root: &Path,
+        stable: Option<StableId>,
+    ) -> Result<Filer, SetupError> {
+        let rules = Rules::compile(config)?;
+        let targets = rules
+            .rules()
+            .iter()
+            .map(|r| &r.target)
+            .chain([rules.default_target()]);
+        for target in targets {
+            if let Target::Folder(name) = target {
+                if !name.starts_with(MBOX_PREFIX) {
+                    maildir::folder_dir(root, config.layout, name)?;
+                }
+            }
+        }
+        Ok(Filer {
+            rules,
+            root: root.to_path_buf(),
+            layout: config.layout,
+            fsync: config.fsync,
+            stable: stable.is_some(),
+            namer: maildir::Namer::new(stable.as_ref()),
+            folders: HashMap::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            batch: DEFAULT_BATCH,
+        })
+    }
+
+    /// Sets how many messages are made durable together (at least 1; 1 means
+    /// one fsync per message, as most delivery agents do).
+    pub fn with_batch(mut self, messages: usize) -> Filer {
+        self.batch = messages.max(1);
+        self
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Decides where `message` goes and delivers it (Maildir targets are
+    /// queued until [`Filer::commit`]). An error means the message was not
+    /// filed anywhere; the caller must keep it.
+    pub fn file(&mut self, message: &mut Message) -> Result<Filed, DeliveryError> {
+        let target = self.rules.decide(message).target.clone();
+        let label = target.label();
+        let failure = match target {
+            Target::Folder(name) => match name.strip_prefix(MBOX_PREFIX) {
+                None => return self.queue(message, &name, &name, None),
+                Some(path) => {
+                    if self.stable && self.is_delivered(QUARANTINE_FOLDER, message.index)? {
+                        return Ok(Filed::AlreadyDelivered {
+                            folder: QUARANTINE_FOLDER.to_string(),
+                        });
+                    }
+                    let path = self.root.join(path);
+                    match mboxfile::append(&path, message, self.fsync, MBOX_LOCK_WAIT) {
+                        Ok(()) => return Ok(Filed::Appended { folder: label }),
+                        Err(e) => e.to_string(),
+                    }
+                }
+            },
+            Target::Mda(argv) => {
+                if self.stable && self.is_delivered(QUARANTINE_FOLDER, message.index)? {
+                    return Ok(Filed::AlreadyDelivered {
+                        folder: QUARANTINE_FOLDER.to_string(),
+                    });
+                }
+                match mda::pipe(&argv, message) {
+                    Ok(()) => return Ok(Filed::Piped { mda: label }),
+                    Err(e) => e.to_string(),
+                }
+            }
+        };
+        match self.queue(message, QUARANTINE_FOLDER, &label, Some(failure.clone())) {
+            Ok(_) => Ok(Filed::Quarantined {
+                target: label,
+                reason: failure,
+            }),
+            Err(quarantine) => Err(DeliveryError::Quarantine {
+                reason: failure,
+                quarantine: Box::new(quarantine),
+            }),
+        }
+    }
+
+    /// True when enough is queued that [`Filer::commit`] should run now.
+    pub fn should_commit(&self) -> bool {
+        self.pending.len() >= self.batch || self.pending_bytes >= BATCH_BYTES
+    }
+
+    /// Makes every queued message durable and visible in its folder's `new/`.
+    pub fn commit(&mut self) -> Result<Vec<Published>, CommitError> {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut published = Vec::with_capacity(pending.len());
+        let fail = |published: Vec<Published>, rest: &[Pending], source: io::Error| {
+            for p in rest {
+                let _ = std::fs::remove_file(&p.tmp);
+            }
+            CommitError {
+                published,
+                lost: rest
+                    .iter()
+                    .map(|p| (p.index, p.offset, p.target.clone()))
+                    .collect(),
+                source,
+            }
+        };
+        if self.fsync {
+            if let Err(e) = make_durable(&pending) {
+                return Err(fail(published, &pending, e));
+            }
+        }
+        let mut dirs = BTreeSet::new();
+        for (i, p) in pending.iter().enumerate() {
+            match maildir::publish(&p.tmp, &p.dir, &p.name) {
+                Ok(_) => {
+                    dirs.insert(p.dir.join("new"));
+                    published.push(Published {
+                        index: p.index,
+                        offset: p.offset,
+                        target: p.target.clone(),
+                        path: p.dir.join("new").join(&p.name),
+                        quarantined: p.quarantined.clone(),
+                    });
+                }
+                Err(e) => return Err(fail(published, &pending[i..], e)),
+            }
+        }
+        if self.fsync {
+            for dir in &dirs {
+                if let Err(e) = maildir::sync_dir(dir) {
+                    // The links exist but may not survive a crash: report
+                    // them as not delivered so that the input is kept.
+                    let lost: Vec<(u64, u64, String)> = published
+                        .iter()
+                        .map(|p| (p.index, p.offset, p.target.clone()))
+                        .collect();
+                    return Err(CommitError {
+                        published: Vec::new(),
+                        lost,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(published)
+    }
+
+    /// Writes `message` into `tmp/` of `folder` and queues it.
+    fn queue(
+        &mut self,
+        message: &mut Message,
+        folder: &str,
+        target: &str,
+        quarantined: Option<String>,
+    ) -> Result<Filed, DeliveryError> {
+        let base = self.namer.base(message.index);
+        if self.stable && self.is_delivered(folder, message.index)? {
+            return Ok(Filed::AlreadyDelivered {
+                folder: folder.to_string(),
+            });
+        }
+        let fsync = self.fsync;
+        let dir = self.folder(folder, true)?.dir.clone();
+        let maildir_err = |source| DeliveryError::Maildir {
+            dir: dir.clone(),
+            source,
+        };
+        let (tmp, file) = maildir::create_tmp(&dir, &self.namer).map_err(maildir_err)?;
+        let written = (|| {
+            let mut out = BufWriter::with_capacity(64 << 10, file);
+            message.content.copy_to(&mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            if fsync && self.batch == 1 {
+                file.sync_all()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(maildir_err(e));
+        }
+        let size = message.content.len();
+        if let Some(delivered) = &mut self.folders.get_mut(folder).expect("prepared").delivered {
+            delivered.insert(base.clone());
+        }
+        self.pending.push(Pending {
+            index: message.index,
+            offset: message.offset,
+            target: target.to_string(),
+            quarantined,
+            dir,
+            tmp,
+            name: maildir::file_name(&base, size),
+        });
+        self.pending_bytes += size;
+        Ok(Filed::Queued {
+            folder: folder.to_string(),
+        })
+    }
+
+    /// Whether the stable name of message `index` is already in `folder`.
+    fn is_delivered(&mut self, folder: &str, index: u64) -> Result<bool, DeliveryError> {
+        let base = self.namer.base(index);
+        Ok(self
+            .folder(folder, false)?
+            .delivered
+            .as_ref()
+            .is_some_and(|d| d.contains(&base)))
+    }
+
+    /// The Maildir of `name`; created (with `create`) on first need, so
+    /// that merely checking the quarantine creates no folder.
+    fn folder(&mut self, name: &str, create: bool) -> Result<&mut Folder, DeliveryError> {
+        if !self.folders.contains_key(name) {
+            let dir = maildir::folder_dir(&self.root, self.layout, name).map_err(|e| {
+                DeliveryError::Maildir {
+                    dir: self.root.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                }
+            })?;
+            let delivered = if self.stable {
+                let bases =
+                    maildir::delivered_bases(&dir).map_err(|source| DeliveryError::Maildir {
+                        dir: dir.clone(),
+                        source,
+                    })?;
+                Some(bases)
+            } else {
+                None
+            };
+            let folder = Folder {
+                dir,
+                delivered,
+                created: false,
+            };
+            self.folders.insert(name.to_string(), folder);
+        }
+        let folder = self.folders.get_mut(name).expect("inserted above");
+        if create && !folder.created {
+            let maildir_err = |source| DeliveryError::Maildir {
+                dir: folder.dir.clone(),
+                source,
+            };
+            let subfolder = self.layout == FolderLayout::MaildirPlusPlus && folder.dir != self.root;
+            maildir::ensure(&folder.dir, subfolder).map_err(maildir_err)?;
+            if self.fsync {
+                // Make the folder's own directory entries durable once.
+                for d in folder
+                    .dir
+                    .ancestors()
+                    .take_while(|d| d.starts_with(&self.root))
+                {
+                    maildir::sync_dir(d).map_err(maildir_err)?;
+                }
+                if let Some(parent) = self.root.parent() {
+                    maildir::sync_dir(parent).map_err(maildir_err)?;
+                }
+            }
+            folder.created = true;
+        }
+        Ok(folder)
+    }
+}
+
+/// Makes the queued `tmp/` files durable: fsync for one, else one syncfs(2)
+/// per file system (Linux), which writes every dirty page of that file
+/// system and commits its journal once.
+fn make_durable(pending: &[Pending]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if pending.len() > 1 {
+        let mut devices = HashMap::new();
+        for p in pending {
+            let tmp_dir = p.dir.join("tmp");
+            let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&tmp_dir)?);
+            devices.entry(dev).or_insert(tmp_dir);
+        }
+        for dir in devices.values() {
+            syncfs(dir)?;
+        }
+        return Ok(());
+    }
+    for p in pending {
+        std::fs::File::open(&p.tmp)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn syncfs(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: syncfs only reads the descriptor, which `f` keeps open.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Drop for Filer {
+    /// Removes `tmp/` files of a batch that was never committed, so that an
+    /// abandoned filer leaves no garbage (the input still holds the messages).
+    fn drop(&mut self) {
+        for p in &self.pending {
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+    }
+}

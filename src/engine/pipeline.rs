@@ -1,0 +1,325 @@
+//! The split-filter-deliver pipeline over one input: every message is
+//! matched against the rules and filed, Maildir deliveries are committed in
+//! durable batches, and the report counts messages per folder and names each
+//! one that could not be delivered (input, index, byte offset, where it is
+//! kept). Used by `mailhaul filter` and by the fetch engine's delivery step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::config::MboxFormat;
+use crate::engine::deliver::{
+    CommitError, Filed, Filer, Published, MBOX_PREFIX, QUARANTINE_FOLDER,
+};
+use crate::engine::event::FetchEvent;
+use crate::engine::mbox::MboxSplitter;
+use crate::engine::message::Message;
+
+/// One message that was not delivered where the rules said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// The input's name (a path, or `-` for stdin).
+    pub input: String,
+    /// The message's 1-based index in the input.
+    pub index: u64,
+    /// Byte offset of its first byte in the input.
+    pub offset: u64,
+    /// Where the rules sent it (folder, `mbox:PATH` or `mda:COMMAND`).
+    pub target: String,
+    /// Why it was not delivered there.
+    pub reason: String,
+    /// Its file in the quarantine folder; `None` when it is only in the input.
+    pub kept: Option<PathBuf>,
+}
+
+impl fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: message {} at byte {} not delivered to {}: {}; ",
+            self.input, self.index, self.offset, self.target, self.reason
+        )?;
+        match &self.kept {
+            Some(path) => write!(f, "kept in {}", path.display()),
+            None => write!(f, "it is still in {}", self.input),
+        }
+    }
+}
+
+/// The outcome of filing one input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilingReport {
+    /// The input's name.
+    pub input: String,
+    /// Messages read from the input.
+    pub messages: u64,
+    /// Messages delivered, per folder, `mbox:PATH` or `mda:COMMAND`.
+    pub delivered: BTreeMap<String, u64>,
+    /// Messages skipped because a resumed delivery found them already there.
+    pub already_delivered: u64,
+    /// Messages not delivered where the rules said (quarantined or kept in the input).
+    pub undelivered: Vec<Undelivered>,
+    /// Reading the input failed here (the error names the offset); messages
+    /// after it were not read.
+    pub read_error: Option<String>,
+}
+
+impl FilingReport {
+    /// True when every message of the input was delivered (or already was).
+    pub fn complete(&self) -> bool {
+        self.undelivered.is_empty() && self.read_error.is_none()
+    }
+
+    /// Messages delivered in all.
+    pub fn delivered_total(&self) -> u64 {
+        self.delivered.values().sum()
+    }
+}
+
+/// Splits the mbox `reader` (in dialect `format`) and files every message
+/// with `filer`; see [`file_messages`].
+pub fn file_mbox(
+    reader: impl Read,
+    input: &str,
+    filer: &mut Filer,
+    format: MboxFormat,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> FilingReport {
+    file_messages(MboxSplitter::new(reader, format), input, filer, progress)
+}
+
+/// Files every message of `messages` (an mbox splitter, or any source of
+/// messages) with `filer`; `input` names the input in the report; `progress`
+/// gets a [`FetchEvent::Filed`] with the running count of a folder whenever
+/// messages are delivered there. Errors reading the input end the run and
+/// are in the report; everything read before is filed.
+pub fn file_messages<E: fmt::Display>(
+    messages: impl IntoIterator<Item = Result<Message, E>>,
+    input: &str,
+    filer: &mut Filer,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> FilingReport {
+    let mut run = Run {
+        report: FilingReport {
+            input: input.to_string(),
+            ..FilingReport::default()
+        },
+        progress,
+    };
+    for message in messages {
+        let mut message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                run.report.read_error = Some(format!("{input}: {e}"));
+                break;
+            }
+        };
+        run.report.messages += 1;
+        match filer.file(&mut message) {
+            Ok(Filed::Queued { .. }) | Ok(Filed::Quarantined { .. }) => {}
+            Ok(Filed::AlreadyDelivered { .. }) => run.report.already_delivered += 1,
+            Ok(Filed::Piped { mda: target }) | Ok(Filed::Appended { folder: target }) => {
+                run.delivered(&target, 1)
+            }
+            Err(e) => run.report.undelivered.push(Undelivered {
+                input: input.to_string(),
+                index: message.index,
+                offset: message.offset,
+                target: filer.rules().decide(&message).target.label(),
+                reason: e.to_string(),
+                kept: None,
+            }),
+        }
+        if filer.should_commit() {
+            run.committed(filer.commit());
+        }
+    }
+    run.committed(filer.commit());
+    run.report
+}
+
+/// The report being built and the progress sink.
+struct Run<'a> {
+    report: FilingReport,
+    progress: &'a mut dyn FnMut(FetchEvent),
+}
+
+impl Run<'_> {
+    fn delivered(&mut self, folder: &str, n: u64) {
+        let count = self.report.delivered.entry(folder.to_string()).or_default();
+        *count += n;
+        (self.progress)(FetchEvent::Filed {
+            folder: folder.to_string(),
+            count: *count,
+        });
+    }
+
+    fn committed(&mut self, result: Result<Vec<Published>, CommitError>) {
+        let (published, lost) = match result {
+            Ok(published) => (published, None),
+            Err(e) => (e.published, Some((e.lost, e.source))),
+        };
+        let mut per_folder: BTreeMap<String, u64> = BTreeMap::new();
+        for p in published {
+            match p.quarantined {
+                Some(reason) => self.report.undelivered.push(Undelivered {
+                    input: self.report.input.clone(),
+                    index: p.index,
+                    offset: p.offset,
+                    target: p.target,
+                    reason,
+                    kept: Some(p.path),
+                }),
+                None => *per_folder.entry(p.target).or_default() += 1,
+            }
+        }
+        for (folder, n) in per_folder {
+            self.delivered(&folder, n);
+        }
+        if let Some((lost, source)) = lost {
+            for (index, offset, target) in lost {
+                let reason = if target.starts_with("mda:") || target.starts_with(MBOX_PREFIX) {
+                    format!("it failed there and the {QUARANTINE_FOLDER} folder could not be written: {source}")
+                } else {
+                    format!("cannot make it durable: {source}")
+                };
+                self.report.undelivered.push(Undelivered {
+                    input: self.report.input.clone(),
+                    index,
+                    offset,
+                    target,
+                    reason,
+                    kept: None,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::engine::deliver::StableId;
+    use crate::engine::message::Content;
+    use std::path::Path;
+
+    fn message(index: u64, text: &str) -> Message {
+        let mut content = Content::new();
+        content.extend(text.as_bytes()).unwrap();
+        let header_end = text.find("\n\n").map_or(text.len(), |i| i + 2);
+        Message {
+            index,
+            offset: index * 1000,
+            envelope: Some(b"a@b Thu Jan  1 00:00:00 1970".to_vec()),
+            header: text.as_bytes()[..header_end].to_vec(),
+            content,
+        }
+    }
+
+    fn messages() -> Vec<Result<Message, String>> {
+        vec![
+            Ok(message(1, "Subject: one\nList-Id: <mips.x>\n\nbody 1\n")),
+            Ok(message(2, "Subject: two\n\nbody 2\n")),
+            Ok(message(3, "Subject: three\n\nbody 3\n")),
+        ]
+    }
+
+    const RULES: &str = "[[filter.rule]]\nheader = \"list-id\"\ncontains = \"mips\"\nfolder = \"lists/mips\"\n\
+                         [[filter.rule]]\nheader = \"subject\"\ncontains = \"three\"\nmda = [\"false\"]\n";
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn files_counts_and_quarantines() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::parse(RULES, Path::new("t.toml")).unwrap();
+        let mut filer = Filer::new(&config.filter, root.path(), None)
+            .unwrap()
+            .with_batch(2);
+        let mut events = Vec::new();
+        let report = file_messages(messages(), "in.mbox", &mut filer, &mut |e| events.push(e));
+        assert_eq!(report.messages, 3);
+        assert_eq!(report.delivered.get("lists/mips"), Some(&1));
+        assert_eq!(report.delivered.get("INBOX"), Some(&1));
+        assert_eq!(report.undelivered.len(), 1);
+        let u = &report.undelivered[0];
+        assert_eq!(
+            (u.index, u.offset, u.target.as_str()),
+            (3, 3000, "mda:false")
+        );
+        let kept = u.kept.as_ref().unwrap();
+        assert!(kept.starts_with(root.path().join(".mailhaul-undelivered/new")));
+        assert_eq!(std::fs::read(kept).unwrap(), b"Subject: three\n\nbody 3\n");
+        assert!(
+            u.to_string().contains("in.mbox: message 3 at byte 3000"),
+            "{u}"
+        );
+        assert!(!report.complete());
+        assert_eq!(files_in(&root.path().join(".lists.mips/new")).len(), 1);
+        assert_eq!(files_in(&root.path().join("new")).len(), 1);
+        assert!(files_in(&root.path().join("tmp")).is_empty());
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, FetchEvent::Filed { folder, count: 1 } if folder == "INBOX")));
+    }
+
+    #[test]
+    fn stable_names_make_a_rerun_skip_what_is_there() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::parse("", Path::new("t.toml")).unwrap();
+        let stable = StableId {
+            time: 1_700_000_000,
+            claim: "c1".into(),
+        };
+        let mut filer = Filer::new(&config.filter, root.path(), Some(stable.clone())).unwrap();
+        let first = file_messages(messages().into_iter().take(2), "s", &mut filer, &mut |_| {});
+        assert_eq!(first.delivered_total(), 2);
+        // A reader moved message 1 to cur/ and flagged it.
+        let new = root.path().join("new");
+        let one = files_in(&new)
+            .into_iter()
+            .find(|n| n.contains("I1."))
+            .unwrap();
+        std::fs::rename(
+            new.join(&one),
+            root.path().join("cur").join(format!("{one}:2,S")),
+        )
+        .unwrap();
+        let mut filer = Filer::new(&config.filter, root.path(), Some(stable)).unwrap();
+        let second = file_messages(messages(), "s", &mut filer, &mut |_| {});
+        assert_eq!(second.already_delivered, 2);
+        assert_eq!(second.delivered_total(), 1);
+        assert_eq!(
+            files_in(&new).len() + files_in(&root.path().join("cur")).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn read_errors_stop_the_run_after_filing_what_came_before() {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config::parse("", Path::new("t.toml")).unwrap();
+        let mut filer = Filer::new(&config.filter, root.path(), None).unwrap();
+        let mut input = messages();
+        input.insert(1, Err("read error at byte 1234".to_string()));
+        let report = file_messages(input, "x.mbox", &mut filer, &mut |_| {});
+        assert_eq!(report.delivered_total(), 1);
+        assert_eq!(
+            report.read_error.as_deref(),
+            Some("x.mbox: read error at byte 1234")
+        );
+        assert!(!report.complete());
+    }
+}
