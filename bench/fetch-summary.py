@@ -13,6 +13,7 @@ LABELS = {
     "recipe": "recipe: ssh mv + scp -C + formail -s procmail",
     "auto": "mailhaul, compression auto (zstd -3)",
     "ssh": "mailhaul, compression = \"ssh\"",
+    "zstd9": "mailhaul, zstd_level = 9",
     "zstd19": "mailhaul, zstd_level = 19",
 }
 
@@ -23,7 +24,8 @@ def main():
     for r in rows:
         groups.setdefault((r["profile"], r["variant"]), []).append(r)
     profiles = list(dict.fromkeys(r["profile"] for r in rows))
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    seen = list(dict.fromkeys(r["variant"] for r in rows))
+    variants = [v for v in LABELS if v in seen] + [v for v in seen if v not in LABELS]
     print("| profile | variant | runs | wall s (median; min–max) | bytes down | bytes up "
           "| down vs recipe | wall vs recipe | delivered / in spool | targets |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -56,6 +58,29 @@ def main():
                                                ("count", ok_count)) if not ok) + ")")
             print(f"| {p} | {LABELS.get(v, v)} | {len(g)} | {wall:.1f} ({min(walls):.1f}–{max(walls):.1f}) "
                   f"| {down:,.0f} | {up:,.0f} | {vs_down} | {vs_wall} | {delivered} | {targets} |")
+
+    print()
+    print("Where the time goes (medians, seconds). Recipe: `ssh mv`, `scp -C`, "
+          "`formail -s procmail`. mailhaul: connect + probe + recover + claim, "
+          "transfer, verify + release, split + deliver.")
+    print()
+    print("| profile | variant | step 1 | step 2 | step 3 | step 4 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for p in profiles:
+        for v in variants:
+            g = groups.get((p, v))
+            if not g:
+                continue
+            steps = [dict(kv.split("=", 1) for kv in r["steps"].split()) for r in g]
+            if v == "recipe":
+                cols = [statistics.median(float(s[k]) for s in steps) for k in ("ssh", "scp", "deliver")]
+                cols.append(None)
+            else:
+                def med(a, b):
+                    return statistics.median(float(s[b]) - float(s[a]) if a else float(s[b]) for s in steps)
+                cols = [med(None, "transfer_from"), med("transfer_from", "verify_from"),
+                        med("verify_from", "deliver_from"), med("deliver_from", "done")]
+            print(f"| {p} | {LABELS.get(v, v)} | " + " | ".join("–" if c is None else f"{c:.2f}" for c in cols) + " |")
 
 
 if __name__ == "__main__":

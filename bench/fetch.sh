@@ -11,10 +11,11 @@
 # give the bytes each way); every variant runs RUNS times per profile.
 #
 #   bash bench/fetch.sh [RESULTS.tsv]      # as root (a private sshd on loopback)
-#   RUNS=1 PROFILES=modem VARIANTS="recipe zstd" bash bench/fetch.sh
+#   RUNS=1 PROFILES=modem VARIANTS="recipe zstd19" KEEP_LOGS=/tmp/logs bash bench/fetch.sh
 #
 # Variants: recipe; auto (mailhaul, compression auto = remote zstd -3);
-# ssh (mailhaul, compression = "ssh"); zstd19 (compression = "zstd", zstd_level = 19).
+# ssh (mailhaul, compression = "ssh"); zstd9 and zstd19 (compression = "zstd",
+# zstd_level = 9 or 19). The engine has no `zstd --adapt` mode to measure.
 # Prints one TSV line per run, then the medians; bench/fetch-summary.py makes
 # the tables of docs/bench-fetch.md from the TSV.
 set -euo pipefail
@@ -23,7 +24,7 @@ repo=$(pwd)
 results=${1:-$repo/bench/fetch-results.tsv}
 RUNS=${RUNS:-3}
 PROFILES=${PROFILES:-"modem dsl"}
-VARIANTS=${VARIANTS:-"recipe auto ssh zstd19"}
+VARIANTS=${VARIANTS:-"recipe auto ssh zstd9 zstd19"}
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
 for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3; do
@@ -179,12 +180,17 @@ $compression
 CFG
   local t0 t1
   t0=$(now)
+  # Each log line gets the seconds since the start, for the stage times.
   HOME=$bench/run XDG_CONFIG_HOME=$bench/run/xdg-config XDG_DATA_HOME=$bench/run/xdg-data \
     XDG_STATE_HOME=$bench/run/xdg-state XDG_CACHE_HOME=$bench/run/xdg-cache \
-    "$mailhaul" --config "$bench/run/config.toml" fetch bench > "$bench/run/mailhaul.log" 2>&1 \
+    "$mailhaul" --config "$bench/run/config.toml" fetch bench 2>&1 \
+    | perl -MTime::HiRes=time -ne "BEGIN { \$| = 1 } printf '%6.2f %s', time - $t0, \$_" \
+    > "$bench/run/mailhaul.log" \
     || { echo "mailhaul failed:" >&2; cat "$bench/run/mailhaul.log" >&2; }
   t1=$(now)
-  steps="method=$(grep -o -m1 -E 'zstd -[0-9]+|gzip( -[0-9]+)?|by rename; [a-z]+' "$bench/run/mailhaul.log" | tr ' ' _ || true)"
+  at() { awk -v s="$1" 'index($0, s) { print $1; exit }' "$bench/run/mailhaul.log"; }
+  steps="method=$(grep -o -m1 -E 'compression (zstd -[0-9]+|gzip|ssh|none)' "$bench/run/mailhaul.log" | cut -d' ' -f2- | tr ' ' _)"
+  steps="$steps transfer_from=$(at ': transferring') verify_from=$(at ': verifying') deliver_from=$(at ': delivering') done=$(at ': done')"
   wall=$(elapsed "$t0" "$t1")
 }
 
@@ -199,10 +205,16 @@ for profile in $PROFILES; do
         recipe) run_recipe ;;
         auto) run_mailhaul 'compression = "auto"' ;;
         ssh) run_mailhaul 'compression = "ssh"' ;;
+        zstd9) run_mailhaul $'compression = "zstd"\nzstd_level = 9' ;;
         zstd19) run_mailhaul $'compression = "zstd"\nzstd_level = 19' ;;
         *) echo "unknown variant $variant" >&2; exit 1 ;;
       esac
       stop_proxy
+      if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS"
+        cp "$bench/proxy.log" "$KEEP_LOGS/$profile-$variant-$run.proxy.log"
+        [ ! -f "$bench/run/mailhaul.log" ] || cp "$bench/run/mailhaul.log" "$KEEP_LOGS/$profile-$variant-$run.mailhaul.log"
+      fi
       line=$(printf '%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s' "$profile" "$variant" "$run" "$wall" \
         "$(stat_of up_bytes)" "$(stat_of down_bytes)" "$(stat_of connections)" \
         "$(delivered "$bench/run/Maildir")" "$expected" "$steps")
