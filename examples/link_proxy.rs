@@ -111,6 +111,13 @@ impl LinkClock {
         let leaves = arrival.max(self.free_at) + self.spec.serialisation(len);
         (leaves, leaves + self.spec.one_way_delay)
     }
+
+    /// Puts a chunk on the link; returns when it comes out at the far end.
+    fn send(&mut self, arrival: Instant, len: usize) -> Instant {
+        let (leaves, due) = self.delivery(arrival, len);
+        self.free_at = leaves;
+        due
+    }
 }
 
 /// The chunks read from one side, waiting for their turn on the link.
@@ -199,8 +206,7 @@ fn write_side(mut to: TcpStream, queue: &SharedQueue, spec: LinkSpec) {
         q.bytes -= chunk.len();
         queue.changed.notify_all();
         drop(q);
-        let (leaves, due) = clock.delivery(arrival, chunk.len());
-        clock.free_at = leaves;
+        let due = clock.send(arrival, chunk.len());
         out.clear();
         out.extend_from_slice(&chunk);
         let now = Instant::now();
@@ -350,4 +356,66 @@ fn main() -> std::io::Result<()> {
         thread::spawn(move || serve(client, args, totals, id));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modem_down() -> LinkSpec {
+        LinkSpec::new(1_000_000, 100.0, 64 * 1024)
+    }
+
+    #[test]
+    fn a_segment_takes_its_size_at_the_rate() {
+        let t = modem_down().serialisation(SEGMENT);
+        assert_eq!(t, Duration::from_secs_f64(1448.0 * 8.0 / 1e6));
+    }
+
+    #[test]
+    fn the_queue_holds_the_bandwidth_delay_product_on_top() {
+        // 1 Mbit/s × 50 ms one way = 6,250 bytes in flight.
+        assert_eq!(modem_down().queue_limit, 64 * 1024 + 6_250);
+    }
+
+    #[test]
+    fn back_to_back_segments_leave_at_the_link_rate_then_travel_half_the_rtt() {
+        let t0 = Instant::now();
+        let spec = modem_down();
+        let mut clock = LinkClock { spec, free_at: t0 };
+        for k in 1..=10u32 {
+            let due = clock.send(t0, SEGMENT);
+            assert_eq!(
+                due,
+                t0 + spec.serialisation(SEGMENT) * k + spec.one_way_delay
+            );
+        }
+    }
+
+    #[test]
+    fn an_idle_link_saves_no_credit_for_a_burst() {
+        let t0 = Instant::now();
+        let spec = modem_down();
+        let mut clock = LinkClock { spec, free_at: t0 };
+        clock.send(t0, SEGMENT);
+        let later = t0 + Duration::from_secs(5);
+        let first = clock.send(later, SEGMENT);
+        let second = clock.send(later, SEGMENT);
+        assert_eq!(
+            first,
+            later + spec.serialisation(SEGMENT) + spec.one_way_delay
+        );
+        assert_eq!(second - first, spec.serialisation(SEGMENT));
+    }
+
+    #[test]
+    fn peeking_does_not_move_the_clock() {
+        let t0 = Instant::now();
+        let mut clock = LinkClock {
+            spec: modem_down(),
+            free_at: t0,
+        };
+        let (_, peeked) = clock.delivery(t0, 100);
+        assert_eq!(clock.send(t0, 100), peeked);
+    }
 }
