@@ -27,7 +27,7 @@ PROFILES=${PROFILES:-"modem dsl"}
 VARIANTS=${VARIANTS:-"recipe auto ssh zstd9 zstd19"}
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
-for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3; do
+for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3 perl; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install openssh-server openssh-client procmail zstd python3)" >&2; exit 1; }
 done
 
@@ -39,7 +39,7 @@ if ! "$mailhaul" fetch --help >/dev/null 2>&1; then
   VARIANTS=recipe
 fi
 
-bench=$(mktemp -d /tmp/mailhaul-bench.XXXXXX)
+bench=$(mktemp -d /tmp/mailhaul-fetch-bench.XXXXXX)
 chmod 700 "$bench"
 sshd_pid=
 proxy_pid=
