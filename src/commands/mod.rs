@@ -4,6 +4,7 @@
 pub mod fetch;
 mod filter;
 pub mod init;
+pub mod prompt;
 pub mod tunnel;
 
 use clap::CommandFactory;
