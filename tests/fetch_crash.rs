@@ -268,6 +268,17 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     assert!(claims_of(user).is_empty());
 }
 
+/// A one-line message with `subject`, as a spool holds it.
+fn message(subject: &str) -> String {
+    format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {subject}\n\nbody\n\n")
+}
+
+/// The md5 of [`message`]`(subject)` as filed.
+fn md5(subject: &str) -> String {
+    let filed = format!("Subject: {subject}\n\nbody\n");
+    format!("{:x}", <md5::Md5 as md5::Digest>::digest(filed.as_bytes()))
+}
+
 /// Two accounts of one login whose spools have the same file name in
 /// different directories (copy-truncate keeps both accounts' claims in
 /// `~/.mailhaul/claims`): a claim one account left behind is recovered by
@@ -275,11 +286,6 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
 #[test]
 fn a_claim_left_by_one_spool_is_not_taken_by_another_of_the_same_name() {
     let sshd = TestSshd::start();
-    let message = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
-    let md5 = |s: &str| {
-        let filed = format!("Subject: {s}\n\nbody\n");
-        format!("{:x}", <md5::Md5 as md5::Digest>::digest(filed.as_bytes()))
-    };
     // A name no other test uses, so that no other fetch can meet these claims.
     let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let clients: Vec<(Client, std::path::PathBuf)> = [&first_dir, &second_dir]
@@ -318,11 +324,6 @@ fn a_claim_left_by_one_spool_is_not_taken_by_another_of_the_same_name() {
 fn copies_cut_short_on_the_server_are_repaired_under_the_lock() {
     use sha2::Digest;
     let sshd = TestSshd::start();
-    let message = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
-    let md5 = |s: &str| {
-        let filed = format!("Subject: {s}\n\nbody\n");
-        format!("{:x}", <md5::Md5 as md5::Digest>::digest(filed.as_bytes()))
-    };
     let server = tempfile::tempdir().unwrap();
     let spool = server.path().join("repair-inbox");
     let in_spool = format!(
