@@ -13,7 +13,8 @@
 #   claim SPOOL STRATEGY WAIT   take the spool under its dot-lock (STRATEGY is
 #                               rename or copy-truncate, WAIT the lock wait in
 #                               seconds), then list every finished claim
-#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, gzip or cat)
+#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, gzip or cat);
+#                               its errors go to stderr, not the stream
 #   release PATH                delete a claim the client has verified
 # SPOOL may be empty (the default spool) or start with `~/`.
 # A claim never overwrites anything: claim files are created with O_EXCL
@@ -29,7 +30,13 @@ locked=
 lockf=
 
 say() { printf '%s\n' "$*"; }
-fail() { say "error $1 $2"; exit "$3"; }
+# `send`'s stdout is the claim's bytes: its failures go to stderr, which the
+# client quotes, instead of into the stream it decompresses.
+stream=
+fail() {
+  if [ -n "$stream" ]; then say "error $1 $2" >&2; else say "error $1 $2"; fi
+  exit "$3"
+}
 have() { command -v "$1" >/dev/null 2>&1; }
 hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
 
@@ -300,6 +307,7 @@ check_claim_path() {
 }
 
 cmd_send() {
+  stream=1
   check_claim_path "$1"
   case $3 in ''|*[!0-9]*) fail bad-request "level must be a number" 3 ;; esac
   case $2 in

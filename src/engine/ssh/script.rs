@@ -323,4 +323,34 @@ mod tests {
             hex.join("\n") + "\n"
         );
     }
+
+    /// The claim script's `send` streams a claim on stdout, so a refusal
+    /// (here: a claim that is gone) goes to stderr, which the fetch quotes,
+    /// never into the stream the client decompresses.
+    #[test]
+    fn claim_script_send_refuses_a_missing_claim_on_stderr() {
+        let claim = b"/nonexistent/.mailhaul/claims/inbox.0123456789ab.1-2-3.mbox";
+        let line = command_line(&[b"send", claim, b"cat", b"0"]).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {line}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin_text(crate::engine::claim::SCRIPT).as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(12));
+        assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "error missing no such claim\n"
+        );
+    }
 }
