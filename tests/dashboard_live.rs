@@ -1,0 +1,164 @@
+//! The real `mailhaul` binary's dashboard on the real engine, in a
+//! pseudo-terminal (tmux), against a real sshd: the spool watcher shows the
+//! waiting mail, `f` fetches the 315 sample messages into the Maildir exactly
+//! once, `q` exits 0 and gives the terminal back; an unknown host key is
+//! asked about on screen with its SHA256 fingerprint, and `y` records it in
+//! known_hosts and lets the fetch go on.
+
+mod common;
+mod fetch_support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::tmux::{self, Tmux};
+use common::{TestSshd, TestUser};
+use fetch_support::{assert_same_messages, fill_spool, Client};
+
+/// How long a fetch of the sample spool may take on a loaded machine.
+const FETCH_LIMIT: Duration = Duration::from_secs(180);
+
+/// The sample spool's bytes and the sorted md5 of each message.
+fn sample_spool() -> (Vec<u8>, Vec<String>) {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut md5s: Vec<String> = std::fs::read_to_string(assets.join("sample-spool.md5"))
+        .expect("assets/sample-spool.md5")
+        .lines()
+        .map(|l| l.split_once('\t').expect("index TAB md5").1.to_string())
+        .collect();
+    md5s.sort();
+    let spool = std::fs::read(assets.join("sample-spool.mbox")).expect("sample spool");
+    (spool, md5s)
+}
+
+/// A client for `user` on `sshd` (checking the spool every second, mboxrd)
+/// whose spool holds the sample; returns it with the expected md5s.
+fn client_with_sample(
+    sshd: &TestSshd,
+    user: &TestUser,
+    known_hosts: &Path,
+) -> (Client, Vec<String>) {
+    let client = Client::with_known_hosts(sshd, &user.name, known_hosts, "");
+    client.set_format("mboxrd");
+    let config = std::fs::read_to_string(&client.config).unwrap();
+    std::fs::write(
+        &client.config,
+        config.replacen("[general]\n", "[general]\ncheck_interval = 1\n", 1),
+    )
+    .unwrap();
+    let (spool, md5s) = sample_spool();
+    fill_spool(&user.spool, &spool);
+    (client, md5s)
+}
+
+/// The shell command line that runs the real binary's dashboard in the
+/// client's isolated environment.
+fn dashboard_command(client: &Client) -> String {
+    let dir = client.dir.path().display();
+    format!(
+        "env -u SSH_AUTH_SOCK -u MAILHAUL_CONFIG -u MAILHAUL_TEST_CRASH_AT \
+         HOME='{dir}' XDG_DATA_HOME='{dir}/data' XDG_CONFIG_HOME='{dir}/config' \
+         '{exe}' --config '{config}'",
+        exe = env!("CARGO_BIN_EXE_mailhaul"),
+        config = client.config.display(),
+    )
+}
+
+/// Waits for the fetch to end well, checks the Maildir, quits with `q`, and
+/// checks the exit status and the terminal left behind.
+fn finish_fetch_and_quit(tmux: &Tmux, client: &Client, md5s: &[String]) {
+    let done = tmux.wait_for_within(FETCH_LIMIT, "the fetch to finish", |s| {
+        s.contains("ok 315 msgs") || s.contains("error")
+    });
+    assert!(done.contains("ok 315 msgs"), "the fetch failed:\n{done}");
+    assert_same_messages(
+        &client.filed_md5s(),
+        md5s,
+        "Maildir after the dashboard's fetch",
+    );
+    // The watcher runs again once the fetch is over and sees the spool empty.
+    tmux.wait_for("the emptied spool", |s| s.contains("empty"));
+    tmux.keys("q");
+    assert_eq!(tmux.wait_exit(Duration::from_secs(10)), 0, "exit status");
+    assert_eq!(tmux.pane("alternate_on"), "0", "back on the main screen");
+    assert_eq!(tmux.pane("mouse_any_flag"), "0", "mouse capture released");
+    assert!(
+        client.history().contains("\t315\t0\t"),
+        "history: {}",
+        client.history()
+    );
+}
+
+#[test]
+fn dashboard_fetches_the_sample_spool_once_and_quits_cleanly() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dash");
+    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts);
+    let tmux = Tmux::start("live", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    let idle = tmux.wait_for("the spool check", |s| s.contains("new: "));
+    assert!(
+        idle.contains("Accounts (1)") && idle.contains("acct"),
+        "{idle}"
+    );
+    assert!(client.filed_md5s().is_empty(), "nothing fetched before `f`");
+    tmux.keys("f");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+}
+
+#[test]
+fn dashboard_asks_about_an_unknown_host_key_and_records_it() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashhk");
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let known_hosts = empty.path().to_path_buf();
+    let (client, md5s) = client_with_sample(&sshd, &user, &known_hosts);
+    let fingerprint = fingerprint(&sshd.host_key);
+
+    let tmux = Tmux::start("hostkey", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    // The watcher never prompts: it says once that it cannot check.
+    tmux.wait_for("the watcher's note", |s| s.contains("spool check"));
+    tmux.keys("f");
+    let prompt = tmux.wait_for("the host-key prompt", |s| s.contains("Unknown host key"));
+    assert!(
+        prompt.contains(&fingerprint),
+        "the prompt shows {fingerprint}:\n{prompt}"
+    );
+    assert!(
+        std::fs::read_to_string(&known_hosts).unwrap().is_empty(),
+        "nothing recorded before the answer"
+    );
+    tmux.keys("y");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    let key = sshd
+        .host_key_pub
+        .split_whitespace()
+        .nth(1)
+        .expect("base64 key");
+    assert!(
+        recorded.contains(key) && recorded.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "known_hosts after `y`: {recorded}"
+    );
+}
+
+/// The host key's fingerprint as OpenSSH prints it (`SHA256:...`).
+fn fingerprint(host_key: &Path) -> String {
+    let out = common::run(Command::new("ssh-keygen").arg("-lf").arg(host_key));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l: BITS FINGERPRINT ...")
+        .to_string()
+}
