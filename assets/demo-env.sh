@@ -9,7 +9,7 @@
 # Everything it starts is stopped, and its directory removed, on exit.
 #
 # Settings (environment, all optional):
-#   DEMO_SPOOL_COPIES=N     the sample spool N times over (default 1)
+#   DEMO_SPOOL_FILES="A B"  mbox files to seed the spool with (default the sample)
 #   DEMO_ARRIVALS=0         no new mail arriving (default 1: one every 7 s)
 #   DEMO_CHECK_INTERVAL=S   the dashboard's spool check interval (default 10)
 #   DEMO_ACCOUNT_EXTRA=...  lines appended to the account's table
@@ -79,7 +79,7 @@ echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$demo/host_key.pub")" > "$demo/known_
 # (so the claim is a rename under the dot-lock).
 spool="$demo/spool/$user"
 : > "$spool"
-for _ in $(seq "${DEMO_SPOOL_COPIES:-1}"); do cat assets/sample-spool.mbox >> "$spool"; done
+for f in ${DEMO_SPOOL_FILES:-assets/sample-spool.mbox}; do cat "$f" >> "$spool"; done
 chmod 600 "$spool"
 
 # One file per message of the sample (the first 40), for new mail to arrive.
