@@ -148,3 +148,131 @@ fn root_kill_mid_transfer_then_new_mail() {
     assert_same_messages(&client.filed_md5s(), &want, "rename crash + new mail");
     assert_eq!(std::fs::read_dir(server.path()).unwrap().count(), 0);
 }
+
+/// Unmounts a tmpfs on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        common::run(std::process::Command::new("mount").args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ]));
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        common::run(std::process::Command::new("mount").args([
+            "-o",
+            &format!("remount,size={size}"),
+            self.0.to_str().unwrap(),
+        ]));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A full local disk while the claim is downloaded: the fetch fails with
+/// exit 1 (a local error), the claim stays on the server, nothing is filed
+/// twice once there is room again.
+#[test]
+fn a_full_local_disk_keeps_the_claim_on_the_server() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "mhcd");
+    let mail = real_mail();
+    fill_spool(&user.spool, &mail.spool);
+    let client = Client::new(&sshd, &user.name, "");
+    client.set_format("mboxrd");
+    // The data dir (journal, staging) on a tmpfs smaller than the spool.
+    let data = Tmpfs::mount(&client.dir.path().join("data"), "256k");
+
+    let out = client.run(&["fetch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left"), "{err}");
+    assert!(err.contains("stays on the server"), "{err}");
+    assert!(client.filed_md5s().is_empty());
+    assert_eq!(
+        claims_of(&user).len(),
+        1,
+        "the claim must stay on the server"
+    );
+    assert!(
+        staged_files(&client).is_empty(),
+        "partial download left behind"
+    );
+
+    data.resize("64m");
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a full disk");
+    assert!(claims_of(&user).is_empty());
+}
+
+/// The connection dies mid-transfer (every server process of the user is
+/// killed while `zstd -19` is still streaming): the fetch fails with exit 7
+/// and says the claim stays on the server; the next run files everything
+/// exactly once.
+#[test]
+fn a_connection_dropped_mid_transfer_keeps_the_claim() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "mhcx");
+    let mail = real_mail();
+    fill_spool(&user.spool, &mail.spool);
+    // zstd -19 compresses ~2 MB/s here: the transfer lasts seconds.
+    let client = Client::new(&sshd, &user.name, "zstd_level = 19");
+    client.set_format("mboxrd");
+    let mut child = client
+        .command(&["fetch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Wait until the download has started writing, then cut the link.
+    loop {
+        let started = staged_files(&client).iter().any(|f| {
+            f.ends_with(".part")
+                && std::fs::metadata(client.data_dir().join("accounts/acct/staging").join(f))
+                    .is_ok_and(|m| m.len() > 0)
+        });
+        if started {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fetch ended before the cut"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    common::proc::kill_user_processes(user.uid);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stays on the server"), "{err}");
+    eprintln!("the cut fetch said: {}", err.lines().last().unwrap_or(""));
+    assert_eq!(
+        claims_of(&user).len(),
+        1,
+        "the claim must stay on the server"
+    );
+    assert!(client.filed_md5s().is_empty());
+
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a dropped link");
+    assert!(claims_of(&user).is_empty());
+}

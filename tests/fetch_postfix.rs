@@ -30,7 +30,8 @@ fn postfix_deliveries_during_fetches_are_neither_lost_nor_cut() {
     let postfix = Postfix::ensure_running();
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "mhfp");
-    let client = Client::new(&sshd, &user.name, "");
+    // procmail may hold the lock a while on a loaded machine: wait for it.
+    let client = Client::new(&sshd, &user.name, "lock_timeout = 60");
 
     let name = user.name.clone();
     let sender = std::thread::spawn(move || {

@@ -45,6 +45,7 @@ fn root_fetch_renames_the_spool_and_files_every_message_once() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(client.filed_md5s().len(), mail.md5s.len());
     let history = client.history();
+    eprintln!("{}:\n{history}", mail.source);
     let rows: Vec<&str> = history.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{history}");
     let first: Vec<&str> = rows[0].split('\t').collect();
@@ -149,17 +150,20 @@ fn changed_or_unknown_host_keys_are_refused_before_anything_runs() {
 }
 
 #[test]
-fn a_busy_lock_is_waited_on_then_reported_and_the_spool_kept() {
+fn a_busy_stale_lock_is_waited_on_then_reported_never_broken() {
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "mhfl");
     let mail = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\nbody\n\n";
     fill_spool(&user.spool, mail);
     let lock = format!("{}.lock", user.spool.display());
     std::fs::write(&lock, "").unwrap();
+    // Ten minutes old: dotlockfile on its own would call it stale and break it.
+    common::run(std::process::Command::new("touch").args(["-d", "-10 min", &lock]));
     let client = Client::new(&sshd, &user.name, "");
     let started = std::time::Instant::now();
     let out = client.run(&["fetch"]);
-    let _ = std::fs::remove_file(&lock);
+    assert!(std::path::Path::new(&lock).exists(), "the lock was broken");
+    std::fs::remove_file(&lock).unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", describe(&out));
     assert!(
         started.elapsed().as_secs() >= 3,
@@ -195,10 +199,156 @@ fn dry_run_and_check_report_without_claiming() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("host key verified"), "{text}");
     assert!(
-        text.contains(&format!("holds {} bytes", mail.len())),
+        text.contains(&format!("holds {} bytes (1 message(s))", mail.len())),
         "{text}"
     );
     assert!(text.contains("claim: copy-truncate"), "{text}");
     assert_eq!(std::fs::read(&user.spool).unwrap(), mail);
     assert!(client.filed_md5s().is_empty());
+}
+
+/// gzip, SSH transport compression and none: the same messages arrive, and
+/// the history's byte counts show one compression at a time (payload
+/// compressed or the socket compressed, never both).
+#[test]
+fn each_compression_method_delivers_and_counts_its_bytes() {
+    let sshd = TestSshd::start();
+    let mail = real_mail();
+    let raw = mail.spool.len() as u64;
+    for method in ["gzip", "ssh", "none"] {
+        let server = tempfile::tempdir().unwrap();
+        let spool = server.path().join("spool");
+        fill_spool(&spool, &mail.spool);
+        let client = Client::new(
+            &sshd,
+            "root",
+            &format!("spool = {spool:?}\ncompression = {method:?}"),
+        );
+        client.set_format("mboxrd");
+        let out = client.run(&["fetch"]);
+        assert!(out.status.success(), "{method}: {}", describe(&out));
+        assert_same_messages(&client.filed_md5s(), &mail.md5s, method);
+        let history = client.history();
+        eprintln!("{method}: {}", history.lines().nth(1).unwrap_or_default());
+        let row: Vec<String> = history
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split('\t')
+            .map(String::from)
+            .collect();
+        let (payload, socket): (u64, u64) = (row[5].parse().unwrap(), row[6].parse().unwrap());
+        assert_eq!(row[4], raw.to_string(), "{method}: raw");
+        match method {
+            "gzip" => {
+                assert_eq!(row[7], "gzip -6");
+                assert!(payload < raw / 2, "{method}: payload {payload} of {raw}");
+                assert!(socket > payload, "{method}: socket {socket}");
+            }
+            "ssh" => {
+                assert_eq!(row[7], "ssh");
+                assert_eq!(payload, raw, "{method}: payload is not compressed");
+                assert!(socket < raw / 2, "{method}: socket {socket} of {raw}");
+            }
+            _ => {
+                assert_eq!(row[7], "none");
+                assert_eq!(payload, raw);
+                assert!(socket > raw, "{method}: socket {socket} of {raw}");
+            }
+        }
+    }
+}
+
+/// On a terminal (a pseudo-terminal made by util-linux `script`), progress
+/// is drawn as bars and the fetch ends with the account's summary line.
+#[test]
+fn a_terminal_gets_progress_bars_and_the_summary() {
+    let sshd = TestSshd::start();
+    let mail = real_mail();
+    let server = tempfile::tempdir().unwrap();
+    let spool = server.path().join("spool");
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
+    client.set_format("mboxrd");
+    let inner = client.command(&["fetch"]);
+    let mut line = format!("{:?}", inner.get_program());
+    for arg in inner.get_args() {
+        line.push_str(&format!(" '{}'", arg.to_str().unwrap()));
+    }
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.env("TERM", "xterm").output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The finished bar carries the summary with the ratio.
+    assert!(
+        text.contains(&format!("{} message(s)", mail.md5s.len())),
+        "{text}"
+    );
+    assert!(text.contains("ratio"), "{text}");
+    assert!(
+        text.contains("\u{1b}["),
+        "no terminal control sequences: {text}"
+    );
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "terminal run");
+}
+
+/// Two accounts in one config: a named one alone, then all in parallel;
+/// an unknown name is a usage error.
+#[test]
+fn named_accounts_alone_or_all_in_parallel() {
+    let sshd = TestSshd::start();
+    let first = TestUser::create_for(&sshd, "mhfa");
+    let second = TestUser::create_for(&sshd, "mhfb");
+    let msg = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
+    fill_spool(&first.spool, msg("first").as_bytes());
+    fill_spool(&second.spool, msg("second").as_bytes());
+    let client = Client::new(&sshd, &first.name, "");
+    let text = std::fs::read_to_string(&client.config).unwrap();
+    let (_, account) = text.split_once("[[account]]").unwrap();
+    let other = account
+        .replace("name = \"acct\"", "name = \"other\"")
+        .replace(&format!("{:?}", first.name), &format!("{:?}", second.name));
+    std::fs::write(&client.config, format!("{text}\n[[account]]{other}")).unwrap();
+
+    let out = client.run(&["fetch", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account named `nosuch`"));
+
+    let out = client.run(&["fetch", "other"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(client.filed_md5s().len(), 1);
+    assert_eq!(std::fs::metadata(&second.spool).unwrap().len(), 0);
+    assert!(
+        std::fs::metadata(&first.spool).unwrap().len() > 0,
+        "not named"
+    );
+
+    fill_spool(&second.spool, msg("second again").as_bytes());
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("acct: 1 message(s)"), "{stdout}");
+    assert!(stdout.contains("other: 1 message(s)"), "{stdout}");
+    let subjects: Vec<String> = client
+        .filed_messages()
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(m)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    for s in ["Subject: first", "Subject: second", "Subject: second again"] {
+        assert!(subjects.iter().any(|x| x == s), "{s} missing: {subjects:?}");
+    }
 }

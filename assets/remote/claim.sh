@@ -74,6 +74,10 @@ new_id() {
 }
 
 # Takes the dot-lock with the given method, waiting up to $wait seconds.
+# dotlockfile (liblockfile) removes a lock it deems stale (older than 5
+# minutes, or holding the pid of a dead process); the helpers are only run
+# when no lock exists, so that mailhaul never breaks anyone's lock: an
+# existing lock is waited on, then reported.
 lock() {
   _i=0
   while :; do
@@ -83,13 +87,17 @@ lock() {
         [ -d "$spool_dir" ] && [ -w "$spool_dir" ] ||
           fail failed "cannot create $lockf: the spool directory is not writable" 12 ;;
       dotlockfile)
-        if _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1); then locked=dotlockfile; return 0; fi
-        [ -e "$lockf" ] || fail failed "dotlockfile could not lock $lockf: $_err" 12 ;;
+        if [ ! -e "$lockf" ]; then
+          if _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1); then locked=dotlockfile; return 0; fi
+          [ -e "$lockf" ] || fail failed "dotlockfile could not lock $lockf: $_err" 12
+        fi ;;
       lockfile)
-        if [ "$spool" = "/var/mail/$user" ] || [ "$spool" = "/var/spool/mail/$user" ]; then
-          if _err=$(lockfile -r 0 -ml 2>&1); then locked=lockfile-ml; return 0; fi
-        elif _err=$(lockfile -r 0 "$lockf" 2>&1); then locked=excl; return 0; fi
-        [ -e "$lockf" ] || fail failed "lockfile could not lock $lockf: $_err" 12 ;;
+        if [ ! -e "$lockf" ]; then
+          if [ "$spool" = "/var/mail/$user" ] || [ "$spool" = "/var/spool/mail/$user" ]; then
+            if _err=$(lockfile -r 0 -ml 2>&1); then locked=lockfile-ml; return 0; fi
+          elif _err=$(lockfile -r 0 "$lockf" 2>&1); then locked=excl; return 0; fi
+          [ -e "$lockf" ] || fail failed "lockfile could not lock $lockf: $_err" 12
+        fi ;;
     esac
     if [ "$_i" -ge "$wait" ]; then
       _age=
@@ -159,7 +167,13 @@ cmd_probe() {
   say "user $(hex "$user")"
   say "home $(hex "$HOME")"
   say "spool $(hex "$spool")"
-  if [ -f "$spool" ]; then say "spool-size $(fsize "$spool")"; else say "spool-size missing"; fi
+  if [ -f "$spool" ]; then
+    say "spool-size $(fsize "$spool")"
+    # From_ lines: the message count of an mbox (bodies quote theirs).
+    if [ -r "$spool" ]; then say "spool-messages $(grep -c '^From ' "$spool")"; fi
+  else
+    say "spool-size missing"
+  fi
   if [ -w "$spool_dir" ]; then say "spool-dir-writable 1"; else say "spool-dir-writable 0"; fi
   if [ ! -e "$spool" ] || [ -w "$spool" ]; then say "spool-writable 1"; else say "spool-writable 0"; fi
   for t in dotlockfile lockfile zstd gzip; do

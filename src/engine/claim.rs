@@ -161,6 +161,9 @@ pub struct Probe {
     pub spool: String,
     /// Bytes in the spool; `None` when it does not exist (no mail).
     pub spool_size: Option<u64>,
+    /// `From ` lines in the spool: its message count, as an mbox reader
+    /// sees it; `None` when it does not exist or cannot be read.
+    pub spool_messages: Option<u64>,
     /// The spool's directory is writable (rename is possible).
     pub spool_dir_writable: bool,
     /// The spool file is writable (copy-truncate can truncate it).
@@ -180,6 +183,7 @@ pub fn parse_probe(records: &[(String, String)]) -> Result<Probe, ScriptError> {
             "home" => p.home = field_path(value)?,
             "spool" => p.spool = field_path(value)?,
             "spool-size" => p.spool_size = value.parse().ok(),
+            "spool-messages" => p.spool_messages = value.parse().ok(),
             "spool-dir-writable" => p.spool_dir_writable = value == "1",
             "spool-writable" => p.spool_writable = value == "1",
             "zstd-version" => p.zstd_version = Some(value.clone()).filter(|v| !v.is_empty()),
@@ -477,6 +481,7 @@ mod tests {
             home: "/home/ann".into(),
             spool: "/var/mail/ann".into(),
             spool_size: Some(10),
+            spool_messages: Some(1),
             spool_dir_writable: dir_writable,
             spool_writable: true,
             tools: Tools {

@@ -7,12 +7,14 @@
 //! nothing (I1, I2). Progress goes out as typed [`FetchEvent`]s on the one
 //! event channel; [`spawn`] runs a fetch on its own worker thread.
 
+use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{expand_tilde, Account, Compression, Config};
 use crate::engine::claim::{
@@ -27,8 +29,10 @@ use crate::engine::history;
 use crate::engine::journal::{Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::file_messages;
-use crate::engine::ssh::{self, Connection, Prompter, SshError, Target};
-use crate::engine::transfer;
+use crate::engine::ssh::{
+    self, Connection, HostKeyDecision, Prompter, SshError, Target, UnknownHost,
+};
+use crate::engine::transfer::{self, TransferError};
 use crate::exit::Exit;
 
 /// How often transfer progress is reported.
@@ -85,6 +89,9 @@ pub struct FetchOptions {
     pub data_dir: PathBuf,
     /// Who answers unknown host keys and passphrase questions.
     pub prompter: Arc<dyn Prompter + Send + Sync>,
+    /// Set to stop the fetch at the next safe point (between steps, or
+    /// mid-transfer: the claim stays on the server, the journal resumes).
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl FetchOptions {
@@ -100,7 +107,48 @@ impl FetchOptions {
             dry_run,
             data_dir,
             prompter: Arc::new(ssh::NoPrompts),
+            cancel: Arc::new(AtomicBool::new(false)),
         })
+    }
+}
+
+/// A [`Prompter`] for the dashboard: an unknown host key is reported as a
+/// [`FetchEvent::HostKeyUnknown`] event and the fetch waits for the user's
+/// answer on `answers` (`true`: record the key and go on). Encrypted keys
+/// without `passphrase_command` are skipped.
+pub struct EventPrompter {
+    account: String,
+    events: Sender<Event>,
+    answers: Receiver<bool>,
+}
+
+impl EventPrompter {
+    /// A prompter for `account` reporting on `events`; send the answer on the
+    /// sender paired with `answers` (dropping it refuses).
+    pub fn new(account: &str, events: Sender<Event>, answers: Receiver<bool>) -> EventPrompter {
+        EventPrompter {
+            account: account.to_string(),
+            events,
+            answers,
+        }
+    }
+}
+
+impl Prompter for EventPrompter {
+    fn unknown_host(&self, host: &UnknownHost) -> HostKeyDecision {
+        let asked = self.events.send(Event::Fetch {
+            account: self.account.clone(),
+            event: FetchEvent::HostKeyUnknown(HostKeyInfo {
+                host: host.host.clone(),
+                port: host.port,
+                key_type: host.key_type.clone(),
+                fingerprint: host.fingerprint.clone(),
+            }),
+        });
+        match asked.ok().and_then(|()| self.answers.recv().ok()) {
+            Some(true) => HostKeyDecision::AcceptAndRecord,
+            _ => HostKeyDecision::Refuse,
+        }
     }
 }
 
@@ -155,17 +203,19 @@ pub fn fetch(
     };
     let result = run.fetch();
     run.summary.elapsed = started.elapsed();
+    // A failed fetch that still moved mail is in the history too.
+    let moved = run.summary.messages > 0 || run.summary.raw_bytes > 0;
+    if !options.dry_run && (result.is_ok() || moved) {
+        let path = options.data_dir.join(history::FILE_NAME);
+        if let Err(e) = history::append(&path, &account.name, &run.summary) {
+            run.log(
+                Level::Warn,
+                format!("cannot append to {}: {e}", path.display()),
+            );
+        }
+    }
     match result {
         Ok(()) => {
-            if !options.dry_run {
-                let path = options.data_dir.join(history::FILE_NAME);
-                if let Err(e) = history::append(&path, &account.name, &run.summary) {
-                    run.log(
-                        Level::Warn,
-                        format!("cannot append to {}: {e}", path.display()),
-                    );
-                }
-            }
             run.emit(FetchEvent::Finished(run.summary.clone()));
             if run.summary.undelivered > 0 {
                 let e = FetchError::new(
@@ -307,6 +357,16 @@ impl Run<'_> {
         });
     }
 
+    /// Stops here if the watcher asked to stop; every caller sits at a
+    /// point a later run resumes from.
+    fn check_cancel(&self) -> Result<(), FetchError> {
+        if self.options.cancel.load(Ordering::Relaxed) {
+            Err(cancelled())
+        } else {
+            Ok(())
+        }
+    }
+
     fn fetch(&mut self) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Connecting));
         let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
@@ -328,13 +388,14 @@ impl Run<'_> {
             }
         }
 
+        self.check_cancel()?;
         let compress_first = self.account.compression == Compression::Ssh;
         let mut conn = self.connect(compress_first)?;
         let mut probe = probe(&conn, self.account)?;
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
-                messages: None,
+                messages: probe.spool_messages,
             });
         }
         let method = choose_method(&probe, self.account.compression, self.account.zstd_level)
@@ -391,6 +452,7 @@ impl Run<'_> {
             done.insert(c.path.clone());
         }
 
+        self.check_cancel()?;
         self.emit(FetchEvent::Stage(Stage::Claiming));
         let wait = self.account.lock_timeout.to_string();
         let reply: ClaimReply = parse_claims(&script(
@@ -483,6 +545,7 @@ impl Run<'_> {
         remote: &RemoteClaim,
         method: Method,
     ) -> Result<(), FetchError> {
+        self.check_cancel()?;
         let id = remote.id();
         let staged = ws.staged_path(&id);
         let already = journal
@@ -540,7 +603,10 @@ impl Run<'_> {
             }
         };
         let staged = transfer::stage(
-            &mut stream,
+            Cancellable {
+                inner: &mut stream,
+                cancel: &self.options.cancel,
+            },
             method,
             remote,
             &ws.partial_path(&id),
@@ -553,6 +619,19 @@ impl Run<'_> {
             },
             &mut report,
         );
+        // On a stop or a local failure, dropping the channel abandons the
+        // rest of the stream; the claim stays on the server.
+        if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(ws.partial_path(&id));
+            return Err(cancelled());
+        }
+        if let Err(e @ TransferError::Local { .. }) = staged {
+            let _ = std::fs::remove_file(ws.partial_path(&id));
+            return Err(FetchError::new(
+                Exit::Failure,
+                format!("{e}; the claim stays on the server and is fetched next time"),
+            ));
+        }
         let status = stream.finish();
         let transferred = match (staged, status) {
             (Ok(t), Ok(s)) if s.success() => t,
@@ -572,9 +651,20 @@ impl Run<'_> {
                     Ok(s) if !s.success() => format!(" (server: {})", s.stderr.trim()),
                     _ => String::new(),
                 };
+                let _ = std::fs::remove_file(ws.partial_path(&id));
+                let what = match e {
+                    TransferError::Io(e) => format!(
+                        "the download of {} from {} broke off: {e}",
+                        remote.path,
+                        conn.host()
+                    ),
+                    other => other.to_string(),
+                };
                 return Err(FetchError::new(
                     Exit::Transfer,
-                    format!("{e}{server}; the claim stays on the server and is fetched next time"),
+                    format!(
+                        "{what}{server}; the claim stays on the server and is fetched next time"
+                    ),
                 ));
             }
             (Ok(_), Err(e)) => return Err(e.into()),
@@ -617,6 +707,7 @@ impl Run<'_> {
         journal: &mut Journal,
         c: &JournalClaim,
     ) -> Result<(), FetchError> {
+        self.check_cancel()?;
         self.emit(FetchEvent::Stage(Stage::Delivering));
         let staged = ws.staged_path(&c.id);
         let file = std::fs::File::open(&staged)
@@ -665,6 +756,29 @@ impl Run<'_> {
     }
 }
 
+fn cancelled() -> FetchError {
+    FetchError::new(
+        Exit::Failure,
+        "stopped on request; nothing is lost, the next fetch resumes where this one stopped",
+    )
+}
+
+/// A reader that fails once the fetch is asked to stop, so a long download
+/// ends promptly (the claim stays on the server).
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped on request"));
+        }
+        self.inner.read(buf)
+    }
+}
+
 /// The claim's time from its id (`YYYYmmddTHHMMSS-PID-RANDOM`), in seconds
 /// since the epoch; 0 when the id has another shape.
 pub fn claim_time(id: &str) -> u64 {
@@ -697,7 +811,13 @@ pub fn claim_time(id: &str) -> u64 {
 pub fn describe(i: &Inspection) -> String {
     let p = &i.probe;
     let mut lines = vec![match p.spool_size {
-        Some(n) => format!("spool {} holds {n} bytes", p.spool),
+        Some(n) => format!(
+            "spool {} holds {n} bytes{}",
+            p.spool,
+            p.spool_messages
+                .map(|m| format!(" ({m} message(s))"))
+                .unwrap_or_default()
+        ),
         None => format!("spool {} does not exist (no mail)", p.spool),
     }];
     lines.push(match &i.strategy {
@@ -708,6 +828,10 @@ pub fn describe(i: &Inspection) -> String {
         Ok(m) => format!("compression: {} — {}", m.method.label(), m.reason),
         Err(e) => format!("compression: impossible — {e}"),
     });
+    lines.push(format!(
+        "SSH transport compression on this connection: {}",
+        i.transport_compression
+    ));
     if !i.leftovers.is_empty() {
         let bytes: u64 = i.leftovers.iter().map(|c| c.size).sum();
         lines.push(format!(

@@ -34,9 +34,17 @@ impl<R: Read> Read for CountingReader<R> {
 /// How a download ended badly.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    /// Reading the stream or writing the staging file failed.
+    /// Reading or decoding the stream failed (connection, server, corrupt data).
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// Writing the staging file failed (disk full, permissions).
+    #[error("staging file {path}: {source}")]
+    Local {
+        /// The staging file.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
     /// The download does not match the server's size or sha256.
     #[error("download of {path} does not verify: got {got_size} bytes sha256 {got_sha}, the server has {want_size} bytes sha256 {want_sha}")]
     Mismatch {
@@ -51,6 +59,13 @@ pub enum TransferError {
         /// The server's sha256.
         want_sha: String,
     },
+}
+
+fn local(path: &Path) -> impl Fn(io::Error) -> TransferError + '_ {
+    move |source| TransferError::Local {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Counters of a finished download.
@@ -84,7 +99,8 @@ pub fn stage(
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(partial)?;
+        .open(partial)
+        .map_err(local(partial))?;
     let mut out = BufWriter::with_capacity(1 << 16, file);
     let mut hasher = Sha256::new();
     let mut raw = 0u64;
@@ -104,7 +120,7 @@ pub fn stage(
                 Err(e) => return Err(e.into()),
             };
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
+            out.write_all(&buf[..n]).map_err(local(partial))?;
             raw += n as u64;
             if last.elapsed() >= every {
                 last = Instant::now();
@@ -114,7 +130,10 @@ pub fn stage(
     }
     let payload = payload.get();
     progress(raw, payload);
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .map_err(local(partial))?;
     let sha = hex(&hasher.finalize());
     if raw != claim.size || sha != claim.sha256 {
         drop(file);
@@ -127,11 +146,11 @@ pub fn stage(
             want_sha: claim.sha256.clone(),
         });
     }
-    file.sync_all()?;
+    file.sync_all().map_err(local(partial))?;
     drop(file);
-    std::fs::rename(partial, staged)?;
+    std::fs::rename(partial, staged).map_err(local(staged))?;
     if let Some(dir) = staged.parent() {
-        sync_dir(dir)?;
+        sync_dir(dir).map_err(local(dir))?;
     }
     Ok(Transferred { raw, payload })
 }

@@ -1,0 +1,140 @@
+//! Servers that lack tools. The test sshd runs every root session in its own
+//! mount namespace (ForceCommand + `unshare -m`) where the programs named in
+//! a file are covered by a non-executable file, so one real server can lack
+//! zstd, gzip or the lock helpers in turn: `auto` compression falls back to
+//! gzip, then to SSH transport compression (never two); copy-truncate takes
+//! procmail's `lockfile` without dotlockfile, and without either stops with
+//! exit 9 naming the package to install, touching nothing.
+
+mod common;
+mod fetch_support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::TestSshd;
+use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client};
+
+/// An sshd whose root sessions cannot see the programs listed in `hide`.
+fn sshd_hiding_tools(dir: &Path) -> TestSshd {
+    let blank = dir.join("blank");
+    std::fs::write(&blank, "").unwrap();
+    let wrapper = dir.join("hide-tools.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare -m sh -c 'for t in $(cat {hide}); do \
+             mount --bind {blank} \"$t\" || exit 99; done; exec sh -c \"$SSH_ORIGINAL_COMMAND\"'\n",
+            hide = dir.join("hide").display(),
+            blank = blank.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    TestSshd::start_with_config(&format!("ForceCommand {}\n", wrapper.display()))
+}
+
+fn history_row(client: &Client) -> Vec<String> {
+    client
+        .history()
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split('\t')
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn missing_compressors_and_lock_helpers_fall_back_or_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sshd = sshd_hiding_tools(dir.path());
+    let mail = real_mail();
+    let raw = mail.spool.len() as u64;
+
+    // No zstd: gzip.
+    std::fs::write(dir.path().join("hide"), "/usr/bin/zstd\n").unwrap();
+    let server = tempfile::tempdir().unwrap();
+    let spool = server.path().join("spool");
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
+    client.set_format("mboxrd");
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no zstd"));
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "gzip fallback");
+    let row = history_row(&client);
+    assert_eq!(row[7], "gzip -6");
+
+    // Neither zstd nor gzip: plain bytes over SSH transport compression.
+    std::fs::write(dir.path().join("hide"), "/usr/bin/zstd\n/usr/bin/gzip\n").unwrap();
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(&sshd, "root", &format!("spool = {spool:?}"));
+    client.set_format("mboxrd");
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "ssh fallback");
+    let row = history_row(&client);
+    assert_eq!(row[7], "ssh");
+    let (payload, socket): (u64, u64) = (row[5].parse().unwrap(), row[6].parse().unwrap());
+    assert_eq!(payload, raw, "the payload itself is not compressed");
+    assert!(
+        socket < raw / 2,
+        "the socket carried {socket} of {raw} bytes"
+    );
+
+    // No dotlockfile: copy-truncate locks with procmail's lockfile.
+    std::fs::write(dir.path().join("hide"), "/usr/bin/dotlockfile\n").unwrap();
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(
+        &sshd,
+        "root",
+        &format!("spool = {spool:?}\nclaim = \"copy-truncate\""),
+    );
+    client.set_format("mboxrd");
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("under lockfile's lock"),
+        "{}",
+        describe(&out)
+    );
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "lockfile");
+    assert_eq!(
+        std::fs::metadata(&spool).unwrap().len(),
+        0,
+        "truncated in place"
+    );
+    assert!(!server.path().join("spool.lock").exists());
+
+    // copy-truncate without dotlockfile or lockfile: refused, nothing touched.
+    std::fs::write(
+        dir.path().join("hide"),
+        "/usr/bin/dotlockfile\n/usr/bin/lockfile\n",
+    )
+    .unwrap();
+    fill_spool(&spool, &mail.spool);
+    let client = Client::new(
+        &sshd,
+        "root",
+        &format!("spool = {spool:?}\nclaim = \"copy-truncate\""),
+    );
+    let out = client.run(&["fetch"]);
+    assert_eq!(out.status.code(), Some(9), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("install liblockfile-bin"), "{err}");
+    assert_eq!(std::fs::read(&spool).unwrap(), mail.spool, "spool touched");
+    let claims: Vec<_> = std::fs::read_dir("/root/.mailhaul/claims")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !claims
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("spool.")),
+        "a claim was made: {claims:?}"
+    );
+    let out = client.run(&["check"]);
+    assert_eq!(out.status.code(), Some(9), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("claim: impossible"));
+}
