@@ -3,7 +3,8 @@
 //! waiting mail, `f` fetches the 315 sample messages into the Maildir exactly
 //! once, `q` exits 0 and gives the terminal back; an unknown host key is
 //! asked about on screen with its SHA256 fingerprint, and `y` records it in
-//! known_hosts and lets the fetch go on.
+//! known_hosts and lets the fetch go on; `auto_fetch` fetches new mail the
+//! spool check sees without a key pressed.
 
 mod common;
 mod fetch_support;
@@ -32,14 +33,16 @@ fn sample_spool() -> (Vec<u8>, Vec<String>) {
     (spool, md5s)
 }
 
-/// A client for `user` on `sshd` (checking the spool every second, mboxrd)
-/// whose spool holds the sample; returns it with the expected md5s.
+/// A client for `user` on `sshd` (checking the spool every second, mboxrd;
+/// `extra` appended to the account) whose spool holds the sample; returns it
+/// with the expected md5s.
 fn client_with_sample(
     sshd: &TestSshd,
     user: &TestUser,
     known_hosts: &Path,
+    extra: &str,
 ) -> (Client, Vec<String>) {
-    let client = Client::with_known_hosts(sshd, &user.name, known_hosts, "");
+    let client = Client::with_known_hosts(sshd, &user.name, known_hosts, extra);
     client.set_format("mboxrd");
     let config = std::fs::read_to_string(&client.config).unwrap();
     std::fs::write(
@@ -50,6 +53,11 @@ fn client_with_sample(
     let (spool, md5s) = sample_spool();
     fill_spool(&user.spool, &spool);
     (client, md5s)
+}
+
+/// Waits until the pane's program exits and returns its status.
+fn exit_status(tmux: &Tmux) -> i32 {
+    tmux.wait_exit(Duration::from_secs(30))
 }
 
 /// The shell command line that runs the real binary's dashboard in the
@@ -80,7 +88,7 @@ fn finish_fetch_and_quit(tmux: &Tmux, client: &Client, md5s: &[String]) {
     // The watcher runs again once the fetch is over and sees the spool empty.
     tmux.wait_for("the emptied spool", |s| s.contains("empty"));
     tmux.keys("q");
-    assert_eq!(tmux.wait_exit(Duration::from_secs(10)), 0, "exit status");
+    assert_eq!(exit_status(tmux), 0, "exit status");
     assert_eq!(tmux.pane("alternate_on"), "0", "back on the main screen");
     assert_eq!(tmux.pane("mouse_any_flag"), "0", "mouse capture released");
     assert!(
@@ -98,10 +106,10 @@ fn dashboard_fetches_the_sample_spool_once_and_quits_cleanly() {
     }
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "dash");
-    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts);
+    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts, "");
     let tmux = Tmux::start("live", &dashboard_command(&client));
     tmux.keep_when_dead();
-    let idle = tmux.wait_for("the spool check", |s| s.contains("new: "));
+    let idle = tmux.wait_for("the spool check", |s| s.contains("new: 315 msgs"));
     assert!(
         idle.contains("Accounts (1)") && idle.contains("acct"),
         "{idle}"
@@ -121,7 +129,7 @@ fn dashboard_asks_about_an_unknown_host_key_and_records_it() {
     let user = TestUser::create_for(&sshd, "dashhk");
     let empty = tempfile::NamedTempFile::new().unwrap();
     let known_hosts = empty.path().to_path_buf();
-    let (client, md5s) = client_with_sample(&sshd, &user, &known_hosts);
+    let (client, md5s) = client_with_sample(&sshd, &user, &known_hosts, "");
     let fingerprint = fingerprint(&sshd.host_key);
 
     let tmux = Tmux::start("hostkey", &dashboard_command(&client));
@@ -149,6 +157,75 @@ fn dashboard_asks_about_an_unknown_host_key_and_records_it() {
     assert!(
         recorded.contains(key) && recorded.contains(&format!("[127.0.0.1]:{}", sshd.port)),
         "known_hosts after `y`: {recorded}"
+    );
+}
+
+#[test]
+fn auto_fetch_fetches_new_mail_without_a_key() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashauto");
+    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts, "auto_fetch = true");
+    let tmux = Tmux::start("auto", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    let screen = tmux.wait_for_within(FETCH_LIMIT, "the automatic fetch", |s| {
+        s.contains("auto_fetch")
+    });
+    assert!(screen.contains("new mail"), "{screen}");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+}
+
+#[test]
+fn quitting_mid_fetch_stops_safely_and_the_next_fetch_completes_it() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashquit");
+    // Real mail at zstd -19: a transfer of a few seconds to interrupt.
+    let (client, _) = client_with_sample(&sshd, &user, &sshd.known_hosts, "zstd_level = 19");
+    let mail = fetch_support::real_mail();
+    fill_spool(&user.spool, &mail.spool);
+    let tmux = Tmux::start("quit", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    tmux.wait_for("the spool check", |s| s.contains("new: "));
+    tmux.keys("f");
+    tmux.wait_for_within(FETCH_LIMIT, "the transfer", |s| s.contains("transfer "));
+    tmux.keys("q");
+    let asked = tmux.wait_for("the quit question or the end", |s| {
+        s.contains("Quit?") || s.contains("ok ")
+    });
+    if asked.contains("Quit?") {
+        assert!(asked.contains("Fetching now: acct"), "{asked}");
+        tmux.keys("y");
+    } else {
+        // The fetch ended before `q` arrived: `q` quits at once.
+        println!("note: the fetch ended before the quit; nothing was interrupted");
+    }
+    assert_eq!(
+        exit_status(&tmux),
+        0,
+        "exit status after quitting mid-fetch"
+    );
+    assert_eq!(tmux.pane("alternate_on"), "0", "back on the main screen");
+    let interrupted = client.filed_md5s().len();
+    println!(
+        "filed {interrupted} of {} messages before the quit",
+        mail.md5s.len()
+    );
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", fetch_support::describe(&out));
+    assert_same_messages(
+        &client.filed_md5s(),
+        &mail.md5s,
+        &format!(
+            "{} after a quit ({interrupted} filed then) and a fetch",
+            mail.source
+        ),
     );
 }
 

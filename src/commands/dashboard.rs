@@ -9,24 +9,25 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{Account, Config};
-use crate::engine::event::{Event, FetchEvent, FetchSummary, HostKeyInfo, Level};
-use crate::engine::fetch::{self, FetchError, FetchOptions};
+use crate::engine::claim::Probe;
+use crate::engine::event::{Event, FetchEvent, FetchSummary, Level};
+use crate::engine::fetch::{self, EventPrompter, FetchError, FetchOptions};
 use crate::engine::history;
 use crate::engine::journal::Workspace;
-use crate::engine::ssh::{Connection, HostKeyDecision, NoPrompts, Prompter, UnknownHost};
+use crate::engine::ssh::{Connection, NoPrompts};
 use crate::exit::Exit;
 use crate::ui;
 
-/// How long a fetch waits for the user to answer an unknown host key before
-/// it gives up (the fetch then fails as a refused key would).
-const HOST_KEY_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long quitting waits for running fetches to stop at a safe point.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the dashboard until the user quits.
 pub fn run(config_path: Option<&Path>) -> Exit {
@@ -53,7 +54,14 @@ pub fn run(config_path: Option<&Path>) -> Exit {
         });
     }
     let engine = LiveEngine::start(Arc::clone(&config), data_dir, sender);
-    match ui::run(&config, history, engine, receiver) {
+    let shared = Arc::clone(&engine.shared);
+    let result = ui::run(&config, history, engine, receiver);
+    // Let cancelled fetches reach their safe point before the process ends
+    // (if one does not in time, the process ends it: like a kill, which the
+    // journal recovers from).
+    shared.cancel.store(true, Ordering::Relaxed);
+    shared.wait_for_fetches(STOP_WAIT);
+    match result {
         Ok(_) => Exit::Ok,
         Err(e) => {
             eprintln!("mailhaul: {e:#}");
@@ -99,8 +107,11 @@ struct Shared {
     events: Sender<Event>,
     /// The latest fetch worker of each account (running or finished).
     fetches: Mutex<HashMap<String, JoinHandle<Result<FetchSummary, FetchError>>>>,
-    /// Fetches waiting for the user's answer to an unknown host key.
-    host_key_answers: Arc<Mutex<HashMap<String, Sender<bool>>>>,
+    /// Where to send the answer to the running fetch's host-key question,
+    /// per account (dropping it refuses).
+    host_key_answers: Mutex<HashMap<String, Sender<bool>>>,
+    /// Set on shutdown: every fetch stops at its next safe point.
+    cancel: Arc<AtomicBool>,
 }
 
 impl LiveEngine {
@@ -111,7 +122,8 @@ impl LiveEngine {
             data_dir,
             events,
             fetches: Mutex::new(HashMap::new()),
-            host_key_answers: Arc::new(Mutex::new(HashMap::new())),
+            host_key_answers: Mutex::new(HashMap::new()),
+            cancel: Arc::new(AtomicBool::new(false)),
         });
         let (stop_watchers, stopped) = crossbeam_channel::bounded(0);
         for account in &config.accounts {
@@ -160,9 +172,9 @@ impl ui::Engine for LiveEngine {
 
     fn shutdown(&mut self) {
         self.stop_watchers = None;
-        // A fetch waiting for a host-key answer sees the question withdrawn
-        // and refuses; fetches still running are ended with the process,
-        // which the journal makes safe (the next run resumes them).
+        // Fetches stop at their next safe point (the journal resumes them);
+        // one waiting for a host-key answer sees the question withdrawn.
+        self.shared.cancel.store(true, Ordering::Relaxed);
         lock(&self.shared.host_key_answers).clear();
     }
 }
@@ -174,6 +186,28 @@ impl Shared {
             account: account.map(str::to_string),
             message,
         });
+    }
+
+    /// Waits up to `limit` for every fetch worker to end, saying on stderr
+    /// which ones it waits for.
+    fn wait_for_fetches(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let fetches = std::mem::take(&mut *lock(&self.fetches));
+        let running: Vec<&str> = fetches
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if running.is_empty() {
+            return;
+        }
+        eprintln!(
+            "mailhaul: stopping the fetch of {} at a safe point...",
+            running.join(", ")
+        );
+        while fetches.values().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn fetch_running(&self, account: &str) -> bool {
@@ -206,14 +240,13 @@ impl Shared {
                 );
             }
         }
+        let (answer, answers) = crossbeam_channel::bounded(1);
+        lock(&self.host_key_answers).insert(name.to_string(), answer);
         let options = FetchOptions {
             dry_run: false,
             data_dir: self.data_dir.clone(),
-            prompter: Arc::new(DashboardPrompter {
-                account: name.to_string(),
-                events: self.events.clone(),
-                answers: Arc::clone(&self.host_key_answers),
-            }),
+            prompter: Arc::new(EventPrompter::new(name, self.events.clone(), answers)),
+            cancel: Arc::clone(&self.cancel),
         };
         let handle = fetch::spawn(
             account,
@@ -230,47 +263,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Asks the dashboard about unknown host keys for one account's fetch.
-struct DashboardPrompter {
-    account: String,
-    events: Sender<Event>,
-    answers: Arc<Mutex<HashMap<String, Sender<bool>>>>,
-}
-
-impl Prompter for DashboardPrompter {
-    fn unknown_host(&self, host: &UnknownHost) -> HostKeyDecision {
-        let (answer, answered) = crossbeam_channel::bounded(1);
-        lock(&self.answers).insert(self.account.clone(), answer);
-        let asked = self.events.send(Event::Fetch {
-            account: self.account.clone(),
-            event: FetchEvent::HostKeyUnknown(HostKeyInfo {
-                host: host.host.clone(),
-                port: host.port,
-                key_type: host.key_type.clone(),
-                fingerprint: host.fingerprint.clone(),
-            }),
-        });
-        let decision = match asked.map(|()| answered.recv_timeout(HOST_KEY_ANSWER_TIMEOUT)) {
-            Ok(Ok(true)) => HostKeyDecision::AcceptAndRecord,
-            Ok(Err(RecvTimeoutError::Timeout)) => {
-                let _ = self.events.send(Event::Log {
-                    level: Level::Warn,
-                    account: Some(self.account.clone()),
-                    message: format!(
-                        "no answer about the host key of {} in {} s; not connecting",
-                        host.host,
-                        HOST_KEY_ANSWER_TIMEOUT.as_secs()
-                    ),
-                });
-                HostKeyDecision::Refuse
-            }
-            _ => HostKeyDecision::Refuse,
-        };
-        lock(&self.answers).remove(&self.account);
-        decision
-    }
-}
-
 /// One account's spool watcher: keeps a session open (never prompting),
 /// reports the spool size every `general.check_interval` seconds, starts a
 /// fetch on new mail when `auto_fetch` is set, and stays quiet while the
@@ -282,7 +274,8 @@ fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
     loop {
         if !shared.fetch_running(&account.name) {
             match check_spool(account, &mut session) {
-                Ok(bytes) => {
+                Ok(spool) => {
+                    let bytes = spool.0;
                     if failing.take().is_some() {
                         shared.log(
                             Level::Info,
@@ -293,8 +286,8 @@ fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
                     let _ = shared.events.send(Event::Fetch {
                         account: account.name.clone(),
                         event: FetchEvent::SpoolSize {
-                            bytes,
-                            messages: None,
+                            bytes: spool.0,
+                            messages: spool.1,
                         },
                     });
                     if account.auto_fetch && bytes > 0 && !shared.fetch_running(&account.name) {
@@ -329,12 +322,16 @@ fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
     }
 }
 
-/// The spool's size, over the open session or a new one (never prompting);
-/// a session that fails is dropped and replaced once.
-fn check_spool(account: &Account, session: &mut Option<Connection>) -> Result<u64, FetchError> {
+/// The spool's size and message count, over the open session or a new one
+/// (never prompting); a session that fails is dropped and replaced once.
+fn check_spool(
+    account: &Account,
+    session: &mut Option<Connection>,
+) -> Result<(u64, Option<u64>), FetchError> {
+    let size = |probe: Probe| (probe.spool_size.unwrap_or(0), probe.spool_messages);
     if let Some(conn) = session.as_ref() {
         match fetch::probe(conn, account) {
-            Ok(probe) => return Ok(probe.spool_size.unwrap_or(0)),
+            Ok(probe) => return Ok(size(probe)),
             // The session dropped (server restart, idle timeout): reconnect.
             Err(_) => *session = None,
         }
@@ -342,5 +339,5 @@ fn check_spool(account: &Account, session: &mut Option<Connection>) -> Result<u6
     let conn = fetch::connect(account, false, &NoPrompts)?;
     let probe = fetch::probe(&conn, account)?;
     *session = Some(conn);
-    Ok(probe.spool_size.unwrap_or(0))
+    Ok(size(probe))
 }

@@ -112,6 +112,10 @@ impl FetchOptions {
     }
 }
 
+/// How long an [`EventPrompter`] waits for the user's answer before it
+/// refuses the key (the fetch then fails as with a refused key).
+pub const HOST_KEY_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A [`Prompter`] for the dashboard: an unknown host key is reported as a
 /// [`FetchEvent::HostKeyUnknown`] event and the fetch waits for the user's
 /// answer on `answers` (`true`: record the key and go on). Encrypted keys
@@ -145,7 +149,10 @@ impl Prompter for EventPrompter {
                 fingerprint: host.fingerprint.clone(),
             }),
         });
-        match asked.ok().and_then(|()| self.answers.recv().ok()) {
+        let answer = asked
+            .ok()
+            .and_then(|()| self.answers.recv_timeout(HOST_KEY_ANSWER_TIMEOUT).ok());
+        match answer {
             Some(true) => HostKeyDecision::AcceptAndRecord,
             _ => HostKeyDecision::Refuse,
         }

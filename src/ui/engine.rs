@@ -18,9 +18,8 @@ pub trait Engine {
     /// The user's answer to `FetchEvent::HostKeyUnknown`: `true` records the
     /// key in known_hosts and lets the fetch go on, `false` aborts it.
     fn answer_host_key(&mut self, account: &str, accept: bool);
-    /// The dashboard is closing: stop watchers and forwards. A running fetch
-    /// may simply end with the process: its journal makes that as safe as a
-    /// kill, and the next fetch resumes it. Called exactly once,
+    /// The dashboard is closing: stop workers and forwards (a fetch stops at
+    /// a safe point; the journal resumes it next time). Called exactly once,
     /// before [`run`](super::run) returns because the user quit.
     fn shutdown(&mut self);
 }

@@ -29,8 +29,8 @@ impl Component for ConfirmQuit {
             vec![
                 Line::raw(format!("Fetching now: {}.", busy.join(", "))),
                 Line::raw(
-                    "Quitting interrupts it; nothing is lost: the next fetch resumes it \
-                     from its journal.",
+                    "Quitting stops it at a safe point; nothing is lost and the next fetch \
+                     resumes it.",
                 ),
             ]
         };
