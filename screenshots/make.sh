@@ -115,7 +115,7 @@ done
 mv "$big_spool" "$spool"
 
 start_terminal "$config"
-wait_screen 'new: [0-9.]+ MB'
+wait_screen 'new: .*MB'
 shot idle
 
 tmux_ send-keys -t ui f
