@@ -4,7 +4,9 @@
 //! once, `q` exits 0 and gives the terminal back; an unknown host key is
 //! asked about on screen with its SHA256 fingerprint, and `y` records it in
 //! known_hosts and lets the fetch go on; `auto_fetch` fetches new mail the
-//! spool check sees without a key pressed.
+//! spool check sees without a key pressed; quitting mid-fetch stops it at a
+//! safe point and the next fetch files every message exactly once; a server
+//! that stays down is logged once, not at every check.
 
 mod common;
 mod fetch_support;
@@ -227,6 +229,50 @@ fn quitting_mid_fetch_stops_safely_and_the_next_fetch_completes_it() {
             mail.source
         ),
     );
+}
+
+#[test]
+fn an_unreachable_server_is_logged_once_not_every_check() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[general]\ncheck_interval = 1\nmaildir = {:?}\n\n[[account]]\nname = \"down\"\n\
+             host = \"127.0.0.1\"\nport = {port}\nuse_agent = false\n",
+            dir.path().join("Maildir")
+        ),
+    )
+    .unwrap();
+    let command = format!(
+        "env -u SSH_AUTH_SOCK HOME='{d}' XDG_DATA_HOME='{d}/data' '{exe}' --config '{c}'",
+        d = dir.path().display(),
+        exe = env!("CARGO_BIN_EXE_mailhaul"),
+        c = config.display()
+    );
+    let tmux = Tmux::start("down", &command);
+    tmux.keep_when_dead();
+    tmux.wait_for("the first failed check", |s| s.contains("spool check"));
+    // Four more checks fail the same way.
+    std::thread::sleep(Duration::from_secs(4));
+    let screen = tmux.screen(false);
+    assert_eq!(
+        screen.matches("spool check").count(),
+        1,
+        "one log line for a server that stays down:\n{screen}"
+    );
+    tmux.keys("q");
+    assert_eq!(exit_status(&tmux), 0);
 }
 
 /// The host key's fingerprint as OpenSSH prints it (`SHA256:...`).

@@ -265,17 +265,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One account's spool watcher: keeps a session open (never prompting),
 /// reports the spool size every `general.check_interval` seconds, starts a
-/// fetch on new mail when `auto_fetch` is set, and stays quiet while the
-/// server stays unreachable (one line when it goes, one when it comes back).
+/// fetch on new mail when `auto_fetch` is set (not again for the same spool
+/// size, so a fetch that fails is not retried every interval until more mail
+/// comes), and stays quiet while the server stays unreachable (one line when
+/// it goes, one when it comes back).
 fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
     let interval = Duration::from_secs(shared.config.general.check_interval.max(1));
     let mut session: Option<Connection> = None;
     let mut failing: Option<String> = None;
+    // The spool size the last automatic fetch started at.
+    let mut auto_fetched_at: Option<u64> = None;
     loop {
         if !shared.fetch_running(&account.name) {
             match check_spool(account, &mut session) {
-                Ok(spool) => {
-                    let bytes = spool.0;
+                Ok((bytes, messages)) => {
                     if failing.take().is_some() {
                         shared.log(
                             Level::Info,
@@ -285,12 +288,17 @@ fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
                     }
                     let _ = shared.events.send(Event::Fetch {
                         account: account.name.clone(),
-                        event: FetchEvent::SpoolSize {
-                            bytes: spool.0,
-                            messages: spool.1,
-                        },
+                        event: FetchEvent::SpoolSize { bytes, messages },
                     });
-                    if account.auto_fetch && bytes > 0 && !shared.fetch_running(&account.name) {
+                    if bytes == 0 {
+                        auto_fetched_at = None;
+                    }
+                    if account.auto_fetch
+                        && bytes > 0
+                        && auto_fetched_at != Some(bytes)
+                        && !shared.fetch_running(&account.name)
+                    {
+                        auto_fetched_at = Some(bytes);
                         shared.log(
                             Level::Info,
                             Some(&account.name),
