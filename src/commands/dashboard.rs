@@ -8,6 +8,7 @@
 //! UI, the UI never does I/O.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,6 +41,12 @@ pub fn run(config_path: Option<&Path>) -> Exit {
             return e;
         }
     };
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        eprintln!(
+            "mailhaul: the dashboard needs a terminal; in scripts and cron use `mailhaul fetch`"
+        );
+        return Exit::Usage;
+    }
     let Some(data_dir) = Workspace::default_data_dir() else {
         eprintln!("mailhaul: cannot find the home directory for the data dir");
         return Exit::Failure;
