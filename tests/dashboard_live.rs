@@ -57,22 +57,28 @@ fn client_with_sample(
     (client, md5s)
 }
 
-/// Waits until the pane's program exits and returns its status.
-fn exit_status(tmux: &Tmux) -> i32 {
-    tmux.wait_exit(Duration::from_secs(30))
+/// The file a dashboard command of `client` writes its exit status to.
+fn status_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("exit-status")
+}
+
+/// Waits until the dashboard started in `dir` exits and returns its status.
+fn exit_status(tmux: &Tmux, dir: &Path) -> i32 {
+    tmux::wait_exit_status(tmux, &status_file(dir), Duration::from_secs(30))
 }
 
 /// The shell command line that runs the real binary's dashboard in the
 /// client's isolated environment.
 fn dashboard_command(client: &Client) -> String {
     let dir = client.dir.path().display();
-    format!(
+    let command = format!(
         "env -u SSH_AUTH_SOCK -u MAILHAUL_CONFIG -u MAILHAUL_TEST_CRASH_AT \
          HOME='{dir}' XDG_DATA_HOME='{dir}/data' XDG_CONFIG_HOME='{dir}/config' \
          '{exe}' --config '{config}'",
         exe = env!("CARGO_BIN_EXE_mailhaul"),
         config = client.config.display(),
-    )
+    );
+    tmux::with_exit_status(&command, &status_file(client.dir.path()))
 }
 
 /// Waits for the fetch to end well, checks the Maildir, quits with `q`, and
@@ -90,7 +96,7 @@ fn finish_fetch_and_quit(tmux: &Tmux, client: &Client, md5s: &[String]) {
     // The watcher runs again once the fetch is over and sees the spool empty.
     tmux.wait_for("the emptied spool", |s| s.contains("empty"));
     tmux.keys("q");
-    assert_eq!(exit_status(tmux), 0, "exit status");
+    assert_eq!(exit_status(tmux, client.dir.path()), 0, "exit status");
     assert_eq!(tmux.pane("alternate_on"), "0", "back on the main screen");
     assert_eq!(tmux.pane("mouse_any_flag"), "0", "mouse capture released");
     assert!(
@@ -209,7 +215,7 @@ fn quitting_mid_fetch_stops_safely_and_the_next_fetch_completes_it() {
         println!("note: the fetch ended before the quit; nothing was interrupted");
     }
     assert_eq!(
-        exit_status(&tmux),
+        exit_status(&tmux, client.dir.path()),
         0,
         "exit status after quitting mid-fetch"
     );
@@ -260,7 +266,10 @@ fn an_unreachable_server_is_logged_once_not_every_check() {
         exe = env!("CARGO_BIN_EXE_mailhaul"),
         c = config.display()
     );
-    let tmux = Tmux::start("down", &command);
+    let tmux = Tmux::start(
+        "down",
+        &tmux::with_exit_status(&command, &status_file(dir.path())),
+    );
     tmux.keep_when_dead();
     tmux.wait_for("the first failed check", |s| s.contains("spool check"));
     // Four more checks fail the same way.
@@ -272,7 +281,7 @@ fn an_unreachable_server_is_logged_once_not_every_check() {
         "one log line for a server that stays down:\n{screen}"
     );
     tmux.keys("q");
-    assert_eq!(exit_status(&tmux), 0);
+    assert_eq!(exit_status(&tmux, dir.path()), 0);
 }
 
 /// The host key's fingerprint as OpenSSH prints it (`SHA256:...`).
