@@ -5,6 +5,7 @@ mod dashboard;
 pub mod fetch;
 mod filter;
 pub mod init;
+pub mod tunnel;
 
 use clap::CommandFactory;
 
@@ -33,5 +34,13 @@ pub fn run(cli: Cli) -> Exit {
                 }
             }
         }
+        Some(Command::Tunnel {
+            account,
+            stats_every,
+        }) => tunnel::run(
+            cli.config.as_deref(),
+            account,
+            std::time::Duration::from_secs(stats_every.max(1)),
+        ),
     }
 }

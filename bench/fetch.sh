@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The fetch benchmark (docs/bench-fetch.md): mailhaul against the manual recipe
+#
+#   ssh mv SPOOL SPOOL_fetchme; scp -C ...:SPOOL_fetchme newmail; formail -s procmail < newmail
+#
+# on the same spool (1,300 real messages, 4.92 MB) through the link emulator
+# examples/link_proxy.rs, on two profiles:
+#   modem  1 Mbit/s down, 256 kbit/s up, 100 ms RTT
+#   dsl   10 Mbit/s down,   1 Mbit/s up,  40 ms RTT
+# Each run gets a fresh spool, a fresh Maildir and a fresh proxy (whose counters
+# give the bytes each way); every variant runs RUNS times per profile.
+#
+#   bash bench/fetch.sh [RESULTS.tsv]      # as root (a private sshd on loopback)
+#   RUNS=1 PROFILES=modem VARIANTS="recipe zstd19" KEEP_LOGS=/tmp/logs bash bench/fetch.sh
+#
+# Variants: recipe; auto (mailhaul, compression auto = remote zstd -3);
+# ssh (mailhaul, compression = "ssh"); zstd9 and zstd19 (compression = "zstd",
+# zstd_level = 9 or 19). The engine has no `zstd --adapt` mode to measure.
+# Prints one TSV line per run, then the medians; bench/fetch-summary.py makes
+# the tables of docs/bench-fetch.md from the TSV.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+results=${1:-$repo/bench/fetch-results.tsv}
+RUNS=${RUNS:-3}
+PROFILES=${PROFILES:-"modem dsl"}
+VARIANTS=${VARIANTS:-"recipe auto ssh zstd9 zstd19"}
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
+for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3 perl; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install openssh-server openssh-client procmail zstd python3)" >&2; exit 1; }
+done
+
+cargo build --release --quiet --bin mailhaul --example link_proxy
+mailhaul=${MAILHAUL_BIN:-$repo/target/release/mailhaul}
+proxy_bin=$repo/target/release/examples/link_proxy
+if ! "$mailhaul" fetch --help >/dev/null 2>&1; then
+  echo "note: this mailhaul has no 'fetch' command; running the recipe only" >&2
+  VARIANTS=recipe
+fi
+
+bench=$(mktemp -d /tmp/mailhaul-fetch-bench.XXXXXX)
+chmod 700 "$bench"
+sshd_pid=
+proxy_pid=
+cleanup() {
+  [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
+  if [ -n "$sshd_pid" ]; then
+    kill "$sshd_pid" 2>/dev/null || true
+    # sshd's session children outlive it: end them by parent PID.
+    pkill -P "$sshd_pid" 2>/dev/null || true
+  fi
+  rm -rf "$bench"
+}
+trap cleanup EXIT INT TERM
+
+# The spool: whole corpus files in a fixed order, cut at 1,300 messages. The
+# corpus is mboxrd, so every line starting "From " begins a message.
+corpus=${MAILHAUL_CORPUS:-$repo/../shared/corpus}
+if [ -f "$corpus/ham-spamassassin-01.mbox" ]; then
+  { cat "$corpus/ham-spamassassin-01.mbox" "$corpus/ham-enron-beck-02.mbox"
+    awk '/^From /{ if (++n > 105) exit } { print }' "$corpus/spam-spamassassin-01.mbox"
+  } > "$bench/spool.orig"
+  spool_source="corpus: ham-spamassassin-01 (837) + ham-enron-beck-02 (358) + spam-spamassassin-01 messages 1-105"
+else
+  cp assets/sample-spool.mbox "$bench/spool.orig"
+  spool_source="assets/sample-spool.mbox (no corpus at $corpus)"
+fi
+expected=$(grep -c '^From ' "$bench/spool.orig")
+echo "# spool: $spool_source; $expected messages, $(stat -c %s "$bench/spool.orig") bytes" >&2
+
+# The server: a private sshd on loopback with its own keys.
+user=$(id -un)
+ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
+cp "$bench/client_key.pub" "$bench/authorized_keys"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sshd_port=$(free_port)
+proxy_port=$(free_port)
+cat > "$bench/sshd_config" <<CFG
+ListenAddress 127.0.0.1
+Port $sshd_port
+HostKey $bench/host_key
+PidFile $bench/sshd.pid
+AuthorizedKeysFile $bench/authorized_keys
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+Subsystem sftp /usr/lib/openssh/sftp-server
+CFG
+mkdir -p /run/sshd
+/usr/sbin/sshd -D -e -f "$bench/sshd_config" 2>"$bench/sshd.log" &
+sshd_pid=$!
+echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
+for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshd_port") 2>/dev/null && break; sleep 0.1; done
+
+# The spool lives in a directory the login user may write to: the recipe's
+# `mv` works there, and mailhaul's claim is a rename.
+spool_dir=$bench/spool
+spool=$spool_dir/$user
+
+profile_args() {
+  case $1 in
+    modem) echo "--down-bps 1000000 --up-bps 256000 --rtt-ms 100" ;;
+    dsl) echo "--down-bps 10000000 --up-bps 1000000 --rtt-ms 40" ;;
+    *) echo "unknown profile $1" >&2; exit 1 ;;
+  esac
+}
+
+start_proxy() {
+  # shellcheck disable=SC2046
+  "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$sshd_port" \
+    $(profile_args "$1") --stats "$bench/link.stats" > "$bench/proxy.log" &
+  proxy_pid=$!
+  for _ in $(seq 50); do grep -q listening "$bench/proxy.log" 2>/dev/null && break; sleep 0.05; done
+}
+
+stop_proxy() {
+  kill -TERM "$proxy_pid"
+  wait "$proxy_pid" || true
+  proxy_pid=
+}
+
+stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$bench/link.stats"; }
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+fresh_run() {
+  rm -rf "$spool_dir" "$bench/run"
+  mkdir -p "$spool_dir" "$bench/run/Maildir"/{new,cur,tmp}
+  cp "$bench/spool.orig" "$spool"
+  chmod 600 "$spool"
+}
+
+delivered() { find "$1/new" "$1/cur" -type f | wc -l; }
+
+ssh_opts=(-F /dev/null -i "$bench/client_key" -o IdentitiesOnly=yes -o BatchMode=yes
+  -o UserKnownHostsFile="$bench/known_hosts" -o StrictHostKeyChecking=yes
+  -o ControlMaster=no -o ControlPath=none)
+
+# (a) The manual recipe, as a user types it, each step a new SSH connection.
+run_recipe() {
+  cat > "$bench/run/procmailrc" <<RC
+MAILDIR=$bench/run/Maildir
+DEFAULT=$bench/run/Maildir/
+RC
+  local t0 t1 t2 t3
+  t0=$(now)
+  ssh "${ssh_opts[@]}" -p "$proxy_port" "$user@127.0.0.1" mv "$spool" "${spool}_fetchme"
+  t1=$(now)
+  scp -q -C "${ssh_opts[@]}" -P "$proxy_port" "$user@127.0.0.1:${spool}_fetchme" "$bench/run/newmail"
+  t2=$(now)
+  formail -s procmail -m "$bench/run/procmailrc" < "$bench/run/newmail"
+  t3=$(now)
+  steps="ssh=$(elapsed "$t0" "$t1") scp=$(elapsed "$t1" "$t2") deliver=$(elapsed "$t2" "$t3")"
+  wall=$(elapsed "$t0" "$t3")
+}
+
+# (b) mailhaul fetch, one compression setting per variant.
+run_mailhaul() {
+  local compression=$1
+  cat > "$bench/run/config.toml" <<CFG
+[general]
+maildir = "$bench/run/Maildir"
+
+[filter]
+format = "mboxrd"
+
+[[account]]
+name = "bench"
+host = "127.0.0.1"
+port = $proxy_port
+user = "$user"
+identity_file = "$bench/client_key"
+use_agent = false
+known_hosts_file = "$bench/known_hosts"
+spool = "$spool"
+$compression
+CFG
+  local t0 t1
+  t0=$(now)
+  # Each log line gets the seconds since the start, for the stage times.
+  HOME=$bench/run XDG_CONFIG_HOME=$bench/run/xdg-config XDG_DATA_HOME=$bench/run/xdg-data \
+    XDG_STATE_HOME=$bench/run/xdg-state XDG_CACHE_HOME=$bench/run/xdg-cache \
+    "$mailhaul" --config "$bench/run/config.toml" fetch bench 2>&1 \
+    | perl -MTime::HiRes=time -ne "BEGIN { \$| = 1 } printf '%6.2f %s', time - $t0, \$_" \
+    > "$bench/run/mailhaul.log" \
+    || { echo "mailhaul failed:" >&2; cat "$bench/run/mailhaul.log" >&2; }
+  t1=$(now)
+  at() { awk -v s="$1" 'index($0, s) { print $1; exit }' "$bench/run/mailhaul.log"; }
+  steps="method=$(grep -o -m1 -E 'compression (zstd -[0-9]+|gzip|ssh|none)' "$bench/run/mailhaul.log" | cut -d' ' -f2- | tr ' ' _)"
+  steps="$steps transfer_from=$(at ': transferring') verify_from=$(at ': verifying') deliver_from=$(at ': delivering') done=$(at ': done')"
+  wall=$(elapsed "$t0" "$t1")
+}
+
+printf 'profile\tvariant\trun\twall_s\tup_bytes\tdown_bytes\tconnections\tdelivered\texpected\tsteps\n' > "$results"
+echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+for profile in $PROFILES; do
+  for run in $(seq "$RUNS"); do
+    for variant in $VARIANTS; do
+      fresh_run
+      start_proxy "$profile"
+      case $variant in
+        recipe) run_recipe ;;
+        auto) run_mailhaul 'compression = "auto"' ;;
+        ssh) run_mailhaul 'compression = "ssh"' ;;
+        zstd9) run_mailhaul $'compression = "zstd"\nzstd_level = 9' ;;
+        zstd19) run_mailhaul $'compression = "zstd"\nzstd_level = 19' ;;
+        *) echo "unknown variant $variant" >&2; exit 1 ;;
+      esac
+      stop_proxy
+      if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS"
+        cp "$bench/proxy.log" "$KEEP_LOGS/$profile-$variant-$run.proxy.log"
+        [ ! -f "$bench/run/mailhaul.log" ] || cp "$bench/run/mailhaul.log" "$KEEP_LOGS/$profile-$variant-$run.mailhaul.log"
+      fi
+      line=$(printf '%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s' "$profile" "$variant" "$run" "$wall" \
+        "$(stat_of up_bytes)" "$(stat_of down_bytes)" "$(stat_of connections)" \
+        "$(delivered "$bench/run/Maildir")" "$expected" "$steps")
+      echo "$line" >> "$results"
+      echo "$line" >&2
+    done
+  done
+done
+echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+python3 "$repo/bench/fetch-summary.py" "$results"
