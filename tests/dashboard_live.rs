@@ -6,11 +6,13 @@
 //! known_hosts and lets the fetch go on; `auto_fetch` fetches new mail the
 //! spool check sees without a key pressed; quitting mid-fetch stops it at a
 //! safe point and the next fetch files every message exactly once; a server
-//! that stays down is logged once, not at every check.
+//! that stays down is logged once, not at every check; `t` starts the SMTP
+//! forward (Postfix answers through it) and stops it again.
 
 mod common;
 mod fetch_support;
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -282,6 +284,66 @@ fn an_unreachable_server_is_logged_once_not_every_check() {
     );
     tmux.keys("q");
     assert_eq!(exit_status(&tmux, dir.path()), 0);
+}
+
+#[test]
+fn t_toggles_the_smtp_forward_to_postfix() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    common::Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashfwd");
+    let port = common::sshd::free_port();
+    let forward =
+        format!("\n[account.forward]\nlisten = \"127.0.0.1:{port}\"\ntarget = \"127.0.0.1:25\"");
+    let (client, _) = client_with_sample(&sshd, &user, &sshd.known_hosts, &forward);
+    let tmux = Tmux::start("forward", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    let listening = format!("on 127.0.0.1:{port}");
+    tmux.wait_for("the dashboard", |s| {
+        s.contains(&format!("off 127.0.0.1:{port}"))
+    });
+    tmux.keys("t");
+    tmux.wait_for("the forward on", |s| s.contains(&listening));
+
+    // An SMTP conversation with Postfix through the forward.
+    let mut smtp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    smtp.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let greeting = read_reply(&mut smtp);
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    smtp.write_all(b"QUIT\r\n").unwrap();
+    let bye = read_reply(&mut smtp);
+    assert!(bye.starts_with("221"), "{bye:?}");
+    drop(smtp);
+    let counted = tmux.wait_for("the connection counted", |s| s.contains("live/1 total"));
+    assert!(counted.contains(&listening), "{counted}");
+
+    tmux.keys("t");
+    tmux.wait_for("the forward off", |s| {
+        s.contains(&format!("off 127.0.0.1:{port}"))
+    });
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens once the forward is off"
+    );
+    tmux.keys("q");
+    assert_eq!(exit_status(&tmux, client.dir.path()), 0);
+}
+
+/// One SMTP reply line (up to CRLF).
+fn read_reply(stream: &mut std::net::TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            other => panic!("reading an SMTP reply: {other:?} after {line:?}"),
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// The host key's fingerprint as OpenSSH prints it (`SHA256:...`).

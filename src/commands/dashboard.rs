@@ -2,7 +2,7 @@
 //! engine. [`LiveEngine`] turns the dashboard's requests into fetch workers
 //! (one at a time per account), answers host-key questions through the
 //! dashboard, runs one spool watcher per account (the periodic size check and
-//! `auto_fetch`), and starts and stops the SMTP forwards.
+//! `auto_fetch`), and starts and stops the SMTP forwards (`engine::tunnel`).
 //!
 //! This is the one place that knows both sides: the engine never imports the
 //! UI, the UI never does I/O.
@@ -19,11 +19,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{Account, Config};
 use crate::engine::claim::Probe;
-use crate::engine::event::{Event, FetchEvent, FetchSummary, Level};
+use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, TunnelEvent};
 use crate::engine::fetch::{self, EventPrompter, FetchError, FetchOptions};
 use crate::engine::history;
 use crate::engine::journal::Workspace;
 use crate::engine::ssh::{Connection, NoPrompts};
+use crate::engine::tunnel::{self, Tunnel, TunnelHandle, TunnelSpec};
 use crate::exit::Exit;
 use crate::ui;
 
@@ -67,6 +68,7 @@ pub fn run(config_path: Option<&Path>) -> Exit {
     // (if one does not in time, the process ends it: like a kill, which the
     // journal recovers from).
     shared.cancel.store(true, Ordering::Relaxed);
+    shared.stop_forwards();
     shared.wait_for_fetches(STOP_WAIT);
     match result {
         Ok(_) => Exit::Ok,
@@ -119,6 +121,8 @@ struct Shared {
     host_key_answers: Mutex<HashMap<String, Sender<bool>>>,
     /// Set on shutdown: every fetch stops at its next safe point.
     cancel: Arc<AtomicBool>,
+    /// The running SMTP forwards, per account.
+    forwards: Mutex<HashMap<String, TunnelHandle>>,
 }
 
 impl LiveEngine {
@@ -131,6 +135,7 @@ impl LiveEngine {
             fetches: Mutex::new(HashMap::new()),
             host_key_answers: Mutex::new(HashMap::new()),
             cancel: Arc::new(AtomicBool::new(false)),
+            forwards: Mutex::new(HashMap::new()),
         });
         let (stop_watchers, stopped) = crossbeam_channel::bounded(0);
         for account in &config.accounts {
@@ -163,11 +168,7 @@ impl ui::Engine for LiveEngine {
     }
 
     fn toggle_forward(&mut self, account: &str) {
-        self.shared.log(
-            Level::Warn,
-            Some(account),
-            "the SMTP forward is not available in this build".into(),
-        );
+        self.shared.toggle_forward(account);
     }
 
     fn answer_host_key(&mut self, account: &str, accept: bool) {
@@ -179,6 +180,8 @@ impl ui::Engine for LiveEngine {
 
     fn shutdown(&mut self) {
         self.stop_watchers = None;
+        // Forwards are stopped (cleanly, which may take a few seconds) by
+        // `run` once the terminal is restored.
         // Fetches stop at their next safe point (the journal resumes them);
         // one waiting for a host-key answer sees the question withdrawn.
         self.shared.cancel.store(true, Ordering::Relaxed);
@@ -193,6 +196,51 @@ impl Shared {
             account: account.map(str::to_string),
             message,
         });
+    }
+
+    /// Starts the account's SMTP forward when it is off, stops it otherwise
+    /// (in the background: the forward reports `Off` once its listen
+    /// address is free). A forward that cannot start is reported as a
+    /// tunnel error.
+    fn toggle_forward(&self, name: &str) {
+        let Some(account) = self.config.account(name) else {
+            return;
+        };
+        let mut forwards = lock(&self.forwards);
+        if let Some(running) = forwards.remove(name) {
+            running.request_stop();
+            return;
+        }
+        let error = |message: String| {
+            self.log(Level::Error, Some(name), format!("SMTP forward: {message}"));
+            let _ = self.events.send(Event::Tunnel {
+                account: name.to_string(),
+                event: TunnelEvent::Error(message),
+            });
+        };
+        let spec = match TunnelSpec::from_account(account) {
+            Ok(spec) => spec,
+            Err(message) => return error(message),
+        };
+        let listen = spec.listen;
+        match Tunnel::start(spec, tunnel::connector(account), self.events.clone()) {
+            Ok(handle) => {
+                forwards.insert(name.to_string(), handle);
+            }
+            Err(e) => error(format!("cannot listen on {listen}: {e}")),
+        }
+    }
+
+    /// Stops every forward, closing their connections cleanly, all at once.
+    fn stop_forwards(&self) {
+        let forwards = std::mem::take(&mut *lock(&self.forwards));
+        let stopping: Vec<_> = forwards
+            .into_values()
+            .map(|handle| std::thread::spawn(move || handle.stop()))
+            .collect();
+        for thread in stopping {
+            let _ = thread.join();
+        }
     }
 
     /// Waits up to `limit` for every fetch worker to end, saying on stderr
