@@ -9,7 +9,7 @@
 #   transferring.png  a fetch mid-transfer (the shared corpus when present, zstd -19)
 #   done.png          the fetch done, messages filed per folder
 #   help.png          the help overlay (?)
-#   forward.png       the SMTP forward on (when this build has `mailhaul tunnel`)
+#   forward.png       the SMTP forward on, after three SMTP sessions (swaks)
 #   host-key.png      the first-contact prompt with the host key's fingerprint
 #
 #   bash screenshots/make.sh       # as root: installs what is missing
@@ -28,7 +28,7 @@ else
 fi
 export DEMO_ARRIVALS=0 DEMO_CHECK_INTERVAL=2
 export DEMO_ACCOUNT_EXTRA='zstd_level = 19'
-export DEMO_EXTRA_PACKAGES="xvfb xterm imagemagick tmux fonts-dejavu-core"
+export DEMO_EXTRA_PACKAGES="xvfb xterm imagemagick tmux fonts-dejavu-core swaks"
 # shellcheck source=assets/demo-env.sh
 source "$(dirname "$0")/../assets/demo-env.sh"
 
@@ -131,14 +131,18 @@ wait_screen 'Keys \(Esc closes\)'
 shot help
 tmux_ send-keys -t ui Escape
 
-if "$mailhaul" tunnel --help >/dev/null 2>&1; then
-  tmux_ send-keys -t ui t
-  wait_screen '^│?on 127\.0\.0\.1:2525|on 127\.0\.0\.1:2525' 30
-  shot forward
-  tmux_ send-keys -t ui t
-else
-  echo "make.sh: this build has no SMTP forward; no forward.png"
+tmux_ send-keys -t ui t
+wait_screen 'on 127\.0\.0\.1:2525' 30
+# A few SMTP sessions through it (to RCPT only: no mail is queued).
+if command -v swaks >/dev/null; then
+  for _ in 1 2 3; do
+    swaks --server 127.0.0.1:2525 --from "$user@localhost" --to "$user@localhost" \
+      --quit-after RCPT >/dev/null 2>&1 || true
+  done
+  wait_screen 'live/3 total' 30
 fi
+shot forward
+tmux_ send-keys -t ui t
 quit
 
 # First contact: a known_hosts without the demo server's key.
