@@ -234,6 +234,15 @@ impl Shared {
     /// Stops every forward, closing their connections cleanly, all at once.
     fn stop_forwards(&self) {
         let forwards = std::mem::take(&mut *lock(&self.forwards));
+        if forwards.is_empty() {
+            return;
+        }
+        let mut names: Vec<&str> = forwards.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        eprintln!(
+            "mailhaul: closing the SMTP forward of {}...",
+            names.join(", ")
+        );
         let stopping: Vec<_> = forwards
             .into_values()
             .map(|handle| std::thread::spawn(move || handle.stop()))
