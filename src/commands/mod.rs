@@ -5,6 +5,7 @@ mod dashboard;
 pub mod fetch;
 mod filter;
 pub mod init;
+pub mod prompt;
 pub mod tunnel;
 
 use clap::CommandFactory;
