@@ -67,8 +67,8 @@ EOF
 
 # The same rules for procmail, into the same Maildir++ layout.
 cat > "$work/procmailrc" <<EOF
-MAILDIR=$work/pm
-DEFAULT=$work/pm/
+MAILDIR=$work/procmail
+DEFAULT=$work/procmail/
 LOGFILE=/dev/null
 :0
 * ^List-Id:.*linux-mips
@@ -90,35 +90,38 @@ LOGFILE=/dev/null
 .big/
 EOF
 
-# run LABEL MESSAGES INPUT_BYTES CMD... : times CMD, prints a table row.
+# run LABEL MESSAGES INPUT_BYTES DIR CMD... : times CMD (which files into
+# DIR), prints a table row. Nothing is deleted between runs: on ext4,
+# creating files right after a mass deletion is much slower (the inode
+# allocator skips recently deleted inodes), which would bias the next run.
 run() {
-  local label=$1 msgs=$2 bytes=$3
-  shift 3
-  rm -rf "$work/md" "$work/pm"
-  mkdir -p "$work/pm"
+  local label=$1 msgs=$2 bytes=$3 dir=$4
+  shift 4
+  mkdir -p "$dir"
   sync
   /usr/bin/time -v -o "$work/time.txt" "$@" > /dev/null 2> "$work/err.txt" || {
     echo "failed: $label" >&2; cat "$work/err.txt" >&2; exit 1; }
   local wall rss filed
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$work/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$work/time.txt")
-  filed=$(find "$work/md" "$work/pm" -path '*/new/*' -type f | wc -l)
+  filed=$(find "$dir" -path '*/new/*' -type f | wc -l)
   awk -v l="$label" -v m="$msgs" -v b="$bytes" -v w="$wall" -v r="$rss" -v f="$filed" 'BEGIN {
     printf "| %s | %d | %.2f | %.0f | %.1f | %s |\n", l, f, w, m / w, b / 1e6 / w, r }'
 }
 
 size=$(stat -c %s "$work/corpus.mbox")
-echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); fs: $(df -T /tmp | awk 'NR==2 {print $2}')"
+batch=$("$bin" filter --help | sed -n 's/.*\[default: \([0-9]*\)\].*/\1/p' | head -1)
+echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); fs: $(df -T /tmp | awk 'NR==2 {print $2}'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| run | files in new/ | wall s | msgs/s | MB/s | peak RSS MB |"
 echo "|---|---:|---:|---:|---:|---:|"
-run "mailhaul, fsync (batches of 256)" "$messages" "$size" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" "$work/corpus.mbox"
-run "mailhaul, fsync each message (--batch 1)" "$messages" "$size" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --batch 1 "$work/corpus.mbox"
-run "mailhaul, --no-fsync" "$messages" "$size" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --no-fsync "$work/corpus.mbox"
-run "formail -s procmail" "$messages" "$size" \
+run "mailhaul, fsync (default: batches of $batch)" "$messages" "$size" "$work/md1" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md1" "$work/corpus.mbox"
+run "mailhaul, --no-fsync" "$messages" "$size" "$work/md2" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md2" --no-fsync "$work/corpus.mbox"
+run "mailhaul, fsync each message (--batch 1)" "$messages" "$size" "$work/md3" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md3" --batch 1 "$work/corpus.mbox"
+run "formail -s procmail (fsync each message)" "$messages" "$size" "$work/procmail" \
   sh -c "formail -s procmail -m '$work/procmailrc' < '$work/corpus.mbox'"
 
 # ~1 GB: the corpus repeated.
@@ -126,7 +129,9 @@ repeats=$(( (1000000000 + size - 1) / size ))
 for _ in $(seq "$repeats"); do cat "$work/corpus.mbox"; done > "$work/big.mbox"
 rm "$work/corpus.mbox"
 big=$(stat -c %s "$work/big.mbox")
-run "mailhaul, fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" "$work/big.mbox"
-run "mailhaul, --no-fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --no-fsync "$work/big.mbox"
+run "mailhaul, fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" "$work/md4" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md4" "$work/big.mbox"
+run "mailhaul, --no-fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" "$work/md5" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md5" --no-fsync "$work/big.mbox"
+echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

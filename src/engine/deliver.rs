@@ -51,7 +51,7 @@ pub const QUARANTINE_FOLDER: &str = "mailhaul-undelivered";
 pub const MBOX_PREFIX: &str = "mbox:";
 
 /// Messages queued before [`Filer::should_commit`] says to commit.
-pub const DEFAULT_BATCH: usize = 256;
+pub const DEFAULT_BATCH: usize = 1024;
 
 /// Bytes queued before [`Filer::should_commit`] says to commit.
 const BATCH_BYTES: u64 = 64 << 20;
@@ -68,6 +68,14 @@ pub enum SetupError {
     /// A target folder name cannot be mapped onto the Maildir root.
     #[error(transparent)]
     Folder(#[from] maildir::BadFolderName),
+    /// The Maildir root cannot be made absolute (the working directory is gone).
+    #[error("maildir root {root}: {source}")]
+    Root {
+        /// The root as given.
+        root: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// Why one message could not be delivered; it was not filed anywhere.
@@ -202,6 +210,13 @@ impl Filer {
         stable: Option<StableId>,
     ) -> Result<Filer, SetupError> {
         let rules = Rules::compile(config)?;
+        // Absolute, so that the root's parent (fsynced when folders are
+        // made) is a real directory even for `--maildir Mail`.
+        let root = std::path::absolute(root).map_err(|source| SetupError::Root {
+            root: root.to_path_buf(),
+            source,
+        })?;
+        let root = root.as_path();
         let targets = rules
             .rules()
             .iter()
