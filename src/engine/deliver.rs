@@ -3,7 +3,8 @@
 //!
 //! Targets:
 //! - a Maildir folder (see [`maildir`] for layouts and names): the message is
-//!   written to `tmp/`, made durable, then linked into `new/` and `new/` is
+//!   written to `tmp/`, made durable, then moved into `new/` (never
+//!   overwriting, see [`maildir::publish`]) and `new/` is
 //!   fsynced, per the maildir spec. The file holds the message's bytes
 //!   unchanged (no `Return-Path:` or From_ line is added).
 //! - an mbox file: a folder named `mbox:PATH` (relative paths are under the
