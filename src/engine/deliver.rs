@@ -492,9 +492,10 @@ impl Filer {
 fn make_durable(pending: &[Pending]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if pending.len() > 1 {
+        let folders: BTreeSet<&Path> = pending.iter().map(|p| p.dir.as_path()).collect();
         let mut devices = HashMap::new();
-        for p in pending {
-            let tmp_dir = p.dir.join("tmp");
+        for dir in folders {
+            let tmp_dir = dir.join("tmp");
             let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&tmp_dir)?);
             devices.entry(dev).or_insert(tmp_dir);
         }
