@@ -34,8 +34,8 @@ done
 cargo build --release --quiet
 bin=$PWD/target/release/mailhaul
 
-inputs=$(mktemp -d /tmp/mailhaul-bench-input.XXXXXX)
-work=$(mktemp -d "${MAILDIR_PARENT:-/tmp}/mailhaul-bench.XXXXXX")
+inputs=$(mktemp -d /tmp/mailhaul-filter-bench-input.XXXXXX)
+work=$(mktemp -d "${MAILDIR_PARENT:-/tmp}/mailhaul-filter-bench.XXXXXX")
 trap 'rm -rf "$work" "$inputs"' EXIT
 
 cat "$corpus"/*.mbox > "$inputs/corpus.mbox"
