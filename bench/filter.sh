@@ -13,9 +13,9 @@
 #      without (formail+procmail would take about 12 minutes there).
 # The mbox inputs live in a temporary directory under /tmp, the Maildirs in a
 # temporary directory under $MAILDIR_PARENT (default /tmp); both are removed
-# at the end. Why the choice matters: on ext4 a new file's inode is taken from
+# at the end. Why the choice matters: on this ext4 (no journal) a new file's inode is taken from
 # its directory's block group, and the allocator skips inodes deleted in the
-# last 60 s (5 min while their inode table block is dirty), scanning one by
+# last minute or so (longer while their inode table block is dirty), one by
 # one; file creation in a directory whose group saw mass deletions (a shared
 # /tmp where test suites create and delete thousands of files) costs
 # milliseconds instead of tens of microseconds. A new top-level directory gets
