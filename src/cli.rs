@@ -29,6 +29,34 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Fetch mail from every named (or every configured) account, in
+    /// parallel: claim each spool under its lock, download it compressed and
+    /// verified, file it into Maildir folders.
+    ///
+    /// Exit codes: 0 done, 1 local error, 3 config, 4 host key, 5
+    /// authentication, 6 spool lock busy (or the account is being fetched by
+    /// another mailhaul), 7 connection or transfer, 8 some messages not
+    /// delivered (kept and named), 9 the server lacks a tool a safe claim
+    /// needs. With several accounts, the first failing account's code.
+    Fetch(FetchArgs),
+    /// Connect to accounts and say which spool, claim strategy and
+    /// compression a fetch would use and why, or what the server lacks;
+    /// claims nothing.
+    Check(CheckArgs),
+    /// Write a commented config from a few questions (Host aliases from
+    /// ~/.ssh/config are offered).
+    Init {
+        /// Replace an existing config.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print shell completions for SHELL on stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
     /// File an mbox (FILEs, or stdin) into Maildir folders by the config's
     /// rules: the drop-in for `formail -s procmail`. Without a config,
     /// everything goes to INBOX. Exits 8 when some message was not delivered
@@ -55,4 +83,23 @@ pub struct FilterArgs {
     /// mbox files to file, in order; stdin when none is given.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `mailhaul fetch`.
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// Connect and report what would be fetched; claim nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Accounts to fetch (default: all).
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
+}
+
+/// Arguments of `mailhaul check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Accounts to check (default: all).
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
 }

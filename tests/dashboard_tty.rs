@@ -1,20 +1,101 @@
-//! The dashboard in a real terminal: `examples/dashboard_load` (which calls
-//! `ui::run`) inside tmux. Checks what unit tests cannot: raw mode and the
-//! alternate screen work, a resize from 100x30 to 60x20 re-lays the panels,
-//! `?` and Esc reach the help overlay, `q` ends `run` cleanly, and `NO_COLOR`
-//! in the environment removes every colour from what the terminal receives.
+//! The dashboard in a real terminal: this test binary runs itself inside
+//! tmux as a small dashboard program (`ui::run` with an engine that records
+//! its calls), then drives it with keys. Checks what unit tests cannot: raw
+//! mode and the alternate screen work, a resize from 100x30 to 60x20 re-lays
+//! the panels, keys typed in the terminal reach the engine, `?` and Esc reach
+//! the help overlay, `q` ends `run` cleanly, `NO_COLOR` in the environment
+//! removes every colour from what the terminal receives, and a panic leaves
+//! the alternate screen and mouse capture.
+//!
+//! `harness = false` (Cargo.toml): `main` is either the checks or, with
+//! `MAILHAUL_DASHBOARD_CHILD=FILE` set, the dashboard program itself.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The example binary next to this test's binary (cargo builds examples
-/// before running tests).
-fn dashboard_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let bin = profile_dir.join("examples").join("dashboard_load");
-    bin.exists().then_some(bin)
+use crossbeam_channel::Sender;
+use mailhaul::config::Config;
+use mailhaul::engine::event::{Event, FetchEvent, Level};
+use mailhaul::ui::{self, Engine};
+
+/// Names the file the child writes its engine calls to when the dashboard ends.
+const CHILD_ENV: &str = "MAILHAUL_DASHBOARD_CHILD";
+/// When set, the child's engine panics on `fetch`, to test the panic hook.
+const PANIC_ENV: &str = "MAILHAUL_DASHBOARD_PANIC";
+
+/// Records every call, one per line.
+struct RecordingEngine {
+    calls: Vec<String>,
+}
+
+impl Engine for RecordingEngine {
+    fn fetch(&mut self, account: &str) {
+        if std::env::var_os(PANIC_ENV).is_some() {
+            panic!("engine panicked on purpose");
+        }
+        self.calls.push(format!("fetch {account}"));
+    }
+    fn fetch_all(&mut self) {
+        self.calls.push("fetch_all".into());
+    }
+    fn toggle_forward(&mut self, account: &str) {
+        self.calls.push(format!("toggle_forward {account}"));
+    }
+    fn answer_host_key(&mut self, account: &str, accept: bool) {
+        self.calls
+            .push(format!("answer_host_key {account} {accept}"));
+    }
+    fn shutdown(&mut self) {
+        self.calls.push("shutdown".into());
+    }
+}
+
+/// Hands the calls over when `run` drops the engine.
+impl Drop for RecordingEngine {
+    fn drop(&mut self) {
+        if let Ok(path) = std::env::var(CHILD_ENV) {
+            let _ = std::fs::write(path, self.calls.join("\n") + "\n");
+        }
+    }
+}
+
+/// The child: a dashboard with two accounts, new mail on `work`.
+fn child() -> anyhow::Result<()> {
+    let config = Config::parse(
+        "[[account]]\nname = \"home\"\nhost = \"mail.example.org\"\n\n\
+         [[account]]\nname = \"work\"\nhost = \"shell.work.example\"\n",
+        Path::new("tty.toml"),
+    )?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let send = |tx: &Sender<Event>, event| tx.send(event).expect("the dashboard listens");
+    send(
+        &tx,
+        Event::Log {
+            level: Level::Info,
+            account: None,
+            message: "dashboard test child".into(),
+        },
+    );
+    send(
+        &tx,
+        Event::Fetch {
+            account: "work".into(),
+            event: FetchEvent::SpoolSize {
+                bytes: 12_400,
+                messages: Some(3),
+            },
+        },
+    );
+    // `tx` lives on: the dashboard ends only when the user quits.
+    ui::run(
+        &config,
+        Vec::new(),
+        RecordingEngine { calls: Vec::new() },
+        rx,
+    )?;
+    drop(tx);
+    Ok(())
 }
 
 /// A private tmux server, killed by PID on drop.
@@ -80,6 +161,19 @@ impl Tmux {
         }
     }
 
+    /// A tmux format variable of the pane (`alternate_on`, `pane_dead`, ...).
+    fn pane(&self, variable: &str) -> String {
+        self.run(&[
+            "display-message",
+            "-p",
+            "-t",
+            "ui",
+            &format!("#{{{variable}}}"),
+        ])
+        .trim()
+        .to_string()
+    }
+
     fn keys(&self, keys: &str) {
         self.run(&["send-keys", "-t", "ui", keys]);
     }
@@ -132,29 +226,21 @@ fn has_colour(screen: &str) -> bool {
     })
 }
 
-fn prerequisites() -> Option<PathBuf> {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("note: tmux is not installed; skipping the real-terminal dashboard test");
-        return None;
-    }
-    let bin = dashboard_binary();
-    if bin.is_none() {
-        eprintln!("note: examples/dashboard_load is not built; skipping");
-    }
-    bin
+/// The shell command that runs this binary as the dashboard child, with
+/// extra environment settings (`NAME=value `...).
+fn child_command(out: &Path, extra_env: &str) -> String {
+    let exe = std::env::current_exe().expect("own path");
+    format!(
+        "env {extra_env}{CHILD_ENV}={} {}",
+        out.display(),
+        exe.display()
+    )
 }
 
-#[test]
-fn dashboard_runs_resizes_shows_help_and_quits_in_a_real_terminal() {
-    let Some(bin) = prerequisites() else {
-        return;
-    };
+fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("stats.txt");
-    let tmux = Tmux::start(
-        "colour",
-        &format!("{} idle 60 {}", bin.display(), out.display()),
-    );
+    let out = dir.path().join("calls.txt");
+    let tmux = Tmux::start("colour", &child_command(&out, ""));
     let wide = tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
     assert!(
         wide.contains("account") && wide.contains("mail.example.org"),
@@ -178,26 +264,29 @@ fn dashboard_runs_resizes_shows_help_and_quits_in_a_real_terminal() {
     }
     assert!(narrow.lines().all(|l| l.chars().count() <= 60), "{narrow}");
 
+    assert!(narrow.contains("new mail waiting: work"), "{narrow}");
+
     tmux.keys("?");
     tmux.wait_for("help", |s| s.contains("Keys (Esc closes)"));
     tmux.keys("Escape");
     tmux.wait_for("help closed", |s| !s.contains("Keys (Esc closes)"));
+    tmux.keys("f");
+    tmux.keys("j");
+    tmux.wait_for("work selected", |s| s.contains("▶ work"));
+    tmux.keys("F");
+    tmux.keys("t");
     tmux.keys("q");
-    let stats = wait_for_file(&out);
-    assert!(stats.contains("mode=idle"), "{stats}");
+    let calls = wait_for_file(&out);
+    assert_eq!(
+        calls, "fetch home\nfetch_all\ntoggle_forward work\nshutdown\n",
+        "keys typed in the terminal reach the engine in order"
+    );
 }
 
-#[test]
 fn no_color_in_the_environment_removes_every_colour() {
-    let Some(bin) = prerequisites() else {
-        return;
-    };
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("stats.txt");
-    let tmux = Tmux::start(
-        "nocolour",
-        &format!("env NO_COLOR=1 {} idle 60 {}", bin.display(), out.display()),
-    );
+    let out = dir.path().join("calls.txt");
+    let tmux = Tmux::start("nocolour", &child_command(&out, "NO_COLOR=1 "));
     tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
     let screen = tmux.screen(true);
     assert!(
@@ -209,5 +298,73 @@ fn no_color_in_the_environment_removes_every_colour() {
         "the selection is shown in reverse video"
     );
     tmux.keys("q");
-    wait_for_file(&out);
+    assert_eq!(wait_for_file(&out), "shutdown\n");
+}
+
+fn a_panic_gives_the_terminal_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("calls.txt");
+    let tmux = Tmux::start("panic", &child_command(&out, &format!("{PANIC_ENV}=1 ")));
+    // Keep the pane after the child dies, to look at what it left behind.
+    tmux.run(&["set-option", "-t", "ui", "remain-on-exit", "on"]);
+    tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
+    assert_eq!(
+        tmux.pane("alternate_on"),
+        "1",
+        "the dashboard uses the alternate screen"
+    );
+    assert_eq!(tmux.pane("mouse_any_flag"), "1", "and captures the mouse");
+    tmux.keys("f");
+    let after = tmux.wait_for("the panic message", |s| {
+        s.contains("engine panicked on purpose")
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.pane("pane_dead") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the child did not exit:\n{after}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        tmux.pane("alternate_on"),
+        "0",
+        "back on the main screen:\n{after}"
+    );
+    assert_eq!(tmux.pane("mouse_any_flag"), "0", "mouse capture released");
+    assert_eq!(
+        tmux.pane("mouse_standard_flag"),
+        "0",
+        "mouse capture released"
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return child();
+    }
+    if Command::new("tmux").arg("-V").output().is_err() {
+        println!("note: tmux is not installed; skipping the real-terminal dashboard tests");
+        return Ok(());
+    }
+    let tests: [(&str, fn()); 3] = [
+        (
+            "dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal",
+            dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal,
+        ),
+        (
+            "no_color_in_the_environment_removes_every_colour",
+            no_color_in_the_environment_removes_every_colour,
+        ),
+        (
+            "a_panic_gives_the_terminal_back",
+            a_panic_gives_the_terminal_back,
+        ),
+    ];
+    for (name, test) in tests {
+        print!("test {name} ... ");
+        test();
+        println!("ok");
+    }
+    Ok(())
 }

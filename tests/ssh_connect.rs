@@ -544,3 +544,80 @@ fn unprivileged_user_runs_scripts_in_its_home() {
         b"data\n"
     );
 }
+
+#[test]
+fn closed_port_and_silent_server_fail_as_transfer_errors() {
+    let sshd = TestSshd::start();
+    let mut t = target(&sshd, &sshd.key);
+    t.port = common::sshd::free_port();
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::Connect { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Transfer);
+    assert!(e.to_string().contains("refused"), "{e}");
+
+    // Accepts, then says nothing: the handshake gives up after the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    t.port = silent.local_addr().unwrap().port();
+    t.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::Handshake { .. }), "{e:?}");
+    assert_eq!(e.exit(), Exit::Transfer);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn system_known_hosts_file_is_trusted_but_never_written() {
+    let sshd = TestSshd::start();
+    let system = sshd.dir.path().join("ssh_known_hosts");
+    std::fs::copy(&sshd.known_hosts, &system).unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = sshd.dir.path().join("user_known_hosts");
+    t.system_known_hosts_files = vec![sshd.dir.path().join("absent"), system.clone()];
+    t.host_key_policy = HostKeyPolicy::AcceptNew;
+    must_connect(&sshd, &t);
+    assert!(
+        !t.known_hosts_file.exists(),
+        "a known key must not be recorded again"
+    );
+
+    // A changed key in the system file is reported with that file's name.
+    let other = sshd.dir.path().join("other_host_key");
+    keygen(&other, "");
+    std::fs::write(
+        &system,
+        format!("[127.0.0.1]:{} {}\n", sshd.port, public_key(&other)),
+    )
+    .unwrap();
+    let e = must_fail(&t);
+    let SshError::HostKeyChanged(changed) = &e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        (changed.known_hosts.as_path(), changed.line),
+        (system.as_path(), 1)
+    );
+}
+
+#[test]
+fn server_hanging_up_after_too_many_keys_is_explained() {
+    let sshd = TestSshd::start_with_config("MaxAuthTries 1\n");
+    let agent = start_agent(sshd.dir.path());
+    let stranger = sshd.dir.path().join("stranger");
+    keygen(&stranger, "");
+    common::run(
+        Command::new("ssh-add")
+            .arg("-q")
+            .arg(&stranger)
+            .env("SSH_AUTH_SOCK", &agent.socket),
+    );
+    let mut t = target(&sshd, &sshd.key);
+    t.agent_socket = Some(agent.socket.clone());
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::AuthRefused { .. }), "{e:?}");
+    assert!(e.to_string().contains("the server hung up"), "{e}");
+}

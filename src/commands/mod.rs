@@ -1,7 +1,11 @@
 //! The subcommands' implementations: each turns parsed arguments into engine
 //! calls and an [`Exit`](crate::exit::Exit) code.
 
+pub mod fetch;
 mod filter;
+pub mod init;
+
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -13,6 +17,23 @@ pub fn run(cli: Cli) -> Exit {
             eprintln!("mailhaul: the dashboard is not built yet; see `mailhaul --help`");
             Exit::Usage
         }
+        Some(Command::Fetch(args)) => fetch::run_fetch(cli.config.as_deref(), &args),
+        Some(Command::Check(args)) => fetch::run_check(cli.config.as_deref(), &args),
         Some(Command::Filter(args)) => filter::run(cli.config.as_deref(), &args),
+        Some(Command::Init { force }) => init::run(cli.config.as_deref(), force),
+        Some(Command::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "mailhaul", &mut std::io::stdout());
+            Exit::Ok
+        }
+        Some(Command::Man) => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => Exit::Ok,
+                Err(e) => {
+                    eprintln!("mailhaul: {e}");
+                    Exit::Failure
+                }
+            }
+        }
     }
 }

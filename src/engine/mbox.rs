@@ -34,15 +34,20 @@
 //!
 //! `Content-Length: N` in a header is trusted, as Dovecot does, only if the
 //! input `N` bytes after the blank line that ends the header is a blank line
-//! followed by the end of input or by a From_ line. (The end of input right
-//! there is not enough: one real spam's length is one too many, and would
-//! swallow the trailing separator.)
+//! followed by the end of input or by a From_ line, and it does not fall
+//! between the CR and LF of a line ending. (The end of input right there is
+//! not enough: one real spam's length is one too many, and would swallow the
+//! trailing separator; in a CRLF mbox such a length would end inside the
+//! CRLF separator.)
 //! When it is trusted the message is exactly those bytes even if its body has
 //! an unquoted `From ` line after a blank line. When it is not (spam has
 //! bogus lengths; formail trusts them blindly and merges messages), the
 //! From_ line rule above decides. To know, the splitter reads on to that
 //! offset; bytes it read past the From_ line boundary are kept in a spool
-//! and read again (pushed back) if the length turns out wrong.
+//! and read again (pushed back) if the length turns out wrong. Pushed-back
+//! bytes take at most 8 MiB of memory in all, the rest is in temporary
+//! files. The length counts bytes as stored: mboxrd unquoting still applies
+//! within it. The first `Content-Length:` header line counts.
 //!
 //! Under [`MboxFormat::Mboxrd`] one `>` is removed from every line that is
 //! `>` (at most [`MAX_QUOTE_RUN`] of them) followed by `From `; under
@@ -65,7 +70,9 @@ use crate::config::MboxFormat;
 pub const MAX_FROM_LINE: usize = 4096;
 
 /// Longest run of `>` before `From ` that the reader unquotes under mboxrd.
-/// Longer runs (never seen in real mail) are left as they are.
+/// Longer runs (never seen in real mail) are left as they are; the writer
+/// quotes every such line, so content with a run of this length or more
+/// before `From ` does not round-trip.
 pub const MAX_QUOTE_RUN: usize = 64 * 1024;
 
 /// Size of the read buffer.
@@ -136,6 +143,8 @@ struct Input<R> {
     end: usize,
     /// Input offset of `buf[start]`.
     offset: u64,
+    /// The byte before `offset` (`\n` at the start).
+    last: u8,
     tail: Option<Tail>,
 }
 
@@ -150,6 +159,7 @@ impl<R: Read> Input<R> {
             start: 0,
             end: 0,
             offset: 0,
+            last: b'\n',
             tail: None,
         }
     }
@@ -215,6 +225,9 @@ impl<R: Read> Input<R> {
                 .map_err(Failure::Spool)?;
             tail.len += n as u64;
         }
+        if n > 0 {
+            self.last = self.buf[self.start + n - 1];
+        }
         self.start += n;
         self.offset += n as u64;
         Ok(())
@@ -257,6 +270,8 @@ impl<R: Read> Input<R> {
         self.end = 0;
         debug_assert_eq!(tail.offset + tail.len, self.offset);
         self.offset = tail.offset;
+        // A tail starts at a From_ line, after a blank line.
+        self.last = b'\n';
         Ok(())
     }
 }
@@ -281,6 +296,8 @@ enum Line {
 struct Fallback {
     /// Content length up to the boundary (without the separator line).
     content_len: u64,
+    /// Header length up to the boundary.
+    header_len: usize,
 }
 
 /// The message being read.
@@ -446,10 +463,13 @@ impl<R: Read> MboxSplitter<R> {
                 continue;
             }
             let before_checkpoint = draft.cl_end.map_or(u64::MAX, |end| end - self.input.offset);
-            let line = match self.classify(draft)? {
-                Line::Blank(len) if (len as u64) > before_checkpoint => Line::Text,
-                line => line,
-            };
+            let line = self.classify(draft)?;
+            if matches!(line, Line::Blank(len) if len as u64 > before_checkpoint) {
+                // The length ends inside a CRLF blank line, so it is wrong.
+                if self.abandon_content_length(draft)? {
+                    return Ok(());
+                }
+            }
             match line {
                 Line::End => {
                     if draft.cl_end.is_some() {
@@ -458,12 +478,18 @@ impl<R: Read> MboxSplitter<R> {
                     return Ok(());
                 }
                 Line::From if draft.pending_blank.is_some() || draft.first_line => {
-                    if draft.cl_end.is_none() {
+                    // A body that starts with a From_ line may still be
+                    // covered by the header's Content-Length.
+                    let length_starts_here = draft.in_header
+                        && draft.pending_blank.is_some()
+                        && draft.content_length.is_some();
+                    if draft.cl_end.is_none() && !length_starts_here {
                         return Ok(());
                     }
                     if draft.fallback.is_none() {
                         draft.fallback = Some(Fallback {
                             content_len: draft.content.len(),
+                            header_len: draft.header.len(),
                         });
                         self.input.start_tail();
                     }
@@ -505,6 +531,7 @@ impl<R: Read> MboxSplitter<R> {
                     .content
                     .truncate(fallback.content_len)
                     .map_err(Failure::Spool)?;
+                draft.header.truncate(fallback.header_len);
                 self.input.push_back_tail()?;
                 Ok(true)
             }
@@ -522,7 +549,7 @@ impl<R: Read> MboxSplitter<R> {
         }
         let available = self.input.available();
         let limit = draft.cl_end.map_or(available.len(), |end| {
-            available.len().min((end - self.input.offset) as usize)
+            (end - self.input.offset).min(available.len() as u64) as usize
         });
         let data = &available[..limit];
         let mut n = match memchr(b'\n', data) {
@@ -638,11 +665,12 @@ impl<R: Read> MboxSplitter<R> {
 
     /// Whether the input at the current position is what a correct
     /// `Content-Length` leads to: the separator blank line, followed by the
-    /// end or a From_ line.
+    /// end or a From_ line. A length that ends between the CR and LF of a
+    /// line ending is wrong.
     fn content_length_holds(&mut self) -> Result<bool, Failure> {
         let more = self.input.fill_to(2 + MAX_FROM_LINE)?;
         let available = self.input.available();
-        let blank = if available.starts_with(b"\n") {
+        let blank = if available.starts_with(b"\n") && self.input.last != b'\r' {
             1
         } else if available.starts_with(b"\r\n") {
             2
@@ -1166,6 +1194,10 @@ mod tests {
     fn from_line_forms() {
         for line in [
             "From MAILER-DAEMON Thu Jan  1 00:00:00 1970",
+            // Postfix and procmail write two spaces before the date.
+            "From MAILER-DAEMON  Sat Nov 28 09:53:43 2026",
+            "From root@vm  Sat Nov 28 09:40:32 2026",
+            "From \"a b\"@x  Sat Nov  8 09:40:32 2026",
             "From user@example.com Sat Nov 28 09:27:34 2026",
             "From  Mon Jan  1 00:00:00 2001",
             "From Mon Jan 1 00:00 2001",
@@ -1286,6 +1318,27 @@ mod tests {
     }
 
     #[test]
+    fn content_length_covers_a_body_that_starts_with_a_from_line() {
+        let body = format!("From b {DATE}\nbody\n");
+        for (length, count) in [(body.len(), 2), (0, 3), (body.len() - 1, 3), (99, 3)] {
+            let input =
+                format!("From a {DATE}\nContent-Length: {length}\n\n{body}\nFrom c {DATE}\nS: z\n");
+            let got = split_messages(input.as_bytes(), MboxFormat::Mboxo);
+            assert_eq!(got.len(), count, "length {length}");
+            assert_eq!(split_all(input.as_bytes(), MboxFormat::Mboxo).len(), count);
+            let header = format!("Content-Length: {length}\n");
+            if count == 2 {
+                assert_eq!(got[0].1, format!("{header}\n{body}").as_bytes());
+                assert_eq!(got[0].2.header, format!("{header}\n").as_bytes());
+            } else {
+                assert_eq!(got[0].1, header.as_bytes());
+                assert_eq!(got[0].2.header, header.as_bytes());
+                assert_eq!(got[1].1, b"body\n");
+            }
+        }
+    }
+
+    #[test]
     fn content_length_may_end_mid_line() {
         let input = format!("From a {DATE}\ncontent-length:\t3 \n\nabc\nFrom b {DATE}\nS: y\n");
         let got = split_all(input.as_bytes(), MboxFormat::Mboxo);
@@ -1334,6 +1387,30 @@ mod tests {
     }
 
     #[test]
+    fn content_length_off_by_one_in_crlf_mbox() {
+        for extra in [0, 1, 2, 3] {
+            let body = "line\r\n";
+            let input = format!(
+                "From a {DATE}\r\nContent-Length: {}\r\n\r\n{body}\r\nFrom b {DATE}\r\n\
+                 S: y\r\n\r\nline\r\nFrom c {DATE}\r\n",
+                body.len() + extra
+            );
+            let got = split_all(input.as_bytes(), MboxFormat::Mboxo);
+            let envelopes: Vec<_> = got.iter().map(|m| m.0.clone()).collect();
+            assert_eq!(envelopes, vec![env("a"), env("b")], "extra {extra}");
+            let want = format!("Content-Length: {}\r\n\r\n{body}", body.len() + extra);
+            assert_eq!(got[0].1, want.as_bytes(), "extra {extra}");
+        }
+        // A length that ends between CR and LF of a text line followed by
+        // a From_ line (not a boundary: no blank line before it).
+        let input =
+            format!("From a {DATE}\r\nContent-Length: 5\r\n\r\nline\r\nFrom b {DATE}\r\nmore\r\n");
+        let got = split_all(input.as_bytes(), MboxFormat::Mboxo);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.ends_with(b"more\r\n"));
+    }
+
+    #[test]
     fn content_length_reaching_a_later_boundary_is_trusted() {
         // A length that reaches exactly to a later boundary is trusted
         // (Dovecot's rule): the two messages are one.
@@ -1358,6 +1435,30 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].2.content.len(), body.len() as u64 + 8);
         assert!(got[0].1[8..] == body[..]);
+    }
+
+    #[test]
+    fn bytes_read_past_a_wrong_length_are_read_again_from_disk() {
+        // Message a's length points far past the end, so everything after
+        // its From_ boundary (more than the pushback memory) is kept in a
+        // spool that spills to disk, then read again.
+        let mut big: Vec<u8> = (0..PUSHBACK_MEMORY + 4096)
+            .map(|i| b"0123456789abcdef>From \n"[i % 23])
+            .collect();
+        big.push(b'\n');
+        let mut input =
+            format!("From a {DATE}\nContent-Length: 999999999\n\nsmall\n\n").into_bytes();
+        input.extend_from_slice(format!("From b {DATE}\nS: big\n\n").as_bytes());
+        input.extend_from_slice(&big);
+        input.extend_from_slice(format!("\nFrom c {DATE}\nS: z\n\n").as_bytes());
+        let got = split_messages(&input[..], MboxFormat::Mboxo);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].1, b"Content-Length: 999999999\n\nsmall\n");
+        assert_eq!(got[1].0, env("b"));
+        assert!(got[1].1[8..] == big[..]);
+        assert_eq!(got[2].1, b"S: z\n");
+        let c_offset = input.len() - format!("From c {DATE}\nS: z\n\n").len();
+        assert_eq!(got[2].2.offset, c_offset as u64);
     }
 
     #[test]
@@ -1549,6 +1650,44 @@ mod tests {
         fn mboxo_round_trips_without_body_from_lines(messages in messages_strategy(false)) {
             let joined = join(&messages, MboxFormat::Mboxo);
             prop_assert_eq!(split_all(&joined, MboxFormat::Mboxo), messages);
+        }
+
+        /// Solaris-style mboxo: nothing quoted, a right `Content-Length`
+        /// on every message, bodies full of unquoted From_ lines after
+        /// blank lines and without final newlines: the lengths hold it
+        /// together.
+        #[test]
+        fn mboxo_with_right_content_lengths_round_trips(
+            messages in prop::collection::vec(
+                (
+                    envelope_strategy(),
+                    prop::collection::vec(line_strategy(true), 0..6),
+                    prop::collection::vec(line_strategy(true), 0..12),
+                    prop::collection::vec(any::<u8>(), 0..5),
+                ),
+                0..6,
+            )
+        ) {
+            let mut joined = Vec::new();
+            let mut want = Vec::new();
+            for (envelope, header, body, unterminated) in messages {
+                let mut body: Vec<u8> = body.concat();
+                body.extend_from_slice(&unterminated);
+                if body.ends_with(b"\r") {
+                    body.push(b'x');
+                }
+                let mut content = format!("Content-Length: {}\n", body.len()).into_bytes();
+                for line in header.iter().filter(|l| l[0] != b'\n' && !l.starts_with(b"\r\n")) {
+                    content.extend_from_slice(line);
+                }
+                content.push(b'\n');
+                content.extend_from_slice(&body);
+                joined.extend_from_slice(format!("From {envelope}\n").as_bytes());
+                joined.extend_from_slice(&content);
+                joined.push(b'\n');
+                want.push((Some(envelope), content));
+            }
+            prop_assert_eq!(split_all(&joined, MboxFormat::Mboxo), want);
         }
 
         /// With `From ` lines in bodies, mboxo still keeps every message

@@ -3,10 +3,15 @@
 //! Workers run on their own threads and report on one typed channel
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
+pub mod claim;
 pub mod deliver;
 pub mod event;
+pub mod fetch;
+pub mod history;
+pub mod journal;
 pub mod mbox;
 pub mod message;
 pub mod pipeline;
 pub mod rules;
 pub mod ssh;
+pub mod transfer;

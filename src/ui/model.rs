@@ -291,6 +291,11 @@ impl Model {
     /// Events about accounts that are not configured are ignored.
     pub fn apply(&mut self, event: Event, at: Moment) -> bool {
         match event {
+            // Debug detail would drown what a user watches for.
+            Event::Log {
+                level: Level::Debug,
+                ..
+            } => false,
             Event::Log {
                 level,
                 account,

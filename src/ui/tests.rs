@@ -388,6 +388,9 @@ fn whole_frames_match_their_snapshots() {
             insta::assert_snapshot!(format!("{name}_{w}x{h}"), terminal.backend());
         }
     }
+    // And the largest size once, to see how the room is used.
+    let terminal = transferring().render(250, 70);
+    insta::assert_snapshot!("transferring_250x70", terminal.backend());
 }
 
 #[test]
@@ -545,6 +548,13 @@ fn quitting_during_a_fetch_asks_first() {
     assert!(h.engine.calls.is_empty());
 
     h.key(KeyCode::Char('q'));
+    h.fetch(
+        409.0,
+        "home",
+        FetchEvent::Finished(summary(3, 4_970_000, 1_000_000, 8_000)),
+    );
+    let screen = text(h.render(60, 20).backend().buffer());
+    assert!(screen.contains("No fetch runs any more."), "{screen}");
     h.key(KeyCode::Char('y'));
     assert!(h.app.should_quit());
     assert_eq!(h.engine.calls, ["shutdown"]);
@@ -907,4 +917,57 @@ fn the_loop_ends_when_the_user_quits_and_tells_the_engine() {
         .expect("the loop ends cleanly");
     assert_eq!(stats.inputs, 1);
     assert_eq!(engine.calls, ["shutdown"]);
+}
+
+#[test]
+fn tiny_and_odd_sizes_draw_without_panicking() {
+    type Make = fn() -> Harness;
+    let states: [Make; 5] = [idle, transferring, failed, forward_on, asking_host_key];
+    for make in states {
+        for (w, h) in [
+            (1, 1),
+            (10, 3),
+            (20, 5),
+            (40, 10),
+            (59, 19),
+            (99, 23),
+            (300, 90),
+        ] {
+            let mut harness = make();
+            harness.key(KeyCode::Char('?'));
+            harness.render(w, h);
+            harness.key(KeyCode::Esc);
+            harness.key(KeyCode::Enter);
+            harness.render(w, h);
+        }
+    }
+}
+
+#[test]
+fn a_config_without_accounts_still_draws_and_ignores_account_keys() {
+    let config = Config::parse("", Path::new("empty.toml")).expect("an empty config parses");
+    let mut h = Harness::new(true);
+    h.app = App::new(&config, Vec::new(), Theme::new(true), 0, h.t0);
+    for key in ['f', 't', 'j', 'k', 'G'] {
+        h.key(KeyCode::Char(key));
+    }
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.overlay(), None, "no details without an account");
+    let screen = text(h.render(60, 20).backend().buffer());
+    assert!(screen.contains("no accounts: add [[account]]"), "{screen}");
+    h.key(KeyCode::Char('F'));
+    assert_eq!(h.engine.calls, ["fetch_all"]);
+}
+
+#[test]
+fn debug_lines_stay_out_of_the_log_panel() {
+    let mut h = Harness::new(true);
+    h.log(1.0, Level::Debug, None, "channel window 2097152");
+    h.log(2.0, Level::Warn, Some("home"), "lock busy, waiting");
+    assert_eq!(h.app.model.log.len(), 1);
+    let screen = text(h.render(100, 30).backend().buffer());
+    assert!(
+        screen.contains("WARN  home: lock busy, waiting"),
+        "{screen}"
+    );
 }

@@ -48,6 +48,19 @@ impl TestSshd {
     /// Starts an sshd offering host keys of these `ssh-keygen -t` types;
     /// known_hosts holds only the first.
     pub fn start_with_host_keys(types: &[&str]) -> TestSshd {
+        TestSshd::start_with(types, "")
+    }
+
+    /// Starts an sshd with one ed25519 host key and `extra` appended to its
+    /// sshd_config (e.g. `"MaxAuthTries 1\n"`); sshd uses the first value of
+    /// a keyword, so `extra` cannot override the harness's own settings.
+    pub fn start_with_config(extra: &str) -> TestSshd {
+        TestSshd::start_with(&["ed25519"], extra)
+    }
+
+    /// Starts an sshd offering host keys of these `ssh-keygen -t` types,
+    /// with `extra` appended to its sshd_config.
+    pub fn start_with(types: &[&str], extra: &str) -> TestSshd {
         require_root_and_packages();
         std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd");
         let dir = tempfile::Builder::new()
@@ -99,7 +112,8 @@ impl TestSshd {
                      PasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\n\
                      LogLevel VERBOSE\n\
-                     Subsystem sftp /usr/lib/openssh/sftp-server\n",
+                     Subsystem sftp /usr/lib/openssh/sftp-server\n\
+                     {extra}",
                     host_key_lines = host_keys
                         .iter()
                         .map(|k| format!("HostKey {}\n", k.display()))

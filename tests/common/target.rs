@@ -9,7 +9,7 @@ use mailhaul::engine::ssh::Target;
 use super::TestSshd;
 
 /// Logs in to `sshd` as `user` with its unencrypted client key, trusting only
-/// its known_hosts (strict policy), without the agent.
+/// its known_hosts (strict policy; no system-wide file), without the agent.
 pub fn ssh_target(sshd: &TestSshd, user: &str) -> Target {
     Target {
         host: "127.0.0.1".into(),
@@ -20,6 +20,7 @@ pub fn ssh_target(sshd: &TestSshd, user: &str) -> Target {
         agent_socket: None,
         passphrase_command: None,
         known_hosts_file: sshd.known_hosts.clone(),
+        system_known_hosts_files: Vec::new(),
         host_key_policy: HostKeyPolicy::Strict,
         connect_timeout: Duration::from_secs(10),
     }

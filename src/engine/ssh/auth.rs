@@ -5,17 +5,23 @@
 //! comes from `passphrase_command` or the prompt hook; it is handed to
 //! libssh2 and dropped, never kept.
 
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use ssh2::{ErrorCode, Session};
 
 use super::host_keys::base64_decode;
 use super::{Prompter, SshError, Target};
 
-/// Authenticates `target.user` on a session whose handshake is done.
+/// Authenticates `target.user` on a session whose handshake is done;
+/// `socket` is (a duplicate of) the session's socket, watched for the server
+/// hanging up.
 pub fn authenticate(
     session: &Session,
+    socket: &TcpStream,
     target: &Target,
     prompter: &dyn Prompter,
 ) -> Result<(), SshError> {
@@ -39,11 +45,23 @@ pub fn authenticate(
         });
     }
     let mut tried = Vec::new();
-    if let Some(socket) = &target.agent_socket {
-        match try_agent(session, &target.user, socket) {
-            Ok(true) => return Ok(()),
-            Ok(false) => tried.push(format!("agent {}", socket.display())),
-            Err(e) => tried.push(format!("agent ({e})")),
+    let hung_up = "the server hung up: too many keys offered? (sshd's MaxAuthTries \
+                   counts the agent's keys too)";
+    if let Some(agent) = &target.agent_socket {
+        let clean = match try_agent(session, &target.user, agent) {
+            Ok(KeyOutcome::Accepted) => return Ok(()),
+            Ok(KeyOutcome::Refused { clean }) => {
+                tried.push(format!("agent {}", agent.display()));
+                clean
+            }
+            Ok(KeyOutcome::Failed(e)) | Err(e) => {
+                tried.push(format!("agent ({e})"));
+                true
+            }
+        };
+        if peer_closed(socket, grace(clean)) {
+            tried.push(hung_up.to_string());
+            return Err(refused(target, tried));
         }
     }
     // The first error that says more than "refused" (a wrong passphrase, an
@@ -53,26 +71,31 @@ pub fn authenticate(
         if !path.exists() && !target.identity_files_explicit {
             continue;
         }
-        match try_key_file(session, target, path, prompter) {
-            Ok(()) => return Ok(()),
-            Err(KeyOutcome::Refused) => tried.push(path.display().to_string()),
-            Err(KeyOutcome::Failed(e)) => {
+        let clean = match try_key_file(session, target, path, prompter) {
+            KeyOutcome::Accepted => return Ok(()),
+            KeyOutcome::Refused { clean } => {
+                tried.push(path.display().to_string());
+                clean
+            }
+            KeyOutcome::Failed(e) => {
                 tried.push(format!("{} ({e})", path.display()));
                 specific.get_or_insert(e);
+                true
             }
-            Err(KeyOutcome::HungUp) => {
-                tried.push(format!(
-                    "{} (the server hung up: too many keys offered? see MaxAuthTries)",
-                    path.display()
-                ));
-                break;
-            }
+        };
+        if peer_closed(socket, grace(clean)) {
+            tried.push(hung_up.to_string());
+            break;
         }
     }
-    if let Some(e) = specific {
-        return Err(e);
+    match specific {
+        Some(e) => Err(e),
+        None => Err(refused(target, tried)),
     }
-    Err(SshError::AuthRefused {
+}
+
+fn refused(target: &Target, tried: Vec<String>) -> SshError {
+    SshError::AuthRefused {
         user: target.user.clone(),
         host: target.host.clone(),
         tried: if tried.is_empty() {
@@ -80,12 +103,56 @@ pub fn authenticate(
         } else {
             tried.join(", ")
         },
-    })
+    }
 }
 
-/// Tries every identity the agent holds; `Ok(false)` when it has none or
-/// none is accepted.
-fn try_agent(session: &Session, user: &str, socket: &Path) -> Result<bool, SshError> {
+/// How long to wait for the server to hang up after an attempt: not at all
+/// after a plain "no", a moment after an unanswered request.
+fn grace(clean_refusal: bool) -> Duration {
+    if clean_refusal {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(500)
+    }
+}
+
+/// Whether the server has closed the TCP connection (end-of-file seen by a
+/// peek), waiting up to `grace` for it.
+fn peer_closed(socket: &TcpStream, grace: Duration) -> bool {
+    let fd = socket.as_raw_fd();
+    let peek = || {
+        let mut byte = [0u8; 1];
+        // SAFETY: recv(2) into a 1-byte buffer we own, on an open socket;
+        // MSG_PEEK consumes nothing, MSG_DONTWAIT never blocks.
+        unsafe {
+            libc::recv(
+                fd,
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        }
+    };
+    if peek() == 0 {
+        return true;
+    }
+    if grace.is_zero() {
+        return false;
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    let millis = i32::try_from(grace.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, for the duration of the call.
+    unsafe { libc::poll(&mut poll, 1, millis) };
+    peek() == 0
+}
+
+/// Tries every identity the agent holds, until one is accepted or the
+/// server stops answering cleanly.
+fn try_agent(session: &Session, user: &str, socket: &Path) -> Result<KeyOutcome, SshError> {
     let agent_err = |source| SshError::Agent {
         socket: socket.to_path_buf(),
         source,
@@ -95,19 +162,36 @@ fn try_agent(session: &Session, user: &str, socket: &Path) -> Result<bool, SshEr
     agent.connect().map_err(agent_err)?;
     agent.list_identities().map_err(agent_err)?;
     let identities = agent.identities().map_err(agent_err)?;
-    let accepted = identities.iter().any(|id| agent.userauth(user, id).is_ok());
+    let mut outcome = KeyOutcome::Refused { clean: true };
+    for id in &identities {
+        match agent.userauth(user, id) {
+            Ok(()) => {
+                outcome = KeyOutcome::Accepted;
+                break;
+            }
+            Err(e) if is_clean_refusal(&e) => {}
+            Err(_) => {
+                outcome = KeyOutcome::Refused { clean: false };
+                break;
+            }
+        }
+    }
     let _ = agent.disconnect();
-    Ok(accepted)
+    Ok(outcome)
 }
 
 /// Why a key file did not log us in.
 enum KeyOutcome {
-    /// The server does not accept this key.
-    Refused,
+    /// Logged in.
+    Accepted,
+    /// The server does not accept this key; `clean` when it said so in a
+    /// plain "no" (rather than not answering: it may have hung up).
+    Refused {
+        /// Whether the server answered with a plain refusal.
+        clean: bool,
+    },
     /// The key could not be used at all; the error says why.
     Failed(SshError),
-    /// The server closed the connection.
-    HungUp,
 }
 
 fn try_key_file(
@@ -115,45 +199,64 @@ fn try_key_file(
     target: &Target,
     path: &Path,
     prompter: &dyn Prompter,
-) -> Result<(), KeyOutcome> {
-    let failed = |reason: String| {
-        KeyOutcome::Failed(SshError::KeyFile {
-            path: path.to_path_buf(),
-            reason,
-        })
-    };
-    let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let encrypted = key_is_encrypted(&String::from_utf8_lossy(&text)).map_err(failed)?;
-    let passphrase = if encrypted {
-        let phrase = match &target.passphrase_command {
-            Some(argv) => run_passphrase_command(argv).map_err(KeyOutcome::Failed)?,
-            None => prompter.passphrase(path).ok_or_else(|| {
-                KeyOutcome::Failed(SshError::NoPassphrase {
-                    path: path.to_path_buf(),
-                })
-            })?,
-        };
-        Some(phrase)
-    } else {
-        None
+) -> KeyOutcome {
+    let (encrypted, passphrase) = match read_key(target, path, prompter) {
+        Ok(key) => key,
+        Err(failure) => return KeyOutcome::Failed(failure),
     };
     let result = session.userauth_pubkey_file(&target.user, None, path, passphrase.as_deref());
     drop(passphrase);
     match result {
-        Ok(()) if session.authenticated() => Ok(()),
-        Ok(()) => Err(KeyOutcome::Refused),
-        Err(e) if is_refusal(&e) => Err(KeyOutcome::Refused),
-        Err(e) if is_hang_up(&e) => Err(KeyOutcome::HungUp),
+        Ok(()) if session.authenticated() => KeyOutcome::Accepted,
+        Ok(()) => KeyOutcome::Refused { clean: true },
+        Err(e) if is_clean_refusal(&e) => KeyOutcome::Refused { clean: true },
+        Err(e) if is_refusal(&e) => KeyOutcome::Refused { clean: false },
         // libssh2 could not load the key: with an encrypted key that is a
         // wrong passphrase (whatever libssh2's message says).
-        Err(_) if encrypted => Err(KeyOutcome::Failed(SshError::WrongPassphrase {
+        Err(_) if encrypted => KeyOutcome::Failed(SshError::WrongPassphrase {
             path: path.to_path_buf(),
-        })),
-        Err(e) => Err(failed(e.message().to_string())),
+        }),
+        Err(e) => KeyOutcome::Failed(SshError::KeyFile {
+            path: path.to_path_buf(),
+            reason: e.message().to_string(),
+        }),
     }
 }
 
-/// Whether libssh2's error means "the server did not accept this key".
+/// Reads a key file to learn whether it is encrypted and, if it is, gets
+/// its passphrase.
+fn read_key(
+    target: &Target,
+    path: &Path,
+    prompter: &dyn Prompter,
+) -> Result<(bool, Option<String>), SshError> {
+    let failed = |reason: String| SshError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let encrypted = key_is_encrypted(&String::from_utf8_lossy(&text)).map_err(failed)?;
+    if !encrypted {
+        return Ok((false, None));
+    }
+    let phrase = match &target.passphrase_command {
+        Some(argv) => run_passphrase_command(argv)?,
+        None => prompter
+            .passphrase(path)
+            .ok_or_else(|| SshError::NoPassphrase {
+                path: path.to_path_buf(),
+            })?,
+    };
+    Ok((true, Some(phrase)))
+}
+
+/// Whether libssh2's error is the server's plain "no" to a key.
+fn is_clean_refusal(e: &ssh2::Error) -> bool {
+    e.code() == ErrorCode::Session(libssh2_codes::AUTHENTICATION_FAILED)
+}
+
+/// Whether libssh2's error means "the server did not accept this key" (a
+/// refused signature, or no answer at all).
 fn is_refusal(e: &ssh2::Error) -> bool {
     matches!(
         e.code(),
@@ -162,24 +265,10 @@ fn is_refusal(e: &ssh2::Error) -> bool {
     )
 }
 
-/// Whether libssh2's error means the server closed the connection (e.g.
-/// after `MaxAuthTries`).
-fn is_hang_up(e: &ssh2::Error) -> bool {
-    matches!(
-        e.code(),
-        ErrorCode::Session(libssh2_codes::SOCKET_DISCONNECT)
-            | ErrorCode::Session(libssh2_codes::SOCKET_RECV)
-            | ErrorCode::Session(libssh2_codes::SOCKET_SEND)
-    )
-}
-
 /// libssh2's error numbers used here (from libssh2.h).
 mod libssh2_codes {
-    pub const SOCKET_SEND: i32 = -7;
-    pub const SOCKET_DISCONNECT: i32 = -13;
     pub const AUTHENTICATION_FAILED: i32 = -18;
     pub const PUBLICKEY_UNVERIFIED: i32 = -19;
-    pub const SOCKET_RECV: i32 = -43;
 }
 
 /// Runs `passphrase_command` and returns its stdout without the trailing

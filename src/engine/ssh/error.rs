@@ -45,9 +45,9 @@ pub enum SshError {
     /// known_hosts has no key for the host and the policy (or the user) refused it.
     #[error(
         "the host key of {host} port {port} is not known ({key_type} {fingerprint}); \
-         check the fingerprint with the server's administrator, then either connect once \
-         with `ssh -p {port} {host}` to record it in {known_hosts}, or set \
-         `known_hosts = \"accept-new\"` for this account"
+         check the fingerprint with the server's administrator, then either record it \
+         by connecting once with `ssh -o UserKnownHostsFile={known_hosts} -p {port} {host}`, \
+         or set `known_hosts = \"accept-new\"` for this account"
     )]
     HostKeyUnknown {
         /// Host name.

@@ -78,6 +78,8 @@ pub enum Verdict {
     Unknown,
     /// An entry for this host holds another key of the same type.
     Changed {
+        /// The file holding that entry.
+        file: PathBuf,
         /// 1-based line of that entry.
         line: usize,
         /// Fingerprint of the key in the file.
@@ -85,17 +87,22 @@ pub enum Verdict {
     },
     /// The key is listed in an `@revoked` line.
     Revoked {
+        /// The file holding the `@revoked` entry.
+        file: PathBuf,
         /// 1-based line of the `@revoked` entry.
         line: usize,
     },
 }
 
-/// One known_hosts file, read into lines.
+/// The known_hosts files to check: the user's own (written to by
+/// `accept-new`) and read-only system-wide ones, read into lines.
 #[derive(Debug, Clone)]
-pub struct KnownHostsFile {
-    path: PathBuf,
-    /// (1-based line number, text) of every non-empty, non-comment line.
-    lines: Vec<(usize, String)>,
+pub struct KnownHosts {
+    /// Index 0 is the user's file; the others are system-wide.
+    files: Vec<PathBuf>,
+    /// (file index, 1-based line number, text) of every non-empty,
+    /// non-comment line.
+    lines: Vec<(usize, usize, String)>,
 }
 
 /// Fields of one known_hosts line.
@@ -121,35 +128,36 @@ impl<'a> Entry<'a> {
     }
 }
 
-impl KnownHostsFile {
-    /// Reads `path`; a missing file is an empty one.
-    pub fn read(path: &Path) -> Result<KnownHostsFile, SshError> {
-        let text = match std::fs::read(path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(source) => {
-                return Err(SshError::KnownHostsFile {
-                    action: "read",
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+impl KnownHosts {
+    /// Reads the user's file and the system-wide ones; missing files are
+    /// empty, and an unreadable system-wide file is skipped.
+    pub fn read(user_file: &Path, system_files: &[PathBuf]) -> Result<KnownHosts, SshError> {
+        let mut known = KnownHosts {
+            files: vec![user_file.to_path_buf()],
+            lines: Vec::new(),
         };
-        let lines = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.trim().to_string()))
-            .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-            .collect();
-        Ok(KnownHostsFile {
-            path: path.to_path_buf(),
-            lines,
-        })
+        known.add_lines(0, read_text(user_file)?);
+        for path in system_files {
+            if let Ok(text) = read_text(path) {
+                known.files.push(path.clone());
+                known.add_lines(known.files.len() - 1, text);
+            }
+        }
+        Ok(known)
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn add_lines(&mut self, file: usize, text: String) {
+        self.lines.extend(
+            text.lines()
+                .enumerate()
+                .map(|(i, l)| (file, i + 1, l.trim().to_string()))
+                .filter(|(_, _, l)| !l.is_empty() && !l.starts_with('#')),
+        );
+    }
+
+    /// The user's file, which `append` writes to.
+    pub fn user_file(&self) -> &Path {
+        &self.files[0]
     }
 
     /// How libssh2 sees `blob` for `host`/`port` on one plain (unmarked) line:
@@ -168,27 +176,33 @@ impl KnownHostsFile {
         Some(one.check_port(&lookup_name(host, port), 22, blob))
     }
 
-    /// Checks the server's key for `host`/`port`.
+    /// Checks the server's key for `host`/`port`: a key listed `@revoked`
+    /// anywhere is refused, a matching entry in any file accepts it, another
+    /// key of its type for the host means it changed.
     pub fn check(&self, session: &Session, host: &str, port: u16, key: &HostKey) -> Verdict {
         let key_b64 = base64_encode(&key.blob);
         let entries = || {
             self.lines
                 .iter()
-                .filter_map(|(n, l)| Entry::parse(l).map(|e| (*n, l, e)))
+                .filter_map(|(f, n, l)| Entry::parse(l).map(|e| (*f, *n, l, e)))
         };
-        if let Some((line, _, _)) =
-            entries().find(|(_, _, e)| e.marker == Some("@revoked") && e.key_b64 == key_b64)
+        if let Some((f, line, _, _)) =
+            entries().find(|(_, _, _, e)| e.marker == Some("@revoked") && e.key_b64 == key_b64)
         {
-            return Verdict::Revoked { line };
+            return Verdict::Revoked {
+                file: self.files[f].clone(),
+                line,
+            };
         }
         let mut verdict = Verdict::Unknown;
-        for (n, line, entry) in entries().filter(|(_, _, e)| e.marker.is_none()) {
+        for (f, n, line, entry) in entries().filter(|(_, _, _, e)| e.marker.is_none()) {
             match Self::check_line(session, line, host, port, &key.blob) {
                 Some(CheckResult::Match) => return Verdict::Known,
                 Some(CheckResult::Mismatch)
                     if entry.key_type == key.key_type && verdict == Verdict::Unknown =>
                 {
                     verdict = Verdict::Changed {
+                        file: self.files[f].clone(),
                         line: n,
                         expected: base64_decode(entry.key_b64)
                             .map(|b| fingerprint(&b))
@@ -204,7 +218,7 @@ impl KnownHostsFile {
     /// Key types (`ssh-ed25519`, ...) recorded for `host`/`port`, in file order.
     pub fn known_key_types(&self, session: &Session, host: &str, port: u16) -> Vec<String> {
         let mut types: Vec<String> = Vec::new();
-        for (_, line) in &self.lines {
+        for (_, _, line) in &self.lines {
             let Some(entry) = Entry::parse(line) else {
                 continue;
             };
@@ -257,19 +271,20 @@ impl KnownHostsFile {
     /// Appends `host`/`port` with `key` (creating the directory 0700 and
     /// the file 0600 as needed), as `accept-new` and a user's "yes" do.
     pub fn append(&mut self, host: &str, port: u16, key: &HostKey) -> Result<(), SshError> {
+        let path = self.files[0].clone();
         let err = |source| SshError::KnownHostsFile {
             action: "write to",
-            path: self.path.clone(),
+            path: path.clone(),
             source,
         };
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
                 .map_err(err)?;
         }
-        let existing = std::fs::read(&self.path).unwrap_or_default();
+        let existing = std::fs::read(&path).unwrap_or_default();
         let line = format!(
             "{} {} {}",
             lookup_name(host, port),
@@ -286,13 +301,26 @@ impl KnownHostsFile {
             .append(true)
             .create(true)
             .mode(0o600)
-            .open(&self.path)
+            .open(&path)
             .map_err(err)?;
         file.write_all(text.as_bytes()).map_err(err)?;
         file.sync_all().map_err(err)?;
         let number = String::from_utf8_lossy(&existing).lines().count() + 1;
-        self.lines.push((number, line));
+        self.lines.push((0, number, line));
         Ok(())
+    }
+}
+
+/// A file's text; a missing file reads as empty.
+fn read_text(path: &Path) -> Result<String, SshError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(SshError::KnownHostsFile {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

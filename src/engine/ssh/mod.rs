@@ -22,9 +22,9 @@ use ssh2::Session;
 
 pub use auth::{key_is_encrypted, run_passphrase_command};
 pub use error::{ChangedHostKey, SshError};
-pub use host_keys::{fingerprint, HostKey, KnownHostsFile, Verdict};
+pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
 pub use script::{ScriptOutput, ScriptStatus, ScriptStream};
-pub use target::{Target, DEFAULT_IDENTITY_FILES};
+pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
 use crate::config::HostKeyPolicy;
 
@@ -99,9 +99,9 @@ pub struct Connection {
 ///
 /// `compress` asks for SSH transport compression (zlib@openssh.com), which
 /// must be set before the handshake. The host key is checked against
-/// `target.known_hosts_file`; an unknown host is accepted and recorded under
-/// `accept-new`, and put to `prompter` under `strict`. A changed or revoked
-/// key is always refused.
+/// `target.known_hosts_file` and the system-wide files; an unknown host is
+/// accepted and recorded (in the user's file) under `accept-new`, and put to
+/// `prompter` under `strict`. A changed or revoked key is always refused.
 pub fn connect(
     target: &Target,
     compress: bool,
@@ -124,11 +124,12 @@ pub fn connect(
     session.set_timeout(millis(target.connect_timeout));
     session.set_compress(compress);
     session.set_tcp_stream(stream);
-    let mut known_hosts = KnownHostsFile::read(&target.known_hosts_file)?;
+    let mut known_hosts =
+        KnownHosts::read(&target.known_hosts_file, &target.system_known_hosts_files)?;
     known_hosts.prefer_known_types(&session, &target.host, target.port);
     session.handshake().map_err(handshake_err)?;
     verify_host_key(&session, target, &mut known_hosts, prompter)?;
-    auth::authenticate(&session, target, prompter)?;
+    auth::authenticate(&session, &socket, target, prompter)?;
     let mut conn = Connection {
         session,
         socket,
@@ -162,7 +163,7 @@ fn open_tcp(target: &Target) -> std::io::Result<TcpStream> {
 fn verify_host_key(
     session: &Session,
     target: &Target,
-    known_hosts: &mut KnownHostsFile,
+    known_hosts: &mut KnownHosts,
     prompter: &dyn Prompter,
 ) -> Result<(), SshError> {
     let key = HostKey::of_session(session).ok_or_else(|| SshError::Handshake {
@@ -176,25 +177,27 @@ fn verify_host_key(
     let (host, port) = (target.host.as_str(), target.port);
     match known_hosts.check(session, host, port, &key) {
         Verdict::Known => Ok(()),
-        Verdict::Revoked { line } => Err(SshError::HostKeyRevoked {
+        Verdict::Revoked { file, line } => Err(SshError::HostKeyRevoked {
             host: host.to_string(),
             port,
             fingerprint: key.fingerprint(),
-            known_hosts: target.known_hosts_file.clone(),
+            known_hosts: file,
             line,
         }),
-        Verdict::Changed { line, expected } => {
-            Err(SshError::HostKeyChanged(Box::new(ChangedHostKey {
-                host: host.to_string(),
-                port,
-                lookup: host_keys::lookup_name(host, port),
-                key_type: key.key_type.clone(),
-                expected,
-                got: key.fingerprint(),
-                known_hosts: target.known_hosts_file.clone(),
-                line,
-            })))
-        }
+        Verdict::Changed {
+            file,
+            line,
+            expected,
+        } => Err(SshError::HostKeyChanged(Box::new(ChangedHostKey {
+            host: host.to_string(),
+            port,
+            lookup: host_keys::lookup_name(host, port),
+            key_type: key.key_type.clone(),
+            expected,
+            got: key.fingerprint(),
+            known_hosts: file,
+            line,
+        }))),
         Verdict::Unknown => {
             let decision = match target.host_key_policy {
                 HostKeyPolicy::AcceptNew => HostKeyDecision::AcceptAndRecord,

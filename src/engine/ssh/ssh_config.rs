@@ -2,10 +2,12 @@
 //! account's `host` may be a Host alias the user already has.
 //!
 //! Only what a connection target needs is read: `HostName`, `User`, `Port`,
-//! `IdentityFile`. As in OpenSSH, blocks apply in file order and for each
+//! `IdentityFile`, `UserKnownHostsFile` (its first file). As in OpenSSH, blocks apply in file order and for each
 //! keyword the first value obtained wins (`IdentityFile` accumulates). `Host`
-//! patterns may use `*`, `?` and `!negation`. `Match` blocks and `Include`
-//! are not evaluated: a `Match` block never applies.
+//! patterns may use `*`, `?` and `!negation`. `Include` is followed (paths
+//! relative to the including file's directory, `~/`, wildcards in the file
+//! name), also inside a `Host` block. `Match` blocks are not evaluated: they
+//! never apply.
 
 use std::path::{Path, PathBuf};
 
@@ -38,9 +40,29 @@ pub struct HostSettings {
     /// Every `IdentityFile`, in order, unexpanded (`~`, `%d`, ... are the
     /// caller's to expand once the user and host are known).
     pub identity_files: Vec<String>,
+    /// The first file of `UserKnownHostsFile`, unexpanded.
+    pub user_known_hosts_file: Option<String>,
 }
 
 impl SshConfig {
+    /// The literal `Host` names (no wildcards, no negations), in file order:
+    /// what `mailhaul init` offers as hosts.
+    pub fn aliases(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for pattern in self
+            .blocks
+            .iter()
+            .filter_map(|b| b.patterns.as_ref())
+            .flatten()
+        {
+            let literal = !pattern.contains(['*', '?', '!']);
+            if literal && !out.contains(pattern) {
+                out.push(pattern.clone());
+            }
+        }
+        out
+    }
+
     /// `~/.ssh/config` of the current user.
     pub fn default_path() -> Option<PathBuf> {
         directories::BaseDirs::new().map(|b| b.home_dir().join(".ssh").join("config"))
@@ -59,57 +81,14 @@ impl SshConfig {
         }
     }
 
-    /// Parses config text; `path` is only used in errors.
+    /// Parses config text read from `path` (used in errors and to find
+    /// `Include`d files).
     pub fn parse(text: &str, path: &Path) -> Result<SshConfig, SshError> {
         let mut blocks = vec![Block {
             patterns: Some(vec!["*".to_string()]),
             settings: Vec::new(),
         }];
-        for (i, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (keyword, value) = split_keyword(line);
-            let keyword = keyword.to_ascii_lowercase();
-            let words = split_words(value);
-            match keyword.as_str() {
-                "host" => {
-                    if words.is_empty() {
-                        return Err(SshError::SshConfig {
-                            path: path.to_path_buf(),
-                            line: i + 1,
-                            message: "`Host` needs at least one pattern".into(),
-                        });
-                    }
-                    blocks.push(Block {
-                        patterns: Some(words),
-                        settings: Vec::new(),
-                    });
-                }
-                "match" => blocks.push(Block {
-                    patterns: None,
-                    settings: Vec::new(),
-                }),
-                "port" => {
-                    let port = words.first().map(String::as_str).unwrap_or("");
-                    if port.parse::<u16>().is_err() {
-                        return Err(SshError::SshConfig {
-                            path: path.to_path_buf(),
-                            line: i + 1,
-                            message: format!("`Port {port}` is not a port number"),
-                        });
-                    }
-                    push(&mut blocks, keyword, port.to_string());
-                }
-                "hostname" | "user" | "identityfile" => {
-                    if let Some(v) = words.into_iter().next() {
-                        push(&mut blocks, keyword, v);
-                    }
-                }
-                _ => {}
-            }
-        }
+        parse_into(&mut blocks, text, path, 0)?;
         Ok(SshConfig { blocks })
     }
 
@@ -131,12 +110,129 @@ impl SshConfig {
                     "user" if out.user.is_none() => out.user = Some(value.clone()),
                     "port" if out.port.is_none() => out.port = value.parse().ok(),
                     "identityfile" => out.identity_files.push(value.clone()),
+                    "userknownhostsfile" if out.user_known_hosts_file.is_none() => {
+                        out.user_known_hosts_file = Some(value.clone())
+                    }
                     _ => {}
                 }
             }
         }
         out
     }
+}
+
+/// How deep `Include`s may nest (OpenSSH's limit).
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Parses `text` (read from `path`) onto `blocks`.
+fn parse_into(
+    blocks: &mut Vec<Block>,
+    text: &str,
+    path: &Path,
+    depth: usize,
+) -> Result<(), SshError> {
+    let error = |line: usize, message: String| SshError::SshConfig {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (keyword, value) = split_keyword(line);
+        let keyword = keyword.to_ascii_lowercase();
+        let words = split_words(value);
+        match keyword.as_str() {
+            "host" => {
+                if words.is_empty() {
+                    return Err(error(i + 1, "`Host` needs at least one pattern".into()));
+                }
+                blocks.push(Block {
+                    patterns: Some(words),
+                    settings: Vec::new(),
+                });
+            }
+            "match" => blocks.push(Block {
+                patterns: None,
+                settings: Vec::new(),
+            }),
+            "include" => {
+                if depth >= MAX_INCLUDE_DEPTH {
+                    return Err(error(i + 1, "`Include` nested too deeply".into()));
+                }
+                let context = blocks.last().and_then(|b| b.patterns.clone());
+                for pattern in &words {
+                    for file in include_paths(pattern, path) {
+                        let text = match std::fs::read_to_string(&file) {
+                            Ok(text) => text,
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(e) => {
+                                return Err(error(
+                                    i + 1,
+                                    format!("cannot read included {}: {e}", file.display()),
+                                ))
+                            }
+                        };
+                        parse_into(blocks, &text, &file, depth + 1)?;
+                    }
+                }
+                // Back in the including block for the lines that follow.
+                blocks.push(Block {
+                    patterns: context,
+                    settings: Vec::new(),
+                });
+            }
+            "port" => {
+                let port = words.first().map(String::as_str).unwrap_or("");
+                if port.parse::<u16>().is_err() {
+                    return Err(error(i + 1, format!("`Port {port}` is not a port number")));
+                }
+                push(blocks, keyword, port.to_string());
+            }
+            "hostname" | "user" | "identityfile" | "userknownhostsfile" => {
+                if let Some(v) = words.into_iter().next() {
+                    push(blocks, keyword, v);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The files an `Include` pattern names: `~/` is the home directory, a
+/// relative path is relative to the including file's directory, and `*`/`?`
+/// in the file name match (not a leading dot), sorted as glob(3) sorts.
+fn include_paths(pattern: &str, including: &Path) -> Vec<PathBuf> {
+    let path = match pattern.strip_prefix("~/") {
+        Some(rest) => directories::BaseDirs::new()
+            .map(|b| b.home_dir().join(rest))
+            .unwrap_or_else(|| PathBuf::from(pattern)),
+        None if Path::new(pattern).is_absolute() => PathBuf::from(pattern),
+        None => including.parent().unwrap_or(Path::new(".")).join(pattern),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return vec![path];
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && glob(name.as_bytes(), n.as_bytes()))
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found
 }
 
 fn push(blocks: &mut [Block], keyword: String, value: String) {
@@ -247,6 +343,7 @@ mod tests {
                 user: Some("bob".into()),
                 port: Some(2222),
                 identity_files: vec!["~/.ssh/mail".into(), "~/.ssh/id_ed25519".into()],
+                user_known_hosts_file: None,
             }
         );
         assert_eq!(c.resolve("other").user.as_deref(), Some("nobody"));
@@ -278,6 +375,49 @@ mod tests {
     fn settings_before_any_host_apply_everywhere() {
         let c = parse("User early\nHost a\n User late\n");
         assert_eq!(c.resolve("a").user.as_deref(), Some("early"));
+    }
+
+    #[test]
+    fn aliases_lists_literal_host_names_once() {
+        let c = parse("Host mail work\n  User a\nHost *.example.org !x\nHost mail\n  Port 2\n");
+        assert_eq!(c.aliases(), vec!["mail".to_string(), "work".to_string()]);
+    }
+
+    #[test]
+    fn include_is_followed_in_place_and_returns_to_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("config.d")).unwrap();
+        std::fs::write(
+            d.join("config.d/b.conf"),
+            "Host mail\n HostName b.example.org\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("config.d/a.conf"),
+            "User from-a\nHost other\n User other-user\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("config.d/.hidden.conf"), "Host mail\n Port 1\n").unwrap();
+        let main = d.join("config");
+        std::fs::write(
+            &main,
+            "Host mail\n Include config.d/*.conf missing.conf\n Port 2200\n",
+        )
+        .unwrap();
+        let c = SshConfig::load(&main).unwrap();
+        let mail = c.resolve("mail");
+        // a.conf's leading User belongs to `Host mail`; after the include,
+        // Port is back in `Host mail`; .hidden.conf is not matched by `*`.
+        assert_eq!(mail.user.as_deref(), Some("from-a"));
+        assert_eq!(mail.hostname.as_deref(), Some("b.example.org"));
+        assert_eq!(mail.port, Some(2200));
+        assert_eq!(c.resolve("other").user.as_deref(), Some("other-user"));
+        assert_eq!(c.resolve("other").port, None);
+
+        std::fs::write(&main, "Include config\n").unwrap();
+        let e = SshConfig::load(&main).unwrap_err();
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
 
     #[test]

@@ -27,13 +27,21 @@ pub struct Target {
     pub agent_socket: Option<PathBuf>,
     /// Command (argv) printing the passphrase of an encrypted key.
     pub passphrase_command: Option<Vec<String>>,
-    /// The known_hosts file to check (and, under `accept-new`, append to).
+    /// The user's known_hosts file: checked, and appended to under
+    /// `accept-new`.
     pub known_hosts_file: PathBuf,
+    /// System-wide known_hosts files, checked too but never written
+    /// (OpenSSH's `GlobalKnownHostsFile`).
+    pub system_known_hosts_files: Vec<PathBuf>,
     /// What to do with a host known_hosts has no key for.
     pub host_key_policy: HostKeyPolicy,
     /// Limit for the TCP connect and for each step of the handshake.
     pub connect_timeout: Duration,
 }
+
+/// OpenSSH's default `GlobalKnownHostsFile`s, maintained by administrators.
+pub const SYSTEM_KNOWN_HOSTS_FILES: [&str; 2] =
+    ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
 
 /// Key files tried, in this order, when neither the account nor
 /// `~/.ssh/config` names one.
@@ -42,7 +50,9 @@ pub const DEFAULT_IDENTITY_FILES: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa
 impl Target {
     /// Resolves `account`: its own fields win, then the `~/.ssh/config`
     /// entry for its `host` alias, then the defaults (local user name, port
-    /// 22, `~/.ssh/id_*`, `~/.ssh/known_hosts`, `$SSH_AUTH_SOCK`).
+    /// 22, `~/.ssh/id_*`, `~/.ssh/known_hosts`, `$SSH_AUTH_SOCK`). The
+    /// alias's `UserKnownHostsFile` (its first file) is used when the account
+    /// names none.
     pub fn resolve(account: &Account, ssh_config: &SshConfig) -> Target {
         let alias = ssh_config.resolve(&account.host);
         let host = alias.hostname.unwrap_or_else(|| account.host.clone());
@@ -72,6 +82,11 @@ impl Target {
                 false,
             ),
         };
+        let known_hosts_file = match (&account.known_hosts_file, &alias.user_known_hosts_file) {
+            (Some(path), _) => expand_tilde(path),
+            (None, Some(file)) => expand_identity_path(file, &home, &host, &user),
+            (None, None) => ssh_dir.join("known_hosts"),
+        };
         let agent_socket = if account.use_agent {
             std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
@@ -87,11 +102,8 @@ impl Target {
             identity_files_explicit,
             agent_socket,
             passphrase_command: account.passphrase_command.clone(),
-            known_hosts_file: account
-                .known_hosts_file
-                .as_deref()
-                .map(expand_tilde)
-                .unwrap_or_else(|| ssh_dir.join("known_hosts")),
+            known_hosts_file,
+            system_known_hosts_files: SYSTEM_KNOWN_HOSTS_FILES.iter().map(PathBuf::from).collect(),
             host_key_policy: account.known_hosts,
             connect_timeout: Duration::from_secs(15),
         }
@@ -134,7 +146,7 @@ fn local_user_name() -> String {
     "root".to_string()
 }
 
-/// Expands an `IdentityFile` value: `~`, `%d` (home), `%h` (host), `%r`
+/// Expands an `IdentityFile` or `UserKnownHostsFile` value: `~`, `%d` (home), `%h` (host), `%r`
 /// (remote user), `%u` (local user), `%%`.
 fn expand_identity_path(value: &str, home: &Path, host: &str, user: &str) -> PathBuf {
     let mut out = String::new();
@@ -176,7 +188,7 @@ mod tests {
     #[test]
     fn alias_fills_what_the_account_leaves_open() {
         let ssh = SshConfig::parse(
-            "Host mail\n HostName mx.example.org\n User bob\n Port 2200\n IdentityFile %d/.ssh/k_%r\n",
+            "Host mail\n HostName mx.example.org\n User bob\n Port 2200\n IdentityFile %d/.ssh/k_%r\n UserKnownHostsFile ~/.ssh/kh_%h /other\n",
             Path::new("cfg"),
         )
         .unwrap();
@@ -190,6 +202,10 @@ mod tests {
         );
         assert!(!t.identity_files_explicit);
         assert_eq!(t.identity_files, vec![home_dir().join(".ssh/k_bob")]);
+        assert_eq!(
+            t.known_hosts_file,
+            home_dir().join(".ssh/kh_mx.example.org")
+        );
 
         let t = Target::resolve(
             &account("[[account]]\nname = \"a\"\nhost = \"mail\"\nuser = \"carol\"\nport = 22\nidentity_file = \"/k\"\n"),
@@ -211,6 +227,10 @@ mod tests {
         assert_eq!(t.identity_files.len(), DEFAULT_IDENTITY_FILES.len());
         assert_eq!(t.agent_socket, None);
         assert!(t.known_hosts_file.ends_with(".ssh/known_hosts"));
+        assert_eq!(
+            t.system_known_hosts_files[0],
+            Path::new("/etc/ssh/ssh_known_hosts")
+        );
         assert_eq!(t.host_key_policy, HostKeyPolicy::Strict);
     }
 }

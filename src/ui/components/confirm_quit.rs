@@ -22,12 +22,19 @@ impl Component for ConfirmQuit {
             .filter(|a| a.fetch.is_active())
             .map(|a| a.name.as_str())
             .collect();
-        let lines = vec![
-            Line::raw(format!("Fetching now: {}.", busy.join(", "))),
-            Line::raw(
-                "Quitting stops it at a safe point; nothing is lost and the next fetch \
-                 resumes it.",
-            ),
+        let mut lines = if busy.is_empty() {
+            // The fetch ended while the question was open.
+            vec![Line::raw("No fetch runs any more.")]
+        } else {
+            vec![
+                Line::raw(format!("Fetching now: {}.", busy.join(", "))),
+                Line::raw(
+                    "Quitting stops it at a safe point; nothing is lost and the next fetch \
+                     resumes it.",
+                ),
+            ]
+        };
+        lines.extend([
             Line::raw(""),
             Line::from(vec![
                 Span::raw("Quit anyway? "),
@@ -36,7 +43,7 @@ impl Component for ConfirmQuit {
                 Span::styled("n", theme.key()),
                 Span::raw(" no"),
             ]),
-        ];
+        ]);
         let width = 56.min(area.width);
         let height = wrapped_height(&lines, width.saturating_sub(2)) + 2;
         let rect = centered(area, width, height);

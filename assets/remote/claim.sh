@@ -1,0 +1,306 @@
+# mailhaul's server side: POSIX sh, sent on stdin and run as
+#   sh -s -- COMMAND ARG...
+# through engine::ssh, which hex-encodes every argument on the command line
+# and decodes it in a prelude, so no user data ever appears in a shell
+# command line; paths in the output are hex-encoded too. Output is one
+# record per line, `KEY VALUE...`; the last line is `ok` on success or
+# `error CLASS MESSAGE` on failure, with a matching exit status:
+#   0 ok, 3 bad request, 10 lock busy, 11 server lacks a tool (the message
+#   names the Debian package), 12 any other failure.
+# Commands:
+#   probe SPOOL                 facts the client chooses a strategy from
+#   recover SPOOL               list this spool's finished claims
+#   claim SPOOL STRATEGY WAIT   take the spool under its dot-lock (STRATEGY is
+#                               rename or copy-truncate, WAIT the lock wait in
+#                               seconds), then list every finished claim
+#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, gzip or cat)
+#   release PATH                delete a claim the client has verified
+# SPOOL may be empty (the default spool) or start with `~/`.
+# A claim never overwrites anything: claim files are created with O_EXCL
+# (`set -C`) or link(2), which fail on an existing name.
+
+set -u
+umask 077
+PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:${PATH:-}
+LC_ALL=C
+export PATH LC_ALL
+
+locked=
+lockf=
+
+say() { printf '%s\n' "$*"; }
+fail() { say "error $1 $2"; exit "$3"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
+
+fsize() { wc -c < "$1" | tr -d ' '; }
+links() { ls -ld -- "$1" | awk '{print $2}'; }
+inode() { ls -di -- "$1" | awk '{print $1}'; }
+sync_path() { sync -- "$1" 2>/dev/null || sync; }
+
+sha256_of() {
+  if have sha256sum; then sha256sum < "$1" | cut -c1-64
+  elif have shasum; then shasum -a 256 < "$1" | cut -c1-64
+  elif have sha256; then sha256 -q < "$1"
+  elif have openssl; then openssl dgst -sha256 < "$1" | sed 's/^.*= *//'
+  else return 1
+  fi
+}
+
+# Sets spool, spool_dir, base, cdir (copy claims), user from the SPOOL argument.
+resolve() {
+  user=$(id -un)
+  HOME=${HOME:-$(cd ~ && pwd)}
+  case $1 in
+    '') spool=
+        for s in "/var/mail/$user" "/var/spool/mail/$user"; do
+          if [ -e "$s" ]; then spool=$s; break; fi
+        done
+        if [ -z "$spool" ]; then
+          if [ -d /var/mail ]; then spool=/var/mail/$user; else spool=/var/spool/mail/$user; fi
+        fi ;;
+    '~/'*) spool=$HOME/${1#'~/'} ;;
+    /*) spool=$1 ;;
+    *) fail bad-request "spool path must be absolute or start with ~/" 3 ;;
+  esac
+  spool_dir=$(dirname -- "$spool")
+  base=$(basename -- "$spool")
+  cdir=$HOME/.mailhaul/claims
+  lockf=$spool.lock
+}
+
+new_id() {
+  id=$(date -u +%Y%m%dT%H%M%S)-$$-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+}
+
+# Takes the dot-lock with the given method, waiting up to $wait seconds.
+lock() {
+  _i=0
+  while :; do
+    case $1 in
+      excl)
+        if (set -C; printf '%s\n' "$$" > "$lockf") 2>/dev/null; then locked=excl; return 0; fi
+        [ -d "$spool_dir" ] && [ -w "$spool_dir" ] ||
+          fail failed "cannot create $lockf: the spool directory is not writable" 12 ;;
+      dotlockfile)
+        if _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1); then locked=dotlockfile; return 0; fi
+        [ -e "$lockf" ] || fail failed "dotlockfile could not lock $lockf: $_err" 12 ;;
+      lockfile)
+        if [ "$spool" = "/var/mail/$user" ] || [ "$spool" = "/var/spool/mail/$user" ]; then
+          if _err=$(lockfile -r 0 -ml 2>&1); then locked=lockfile-ml; return 0; fi
+        elif _err=$(lockfile -r 0 "$lockf" 2>&1); then locked=excl; return 0; fi
+        [ -e "$lockf" ] || fail failed "lockfile could not lock $lockf: $_err" 12 ;;
+    esac
+    if [ "$_i" -ge "$wait" ]; then
+      _age=
+      if _m=$(ls -ld -- "$lockf" 2>/dev/null); then _age=" (lock: ${_m#* * * * * })"; fi
+      fail lock-busy "$lockf is held by another program; waited ${wait}s$_age" 10
+    fi
+    _i=$((_i + 1))
+    sleep 1
+  done
+}
+
+unlock() {
+  case $locked in
+    excl) rm -f -- "$lockf" ;;
+    dotlockfile) dotlockfile -u "$lockf" ;;
+    lockfile-ml) lockfile -mu ;;
+  esac
+  locked=
+}
+
+# Under the lock: finishes or undoes claims cut short by a crash of this
+# script (a power loss on the server; a dropped connection does not stop it).
+repair() {
+  # rename: link made, spool not yet removed -> finish the rename.
+  for f in "$spool".mailhaul-claim.*; do
+    [ -f "$f" ] || continue
+    if [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ]; then
+      rm -f -- "$spool"
+      say "repaired $(hex "$f") renamed"
+    fi
+  done
+  # copy-truncate: a .part that is still the spool's prefix was not truncated
+  # yet (or the copy was cut short): the spool keeps the mail, drop the copy.
+  # Otherwise the spool was truncated after a complete copy: finish the claim.
+  for p in "$cdir/$base".*.part; do
+    [ -f "$p" ] || continue
+    _ps=$(fsize "$p")
+    if [ -e "$spool" ] && [ "$(fsize "$spool")" -ge "$_ps" ] &&
+       head -c "$_ps" -- "$spool" | cmp -s - "$p"; then
+      rm -f -- "$p"
+      say "repaired $(hex "$p") dropped"
+    else
+      ln -- "$p" "${p%.part}.mbox" && rm -f -- "$p" ||
+        fail failed "cannot finish interrupted claim $p" 12
+      say "repaired $(hex "${p%.part}.mbox") finished"
+    fi
+  done
+}
+
+# Prints `claim HEXPATH SIZE SHA256` for every finished claim of this spool.
+list_claims() {
+  for f in "$cdir/$base".*.mbox "$spool".mailhaul-claim.*; do
+    [ -f "$f" ] || continue
+    [ "$(links "$f")" = 1 ] || continue
+    _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
+    say "claim $(hex "$f") $(fsize "$f") $_sum"
+  done
+}
+
+need_hasher() {
+  have sha256sum || have shasum || have sha256 || have openssl ||
+    fail unsupported "no sha256 tool on the server (install coreutils)" 11
+}
+
+cmd_probe() {
+  resolve "$1"
+  say "user $(hex "$user")"
+  say "home $(hex "$HOME")"
+  say "spool $(hex "$spool")"
+  if [ -f "$spool" ]; then say "spool-size $(fsize "$spool")"; else say "spool-size missing"; fi
+  if [ -w "$spool_dir" ]; then say "spool-dir-writable 1"; else say "spool-dir-writable 0"; fi
+  if [ ! -e "$spool" ] || [ -w "$spool" ]; then say "spool-writable 1"; else say "spool-writable 0"; fi
+  for t in dotlockfile lockfile zstd gzip; do
+    if have "$t"; then say "tool $t 1"; else say "tool $t 0"; fi
+  done
+  if have sha256sum || have shasum || have sha256 || have openssl; then say "tool sha256 1"; else say "tool sha256 0"; fi
+  if have head && have cmp; then say "tool head-cmp 1"; else say "tool head-cmp 0"; fi
+  if have zstd; then
+    say "zstd-version $(zstd -V 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n 1)"
+  fi
+  say ok
+}
+
+cmd_recover() {
+  resolve "$1"
+  need_hasher
+  list_claims
+  say ok
+}
+
+cmd_claim() {
+  resolve "$1"
+  strategy=$2
+  wait=$3
+  case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
+  need_hasher
+  have head && have cmp || fail unsupported "head and cmp are missing (install coreutils and diffutils)" 11
+  trap unlock EXIT
+  trap 'exit 12' HUP INT TERM PIPE
+  case $strategy in
+    rename)
+      [ -w "$spool_dir" ] ||
+        fail unsupported "rename needs a writable spool directory; $spool_dir is not (use copy-truncate)" 11
+      lock excl
+      repair
+      if [ -s "$spool" ]; then
+        while :; do
+          new_id
+          claim=$spool.mailhaul-claim.$id
+          [ -e "$claim" ] && continue
+          ln -- "$spool" "$claim" 2>/dev/null && break
+          [ -e "$claim" ] || fail failed "cannot link $spool to $claim" 12
+        done
+        rm -f -- "$spool" || fail failed "cannot remove $spool after linking it to $claim" 12
+        sync_path "$spool_dir"
+        say "claimed $(hex "$claim")"
+      else
+        say "empty"
+      fi ;;
+    copy-truncate)
+      if have dotlockfile; then method=dotlockfile
+      elif have lockfile; then method=lockfile
+      else fail unsupported "copy-truncate needs dotlockfile or lockfile to take the mail spool lock: install liblockfile-bin (or procmail)" 11
+      fi
+      if [ -e "$spool" ] && [ ! -w "$spool" ]; then
+        fail unsupported "$spool is not writable by $user, so it cannot be truncated" 11
+      fi
+      mkdir -p -- "$cdir" && chmod 700 -- "$HOME/.mailhaul" "$cdir" ||
+        fail failed "cannot create $cdir" 12
+      # dotlockfile refuses to lock a mailbox that does not exist. Without a
+      # spool now, nothing is claimed, even if an MDA creates one meanwhile
+      # (unlocked, it could be mid-append): that mail waits for the next fetch.
+      if [ -e "$spool" ]; then lock "$method"; has_mail=1; else has_mail=0; fi
+      repair
+      if [ "$has_mail" = 1 ] && [ -s "$spool" ]; then
+        while :; do
+          new_id
+          part=$cdir/$base.$id.part
+          claim=$cdir/$base.$id.mbox
+          [ -e "$claim" ] && continue
+          (set -C; cat -- "$spool" > "$part") 2>/dev/null && break
+          [ -e "$part" ] || fail failed "cannot copy $spool to $part" 12
+          # another run's name: leave it alone, pick a new one
+        done
+        sync_path "$part"
+        if [ "$(fsize "$part")" != "$(fsize "$spool")" ]; then
+          rm -f -- "$part"
+          fail failed "$spool changed while it was copied, although locked; nothing claimed" 12
+        fi
+        : >| "$spool" || { rm -f -- "$part"; fail failed "cannot truncate $spool" 12; }
+        sync_path "$spool"
+        ln -- "$part" "$claim" && rm -f -- "$part" ||
+          fail failed "cannot name claim $claim (it is safe as $part)" 12
+        sync_path "$cdir"
+        say "claimed $(hex "$claim")"
+      else
+        say "empty"
+      fi ;;
+    *) fail bad-request "unknown strategy $strategy" 3 ;;
+  esac
+  unlock
+  list_claims
+  say ok
+}
+
+# A claim path this script made, and nothing else: guards send and release.
+check_claim_path() {
+  case $1 in
+    */.mailhaul/claims/*.mbox | *.mailhaul-claim.*) ;;
+    *) fail bad-request "not a claim path" 3 ;;
+  esac
+  case $1 in */../* | *'/..') fail bad-request "not a claim path" 3 ;; esac
+  [ -f "$1" ] || fail missing "no such claim" 12
+}
+
+cmd_send() {
+  check_claim_path "$1"
+  case $3 in ''|*[!0-9]*) fail bad-request "level must be a number" 3 ;; esac
+  case $2 in
+    zstd) exec zstd -q -c "-$3" -- "$1" ;;
+    gzip) exec gzip -c "-$3" < "$1" ;;
+    cat) exec cat -- "$1" ;;
+    *) fail bad-request "unknown method $2" 3 ;;
+  esac
+}
+
+cmd_release() {
+  case $1 in
+    */.mailhaul/claims/*.mbox | *.mailhaul-claim.*) ;;
+    *) fail bad-request "not a claim path" 3 ;;
+  esac
+  if [ -e "$1" ]; then
+    rm -f -- "$1" || fail failed "cannot remove $1" 12
+    sync_path "$(dirname -- "$1")"
+  fi
+  say released
+  say ok
+}
+
+main() {
+  [ "$#" -ge 1 ] || fail bad-request "no command" 3
+  command=$1
+  arg1=${2:-} arg2=${3:-} arg3=${4:-}
+  case $command in
+    probe) cmd_probe "$arg1" ;;
+    recover) cmd_recover "$arg1" ;;
+    claim) cmd_claim "$arg1" "$arg2" "$arg3" ;;
+    send) cmd_send "$arg1" "$arg2" "$arg3" ;;
+    release) cmd_release "$arg1" ;;
+    *) fail bad-request "unknown command $command" 3 ;;
+  esac
+}
+
+main "$@"

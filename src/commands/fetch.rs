@@ -1,0 +1,389 @@
+//! `mailhaul fetch` and `mailhaul check`: headless runs of the fetch engine.
+//!
+//! `fetch` starts one worker thread per account, all reporting on one
+//! channel of engine events, and shows them as progress bars on a terminal
+//! (indicatif) or as plain log lines otherwise (cron, systemd, pipes).
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{CheckArgs, FetchArgs};
+use crate::config::{Account, Config};
+use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, TransferProgress};
+use crate::engine::fetch::{self, FetchOptions};
+use crate::exit::Exit;
+
+/// Loads the config from `--config` or the default place.
+fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => Config::default_path().ok_or_else(|| {
+            eprintln!("mailhaul: cannot find the config directory (no home directory?)");
+            Exit::Config
+        })?,
+    };
+    Config::load(&path).map_err(|e| {
+        eprintln!("mailhaul: {e}");
+        Exit::Config
+    })
+}
+
+/// The accounts named on the command line, or all of them.
+fn select(config: &Config, names: &[String]) -> Result<Vec<Account>, Exit> {
+    if config.accounts.is_empty() {
+        eprintln!("mailhaul: the config has no [[account]]");
+        return Err(Exit::Config);
+    }
+    if names.is_empty() {
+        return Ok(config.accounts.clone());
+    }
+    names
+        .iter()
+        .map(|n| {
+            config.account(n).cloned().ok_or_else(|| {
+                let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+                eprintln!(
+                    "mailhaul: no account named `{n}` (known: {})",
+                    known.join(", ")
+                );
+                Exit::Usage
+            })
+        })
+        .collect()
+}
+
+/// Runs `mailhaul fetch`.
+pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
+    let config = match load_config(config_path) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return e,
+    };
+    let accounts = match select(&config, &args.accounts) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let options = match FetchOptions::headless(args.dry_run) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mailhaul: {e}");
+            return e.exit;
+        }
+    };
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let workers: Vec<_> = accounts
+        .iter()
+        .map(|a| {
+            let handle = fetch::spawn(
+                a.clone(),
+                Arc::clone(&config),
+                options.clone(),
+                sender.clone(),
+            );
+            (a.name.clone(), handle)
+        })
+        .collect();
+    drop(sender);
+    let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+    let mut display = if std::io::stderr().is_terminal() {
+        Display::Bars(Bars::new(&names))
+    } else {
+        Display::Lines(Lines::default())
+    };
+    for event in receiver {
+        display.show(event);
+    }
+    display.finish();
+    let mut exit = Exit::Ok;
+    for (name, handle) in workers {
+        match handle.join() {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                if exit == Exit::Ok {
+                    exit = e.exit;
+                }
+            }
+            Err(_) => {
+                eprintln!("mailhaul: {name}: the fetch worker crashed");
+                if exit == Exit::Ok {
+                    exit = Exit::Failure;
+                }
+            }
+        }
+    }
+    exit
+}
+
+/// Runs `mailhaul check`.
+pub fn run_check(config_path: Option<&Path>, args: &CheckArgs) -> Exit {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let accounts = match select(&config, &args.accounts) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let mut exit = Exit::Ok;
+    for account in &accounts {
+        let result = fetch::connect(account, false, &crate::engine::ssh::NoPrompts)
+            .and_then(|conn| fetch::inspect(&conn, account));
+        match result {
+            Ok(i) => {
+                println!(
+                    "{}: connected, host key verified, authenticated",
+                    account.name
+                );
+                for line in fetch::describe(&i).lines() {
+                    println!("{}: {line}", account.name);
+                }
+                let problem = i.strategy.as_ref().err().or(i.method.as_ref().err());
+                if problem.is_some() && exit == Exit::Ok {
+                    exit = Exit::ServerUnsupported;
+                }
+            }
+            Err(e) => {
+                println!("{}: {e}", account.name);
+                if exit == Exit::Ok {
+                    exit = e.exit;
+                }
+            }
+        }
+    }
+    exit
+}
+
+/// How events are shown.
+enum Display {
+    /// Progress bars on a terminal.
+    Bars(Bars),
+    /// Plain lines for logs.
+    Lines(Lines),
+}
+
+impl Display {
+    fn show(&mut self, event: Event) {
+        match self {
+            Display::Bars(b) => b.show(event),
+            Display::Lines(l) => l.show(event),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Display::Bars(b) = self {
+            for bar in b.bars.values() {
+                if !bar.is_finished() {
+                    bar.abandon();
+                }
+            }
+        }
+    }
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Connecting => "connecting",
+        Stage::Recovering => "recovering earlier claims",
+        Stage::Claiming => "claiming the spool",
+        Stage::Transferring => "transferring",
+        Stage::Verifying => "verifying",
+        Stage::Delivering => "delivering",
+        Stage::Done => "done",
+        Stage::Failed => "failed",
+    }
+}
+
+/// A human size: `512 B`, `3.4 KiB`, `12.0 MiB`.
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else if b < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+/// The one-line result of a fetch: counts, bytes raw / payload / socket, ratio.
+pub fn summary_line(s: &FetchSummary) -> String {
+    let ratio = if s.payload_bytes > 0 {
+        format!(
+            ", ratio {:.2}x",
+            s.raw_bytes as f64 / s.payload_bytes as f64
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} message(s){}, {} raw, {} payload ({}), {} on the socket{ratio}, {:.1} s",
+        s.messages,
+        if s.undelivered > 0 {
+            format!(" ({} undelivered)", s.undelivered)
+        } else {
+            String::new()
+        },
+        size(s.raw_bytes),
+        size(s.payload_bytes),
+        if s.method.is_empty() { "-" } else { &s.method },
+        size(s.socket_bytes),
+        s.elapsed.as_secs_f64()
+    )
+}
+
+fn progress_line(p: &TransferProgress) -> String {
+    format!(
+        "{} / {} raw, {} payload, {} socket",
+        size(p.raw_done),
+        size(p.raw_total),
+        size(p.payload_bytes),
+        size(p.socket_bytes)
+    )
+}
+
+/// Plain log lines on stderr; transfer progress at most every 5 s.
+#[derive(Default)]
+struct Lines {
+    last_progress: HashMap<String, Instant>,
+}
+
+impl Lines {
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::Fetch { account, event } => match event {
+                FetchEvent::Stage(stage) if stage != Stage::Failed => {
+                    eprintln!("mailhaul: {account}: {}", stage_name(stage))
+                }
+                // A headless run refuses unknown and changed keys; the
+                // `Failed` event that follows explains what to do.
+                FetchEvent::Stage(_)
+                | FetchEvent::HostKeyUnknown(_)
+                | FetchEvent::HostKeyChanged { .. } => {}
+                FetchEvent::SpoolSize { bytes, .. } => {
+                    eprintln!("mailhaul: {account}: spool holds {}", size(bytes))
+                }
+                FetchEvent::Progress(p) => {
+                    let due = self
+                        .last_progress
+                        .get(&account)
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+                    if due {
+                        self.last_progress.insert(account.clone(), Instant::now());
+                        eprintln!("mailhaul: {account}: {}", progress_line(&p));
+                    }
+                }
+                FetchEvent::Filed { folder, count } => {
+                    eprintln!("mailhaul: {account}: {count} filed into {folder}")
+                }
+                FetchEvent::Finished(s) => println!("{account}: {}", summary_line(&s)),
+                FetchEvent::Failed { exit, message } => {
+                    eprintln!(
+                        "mailhaul: {account}: error (exit {}): {message}",
+                        exit.code()
+                    )
+                }
+            },
+            Event::Log {
+                level,
+                account,
+                message,
+            } if level >= Level::Info => {
+                let who = account.map(|a| format!("{a}: ")).unwrap_or_default();
+                let tag = match level {
+                    Level::Warn => "warning: ",
+                    Level::Error => "error: ",
+                    _ => "",
+                };
+                eprintln!("mailhaul: {who}{tag}{message}");
+            }
+            Event::Log { .. } | Event::Tunnel { .. } => {}
+        }
+    }
+}
+
+/// One indicatif bar per account.
+struct Bars {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+}
+
+impl Bars {
+    fn new(names: &[String]) -> Bars {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+        let style = ProgressStyle::with_template(
+            "{prefix:.bold} {bar:30.cyan/blue} {bytes:>10}/{total_bytes:<10} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        let bars = names
+            .iter()
+            .map(|n| {
+                let bar = multi.add(ProgressBar::new(0));
+                bar.set_style(style.clone());
+                bar.set_prefix(format!("{n:width$}"));
+                bar.set_message("connecting");
+                (n.clone(), bar)
+            })
+            .collect();
+        Bars { multi, bars }
+    }
+
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::Fetch { account, event } => {
+                let Some(bar) = self.bars.get(&account) else {
+                    return;
+                };
+                match event {
+                    FetchEvent::Stage(Stage::Done | Stage::Failed)
+                    | FetchEvent::HostKeyUnknown(_)
+                    | FetchEvent::HostKeyChanged { .. } => {}
+                    FetchEvent::Stage(stage) => bar.set_message(stage_name(stage)),
+                    FetchEvent::SpoolSize { bytes, .. } => {
+                        bar.set_message(format!("spool {}", size(bytes)))
+                    }
+                    FetchEvent::Progress(p) => {
+                        bar.set_length(p.raw_total);
+                        bar.set_position(p.raw_done);
+                        let ratio = if p.payload_bytes > 0 {
+                            format!(" ratio {:.1}x", p.raw_done as f64 / p.payload_bytes as f64)
+                        } else {
+                            String::new()
+                        };
+                        bar.set_message(format!(
+                            "payload {} socket {}{ratio}",
+                            size(p.payload_bytes),
+                            size(p.socket_bytes)
+                        ));
+                    }
+                    FetchEvent::Filed { folder, count } => {
+                        bar.set_message(format!("{count} filed into {folder}"))
+                    }
+                    FetchEvent::Finished(s) => {
+                        bar.finish_with_message(summary_line(&s));
+                    }
+                    FetchEvent::Failed { exit, message } => {
+                        bar.abandon_with_message(format!("failed (exit {})", exit.code()));
+                        let _ = self.multi.println(format!("{account}: {message}"));
+                    }
+                }
+            }
+            Event::Log {
+                level,
+                account,
+                message,
+            } if level >= Level::Warn => {
+                let who = account.map(|a| format!("{a}: ")).unwrap_or_default();
+                let _ = self.multi.println(format!("{who}{message}"));
+            }
+            Event::Log { .. } | Event::Tunnel { .. } => {}
+        }
+    }
+}

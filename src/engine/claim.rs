@@ -1,0 +1,574 @@
+//! The server side of a fetch: the POSIX sh script that probes, claims,
+//! sends and releases a spool (`assets/remote/claim.sh`), the hex-encoded
+//! arguments it takes, the line records it answers with, and the choices
+//! (claim strategy, compression) the client makes from a probe.
+//!
+//! Choosing lives here, in plain functions of the probe, so that `mailhaul
+//! check`, `mailhaul fetch` and the dashboard give the same answer and the
+//! same reason.
+
+use crate::config::{ClaimStrategy, Compression};
+use crate::exit::Exit;
+
+/// The script, run remotely as `sh -s -- COMMAND HEXARG...` with the script on stdin.
+pub const SCRIPT: &str = include_str!("../../assets/remote/claim.sh");
+
+/// Hex-encodes bytes (lower case), the way every script argument travels.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes a hex string; `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The argument vector after `sh -s --`: the command, then hex arguments.
+/// Only hex digits and a fixed command word ever reach the remote shell line.
+pub fn command_line(command: &str, args: &[&[u8]]) -> Vec<String> {
+    std::iter::once(command.to_string())
+        .chain(args.iter().map(|a| hex(a)))
+        .collect()
+}
+
+/// Why the script refused or failed, as it reported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ScriptError {
+    /// The class of failure.
+    pub kind: ScriptErrorKind,
+    /// The script's message (or a description of unreadable output).
+    pub message: String,
+}
+
+/// The classes of failure the script reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptErrorKind {
+    /// The spool's dot-lock stayed busy for the whole bounded wait.
+    LockBusy,
+    /// The server lacks a tool or permission a safe claim needs.
+    Unsupported,
+    /// The claim to send or release is gone.
+    Missing,
+    /// The request was malformed (a bug on the client side).
+    BadRequest,
+    /// Anything else, including output that is not the protocol.
+    Failed,
+}
+
+impl ScriptError {
+    /// The exit code class this failure maps to.
+    pub fn exit(&self) -> Exit {
+        match self.kind {
+            ScriptErrorKind::LockBusy => Exit::LockBusy,
+            ScriptErrorKind::Unsupported => Exit::ServerUnsupported,
+            ScriptErrorKind::Missing | ScriptErrorKind::Failed => Exit::Transfer,
+            ScriptErrorKind::BadRequest => Exit::Failure,
+        }
+    }
+
+    fn failed(message: impl Into<String>) -> ScriptError {
+        ScriptError {
+            kind: ScriptErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+/// Splits a script reply into its records, checking the final `ok` line and
+/// the exit status; `stderr` is quoted when the output is not the protocol.
+pub fn parse_reply(
+    stdout: &[u8],
+    stderr: &[u8],
+    status: i32,
+) -> Result<Vec<(String, String)>, ScriptError> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut records = Vec::new();
+    for line in text.lines() {
+        let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+        if key == "error" {
+            let (class, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            let kind = match class {
+                "lock-busy" => ScriptErrorKind::LockBusy,
+                "unsupported" => ScriptErrorKind::Unsupported,
+                "missing" => ScriptErrorKind::Missing,
+                "bad-request" => ScriptErrorKind::BadRequest,
+                _ => ScriptErrorKind::Failed,
+            };
+            return Err(ScriptError {
+                kind,
+                message: message.to_string(),
+            });
+        }
+        if key == "ok" {
+            if status != 0 {
+                return Err(ScriptError::failed(format!(
+                    "server script said ok but exited with {status}"
+                )));
+            }
+            return Ok(records);
+        }
+        records.push((key.to_string(), rest.to_string()));
+    }
+    let stderr = String::from_utf8_lossy(stderr);
+    Err(ScriptError::failed(format!(
+        "server script ended without a result (exit {status}){}",
+        if stderr.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", stderr.trim())
+        }
+    )))
+}
+
+fn field_path(value: &str) -> Result<String, ScriptError> {
+    unhex(value)
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ScriptError::failed(format!("bad path in server reply: {value}")))
+}
+
+/// Which helper programs the server has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tools {
+    /// liblockfile's setgid `dotlockfile`.
+    pub dotlockfile: bool,
+    /// procmail's setgid `lockfile`.
+    pub lockfile: bool,
+    /// `zstd`.
+    pub zstd: bool,
+    /// `gzip`.
+    pub gzip: bool,
+    /// Some sha256 tool (`sha256sum`, `shasum`, `sha256`, `openssl`).
+    pub sha256: bool,
+    /// `head` and `cmp`, used to repair a claim cut short.
+    pub head_cmp: bool,
+}
+
+/// What the `probe` command found on the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// The login name.
+    pub user: String,
+    /// The login's home directory.
+    pub home: String,
+    /// The spool path in use.
+    pub spool: String,
+    /// Bytes in the spool; `None` when it does not exist (no mail).
+    pub spool_size: Option<u64>,
+    /// The spool's directory is writable (rename is possible).
+    pub spool_dir_writable: bool,
+    /// The spool file is writable (copy-truncate can truncate it).
+    pub spool_writable: bool,
+    /// Helper programs present.
+    pub tools: Tools,
+    /// `zstd` version, e.g. `1.5.4`.
+    pub zstd_version: Option<String>,
+}
+
+/// Parses the records of a `probe` reply.
+pub fn parse_probe(records: &[(String, String)]) -> Result<Probe, ScriptError> {
+    let mut p = Probe::default();
+    for (key, value) in records {
+        match key.as_str() {
+            "user" => p.user = field_path(value)?,
+            "home" => p.home = field_path(value)?,
+            "spool" => p.spool = field_path(value)?,
+            "spool-size" => p.spool_size = value.parse().ok(),
+            "spool-dir-writable" => p.spool_dir_writable = value == "1",
+            "spool-writable" => p.spool_writable = value == "1",
+            "zstd-version" => p.zstd_version = Some(value.clone()).filter(|v| !v.is_empty()),
+            "tool" => {
+                let (name, have) = value.split_once(' ').unwrap_or((value, "0"));
+                let have = have == "1";
+                match name {
+                    "dotlockfile" => p.tools.dotlockfile = have,
+                    "lockfile" => p.tools.lockfile = have,
+                    "zstd" => p.tools.zstd = have,
+                    "gzip" => p.tools.gzip = have,
+                    "sha256" => p.tools.sha256 = have,
+                    "head-cmp" => p.tools.head_cmp = have,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if p.spool.is_empty() {
+        return Err(ScriptError::failed("probe reply names no spool"));
+    }
+    Ok(p)
+}
+
+/// A finished claim on the server: a file holding mail taken from the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteClaim {
+    /// Its path on the server.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its sha256, lower-case hex, computed by the server.
+    pub sha256: String,
+}
+
+impl RemoteClaim {
+    /// The claim's unique id: the part of its file name the script made from
+    /// time, pid and randomness. Stable, so it keys the journal and the
+    /// delivered messages' names.
+    pub fn id(&self) -> String {
+        let name = self.path.rsplit('/').next().unwrap_or(&self.path);
+        let id = match name.split_once(".mailhaul-claim.") {
+            Some((_, id)) => id,
+            None => name
+                .strip_suffix(".mbox")
+                .and_then(|n| n.rsplit_once('.'))
+                .map_or(name, |(_, id)| id),
+        };
+        id.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// The result of `recover` or `claim`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimReply {
+    /// The claim this run made, if the spool had mail.
+    pub claimed: Option<String>,
+    /// Every finished claim of this spool now on the server (including the new one).
+    pub claims: Vec<RemoteClaim>,
+    /// Notes on claims cut short earlier and finished or dropped under the lock.
+    pub repaired: Vec<String>,
+}
+
+/// Parses the records of a `recover` or `claim` reply.
+pub fn parse_claims(records: &[(String, String)]) -> Result<ClaimReply, ScriptError> {
+    let mut reply = ClaimReply::default();
+    for (key, value) in records {
+        match key.as_str() {
+            "claimed" => reply.claimed = Some(field_path(value)?),
+            "repaired" => {
+                let (path, what) = value.split_once(' ').unwrap_or((value, ""));
+                reply.repaired.push(format!("{} {what}", field_path(path)?));
+            }
+            "claim" => {
+                let mut it = value.split(' ');
+                let (Some(path), Some(size), Some(sha)) = (it.next(), it.next(), it.next()) else {
+                    return Err(ScriptError::failed(format!("bad claim record: {value}")));
+                };
+                let size = size
+                    .parse()
+                    .map_err(|_| ScriptError::failed(format!("bad claim size: {value}")))?;
+                if sha.len() != 64 || unhex(sha).is_none() {
+                    return Err(ScriptError::failed(format!("bad claim sha256: {value}")));
+                }
+                reply.claims.push(RemoteClaim {
+                    path: field_path(path)?,
+                    size,
+                    sha256: sha.to_ascii_lowercase(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(reply)
+}
+
+/// How the spool is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Dot-lock, link the spool to a claim name in its directory, unlink the spool.
+    Rename,
+    /// Lock with dotlockfile/lockfile, copy to the home, truncate the spool.
+    CopyTruncate,
+}
+
+impl Strategy {
+    /// The script's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Rename => "rename",
+            Strategy::CopyTruncate => "copy-truncate",
+        }
+    }
+}
+
+/// A strategy with the reason it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrategyChoice {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+/// Picks the claim strategy from a probe, or says what the server lacks.
+/// Nothing unsafe is ever chosen as a fallback.
+pub fn choose_strategy(probe: &Probe, wanted: ClaimStrategy) -> Result<StrategyChoice, String> {
+    let dir = probe
+        .spool
+        .rsplit_once('/')
+        .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+    if !probe.tools.sha256 {
+        return Err("the server has no sha256 tool; install coreutils".into());
+    }
+    if !probe.tools.head_cmp {
+        return Err("the server lacks head or cmp; install coreutils and diffutils".into());
+    }
+    let rename = || StrategyChoice {
+        strategy: Strategy::Rename,
+        reason: format!(
+            "{dir} is writable by {}, so the spool is renamed",
+            probe.user
+        ),
+    };
+    let copy = || -> Result<StrategyChoice, String> {
+        if !probe.tools.dotlockfile && !probe.tools.lockfile {
+            return Err(format!(
+                "{dir} is not writable by {}, and copy-truncate needs dotlockfile or lockfile \
+                 to take the spool's lock; install liblockfile-bin (or procmail) on the server",
+                probe.user
+            ));
+        }
+        if !probe.spool_writable {
+            return Err(format!(
+                "{} is not writable by {}, so it cannot be truncated",
+                probe.spool, probe.user
+            ));
+        }
+        let tool = if probe.tools.dotlockfile {
+            "dotlockfile"
+        } else {
+            "lockfile"
+        };
+        Ok(StrategyChoice {
+            strategy: Strategy::CopyTruncate,
+            reason: format!(
+                "{dir} is not writable by {}: the spool is copied to ~/.mailhaul/claims \
+                 and truncated under {tool}'s lock",
+                probe.user
+            ),
+        })
+    };
+    match wanted {
+        ClaimStrategy::Auto if probe.spool_dir_writable => Ok(rename()),
+        ClaimStrategy::Auto | ClaimStrategy::CopyTruncate => copy(),
+        ClaimStrategy::Rename if probe.spool_dir_writable => Ok(rename()),
+        ClaimStrategy::Rename => Err(format!(
+            "claim = \"rename\" needs a writable spool directory, but {dir} is not writable by {}; \
+             use claim = \"copy-truncate\" or \"auto\"",
+            probe.user
+        )),
+    }
+}
+
+/// How the claim is compressed on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Remote `zstd -LEVEL`, decoded locally.
+    Zstd(i32),
+    /// Remote `gzip -LEVEL`, decoded locally.
+    Gzip(u32),
+    /// Plain bytes over SSH transport compression (zlib@openssh.com).
+    SshTransport,
+    /// Plain bytes, no compression.
+    Plain,
+}
+
+impl Method {
+    /// The label shown and kept in the history (`zstd -3`, `gzip -6`, `ssh`, `none`).
+    pub fn label(self) -> String {
+        match self {
+            Method::Zstd(l) => format!("zstd -{l}"),
+            Method::Gzip(l) => format!("gzip -{l}"),
+            Method::SshTransport => "ssh".into(),
+            Method::Plain => "none".into(),
+        }
+    }
+
+    /// The script's `send` arguments: method and level.
+    pub fn send_args(self) -> (&'static str, String) {
+        match self {
+            Method::Zstd(l) => ("zstd", l.to_string()),
+            Method::Gzip(l) => ("gzip", l.to_string()),
+            Method::SshTransport | Method::Plain => ("cat", "0".into()),
+        }
+    }
+
+    /// True when the SSH session must negotiate transport compression.
+    pub fn needs_transport_compression(self) -> bool {
+        self == Method::SshTransport
+    }
+}
+
+/// A compression method with the reason it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodChoice {
+    /// The method.
+    pub method: Method,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+/// Picks the compression: `auto` prefers remote zstd, then gzip, then SSH
+/// transport compression; never two at once.
+pub fn choose_method(
+    probe: &Probe,
+    wanted: Compression,
+    zstd_level: Option<i32>,
+) -> Result<MethodChoice, String> {
+    let level = zstd_level.unwrap_or(3).clamp(1, 19);
+    let zstd = || MethodChoice {
+        method: Method::Zstd(level),
+        reason: format!(
+            "the server has zstd {}",
+            probe.zstd_version.as_deref().unwrap_or("")
+        )
+        .trim_end()
+        .to_string(),
+    };
+    let gzip = |why: &str| MethodChoice {
+        method: Method::Gzip(6),
+        reason: format!("the server has gzip{why}"),
+    };
+    match wanted {
+        Compression::Auto if probe.tools.zstd => Ok(zstd()),
+        Compression::Auto if probe.tools.gzip => Ok(gzip(" but no zstd")),
+        Compression::Auto => Ok(MethodChoice {
+            method: Method::SshTransport,
+            reason: "the server has neither zstd nor gzip; SSH transport compression is used"
+                .into(),
+        }),
+        Compression::Zstd if probe.tools.zstd => Ok(zstd()),
+        Compression::Zstd => Err("compression = \"zstd\" but the server has no zstd; \
+                                  install zstd there or use compression = \"auto\""
+            .into()),
+        Compression::Gzip if probe.tools.gzip => Ok(gzip("")),
+        Compression::Gzip => Err("compression = \"gzip\" but the server has no gzip".into()),
+        Compression::Ssh => Ok(MethodChoice {
+            method: Method::SshTransport,
+            reason: "configured: SSH transport compression".into(),
+        }),
+        Compression::None => Ok(MethodChoice {
+            method: Method::Plain,
+            reason: "configured: no compression".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(dir_writable: bool) -> Probe {
+        Probe {
+            user: "ann".into(),
+            home: "/home/ann".into(),
+            spool: "/var/mail/ann".into(),
+            spool_size: Some(10),
+            spool_dir_writable: dir_writable,
+            spool_writable: true,
+            tools: Tools {
+                dotlockfile: true,
+                lockfile: false,
+                zstd: true,
+                gzip: true,
+                sha256: true,
+                head_cmp: true,
+            },
+            zstd_version: Some("1.5.4".into()),
+        }
+    }
+
+    #[test]
+    fn hex_round_trips_any_bytes() {
+        let raw = b"/var/mail/a b;$(rm -rf /)\n\xff";
+        assert_eq!(unhex(&hex(raw)).unwrap(), raw);
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("abc"), None);
+    }
+
+    #[test]
+    fn reply_error_line_becomes_its_class() {
+        let e = parse_reply(
+            b"repaired 41 x\nerror lock-busy /var/mail/a.lock held\n",
+            b"",
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ScriptErrorKind::LockBusy);
+        assert_eq!(e.exit(), Exit::LockBusy);
+        assert_eq!(e.message, "/var/mail/a.lock held");
+    }
+
+    #[test]
+    fn reply_without_ok_is_a_failure_quoting_stderr() {
+        let e = parse_reply(b"user 61\n", b"sh: 1: oops\n", 2).unwrap_err();
+        assert_eq!(e.kind, ScriptErrorKind::Failed);
+        assert!(e.message.contains("sh: 1: oops"), "{}", e.message);
+    }
+
+    #[test]
+    fn claims_parse_with_ids() {
+        let path = "/home/ann/.mailhaul/claims/ann.20260101T000000-12-345.mbox";
+        let out = format!(
+            "claimed {h}\nclaim {h} 12 {s}\nok\n",
+            h = hex(path.as_bytes()),
+            s = "ab".repeat(32)
+        );
+        let r = parse_claims(&parse_reply(out.as_bytes(), b"", 0).unwrap()).unwrap();
+        assert_eq!(r.claimed.as_deref(), Some(path));
+        assert_eq!(r.claims.len(), 1);
+        assert_eq!(r.claims[0].size, 12);
+        assert_eq!(r.claims[0].id(), "20260101T000000-12-345");
+        let renamed = RemoteClaim {
+            path: "/var/mail/ann.mailhaul-claim.20260101T000000-1-2".into(),
+            size: 1,
+            sha256: String::new(),
+        };
+        assert_eq!(renamed.id(), "20260101T000000-1-2");
+    }
+
+    #[test]
+    fn auto_renames_in_a_writable_dir_and_copies_otherwise() {
+        let c = choose_strategy(&probe(true), ClaimStrategy::Auto).unwrap();
+        assert_eq!(c.strategy, Strategy::Rename);
+        let c = choose_strategy(&probe(false), ClaimStrategy::Auto).unwrap();
+        assert_eq!(c.strategy, Strategy::CopyTruncate);
+        assert!(c.reason.contains("dotlockfile"), "{}", c.reason);
+    }
+
+    #[test]
+    fn copy_truncate_without_lock_tool_names_the_package() {
+        let mut p = probe(false);
+        p.tools.dotlockfile = false;
+        let e = choose_strategy(&p, ClaimStrategy::Auto).unwrap_err();
+        assert!(e.contains("liblockfile-bin"), "{e}");
+        assert!(choose_strategy(&p, ClaimStrategy::Rename).is_err());
+    }
+
+    #[test]
+    fn compression_auto_prefers_zstd_then_gzip_then_ssh() {
+        let mut p = probe(true);
+        let m = |p: &Probe| choose_method(p, Compression::Auto, None).unwrap().method;
+        assert_eq!(m(&p), Method::Zstd(3));
+        p.tools.zstd = false;
+        assert_eq!(m(&p), Method::Gzip(6));
+        p.tools.gzip = false;
+        assert_eq!(m(&p), Method::SshTransport);
+        assert!(choose_method(&p, Compression::Zstd, None).is_err());
+        let l = choose_method(&probe(true), Compression::Zstd, Some(40)).unwrap();
+        assert_eq!(l.method, Method::Zstd(19));
+    }
+}

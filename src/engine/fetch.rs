@@ -1,0 +1,731 @@
+//! The fetch of one account, every step of the protocol in DESIGN.md:
+//! connect (host key, auth), recover what earlier runs left (locally staged
+//! claims first, then claims still on the server), claim the spool under the
+//! delivery agents' dot-lock, stream each claim compressed into a verified,
+//! fsynced staging file, release it on the server, deliver it idempotently,
+//! and journal each step so that a kill -9 anywhere loses and duplicates
+//! nothing (I1, I2). Progress goes out as typed [`FetchEvent`]s on the one
+//! event channel; [`spawn`] runs a fetch on its own worker thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::config::{expand_tilde, Account, Compression, Config};
+use crate::engine::claim::{
+    self, choose_method, choose_strategy, parse_claims, parse_probe, parse_reply, ClaimReply,
+    Method, MethodChoice, Probe, RemoteClaim, ScriptError, StrategyChoice,
+};
+use crate::engine::deliver::{Filer, StableId};
+use crate::engine::event::{
+    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
+};
+use crate::engine::history;
+use crate::engine::journal::{Journal, JournalClaim, Workspace, WorkspaceError};
+use crate::engine::mbox::MboxSplitter;
+use crate::engine::pipeline::file_messages;
+use crate::engine::ssh::{self, Connection, Prompter, SshError, Target};
+use crate::engine::transfer;
+use crate::exit::Exit;
+
+/// How often transfer progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Environment variable naming a point at which the process kills itself
+/// with SIGKILL, so that tests can check recovery from a crash at exactly
+/// that point: `claimed`, `mid-transfer`, `verified`, `released`,
+/// `mid-delivery`.
+pub const CRASH_ENV: &str = "MAILHAUL_TEST_CRASH_AT";
+
+/// A fetch failure: what went wrong, where the mail is, and the exit class.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct FetchError {
+    /// The exit code class.
+    pub exit: Exit,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl FetchError {
+    fn new(exit: Exit, message: impl Into<String>) -> FetchError {
+        FetchError {
+            exit,
+            message: message.into(),
+        }
+    }
+
+    fn local(what: &str, e: impl std::fmt::Display) -> FetchError {
+        FetchError::new(Exit::Failure, format!("{what}: {e}"))
+    }
+}
+
+impl From<SshError> for FetchError {
+    fn from(e: SshError) -> Self {
+        FetchError::new(e.exit(), e.to_string())
+    }
+}
+
+impl From<ScriptError> for FetchError {
+    fn from(e: ScriptError) -> Self {
+        FetchError::new(e.exit(), e.message.clone())
+    }
+}
+
+/// What a fetch needs besides the account and config.
+#[derive(Clone)]
+pub struct FetchOptions {
+    /// Connect, probe and report what would happen; claim nothing.
+    pub dry_run: bool,
+    /// Where journals, staging files and the history live
+    /// ([`Workspace::default_data_dir`] normally).
+    pub data_dir: PathBuf,
+    /// Who answers unknown host keys and passphrase questions.
+    pub prompter: Arc<dyn Prompter + Send + Sync>,
+}
+
+impl FetchOptions {
+    /// Options for a headless run: data in the XDG data dir, no prompts.
+    pub fn headless(dry_run: bool) -> Result<FetchOptions, FetchError> {
+        let data_dir = Workspace::default_data_dir().ok_or_else(|| {
+            FetchError::new(
+                Exit::Failure,
+                "cannot find the home directory for the data dir",
+            )
+        })?;
+        Ok(FetchOptions {
+            dry_run,
+            data_dir,
+            prompter: Arc::new(ssh::NoPrompts),
+        })
+    }
+}
+
+/// What `check` (and a dry run) learned about an account's server.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The probe's facts.
+    pub probe: Probe,
+    /// The claim strategy a fetch would use, or why none is safe.
+    pub strategy: Result<StrategyChoice, String>,
+    /// The compression a fetch would use, or why the configured one cannot.
+    pub method: Result<MethodChoice, String>,
+    /// Claims left on the server by earlier interrupted runs.
+    pub leftovers: Vec<RemoteClaim>,
+    /// SSH transport compression negotiated on this connection.
+    pub transport_compression: String,
+}
+
+/// Runs the fetch of `account` on a new worker thread, reporting on `events`
+/// (a `Stage(Done)` or `Failed` event always ends it).
+pub fn spawn(
+    account: Account,
+    config: Arc<Config>,
+    options: FetchOptions,
+    events: Sender<Event>,
+) -> JoinHandle<Result<FetchSummary, FetchError>> {
+    std::thread::Builder::new()
+        .name(format!("fetch {}", account.name))
+        .spawn(move || fetch(&account, &config, &options, &events))
+        .expect("spawn a fetch thread")
+}
+
+/// Fetches one account, reporting on `events`; the result is also sent as
+/// the last event (`Finished` then `Stage(Done)`, or `Failed`).
+pub fn fetch(
+    account: &Account,
+    config: &Config,
+    options: &FetchOptions,
+    events: &Sender<Event>,
+) -> Result<FetchSummary, FetchError> {
+    let started = Instant::now();
+    let mut run = Run {
+        account,
+        config,
+        options,
+        events,
+        summary: FetchSummary::default(),
+        raw_total: 0,
+        raw_before: 0,
+        payload_before: 0,
+        socket_bytes: 0,
+    };
+    let result = run.fetch();
+    run.summary.elapsed = started.elapsed();
+    match result {
+        Ok(()) => {
+            if !options.dry_run {
+                let path = options.data_dir.join(history::FILE_NAME);
+                if let Err(e) = history::append(&path, &account.name, &run.summary) {
+                    run.log(
+                        Level::Warn,
+                        format!("cannot append to {}: {e}", path.display()),
+                    );
+                }
+            }
+            run.emit(FetchEvent::Finished(run.summary.clone()));
+            if run.summary.undelivered > 0 {
+                let e = FetchError::new(
+                    Exit::PartialDelivery,
+                    format!(
+                        "{} message(s) could not be delivered where the rules say; see the log",
+                        run.summary.undelivered
+                    ),
+                );
+                run.emit(FetchEvent::Failed {
+                    exit: e.exit,
+                    message: e.message.clone(),
+                });
+                run.emit(FetchEvent::Stage(Stage::Failed));
+                return Err(e);
+            }
+            run.emit(FetchEvent::Stage(Stage::Done));
+            Ok(run.summary)
+        }
+        Err(e) => {
+            run.emit(FetchEvent::Failed {
+                exit: e.exit,
+                message: e.message.clone(),
+            });
+            run.emit(FetchEvent::Stage(Stage::Failed));
+            Err(e)
+        }
+    }
+}
+
+/// Opens a connection for `account` (host key check, authentication).
+pub fn connect(
+    account: &Account,
+    compress: bool,
+    prompter: &dyn Prompter,
+) -> Result<Connection, FetchError> {
+    Ok(connect_ssh(account, compress, prompter)?)
+}
+
+fn connect_ssh(
+    account: &Account,
+    compress: bool,
+    prompter: &dyn Prompter,
+) -> Result<Connection, SshError> {
+    let target = Target::resolve_with_user_config(account)?;
+    let mut conn = ssh::connect(&target, compress, prompter)?;
+    // The claim may wait on a busy lock for lock_timeout seconds in silence.
+    conn.set_idle_timeout(
+        ssh::DEFAULT_IDLE_TIMEOUT.max(Duration::from_secs(account.lock_timeout.saturating_add(60))),
+    );
+    Ok(conn)
+}
+
+/// Runs one command of the claim script and returns its records.
+fn script(conn: &Connection, args: &[&[u8]]) -> Result<Vec<(String, String)>, FetchError> {
+    let out = conn.run_script(claim::SCRIPT, args)?;
+    Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
+}
+
+fn spool_arg(account: &Account) -> &[u8] {
+    account.spool.as_deref().unwrap_or("").as_bytes()
+}
+
+/// Probes the server over an open connection: spool path and size, tools.
+/// The dashboard's periodic spool-size check.
+pub fn probe(conn: &Connection, account: &Account) -> Result<Probe, FetchError> {
+    Ok(parse_probe(&script(
+        conn,
+        &[b"probe", spool_arg(account)],
+    )?)?)
+}
+
+/// Probes the server and says what a fetch would do, claiming nothing.
+pub fn inspect(conn: &Connection, account: &Account) -> Result<Inspection, FetchError> {
+    let probe = probe(conn, account)?;
+    let leftovers = if probe.tools.sha256 {
+        parse_claims(&script(conn, &[b"recover", spool_arg(account)])?)?.claims
+    } else {
+        Vec::new()
+    };
+    Ok(Inspection {
+        strategy: choose_strategy(&probe, account.claim),
+        method: choose_method(&probe, account.compression, account.zstd_level),
+        leftovers,
+        transport_compression: conn.compression().1,
+        probe,
+    })
+}
+
+/// The Maildir root mail of `account` is filed under.
+pub fn maildir_root(account: &Account, config: &Config) -> PathBuf {
+    let root = account
+        .maildir
+        .clone()
+        .or_else(|| config.general.maildir.clone())
+        .unwrap_or_else(|| PathBuf::from("~/Maildir"));
+    expand_tilde(&root)
+}
+
+/// Kills the process with SIGKILL if the crash-test variable names `point`.
+fn crash_point(point: &str) {
+    if std::env::var(CRASH_ENV).is_ok_and(|v| v == point) {
+        // SAFETY: raising a signal on our own process has no preconditions.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
+/// The state of one fetch in progress.
+struct Run<'a> {
+    account: &'a Account,
+    config: &'a Config,
+    options: &'a FetchOptions,
+    events: &'a Sender<Event>,
+    summary: FetchSummary,
+    /// Raw bytes of every claim known to need downloading in this run.
+    raw_total: u64,
+    /// Raw bytes of claims already downloaded in this run.
+    raw_before: u64,
+    /// Payload bytes of claims already downloaded in this run.
+    payload_before: u64,
+    socket_bytes: u64,
+}
+
+impl Run<'_> {
+    fn emit(&self, event: FetchEvent) {
+        let _ = self.events.send(Event::Fetch {
+            account: self.account.name.clone(),
+            event,
+        });
+    }
+
+    fn log(&self, level: Level, message: String) {
+        let _ = self.events.send(Event::Log {
+            level,
+            account: Some(self.account.name.clone()),
+            message,
+        });
+    }
+
+    fn fetch(&mut self) -> Result<(), FetchError> {
+        self.emit(FetchEvent::Stage(Stage::Connecting));
+        let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
+            Ok(ws) => ws,
+            Err(WorkspaceError::Busy(b)) => {
+                return Err(FetchError::new(Exit::LockBusy, b.to_string()))
+            }
+            Err(e) => return Err(FetchError::local("data dir", e)),
+        };
+        let mut journal =
+            Journal::open(&ws.journal_path()).map_err(|e| FetchError::local("journal", e))?;
+        self.drop_partials(&ws)?;
+
+        // Claims downloaded and released by an earlier run need no server.
+        if !self.options.dry_run {
+            for c in journal.pending().into_iter().filter(|c| c.released) {
+                self.emit(FetchEvent::Stage(Stage::Recovering));
+                self.deliver(&ws, &mut journal, &c)?;
+            }
+        }
+
+        let compress_first = self.account.compression == Compression::Ssh;
+        let mut conn = self.connect(compress_first)?;
+        let mut probe = probe(&conn, self.account)?;
+        if let Some(bytes) = probe.spool_size {
+            self.emit(FetchEvent::SpoolSize {
+                bytes,
+                messages: None,
+            });
+        }
+        let method = choose_method(&probe, self.account.compression, self.account.zstd_level)
+            .map_err(|m| FetchError::new(Exit::ServerUnsupported, m))?;
+        if method.method.needs_transport_compression() && !compress_first {
+            conn = self.connect(true)?;
+            probe = self::probe(&conn, self.account)?;
+        }
+        self.summary.method = method.method.label();
+        let strategy = choose_strategy(&probe, self.account.claim);
+
+        if self.options.dry_run {
+            let inspection = inspect(&conn, self.account)?;
+            self.log(Level::Info, describe(&inspection));
+            self.socket_bytes = conn.socket_bytes_received().unwrap_or(0);
+            self.summary.socket_bytes = self.socket_bytes;
+            return Ok(());
+        }
+        let strategy = strategy.map_err(|m| FetchError::new(Exit::ServerUnsupported, m))?;
+        self.log(
+            Level::Info,
+            format!(
+                "{}: {} ({}); compression {} ({})",
+                probe.spool,
+                strategy.strategy.as_str(),
+                strategy.reason,
+                method.method.label(),
+                method.reason
+            ),
+        );
+
+        // Staged but not yet released: the server copy may still be there.
+        for c in journal.pending() {
+            self.emit(FetchEvent::Stage(Stage::Recovering));
+            self.release(&conn, &mut journal, &c.remote)?;
+            let c = journal.get(&c.id).cloned().expect("just journalled");
+            self.deliver(&ws, &mut journal, &c)?;
+        }
+
+        // Claims left on the server by an interrupted run come first.
+        self.emit(FetchEvent::Stage(Stage::Recovering));
+        let leftovers = parse_claims(&script(&conn, &[b"recover", spool_arg(self.account)])?)?;
+        let mut done = std::collections::HashSet::new();
+        self.raw_total += leftovers.claims.iter().map(|c| c.size).sum::<u64>();
+        for c in &leftovers.claims {
+            self.log(
+                Level::Info,
+                format!(
+                    "recovering claim {} ({} bytes) left by an earlier run",
+                    c.path, c.size
+                ),
+            );
+            self.process(&conn, &ws, &mut journal, c, method.method)?;
+            done.insert(c.path.clone());
+        }
+
+        self.emit(FetchEvent::Stage(Stage::Claiming));
+        let wait = self.account.lock_timeout.to_string();
+        let reply: ClaimReply = parse_claims(&script(
+            &conn,
+            &[
+                b"claim",
+                spool_arg(self.account),
+                strategy.strategy.as_str().as_bytes(),
+                wait.as_bytes(),
+            ],
+        )?)?;
+        for note in &reply.repaired {
+            self.log(
+                Level::Warn,
+                format!("repaired an interrupted claim: {note}"),
+            );
+        }
+        crash_point("claimed");
+        let fresh: Vec<&RemoteClaim> = reply
+            .claims
+            .iter()
+            .filter(|c| !done.contains(&c.path))
+            .collect();
+        self.raw_total += fresh.iter().map(|c| c.size).sum::<u64>();
+        if fresh.is_empty() {
+            self.log(Level::Info, "no new mail".into());
+        }
+        for c in fresh {
+            self.process(&conn, &ws, &mut journal, c, method.method)?;
+        }
+        self.summary.socket_bytes = conn.socket_bytes_received().unwrap_or(self.socket_bytes);
+        journal
+            .compact()
+            .map_err(|e| FetchError::local("journal", e))?;
+        Ok(())
+    }
+
+    /// Connects, telling the watcher about a changed or revoked host key.
+    fn connect(&self, compress: bool) -> Result<Connection, FetchError> {
+        connect_ssh(self.account, compress, &*self.options.prompter).map_err(|e| {
+            let key = match &e {
+                SshError::HostKeyChanged(c) => Some(HostKeyInfo {
+                    host: c.host.clone(),
+                    port: c.port,
+                    key_type: c.key_type.clone(),
+                    fingerprint: c.got.clone(),
+                }),
+                SshError::HostKeyRevoked {
+                    host,
+                    port,
+                    fingerprint,
+                    ..
+                } => Some(HostKeyInfo {
+                    host: host.clone(),
+                    port: *port,
+                    key_type: String::new(),
+                    fingerprint: fingerprint.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(key) = key {
+                self.emit(FetchEvent::HostKeyChanged {
+                    key,
+                    detail: e.to_string(),
+                });
+            }
+            FetchError::from(e)
+        })
+    }
+
+    /// Removes downloads cut short by an earlier run (their claims are still
+    /// on the server, since nothing is released before it is verified).
+    fn drop_partials(&self, ws: &Workspace) -> Result<(), FetchError> {
+        let dir = ws.staging_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| FetchError::local("staging", e))?;
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Download (unless already staged), release, deliver one claim.
+    fn process(
+        &mut self,
+        conn: &Connection,
+        ws: &Workspace,
+        journal: &mut Journal,
+        remote: &RemoteClaim,
+        method: Method,
+    ) -> Result<(), FetchError> {
+        let id = remote.id();
+        let staged = ws.staged_path(&id);
+        let already = journal
+            .get(&id)
+            .is_some_and(|c| c.remote.sha256 == remote.sha256)
+            && transfer::verify_staged(&staged, remote).unwrap_or(false);
+        if !already {
+            self.download(conn, ws, remote, method)?;
+            journal
+                .staged(remote)
+                .map_err(|e| FetchError::local("journal", e))?;
+            crash_point("verified");
+        }
+        self.release(conn, journal, remote)?;
+        let c = journal.get(&id).cloned().expect("journalled above");
+        self.deliver(ws, journal, &c)
+    }
+
+    fn download(
+        &mut self,
+        conn: &Connection,
+        ws: &Workspace,
+        remote: &RemoteClaim,
+        method: Method,
+    ) -> Result<(), FetchError> {
+        self.emit(FetchEvent::Stage(Stage::Transferring));
+        let id = remote.id();
+        let (name, level) = method.send_args();
+        let mut stream = conn.start_script(
+            claim::SCRIPT,
+            &[
+                b"send".as_slice(),
+                remote.path.as_bytes(),
+                name.as_bytes(),
+                level.as_bytes(),
+            ],
+        )?;
+        let (raw_before, payload_before, raw_total) =
+            (self.raw_before, self.payload_before, self.raw_total);
+        let mut halfway_crash = false;
+        let mut report = |raw: u64, payload: u64| {
+            let progress = TransferProgress {
+                raw_done: raw_before + raw,
+                raw_total,
+                payload_bytes: payload_before + payload,
+                socket_bytes: conn.socket_bytes_received().unwrap_or(0),
+            };
+            let _ = self.events.send(Event::Fetch {
+                account: self.account.name.clone(),
+                event: FetchEvent::Progress(progress),
+            });
+            if !halfway_crash && raw * 2 >= remote.size && raw < remote.size {
+                halfway_crash = true;
+                crash_point("mid-transfer");
+            }
+        };
+        let staged = transfer::stage(
+            &mut stream,
+            method,
+            remote,
+            &ws.partial_path(&id),
+            &ws.staged_path(&id),
+            // A crash test needs the mid-transfer point reached at any speed.
+            if std::env::var_os(CRASH_ENV).is_some() {
+                Duration::ZERO
+            } else {
+                PROGRESS_EVERY
+            },
+            &mut report,
+        );
+        let status = stream.finish();
+        let transferred = match (staged, status) {
+            (Ok(t), Ok(s)) if s.success() => t,
+            (Ok(_), Ok(s)) => {
+                let _ = std::fs::remove_file(ws.staged_path(&id));
+                return Err(FetchError::new(
+                    Exit::Transfer,
+                    format!(
+                        "sending {} failed on the server: {}",
+                        remote.path,
+                        s.stderr.trim()
+                    ),
+                ));
+            }
+            (Err(e), status) => {
+                let server = match status {
+                    Ok(s) if !s.success() => format!(" (server: {})", s.stderr.trim()),
+                    _ => String::new(),
+                };
+                return Err(FetchError::new(
+                    Exit::Transfer,
+                    format!("{e}{server}; the claim stays on the server and is fetched next time"),
+                ));
+            }
+            (Ok(_), Err(e)) => return Err(e.into()),
+        };
+        self.emit(FetchEvent::Stage(Stage::Verifying));
+        self.raw_before += transferred.raw;
+        self.payload_before += transferred.payload;
+        self.summary.raw_bytes += transferred.raw;
+        self.summary.payload_bytes += transferred.payload;
+        self.socket_bytes = conn.socket_bytes_received().unwrap_or(0);
+        self.summary.socket_bytes = self.socket_bytes;
+        Ok(())
+    }
+
+    /// Deletes the server copy of a verified, journalled claim.
+    fn release(
+        &mut self,
+        conn: &Connection,
+        journal: &mut Journal,
+        remote: &RemoteClaim,
+    ) -> Result<(), FetchError> {
+        let id = remote.id();
+        if journal.get(&id).is_some_and(|c| c.released) {
+            return Ok(());
+        }
+        script(conn, &[b"release", remote.path.as_bytes()])?;
+        journal
+            .released(&id)
+            .map_err(|e| FetchError::local("journal", e))?;
+        crash_point("released");
+        Ok(())
+    }
+
+    /// Splits, filters and files a staged claim; names are stable per
+    /// (claim, index), so a delivery resumed after a crash skips what is
+    /// already filed.
+    fn deliver(
+        &mut self,
+        ws: &Workspace,
+        journal: &mut Journal,
+        c: &JournalClaim,
+    ) -> Result<(), FetchError> {
+        self.emit(FetchEvent::Stage(Stage::Delivering));
+        let staged = ws.staged_path(&c.id);
+        let file = std::fs::File::open(&staged)
+            .map_err(|e| FetchError::local(&format!("staged claim {}", staged.display()), e))?;
+        let root = maildir_root(self.account, self.config);
+        let stable = StableId {
+            time: claim_time(&c.id),
+            claim: c.id.clone(),
+        };
+        let mut filer = Filer::new(&self.config.filter, &root, Some(stable))
+            .map_err(|e| FetchError::new(Exit::Config, e.to_string()))?;
+        let events = self.events;
+        let account = &self.account.name;
+        let mut filed_events = 0u64;
+        let report = file_messages(
+            MboxSplitter::new(std::io::BufReader::new(file), self.config.filter.format),
+            &staged.display().to_string(),
+            &mut filer,
+            &mut |event| {
+                let _ = events.send(Event::Fetch {
+                    account: account.clone(),
+                    event,
+                });
+                filed_events += 1;
+                if filed_events == 1 {
+                    crash_point("mid-delivery");
+                }
+            },
+        );
+        self.summary.messages += report.delivered_total();
+        self.summary.undelivered += report.undelivered.len() as u64;
+        for u in &report.undelivered {
+            self.log(Level::Warn, u.to_string());
+        }
+        if let Some(e) = &report.read_error {
+            return Err(FetchError::new(
+                Exit::PartialDelivery,
+                format!("{e}; the claim is kept in {}", staged.display()),
+            ));
+        }
+        journal
+            .delivered(&c.id, report.messages)
+            .map_err(|e| FetchError::local("journal", e))?;
+        std::fs::remove_file(&staged).map_err(|e| FetchError::local("staging", e))?;
+        Ok(())
+    }
+}
+
+/// The claim's time from its id (`YYYYmmddTHHMMSS-PID-RANDOM`), in seconds
+/// since the epoch; 0 when the id has another shape.
+pub fn claim_time(id: &str) -> u64 {
+    let digits = |r: std::ops::Range<usize>| id.get(r).and_then(|s| s.parse::<i64>().ok());
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) = (
+        digits(0..4),
+        digits(4..6),
+        digits(6..8),
+        digits(9..11),
+        digits(11..13),
+        digits(13..15),
+    ) else {
+        return 0;
+    };
+    if id.as_bytes().get(8) != Some(&b'T') {
+        return 0;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + s).unwrap_or(0)
+}
+
+/// A paragraph saying what a fetch of this server would do, and why.
+pub fn describe(i: &Inspection) -> String {
+    let p = &i.probe;
+    let mut lines = vec![match p.spool_size {
+        Some(n) => format!("spool {} holds {n} bytes", p.spool),
+        None => format!("spool {} does not exist (no mail)", p.spool),
+    }];
+    lines.push(match &i.strategy {
+        Ok(s) => format!("claim: {} — {}", s.strategy.as_str(), s.reason),
+        Err(e) => format!("claim: impossible — {e}"),
+    });
+    lines.push(match &i.method {
+        Ok(m) => format!("compression: {} — {}", m.method.label(), m.reason),
+        Err(e) => format!("compression: impossible — {e}"),
+    });
+    if !i.leftovers.is_empty() {
+        let bytes: u64 = i.leftovers.iter().map(|c| c.size).sum();
+        lines.push(format!(
+            "{} claim(s) left by earlier runs ({bytes} bytes) will be fetched first",
+            i.leftovers.len()
+        ));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_time_reads_the_id() {
+        assert_eq!(claim_time("19700101T000000-1-2"), 0);
+        assert_eq!(claim_time("20261231T235959-77-123"), 1_798_761_599);
+        assert_eq!(claim_time("garbage"), 0);
+    }
+}

@@ -1,0 +1,301 @@
+//! The local journal of an account's fetches, and the account's work area
+//! (staging directory, journal, lock) in the data dir.
+//!
+//! The journal is what makes every step of a fetch recoverable after a
+//! kill -9: a claim is recorded as `staged` only once its download is
+//! verified and durable, as `released` once the server copy is gone, and as
+//! `delivered` once every message is filed. Each record is one line, appended
+//! and fsynced before the step it enables; a torn last line (a crash while
+//! writing it) is dropped on the next open, which is safe because the step it
+//! would have recorded is then simply done again, idempotently.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::engine::claim::{hex, unhex, RemoteClaim};
+
+/// One claim as the journal knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalClaim {
+    /// The claim's id ([`RemoteClaim::id`]).
+    pub id: String,
+    /// The claim as the server described it.
+    pub remote: RemoteClaim,
+    /// The server copy has been deleted.
+    pub released: bool,
+    /// Every message has been filed.
+    pub delivered: bool,
+}
+
+/// The append-only, fsynced journal of one account.
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    claims: BTreeMap<String, JournalClaim>,
+    order: Vec<String>,
+}
+
+impl Journal {
+    /// Opens (creating, mode 0600) and replays the journal at `path`.
+    pub fn open(path: &Path) -> io::Result<Journal> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        // A crash mid-append leaves a line without its newline: drop it.
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < text.len() {
+            file.set_len(complete as u64)?;
+            file.sync_all()?;
+        }
+        let mut journal = Journal {
+            file,
+            claims: BTreeMap::new(),
+            order: Vec::new(),
+        };
+        for line in BufReader::new(&text[..complete]).lines() {
+            journal.apply(&line?);
+        }
+        Ok(journal)
+    }
+
+    fn apply(&mut self, line: &str) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            ["staged", id, path, size, sha] => {
+                let (Some(path), Ok(size)) = (
+                    unhex(path).and_then(|p| String::from_utf8(p).ok()),
+                    size.parse(),
+                ) else {
+                    return;
+                };
+                if !self.claims.contains_key(*id) {
+                    self.order.push(id.to_string());
+                }
+                self.claims.insert(
+                    id.to_string(),
+                    JournalClaim {
+                        id: id.to_string(),
+                        remote: RemoteClaim {
+                            path,
+                            size,
+                            sha256: sha.to_string(),
+                        },
+                        released: false,
+                        delivered: false,
+                    },
+                );
+            }
+            ["released", id] => {
+                if let Some(c) = self.claims.get_mut(*id) {
+                    c.released = true;
+                }
+            }
+            ["delivered", id, ..] => {
+                if let Some(c) = self.claims.get_mut(*id) {
+                    c.delivered = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn append(&mut self, line: String) -> io::Result<()> {
+        self.file.write_all(format!("{line}\n").as_bytes())?;
+        self.file.sync_data()?;
+        self.apply(&line);
+        Ok(())
+    }
+
+    /// Records that the claim's download is verified and durable in staging.
+    pub fn staged(&mut self, claim: &RemoteClaim) -> io::Result<()> {
+        self.append(format!(
+            "staged\t{}\t{}\t{}\t{}",
+            claim.id(),
+            hex(claim.path.as_bytes()),
+            claim.size,
+            claim.sha256
+        ))
+    }
+
+    /// Records that the server copy of the claim is deleted.
+    pub fn released(&mut self, id: &str) -> io::Result<()> {
+        self.append(format!("released\t{id}"))
+    }
+
+    /// Records that every message of the claim is filed.
+    pub fn delivered(&mut self, id: &str, messages: u64) -> io::Result<()> {
+        self.append(format!("delivered\t{id}\t{messages}"))
+    }
+
+    /// The claim with this id, if the journal has it.
+    pub fn get(&self, id: &str) -> Option<&JournalClaim> {
+        self.claims.get(id)
+    }
+
+    /// Claims staged but not yet delivered, oldest first.
+    pub fn pending(&self) -> Vec<JournalClaim> {
+        self.order
+            .iter()
+            .filter_map(|id| self.claims.get(id))
+            .filter(|c| !c.delivered)
+            .cloned()
+            .collect()
+    }
+
+    /// Empties the journal when nothing is pending, so it never grows without
+    /// bound; a crash during this only leaves finished records behind.
+    pub fn compact(&mut self) -> io::Result<()> {
+        if self.pending().is_empty() && !self.claims.is_empty() {
+            self.file.set_len(0)?;
+            self.file.seek(SeekFrom::End(0))?;
+            self.file.sync_all()?;
+            self.claims.clear();
+            self.order.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Another mailhaul process is fetching this account right now.
+#[derive(Debug, thiserror::Error)]
+#[error("another mailhaul is fetching account {0} right now")]
+pub struct AccountBusy(pub String);
+
+/// The local work area of one account: `DATA/accounts/NAME/` with the
+/// journal, the staging directory and a lock file, all private (0700/0600).
+#[derive(Debug)]
+pub struct Workspace {
+    root: PathBuf,
+    _lock: File,
+}
+
+impl Workspace {
+    /// The default data dir: `$XDG_DATA_HOME/mailhaul`.
+    pub fn default_data_dir() -> Option<PathBuf> {
+        directories::ProjectDirs::from("", "", "mailhaul").map(|d| d.data_dir().to_path_buf())
+    }
+
+    /// Opens the account's area and takes its exclusive lock (an `flock`,
+    /// released by the kernel even after kill -9), so that the dashboard and a
+    /// cron job never fetch the same account at once.
+    pub fn open(data_dir: &Path, account: &str) -> Result<Workspace, WorkspaceError> {
+        let root = data_dir.join("accounts").join(account);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join("staging"))?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(root.join("lock"))?;
+        // SAFETY: flock on an fd we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            return Err(if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                WorkspaceError::Busy(AccountBusy(account.to_string()))
+            } else {
+                WorkspaceError::Io(err)
+            });
+        }
+        Ok(Workspace { root, _lock: lock })
+    }
+
+    /// The journal file.
+    pub fn journal_path(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+
+    /// Where a verified claim is kept until delivered.
+    pub fn staged_path(&self, id: &str) -> PathBuf {
+        self.root.join("staging").join(format!("{id}.mbox"))
+    }
+
+    /// Where a claim is downloaded to before it is verified.
+    pub fn partial_path(&self, id: &str) -> PathBuf {
+        self.root.join("staging").join(format!("{id}.part"))
+    }
+
+    /// The staging directory (fsynced after renames into it).
+    pub fn staging_dir(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+}
+
+/// Why an account's work area could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// Another process holds it.
+    #[error(transparent)]
+    Busy(AccountBusy),
+    /// The data dir is not usable.
+    #[error("data dir: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// fsyncs a directory, making renames and creations in it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(id: &str) -> RemoteClaim {
+        RemoteClaim {
+            path: format!("/var/mail/a.mailhaul-claim.{id}"),
+            size: 5,
+            sha256: "00".repeat(32),
+        }
+    }
+
+    #[test]
+    fn replays_states_and_drops_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.staged(&claim("1-1-1")).unwrap();
+            j.staged(&claim("2-2-2")).unwrap();
+            j.released("1-1-1").unwrap();
+            j.delivered("2-2-2", 3).unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"released\t2-2").unwrap();
+        drop(f);
+        let mut j = Journal::open(&path).unwrap();
+        let pending = j.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, "1-1-1");
+        assert!(pending[0].released);
+        assert_eq!(pending[0].remote, claim("1-1-1"));
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
+        j.delivered("1-1-1", 1).unwrap();
+        j.compact().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(Journal::open(&path).unwrap().pending().is_empty());
+    }
+
+    #[test]
+    fn workspace_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Workspace::open(dir.path(), "acct").unwrap();
+        assert!(matches!(
+            Workspace::open(dir.path(), "acct"),
+            Err(WorkspaceError::Busy(_))
+        ));
+        drop(first);
+        assert!(Workspace::open(dir.path(), "acct").is_ok());
+    }
+}
