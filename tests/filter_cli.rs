@@ -529,3 +529,11 @@ fn maildir_names_and_modes_are_what_mutt_and_dovecot_expect() {
     }
     assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn without_maildir_or_config_everything_goes_to_home_maildir_inbox() {
+    let home = tempfile::tempdir().unwrap();
+    let out = filter(home.path(), &[], SMALL.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_folder(&home.path().join("Maildir"), "").len(), 3);
+}
