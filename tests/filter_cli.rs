@@ -537,3 +537,26 @@ fn without_maildir_or_config_everything_goes_to_home_maildir_inbox() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_folder(&home.path().join("Maildir"), "").len(), 3);
 }
+
+#[test]
+fn a_message_with_an_unparsable_header_goes_to_the_default_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("Mail");
+    let config = home.path().join("c.toml");
+    fs::write(
+        &config,
+        "[[filter.rule]]\nheader = \"List-Id\"\ncontains = \"mips\"\nfolder = \"lists\"\n",
+    )
+    .unwrap();
+    // A lone CR at the start of a header line: mailparse refuses the section.
+    let broken = "List-Id: <linux-mips.org>\n\rX: y\n\nbody\n";
+    let input = format!("From a@b Mon Jan  1 00:00:00 2024\n{broken}\n");
+    let out = filter(
+        home.path(),
+        &["-c", config.to_str().unwrap(), "--maildir", "Mail"],
+        input.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_folder(&root, ""), [broken]);
+    assert!(read_folder(&root, ".lists").is_empty());
+}
