@@ -35,7 +35,7 @@ pub mod mboxfile;
 pub mod mda;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -383,7 +383,6 @@ impl Filer {
                 folder: folder.to_string(),
             });
         }
-        let fsync = self.fsync;
         let dir = self.folder(folder, true)?.dir.clone();
         let maildir_err = |source| DeliveryError::Maildir {
             dir: dir.clone(),
@@ -393,11 +392,7 @@ impl Filer {
         let written = (|| {
             let mut out = BufWriter::with_capacity(64 << 10, file);
             message.content.copy_to(&mut out)?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            if fsync && self.batch == 1 {
-                file.sync_all()?;
-            }
-            Ok(())
+            out.flush()
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
