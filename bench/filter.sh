@@ -112,20 +112,21 @@ run() {
   sync
   /usr/bin/time -v -o "$work/time.txt" "$@" > /dev/null 2> "$work/err.txt" || {
     echo "failed: $label" >&2; cat "$work/err.txt" >&2; exit 1; }
-  local wall rss filed
+  local wall cpu rss filed
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$work/time.txt")
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$work/time.txt")
   filed=$(find "$dir" -path '*/new/*' -type f | wc -l)
-  awk -v l="$label" -v m="$msgs" -v b="$bytes" -v w="$wall" -v r="$rss" -v f="$filed" 'BEGIN {
-    printf "| %s | %d | %.2f | %.0f | %.1f | %s |\n", l, f, w, m / w, b / 1e6 / w, r }'
+  awk -v l="$label" -v m="$msgs" -v b="$bytes" -v w="$wall" -v c="$cpu" -v r="$rss" -v f="$filed" 'BEGIN {
+    printf "| %s | %d | %.2f | %.0f | %.1f | %.2f | %.0f | %s |\n", l, f, w, m / w, b / 1e6 / w, c, c * 1e6 / m, r }'
 }
 
 size=$(stat -c %s "$inputs/corpus.mbox")
 batch=$("$bin" filter --help | sed -n 's/.*\[default: \([0-9]*\)\].*/\1/p' | head -1)
 echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); Maildirs in $work ($(df -T "$work" | awk 'NR==2 {print $2}')); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | files in new/ | wall s | msgs/s | MB/s | peak RSS MB |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| run | files in new/ | wall s | msgs/s | MB/s | CPU s (user+sys) | CPU µs/msg | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 run "mailhaul, fsync (default: batches of $batch)" "$messages" "$size" "$work/md1" \
   "$bin" filter -c "$work/rules.toml" --maildir "$work/md1" "$inputs/corpus.mbox"
 run "mailhaul, --no-fsync" "$messages" "$size" "$work/md2" \
