@@ -755,6 +755,24 @@ impl Run<'_> {
                 format!("{e}; the claim is kept in {}", staged.display()),
             ));
         }
+        // A message neither filed nor quarantined exists only in the staged
+        // claim: keep it (and leave the claim undelivered in the journal) so
+        // that the next fetch delivers it; stable names skip the rest.
+        let unkept = report
+            .undelivered
+            .iter()
+            .filter(|u| u.kept.is_none())
+            .count();
+        if unkept > 0 {
+            return Err(FetchError::new(
+                Exit::PartialDelivery,
+                format!(
+                    "{unkept} message(s) could be neither filed nor quarantined; the claim is kept \
+                     in {} and the next fetch delivers them",
+                    staged.display()
+                ),
+            ));
+        }
         journal
             .delivered(&c.id, report.messages)
             .map_err(|e| FetchError::local("journal", e))?;
