@@ -291,19 +291,16 @@ mod tests {
         ));
     }
 
-    /// The prelude decodes every byte but NUL, run by the local /bin/sh.
-    #[test]
-    fn prelude_decodes_all_bytes_locally() {
-        let every: Vec<u8> = (1..=255).collect();
-        let args: Vec<&[u8]> = vec![b"a b", b"", b"$(touch /tmp/x)'\"\n\n", &every];
-        let line = command_line(&args).unwrap();
-        let script =
-            r#"for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \n'; echo; done"#;
+    /// Runs `script` with `args` the way a server would (`sh -s -- ARGS`
+    /// with the prelude and script on stdin), with the local /bin/sh.
+    fn run_locally(script: &str, args: &[&[u8]]) -> std::process::Output {
+        let line = command_line(args).unwrap();
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("exec {line}"))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         child
@@ -312,7 +309,17 @@ mod tests {
             .unwrap()
             .write_all(stdin_text(script).as_bytes())
             .unwrap();
-        let out = child.wait_with_output().unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// The prelude decodes every byte but NUL, run by the local /bin/sh.
+    #[test]
+    fn prelude_decodes_all_bytes_locally() {
+        let every: Vec<u8> = (1..=255).collect();
+        let args: Vec<&[u8]> = vec![b"a b", b"", b"$(touch /tmp/x)'\"\n\n", &every];
+        let script =
+            r#"for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \n'; echo; done"#;
+        let out = run_locally(script, &args);
         assert!(out.status.success());
         let hex: Vec<String> = args
             .iter()
@@ -330,22 +337,10 @@ mod tests {
     #[test]
     fn claim_script_send_refuses_a_missing_claim_on_stderr() {
         let claim = b"/nonexistent/.mailhaul/claims/inbox.0123456789ab.1-2-3.mbox";
-        let line = command_line(&[b"send", claim, b"cat", b"0"]).unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("exec {line}"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin_text(crate::engine::claim::SCRIPT).as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_locally(
+            crate::engine::claim::SCRIPT,
+            &[b"send", claim, b"cat", b"0"],
+        );
         assert_eq!(out.status.code(), Some(12));
         assert!(out.stdout.is_empty(), "{:?}", out.stdout);
         assert_eq!(
