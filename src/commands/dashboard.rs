@@ -87,6 +87,7 @@ fn load_history(path: &Path) -> (Vec<ui::PastFetch>, Option<String>) {
             entries
                 .into_iter()
                 .map(|e| ui::PastFetch {
+                    finished_unix: e.unix_secs(),
                     account: e.account,
                     summary: e.summary,
                 })

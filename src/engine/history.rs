@@ -93,6 +93,36 @@ pub fn read(path: &Path) -> io::Result<Vec<HistoryEntry>> {
         .collect())
 }
 
+impl HistoryEntry {
+    /// When the fetch ended, in seconds since the Unix epoch; `None` when the
+    /// stamp is not the `YYYY-MM-DDTHH:MM:SSZ` this file writes.
+    pub fn unix_secs(&self) -> Option<u64> {
+        let t = self.time.as_bytes();
+        let shape_ok = t.len() == 20
+            && t.iter().enumerate().all(|(i, &b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b'T',
+                13 | 16 => b == b':',
+                19 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            });
+        if !shape_ok {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| self.time[r].parse::<u32>().ok();
+        let at = UtcTime {
+            year: i64::from(num(0..4)?),
+            month: num(5..7)?,
+            day: num(8..10)?,
+            hour: num(11..13)?,
+            minute: num(14..16)?,
+            second: num(17..19)?,
+            weekday: 0,
+        };
+        u64::try_from(at.to_unix()).ok()
+    }
+}
+
 /// Formats a time as RFC 3339 in UTC, to the second.
 fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -113,6 +143,21 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn stamps_read_back_as_unix_time() {
+        let entry = |time: &str| HistoryEntry {
+            time: time.into(),
+            account: "a".into(),
+            summary: FetchSummary::default(),
+        };
+        for secs in [0, 951_782_400, 1_798_761_599] {
+            let stamp = rfc3339(UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(entry(&stamp).unix_secs(), Some(secs), "{stamp}");
+        }
+        assert_eq!(entry("2026-11-28 10:00:00").unix_secs(), None);
+        assert_eq!(entry("yesterday").unix_secs(), None);
     }
 
     #[test]

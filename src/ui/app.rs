@@ -128,8 +128,8 @@ impl App {
             .iter()
             .filter_map(|a| a.last.as_ref())
             .map(|last| {
-                let age = self.now.saturating_duration_since(last.at).as_secs();
-                last.at + Duration::from_secs((age / 60 + 1) * 60)
+                let age = last.age(self.now).as_secs();
+                self.now + Duration::from_secs(60 - age % 60)
             })
             .min()
     }

@@ -81,12 +81,24 @@ pub struct AccountView {
 /// The outcome of the last finished fetch of an account.
 #[derive(Debug, Clone)]
 pub struct LastFetch {
-    /// When it ended.
+    /// When it ended, or when the dashboard started for a fetch read from
+    /// the history file (`age_then` holds its age at that moment).
     pub at: Instant,
+    /// Age at `at`: zero for fetches of this session; for a fetch from the
+    /// history file, how long before the start it ended (an `Instant` cannot
+    /// reach back before the machine booted).
+    pub age_then: Duration,
     /// When it ended, in wall-clock seconds since the Unix epoch.
     pub unix_secs: u64,
     /// How it ended.
     pub outcome: Outcome,
+}
+
+impl LastFetch {
+    /// How long ago it ended.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.at) + self.age_then
+    }
 }
 
 /// How a fetch ended.
@@ -234,20 +246,37 @@ pub struct HostKeyPrompt {
     pub refusal: Option<String>,
 }
 
-/// One past fetch for the history chart: what the fetch helper's history
-/// file (`engine::history`) keeps per line, less the time, which the chart
-/// does not show.
+/// One past fetch: what the history file (`engine::history`) keeps per line,
+/// for the history chart and each account's "last fetch".
 #[derive(Debug, Clone, PartialEq)]
 pub struct PastFetch {
     /// The account.
     pub account: String,
+    /// When it ended, in seconds since the Unix epoch, when known.
+    pub finished_unix: Option<u64>,
     /// What the fetch moved and how long it took.
     pub summary: FetchSummary,
+}
+
+/// An account's last fetch as the history file tells it, if it has a time.
+fn last_from_history(history: &[PastFetch], account: &str, start: Moment) -> Option<LastFetch> {
+    let past = history
+        .iter()
+        .rev()
+        .find(|p| p.account == account && p.finished_unix.is_some())?;
+    let unix_secs = past.finished_unix?;
+    Some(LastFetch {
+        at: start.instant,
+        age_then: Duration::from_secs(start.unix_secs.saturating_sub(unix_secs)),
+        unix_secs,
+        outcome: Outcome::Done(past.summary.clone()),
+    })
 }
 
 impl Model {
     /// The model for a config's accounts, with the history read at start.
     pub fn new(config: &Config, history: Vec<PastFetch>) -> Model {
+        let start = Moment::now();
         let accounts = config
             .accounts
             .iter()
@@ -258,7 +287,7 @@ impl Model {
                 port: a.port,
                 spool_path: a.spool.clone(),
                 fetch: FetchView::default(),
-                last: None,
+                last: last_from_history(&history, &a.name, start),
                 spool: None,
                 forward: ForwardView {
                     listen: a.forward.listen.get_ref().clone(),
@@ -386,6 +415,7 @@ impl Model {
                 view.fetch.summary = Some(summary.clone());
                 view.last = Some(LastFetch {
                     at: at.instant,
+                    age_then: Duration::ZERO,
                     unix_secs: at.unix_secs,
                     outcome: Outcome::Done(summary.clone()),
                 });
@@ -396,6 +426,7 @@ impl Model {
                     .retain(|p| p.refusal.is_some() || p.account != name);
                 self.history.push(PastFetch {
                     account: name,
+                    finished_unix: Some(at.unix_secs),
                     summary,
                 });
             }
@@ -405,6 +436,7 @@ impl Model {
                 view.fetch.error = Some((exit, message.clone()));
                 view.last = Some(LastFetch {
                     at: at.instant,
+                    age_then: Duration::ZERO,
                     unix_secs: at.unix_secs,
                     outcome: Outcome::Failed { exit, message },
                 });

@@ -92,6 +92,7 @@ fn summary(messages: u64, raw: u64, payload: u64, ms: u64) -> FetchSummary {
 fn history() -> Vec<PastFetch> {
     (0..14u64)
         .map(|i| PastFetch {
+            finished_unix: None,
             account: if i % 5 == 4 { "work" } else { "home" }.into(),
             summary: summary(
                 20 + i * 7,
@@ -970,4 +971,40 @@ fn debug_lines_stay_out_of_the_log_panel() {
         screen.contains("WARN  home: lock busy, waiting"),
         "{screen}"
     );
+}
+
+#[test]
+fn each_account_shows_its_last_fetch_from_the_history_file_with_its_age() {
+    let config = Config::parse(CONFIG, Path::new("test.toml")).expect("test config parses");
+    let now = Moment::now();
+    let history = vec![
+        PastFetch {
+            account: "home".into(),
+            finished_unix: Some(now.unix_secs - 3 * 86_400),
+            summary: summary(7, 1_000, 250, 900),
+        },
+        PastFetch {
+            account: "home".into(),
+            finished_unix: Some(now.unix_secs - 3 * 3_600 - 30),
+            summary: summary(42, 40_000, 9_000, 1_200),
+        },
+        PastFetch {
+            account: "work".into(),
+            finished_unix: None,
+            summary: summary(5, 1_000, 250, 900),
+        },
+    ];
+    let model = super::model::Model::new(&config, history);
+    let home = model.accounts.iter().find(|a| a.name == "home").unwrap();
+    let last = home
+        .last
+        .as_ref()
+        .expect("home's last fetch comes from the history");
+    assert_eq!(super::format::ago(last.age(Instant::now())), "3h ago");
+    assert!(
+        matches!(&last.outcome, super::model::Outcome::Done(s) if s.messages == 42),
+        "the latest entry wins"
+    );
+    let work = model.accounts.iter().find(|a| a.name == "work").unwrap();
+    assert!(work.last.is_none(), "an entry without a time seeds nothing");
 }

@@ -57,7 +57,7 @@ pub fn last_fetch(account: &AccountView, ctx: &Context, compact: bool) -> Span<'
     match &account.last {
         None => Span::styled("never", ctx.theme.dim()),
         Some(last) => {
-            let ago = format::ago(ctx.now.saturating_duration_since(last.at));
+            let ago = format::ago(last.age(ctx.now));
             match &last.outcome {
                 Outcome::Done(_) if compact => Span::styled(format!("ok {ago}"), ctx.theme.ok()),
                 Outcome::Done(s) => {

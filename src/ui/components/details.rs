@@ -84,18 +84,22 @@ impl Component for DetailsOverlay {
             )
             .to_vec(),
         ));
-        match a.last.as_ref().map(|l| (&l.outcome, l.at, l.unix_secs)) {
+        match a
+            .last
+            .as_ref()
+            .map(|l| (&l.outcome, l.age(ctx.now), l.unix_secs))
+        {
             None => lines.push(Line::from(
                 field("last     ", "no fetch in this session".into(), theme).to_vec(),
             )),
-            Some((Outcome::Done(s), at, unix)) => {
+            Some((Outcome::Done(s), age, unix)) => {
                 lines.push(Line::from(
                     field(
                         "last     ",
                         format!(
                             "ok at {} ({}): {} messages, {} undelivered",
                             clock(unix, ctx.utc_offset),
-                            format::ago(ctx.now.saturating_duration_since(at)),
+                            format::ago(age),
                             s.messages,
                             s.undelivered
                         ),
@@ -120,14 +124,14 @@ impl Component for DetailsOverlay {
                     .to_vec(),
                 ));
             }
-            Some((Outcome::Failed { exit, message }, at, unix)) => {
+            Some((Outcome::Failed { exit, message }, age, unix)) => {
                 lines.push(Line::from(
                     field(
                         "last     ",
                         format!(
                             "failed at {} ({}), exit {} {exit:?}",
                             clock(unix, ctx.utc_offset),
-                            format::ago(ctx.now.saturating_duration_since(at)),
+                            format::ago(age),
                             exit.code()
                         ),
                         theme,
