@@ -13,7 +13,8 @@
 #   claim SPOOL STRATEGY WAIT   take the spool under its dot-lock (STRATEGY is
 #                               rename or copy-truncate, WAIT the lock wait in
 #                               seconds), then list every finished claim
-#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, gzip or cat)
+#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, zstd-adapt
+#                               (LEVEL is the lowest), gzip or cat)
 #   release PATH                delete a claim the client has verified
 # SPOOL may be empty (the default spool) or start with `~/`.
 # A claim never overwrites anything: claim files are created with O_EXCL
@@ -284,6 +285,7 @@ cmd_send() {
   case $3 in ''|*[!0-9]*) fail bad-request "level must be a number" 3 ;; esac
   case $2 in
     zstd) exec zstd -q -c "-$3" -- "$1" ;;
+    zstd-adapt) exec zstd -q -c "--adapt=min=$3,max=19" -- "$1" ;;
     gzip) exec gzip -c "-$3" < "$1" ;;
     cat) exec cat -- "$1" ;;
     *) fail bad-request "unknown method $2" 3 ;;

@@ -271,7 +271,7 @@ fn connect_ssh(
 
 /// Runs one command of the claim script and returns its records.
 fn script(conn: &Connection, args: &[&[u8]]) -> Result<Vec<(String, String)>, FetchError> {
-    let out = conn.run_script(claim::SCRIPT, args)?;
+    let out = conn.run_script(claim::script(), args)?;
     Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
 }
 
@@ -392,6 +392,8 @@ impl Run<'_> {
         let compress_first = self.account.compression == Compression::Ssh;
         let mut conn = self.connect(compress_first)?;
         let mut probe = probe(&conn, self.account)?;
+        // Later steps send the script gzip-compressed: it is most of the upload.
+        conn.set_gzip_scripts(probe.tools.gzip);
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
@@ -403,6 +405,7 @@ impl Run<'_> {
         if method.method.needs_transport_compression() && !compress_first {
             conn = self.connect(true)?;
             probe = self::probe(&conn, self.account)?;
+            conn.set_gzip_scripts(probe.tools.gzip);
         }
         self.summary.method = method.method.label();
         let strategy = choose_strategy(&probe, self.account.claim);
@@ -575,7 +578,7 @@ impl Run<'_> {
         let id = remote.id();
         let (name, level) = method.send_args();
         let mut stream = conn.start_script(
-            claim::SCRIPT,
+            claim::script(),
             &[
                 b"send".as_slice(),
                 remote.path.as_bytes(),
