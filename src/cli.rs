@@ -62,6 +62,15 @@ pub enum Command {
     /// everything goes to INBOX. Exits 8 when some message was not delivered
     /// where the rules say, naming each and where it is kept.
     Filter(FilterArgs),
+    /// Runs an account's SMTP forward (like `ssh -C -L2525:mailhost:25`)
+    /// until interrupted, printing its state and traffic.
+    Tunnel {
+        /// The account (default: the first in the config).
+        account: Option<String>,
+        /// Seconds between stats lines (printed only when they changed).
+        #[arg(long, default_value_t = 10, value_name = "SECS")]
+        stats_every: u64,
+    },
 }
 
 /// Arguments of `mailhaul filter`.

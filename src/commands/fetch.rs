@@ -68,7 +68,10 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
         Err(e) => return e,
     };
     let options = match FetchOptions::headless(args.dry_run) {
-        Ok(o) => o,
+        Ok(o) => FetchOptions {
+            prompter: super::prompt::TerminalPrompter::if_interactive(),
+            ..o
+        },
         Err(e) => {
             eprintln!("mailhaul: {e}");
             return e.exit;
@@ -128,9 +131,10 @@ pub fn run_check(config_path: Option<&Path>, args: &CheckArgs) -> Exit {
         Ok(a) => a,
         Err(e) => return e,
     };
+    let prompter = super::prompt::TerminalPrompter::if_interactive();
     let mut exit = Exit::Ok;
     for account in &accounts {
-        let result = fetch::connect(account, false, &crate::engine::ssh::NoPrompts)
+        let result = fetch::connect(account, false, prompter.as_ref())
             .and_then(|conn| fetch::inspect(&conn, account));
         match result {
             Ok(i) => {

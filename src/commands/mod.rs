@@ -4,6 +4,8 @@
 pub mod fetch;
 mod filter;
 pub mod init;
+pub mod prompt;
+pub mod tunnel;
 
 use clap::CommandFactory;
 
@@ -35,5 +37,13 @@ pub fn run(cli: Cli) -> Exit {
                 }
             }
         }
+        Some(Command::Tunnel {
+            account,
+            stats_every,
+        }) => tunnel::run(
+            cli.config.as_deref(),
+            account,
+            std::time::Duration::from_secs(stats_every.max(1)),
+        ),
     }
 }

@@ -15,3 +15,4 @@ pub mod pipeline;
 pub mod rules;
 pub mod ssh;
 pub mod transfer;
+pub mod tunnel;

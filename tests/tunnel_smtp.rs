@@ -1,0 +1,530 @@
+//! The SMTP forward against real software: a real OpenSSH sshd on loopback,
+//! the system Postfix behind it as the "mail host", and swaks as the SMTP
+//! client. Mail sent through the forward must land intact in the user's
+//! spool; failures must reach the client as clean closes and the watcher as
+//! error events.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Postfix, SystemLock, TestSshd, TestUser};
+use crossbeam_channel::Receiver;
+use mailhaul::config::{Account, Config};
+use mailhaul::engine::event::{Event, TunnelEvent, TunnelState};
+use mailhaul::engine::tunnel::{connector, Tunnel, TunnelHandle, TunnelSpec};
+use md5::{Digest, Md5};
+
+/// A forward from 127.0.0.1:(free port) through a fresh sshd to `target`.
+struct Forward {
+    // Dropped first: the forward stops before its server goes away.
+    handle: Option<TunnelHandle>,
+    sshd: TestSshd,
+    user: TestUser,
+    events: Receiver<Event>,
+    addr: SocketAddr,
+    /// Every event seen so far, in order.
+    seen: Vec<TunnelEvent>,
+}
+
+impl Forward {
+    /// `target` is the forward's `host:port` as seen from the server; `None`
+    /// is the default (port 25 on the server itself).
+    fn start(target: Option<&str>) -> Forward {
+        Forward::start_named("tun", target)
+    }
+
+    /// As [`Forward::start`], for an account called `name` (the worker
+    /// thread is called `tunnel-NAME`).
+    fn start_named(name: &str, target: Option<&str>) -> Forward {
+        Postfix::ensure_running();
+        let sshd = TestSshd::start();
+        let user = TestUser::create_for(&sshd, "tun");
+        let account = account(name, &sshd, &user, target);
+        let spec = TunnelSpec::from_account(&account).expect("spec");
+        let (tx, events) = crossbeam_channel::unbounded();
+        let handle = Tunnel::start(spec, connector(&account), tx).expect("start the forward");
+        let addr = handle.local_addr();
+        let mut forward = Forward {
+            sshd,
+            user,
+            handle: Some(handle),
+            events,
+            addr,
+            seen: Vec::new(),
+        };
+        forward.wait_for(
+            |e| matches!(e, TunnelEvent::State(TunnelState::Listening(_))),
+            "Listening",
+        );
+        forward
+    }
+
+    /// Waits (up to 30 s) for an event matching `want`; returns it.
+    fn wait_for(&mut self, want: impl Fn(&TunnelEvent) -> bool, what: &str) -> TunnelEvent {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Tunnel { event, .. }) => {
+                    self.seen.push(event.clone());
+                    if want(&event) {
+                        return event;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => panic!("no {what} event within 30 s; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends `data` (a whole message) with swaks through the forward.
+    fn swaks(&self, data: &Path) -> Output {
+        Command::new("swaks")
+            .args(["--silent", "1", "--from", "sender@example.org", "--to"])
+            .arg(format!("{}@localhost", self.user.name))
+            .arg("--server")
+            .arg(self.addr.ip().to_string())
+            .arg("--port")
+            .arg(self.addr.port().to_string())
+            .arg("--data")
+            .arg(format!("@{}", data.display()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run swaks")
+    }
+
+    fn stop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.stop();
+        }
+        while let Ok(Event::Tunnel { event, .. }) = self.events.try_recv() {
+            self.seen.push(event);
+        }
+    }
+}
+
+fn account(name: &str, sshd: &TestSshd, user: &TestUser, target: Option<&str>) -> Account {
+    let target = target.map_or(String::new(), |t| format!("target = \"{t}\"\n"));
+    let text = format!(
+        "[[account]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{user}\"\n\
+         identity_file = \"{key}\"\nuse_agent = false\nknown_hosts_file = \"{kh}\"\n\
+         [account.forward]\nlisten = \"127.0.0.1:0\"\n{target}",
+        port = sshd.port,
+        user = user.name,
+        key = sshd.key.display(),
+        kh = sshd.known_hosts.display(),
+    );
+    let config = Config::parse(&text, Path::new("test.toml")).expect("config");
+    config.accounts[0].clone()
+}
+
+/// A message with a unique subject and `body_lines` lines of varied text;
+/// returns it and the md5 of its body.
+fn message(subject: &str, body_lines: usize) -> (Vec<u8>, String) {
+    let mut body = String::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ subject.len() as u64;
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,;:-";
+    for i in 0..body_lines {
+        body.push_str(&format!("{i:07} "));
+        for _ in 0..68 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(CHARS[(x % CHARS.len() as u64) as usize] as char);
+        }
+        body.push('\n');
+    }
+    let msg =
+        format!("From: sender@example.org\nTo: someone@example.org\nSubject: {subject}\n\n{body}");
+    (
+        msg.into_bytes(),
+        md5_hex(body.trim_end_matches('\n').as_bytes()),
+    )
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn write_temp(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write message file");
+    path
+}
+
+/// The md5 of the body of the message in `spool` whose subject is `subject`.
+fn spool_body_md5(spool: &[u8], subject: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(spool);
+    let marker = format!("\nSubject: {subject}\n");
+    let at = text.find(&marker)?;
+    let rest = &text[at + marker.len()..];
+    let body_start = rest.find("\n\n")? + 2;
+    let body = &rest[body_start..];
+    let end = body.find("\nFrom ").map_or(body.len(), |i| i + 1);
+    Some(md5_hex(body[..end].trim_end_matches('\n').as_bytes()))
+}
+
+/// Waits until the user's spool holds a message for every subject.
+fn wait_for_subjects(user: &TestUser, subjects: &[String]) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let spool = user.spool_contents();
+        let text = String::from_utf8_lossy(&spool);
+        let missing: Vec<&String> = subjects
+            .iter()
+            .filter(|s| !text.contains(&format!("\nSubject: {s}\n")))
+            .collect();
+        let locked = Path::new(&format!("{}.lock", user.spool.display())).exists();
+        if missing.is_empty() && !locked {
+            return spool;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered within 90 s: {missing:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_swaks_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "swaks failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn message_sent_through_the_forward_lands_intact() {
+    let mut fwd = Forward::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let subject = format!("tunnel-one-{}", fwd.user.name);
+    let (msg, md5) = message(&subject, 200);
+    let out = fwd.swaks(&write_temp(dir.path(), "m", &msg));
+    assert_swaks_ok(&out);
+    let spool = wait_for_subjects(&fwd.user, std::slice::from_ref(&subject));
+    assert_eq!(spool_body_md5(&spool, &subject).as_deref(), Some(&*md5));
+    let stats = fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.total == 1 && s.live == 0),
+        "Stats after the transaction",
+    );
+    let TunnelEvent::Stats(stats) = stats else {
+        unreachable!()
+    };
+    assert!(stats.bytes_up >= msg.len() as u64, "{stats:?}");
+    assert!(stats.bytes_down > 0 && stats.socket_sent > 0, "{stats:?}");
+    assert_eq!(stats.errors, 0, "{:?}", fwd.seen);
+    fwd.stop();
+    assert!(matches!(
+        fwd.seen.last(),
+        Some(TunnelEvent::State(TunnelState::Off))
+    ));
+}
+
+#[test]
+fn twenty_concurrent_transactions_all_succeed() {
+    let mut fwd = Forward::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut subjects = Vec::new();
+    let mut sums = Vec::new();
+    let mut children = Vec::new();
+    for i in 0..20 {
+        let subject = format!("tunnel-many-{i}-{}", fwd.user.name);
+        let (msg, md5) = message(&subject, 50 + i * 10);
+        let path = write_temp(dir.path(), &format!("m{i}"), &msg);
+        let child = Command::new("swaks")
+            .args(["--silent", "1", "--from", "sender@example.org", "--to"])
+            .arg(format!("{}@localhost", fwd.user.name))
+            .arg("--server")
+            .arg(format!("{}:{}", fwd.addr.ip(), fwd.addr.port()))
+            .arg("--data")
+            .arg(format!("@{}", path.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn swaks");
+        children.push(child);
+        subjects.push(subject);
+        sums.push(md5);
+    }
+    for child in children {
+        assert_swaks_ok(&child.wait_with_output().unwrap());
+    }
+    let spool = wait_for_subjects(&fwd.user, &subjects);
+    for (subject, md5) in subjects.iter().zip(&sums) {
+        assert_eq!(
+            spool_body_md5(&spool, subject).as_deref(),
+            Some(md5.as_str()),
+            "{subject}"
+        );
+    }
+    fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.total == 20 && s.live == 0),
+        "Stats with 20 finished connections",
+    );
+    assert!(
+        !fwd.seen.iter().any(|e| matches!(e, TunnelEvent::Error(_))),
+        "{:?}",
+        fwd.seen
+    );
+}
+
+/// Raises Postfix's message size limit to at least `bytes` (the Debian
+/// default is 10 MB).
+fn allow_messages_of(bytes: u64) {
+    let _lock = SystemLock::acquire("postfix");
+    let out = common::run(Command::new("/usr/sbin/postconf").args(["-h", "message_size_limit"]));
+    let limit: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if limit != 0 && limit < bytes {
+        common::run(
+            Command::new("/usr/sbin/postconf").args(["-e", &format!("message_size_limit={bytes}")]),
+        );
+        common::run(Command::new("/usr/sbin/postfix").arg("reload"));
+    }
+}
+
+#[test]
+fn twenty_megabyte_message_arrives_intact() {
+    allow_messages_of(64 << 20);
+    let mut fwd = Forward::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let subject = format!("tunnel-big-{}", fwd.user.name);
+    let (msg, md5) = message(&subject, 20 * 1024 * 1024 / 77);
+    assert!(msg.len() > 20_000_000);
+    let out = fwd.swaks(&write_temp(dir.path(), "big", &msg));
+    assert_swaks_ok(&out);
+    let spool = wait_for_subjects(&fwd.user, std::slice::from_ref(&subject));
+    assert_eq!(spool_body_md5(&spool, &subject).as_deref(), Some(&*md5));
+    let TunnelEvent::Stats(stats) = fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.total == 1 && s.live == 0),
+        "final Stats",
+    ) else {
+        unreachable!()
+    };
+    // Transport compression is on: the socket carries less than the message.
+    assert!(
+        stats.socket_sent < stats.bytes_up,
+        "no compression on the wire: {stats:?}"
+    );
+}
+
+#[test]
+fn closed_target_port_gives_a_clean_close_and_an_error_event() {
+    // Port 1 on the server: nothing listens there.
+    let mut fwd = Forward::start(Some("127.0.0.1:1"));
+    let mut client = TcpStream::connect(fwd.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // A clean close: EOF, not a reset and not a hang.
+    assert_eq!(client.read(&mut buf).expect("read from the forward"), 0);
+    let error = fwd.wait_for(|e| matches!(e, TunnelEvent::Error(_)), "Error");
+    let TunnelEvent::Error(text) = error else {
+        unreachable!()
+    };
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    // The forward keeps serving after the failure.
+    let TunnelEvent::Stats(stats) = fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.errors == 1 && s.live == 0),
+        "Stats with the error",
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(stats.total, 1);
+}
+
+#[test]
+fn dropped_ssh_connection_is_reestablished() {
+    let mut fwd = Forward::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    // End the server side of the session: sshd's per-connection processes.
+    // Each tree is frozen before it is killed, so that a monitor cannot fork
+    // its post-auth child in between (that child would keep the socket open).
+    let sessions = common::proc::descendants(fwd.sshd.pid() as i32);
+    assert!(!sessions.is_empty(), "no sshd session process");
+    for pid in sessions {
+        common::proc::kill_tree(pid);
+    }
+    fwd.wait_for(
+        |e| matches!(e, TunnelEvent::State(TunnelState::Reconnecting { .. })),
+        "Reconnecting",
+    );
+    fwd.wait_for(
+        |e| matches!(e, TunnelEvent::State(TunnelState::Listening(_))),
+        "Listening again",
+    );
+    let subject = format!("tunnel-again-{}", fwd.user.name);
+    let (msg, md5) = message(&subject, 100);
+    assert_swaks_ok(&fwd.swaks(&write_temp(dir.path(), "m", &msg)));
+    let spool = wait_for_subjects(&fwd.user, std::slice::from_ref(&subject));
+    assert_eq!(spool_body_md5(&spool, &subject).as_deref(), Some(&*md5));
+    assert!(fwd
+        .seen
+        .iter()
+        .any(|e| matches!(e, TunnelEvent::Error(t) if t.contains("SSH connection lost"))));
+}
+
+#[test]
+fn stop_closes_open_smtp_connections_cleanly() {
+    let mut fwd = Forward::start(None);
+    let mut client = TcpStream::connect(fwd.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = [0u8; 512];
+    let n = client.read(&mut greeting).unwrap();
+    assert!(greeting[..n].starts_with(b"220 "), "{:?}", &greeting[..n]);
+    client.write_all(b"EHLO client.example.org\r\n").unwrap();
+    fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.live == 1 && s.bytes_up > 0),
+        "Stats with a live connection",
+    );
+    let started = Instant::now();
+    fwd.stop();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Whatever the server already said may still arrive; then a clean EOF.
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("a clean close, not a reset");
+    assert!(matches!(
+        fwd.seen.last(),
+        Some(TunnelEvent::State(TunnelState::Off))
+    ));
+}
+
+/// CPU time (ticks) used so far by this process's thread named `name`.
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            // utime and stime are fields 14 and 15; `fields` starts at field 3.
+            return Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?);
+        }
+    }
+    None
+}
+
+#[test]
+fn idle_forward_uses_no_cpu() {
+    let fwd = Forward::start_named("idle", None);
+    let name = "tunnel-idle";
+    let before = thread_cpu_ticks(name).expect("the forward's thread");
+    std::thread::sleep(Duration::from_secs(3));
+    let after = thread_cpu_ticks(name).expect("the forward's thread");
+    // 3 s at 100 ticks/s: a busy loop would use ~300 ticks.
+    assert!(
+        after - before <= 2,
+        "idle forward used {} ticks in 3 s",
+        after - before
+    );
+    drop(fwd);
+}
+
+#[test]
+fn half_closes_are_forwarded_both_ways() {
+    // The target is a plain TCP service on the server host (this machine):
+    // it reads until the client's EOF, then answers with the byte count and
+    // the md5 of what it got, then closes.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = service.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = service.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        let answer = format!("{} {}\n", got.len(), md5_hex(&got));
+        conn.write_all(answer.as_bytes()).unwrap();
+    });
+    let mut fwd = Forward::start(Some(&target));
+    let mut client = TcpStream::connect(fwd.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    client.write_all(&data).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    client
+        .read_to_string(&mut answer)
+        .expect("the answer, then EOF");
+    assert_eq!(answer, format!("{} {}\n", data.len(), md5_hex(&data)));
+    server.join().unwrap();
+    let TunnelEvent::Stats(stats) = fwd.wait_for(
+        |e| matches!(e, TunnelEvent::Stats(s) if s.total == 1 && s.live == 0),
+        "final Stats",
+    ) else {
+        unreachable!()
+    };
+    assert_eq!(stats.bytes_up, data.len() as u64);
+    assert_eq!(stats.bytes_down, answer.len() as u64);
+}
+
+#[test]
+fn request_stop_returns_at_once_and_reports_off_when_done() {
+    let mut fwd = Forward::start(None);
+    let mut client = TcpStream::connect(fwd.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = [0u8; 512];
+    assert!(client.read(&mut greeting).unwrap() > 0);
+    let handle = fwd.handle.take().unwrap();
+    let started = Instant::now();
+    handle.request_stop();
+    assert!(started.elapsed() < Duration::from_millis(200));
+    fwd.wait_for(|e| matches!(e, TunnelEvent::State(TunnelState::Off)), "Off");
+    std::net::TcpListener::bind(fwd.addr).expect("the listen address is free after Off");
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("a clean close, not a reset");
+}
+
+#[test]
+fn reconnect_backs_off_exponentially_while_the_server_is_down() {
+    let mut fwd = Forward::start(None);
+    // The whole server goes away: listener and sessions.
+    common::proc::kill_tree(fwd.sshd.pid() as i32);
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        if let TunnelEvent::State(TunnelState::Reconnecting { in_secs }) = fwd.wait_for(
+            |e| matches!(e, TunnelEvent::State(TunnelState::Reconnecting { .. })),
+            "Reconnecting",
+        ) {
+            waits.push(in_secs);
+        }
+    }
+    assert_eq!(waits, [1, 2, 4]);
+    assert!(
+        fwd.seen
+            .iter()
+            .any(|e| matches!(e, TunnelEvent::Error(t) if t.starts_with("cannot connect"))),
+        "{:?}",
+        fwd.seen
+    );
+    // A stop during the backoff ends the forward at once.
+    let started = Instant::now();
+    fwd.stop();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(
+        fwd.seen.last(),
+        Some(TunnelEvent::State(TunnelState::Off))
+    ));
+}
