@@ -23,6 +23,8 @@
 
 set -u
 umask 077
+# gzip as the login shell finds it: the exec request `gzip -dc | sh -s` needs that.
+if command -v gzip >/dev/null 2>&1; then login_gzip=1; else login_gzip=0; fi
 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:${PATH:-}
 LC_ALL=C
 export PATH LC_ALL
@@ -183,6 +185,7 @@ facts() {
   done
   if have sha256sum || have shasum || have sha256 || have openssl; then say "tool sha256 1"; else say "tool sha256 0"; fi
   if have head && have cmp; then say "tool head-cmp 1"; else say "tool head-cmp 0"; fi
+  say "tool gzip-login $login_gzip"
   if have zstd; then
     say "zstd-version $(zstd -V 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n 1)"
   fi

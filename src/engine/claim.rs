@@ -164,6 +164,9 @@ pub struct Tools {
     pub zstd: bool,
     /// `gzip`.
     pub gzip: bool,
+    /// `gzip` on the login shell's own `PATH`, where an exec request
+    /// (`gzip -dc | sh -s ...`, scripts sent compressed) finds it.
+    pub gzip_login: bool,
     /// Some sha256 tool (`sha256sum`, `shasum`, `sha256`, `openssl`).
     pub sha256: bool,
     /// `head` and `cmp`, used to repair a claim cut short.
@@ -215,6 +218,7 @@ pub fn parse_probe(records: &[(String, String)]) -> Result<Probe, ScriptError> {
                     "lockfile" => p.tools.lockfile = have,
                     "zstd" => p.tools.zstd = have,
                     "gzip" => p.tools.gzip = have,
+                    "gzip-login" => p.tools.gzip_login = have,
                     "sha256" => p.tools.sha256 = have,
                     "head-cmp" => p.tools.head_cmp = have,
                     _ => {}
@@ -539,6 +543,7 @@ mod tests {
                 lockfile: false,
                 zstd: true,
                 gzip: true,
+                gzip_login: true,
                 sha256: true,
                 head_cmp: true,
             },
@@ -708,6 +713,8 @@ mod tests {
             replies.push((probe, sizes, release, after));
         }
         assert!(replies[0].0.ends_with("ok\n"), "{}", replies[0].0);
+        let probe = parse_probe(&parse_reply(replies[0].0.as_bytes(), b"", 0).unwrap()).unwrap();
+        assert_eq!(probe.tools.gzip_login, probe.tools.gzip, "{}", replies[0].0);
         assert_eq!(replies[0].1.len(), 1);
         assert_eq!(replies[0].3, "ok\n");
         assert_eq!(replies[0], replies[1]);

@@ -396,7 +396,7 @@ impl Run<'_> {
         let mut conn = self.connect(compress_first)?;
         let (mut probe, mut leftovers) = survey(&conn, self.account)?;
         // Later steps send the script gzip-compressed: it is most of the upload.
-        conn.set_gzip_scripts(probe.tools.gzip);
+        conn.set_gzip_scripts(probe.tools.gzip_login);
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
@@ -408,7 +408,7 @@ impl Run<'_> {
         if method.method.needs_transport_compression() && !compress_first {
             conn = self.connect(true)?;
             (probe, leftovers) = survey(&conn, self.account)?;
-            conn.set_gzip_scripts(probe.tools.gzip);
+            conn.set_gzip_scripts(probe.tools.gzip_login);
         }
         self.summary.method = method.method.label();
         let strategy = choose_strategy(&probe, self.account.claim);
