@@ -3,6 +3,7 @@
 # recipe it replaces), with equivalent rules, into a Maildir on the same disk.
 #
 #   bench/filter.sh [CORPUS_DIR]      (default: ../shared/corpus or $MAILHAUL_CORPUS)
+#   MAILDIR_PARENT=/ bench/filter.sh  (make the Maildirs in a new top-level directory)
 #
 # Runs, each under /usr/bin/time -v (wall time, peak RSS):
 #   1. the whole corpus concatenated (mboxrd): mailhaul with fsync (batched
@@ -10,7 +11,16 @@
 #      mailhaul --no-fsync, and formail -s procmail;
 #   2. a ~1 GB mbox made by repeating the corpus: mailhaul with fsync and
 #      without (formail+procmail would take about 12 minutes there).
-# Work files live in a temporary directory under /tmp that is removed at the end.
+# The mbox inputs live in a temporary directory under /tmp, the Maildirs in a
+# temporary directory under $MAILDIR_PARENT (default /tmp); both are removed
+# at the end. Why the choice matters: on this ext4 (no journal) a new file's inode is taken from
+# its directory's block group, and the allocator skips inodes deleted in the
+# last minute or so (longer while their inode table block is dirty), one by
+# one; file creation in a directory whose group saw mass deletions (a shared
+# /tmp where test suites create and delete thousands of files) costs
+# milliseconds instead of tens of microseconds. A new top-level directory gets
+# a group of its own (Orlov allocator), like a Maildir that is not next to
+# such churn. Every program measured here suffers or gains alike.
 # Prints a Markdown table (docs/bench-filter.md holds the committed figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +34,11 @@ done
 cargo build --release --quiet
 bin=$PWD/target/release/mailhaul
 
-work=$(mktemp -d /tmp/mailhaul-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+inputs=$(mktemp -d /tmp/mailhaul-filter-bench-input.XXXXXX)
+work=$(mktemp -d "${MAILDIR_PARENT:-/tmp}/mailhaul-filter-bench.XXXXXX")
+trap 'rm -rf "$work" "$inputs"' EXIT
 
-cat "$corpus"/*.mbox > "$work/corpus.mbox"
+cat "$corpus"/*.mbox > "$inputs/corpus.mbox"
 messages=$(($(wc -l < "$corpus/MANIFEST.tsv") - 1))
 
 # The rules: List-Id (substring), List-Id (regex), To, Cc, Subject (regex), size.
@@ -67,8 +78,8 @@ EOF
 
 # The same rules for procmail, into the same Maildir++ layout.
 cat > "$work/procmailrc" <<EOF
-MAILDIR=$work/pm
-DEFAULT=$work/pm/
+MAILDIR=$work/procmail
+DEFAULT=$work/procmail/
 LOGFILE=/dev/null
 :0
 * ^List-Id:.*linux-mips
@@ -90,43 +101,49 @@ LOGFILE=/dev/null
 .big/
 EOF
 
-# run LABEL MESSAGES INPUT_BYTES CMD... : times CMD, prints a table row.
+# run LABEL MESSAGES INPUT_BYTES DIR CMD... : times CMD (which files into
+# DIR), prints a table row. Nothing is deleted between runs: on ext4,
+# creating files right after a mass deletion is much slower (the inode
+# allocator skips recently deleted inodes), which would bias the next run.
 run() {
-  local label=$1 msgs=$2 bytes=$3
-  shift 3
-  rm -rf "$work/md" "$work/pm"
-  mkdir -p "$work/pm"
+  local label=$1 msgs=$2 bytes=$3 dir=$4
+  shift 4
+  mkdir -p "$dir"
   sync
   /usr/bin/time -v -o "$work/time.txt" "$@" > /dev/null 2> "$work/err.txt" || {
     echo "failed: $label" >&2; cat "$work/err.txt" >&2; exit 1; }
-  local wall rss filed
+  local wall cpu rss filed
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; print s}' "$work/time.txt")
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2/1024}' "$work/time.txt")
-  filed=$(find "$work/md" "$work/pm" -path '*/new/*' -type f | wc -l)
-  awk -v l="$label" -v m="$msgs" -v b="$bytes" -v w="$wall" -v r="$rss" -v f="$filed" 'BEGIN {
-    printf "| %s | %d | %.2f | %.0f | %.1f | %s |\n", l, f, w, m / w, b / 1e6 / w, r }'
+  filed=$(find "$dir" -path '*/new/*' -type f | wc -l)
+  awk -v l="$label" -v m="$msgs" -v b="$bytes" -v w="$wall" -v c="$cpu" -v r="$rss" -v f="$filed" 'BEGIN {
+    printf "| %s | %d | %.2f | %.0f | %.1f | %.2f | %.0f | %s |\n", l, f, w, m / w, b / 1e6 / w, c, c * 1e6 / m, r }'
 }
 
-size=$(stat -c %s "$work/corpus.mbox")
-echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); fs: $(df -T /tmp | awk 'NR==2 {print $2}')"
+size=$(stat -c %s "$inputs/corpus.mbox")
+batch=$("$bin" filter --help | sed -n 's/.*\[default: \([0-9]*\)\].*/\1/p' | head -1)
+echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); Maildirs in $work ($(df -T "$work" | awk 'NR==2 {print $2}')); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | files in new/ | wall s | msgs/s | MB/s | peak RSS MB |"
-echo "|---|---:|---:|---:|---:|---:|"
-run "mailhaul, fsync (batches of 256)" "$messages" "$size" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" "$work/corpus.mbox"
-run "mailhaul, fsync each message (--batch 1)" "$messages" "$size" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --batch 1 "$work/corpus.mbox"
-run "mailhaul, --no-fsync" "$messages" "$size" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --no-fsync "$work/corpus.mbox"
-run "formail -s procmail" "$messages" "$size" \
-  sh -c "formail -s procmail -m '$work/procmailrc' < '$work/corpus.mbox'"
+echo "| run | files in new/ | wall s | msgs/s | MB/s | CPU s (user+sys) | CPU µs/msg | peak RSS MB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+run "mailhaul, fsync (default: batches of $batch)" "$messages" "$size" "$work/md1" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md1" "$inputs/corpus.mbox"
+run "mailhaul, --no-fsync" "$messages" "$size" "$work/md2" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md2" --no-fsync "$inputs/corpus.mbox"
+run "mailhaul, fsync each message (--batch 1)" "$messages" "$size" "$work/md3" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md3" --batch 1 "$inputs/corpus.mbox"
+run "formail -s procmail (fsync each message)" "$messages" "$size" "$work/procmail" \
+  sh -c "formail -s procmail -m '$work/procmailrc' < '$inputs/corpus.mbox'"
 
 # ~1 GB: the corpus repeated.
 repeats=$(( (1000000000 + size - 1) / size ))
-for _ in $(seq "$repeats"); do cat "$work/corpus.mbox"; done > "$work/big.mbox"
-rm "$work/corpus.mbox"
-big=$(stat -c %s "$work/big.mbox")
-run "mailhaul, fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" "$work/big.mbox"
-run "mailhaul, --no-fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" \
-  "$bin" filter -c "$work/rules.toml" --maildir "$work/md" --no-fsync "$work/big.mbox"
+for _ in $(seq "$repeats"); do cat "$inputs/corpus.mbox"; done > "$inputs/big.mbox"
+rm "$inputs/corpus.mbox"
+big=$(stat -c %s "$inputs/big.mbox")
+run "mailhaul, fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" "$work/md4" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md4" "$inputs/big.mbox"
+run "mailhaul, --no-fsync, $((big / 1000000)) MB mbox" $((messages * repeats)) "$big" "$work/md5" \
+  "$bin" filter -c "$work/rules.toml" --maildir "$work/md5" --no-fsync "$inputs/big.mbox"
+echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

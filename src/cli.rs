@@ -76,7 +76,8 @@ pub enum Command {
 /// Arguments of `mailhaul filter`.
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
-    /// Maildir root to file into (default: `general.maildir` of the config).
+    /// Maildir root to file into (default: `general.maildir` of the config,
+    /// else ~/Maildir).
     #[arg(long, value_name = "DIR")]
     pub maildir: Option<PathBuf>,
     /// Dialect of the input (default: `filter.format` of the config, else mboxo).

@@ -11,13 +11,16 @@
 //! `MAILHAUL_DASHBOARD_CHILD=FILE` set, the dashboard program itself.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mailhaul::config::Config;
 use mailhaul::engine::event::{Event, FetchEvent, Level};
 use mailhaul::ui::{self, Engine};
+
+#[path = "common/tmux.rs"]
+mod tmux;
+use tmux::Tmux;
 
 /// Names the file the child writes its engine calls to when the dashboard ends.
 const CHILD_ENV: &str = "MAILHAUL_DASHBOARD_CHILD";
@@ -96,104 +99,6 @@ fn child() -> anyhow::Result<()> {
     )?;
     drop(tx);
     Ok(())
-}
-
-/// A private tmux server, killed by PID on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn start(name: &str, command: &str) -> Tmux {
-        let tmux = Tmux {
-            socket: format!("mailhaul-ui-{}-{name}", std::process::id()),
-        };
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "ui",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            command,
-        ]);
-        tmux
-    }
-
-    fn screen(&self, escapes: bool) -> String {
-        if escapes {
-            self.run(&["capture-pane", "-p", "-e", "-t", "ui"])
-        } else {
-            self.run(&["capture-pane", "-p", "-t", "ui"])
-        }
-    }
-
-    /// Waits until the screen satisfies `ready`; returns that screen.
-    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let screen = self.screen(false);
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting for {what}; screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// A tmux format variable of the pane (`alternate_on`, `pane_dead`, ...).
-    fn pane(&self, variable: &str) -> String {
-        self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            "ui",
-            &format!("#{{{variable}}}"),
-        ])
-        .trim()
-        .to_string()
-    }
-
-    fn keys(&self, keys: &str) {
-        self.run(&["send-keys", "-t", "ui", keys]);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let pid = Command::new("tmux")
-            .args(["-L", &self.socket, "display-message", "-p", "#{pid}"])
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse::<i32>().ok());
-        if let Some(pid) = pid {
-            // SAFETY: signals the tmux server this test started, by its PID.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-    }
 }
 
 fn wait_for_file(path: &Path) -> String {
@@ -306,7 +211,7 @@ fn a_panic_gives_the_terminal_back() {
     let out = dir.path().join("calls.txt");
     let tmux = Tmux::start("panic", &child_command(&out, &format!("{PANIC_ENV}=1 ")));
     // Keep the pane after the child dies, to look at what it left behind.
-    tmux.run(&["set-option", "-t", "ui", "remain-on-exit", "on"]);
+    tmux.keep_when_dead();
     tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
     assert_eq!(
         tmux.pane("alternate_on"),
@@ -343,7 +248,7 @@ fn main() -> anyhow::Result<()> {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child();
     }
-    if Command::new("tmux").arg("-V").output().is_err() {
+    if !tmux::available() {
         println!("note: tmux is not installed; skipping the real-terminal dashboard tests");
         return Ok(());
     }

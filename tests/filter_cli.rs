@@ -22,6 +22,7 @@ fn filter(home: &Path, args: &[&str], stdin: &[u8]) -> Output {
         .env_remove("MAILHAUL_CONFIG")
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join("config"))
+        .current_dir(home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -291,14 +292,10 @@ fn nested_layout_makes_plain_directories() {
          [[filter.rule]]\nheader = \"list-id\"\ncontains = \"mips\"\nfolder = \"lists/mips\"\n",
     )
     .unwrap();
+    // A relative root, as users type it, is relative to the working directory.
     let out = filter(
         home.path(),
-        &[
-            "-c",
-            config.to_str().unwrap(),
-            "--maildir",
-            root.to_str().unwrap(),
-        ],
+        &["-c", config.to_str().unwrap(), "--maildir", "Mail"],
         SMALL.as_bytes(),
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -531,4 +528,35 @@ fn maildir_names_and_modes_are_what_mutt_and_dovecot_expect() {
         assert_eq!(mode & 0o777, 0o700, "{sub}");
     }
     assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn without_maildir_or_config_everything_goes_to_home_maildir_inbox() {
+    let home = tempfile::tempdir().unwrap();
+    let out = filter(home.path(), &[], SMALL.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_folder(&home.path().join("Maildir"), "").len(), 3);
+}
+
+#[test]
+fn a_message_with_an_unparsable_header_goes_to_the_default_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("Mail");
+    let config = home.path().join("c.toml");
+    fs::write(
+        &config,
+        "[[filter.rule]]\nheader = \"List-Id\"\ncontains = \"mips\"\nfolder = \"lists\"\n",
+    )
+    .unwrap();
+    // A lone CR at the start of a header line: mailparse refuses the section.
+    let broken = "List-Id: <linux-mips.org>\n\rX: y\n\nbody\n";
+    let input = format!("From a@b Mon Jan  1 00:00:00 2024\n{broken}\n");
+    let out = filter(
+        home.path(),
+        &["-c", config.to_str().unwrap(), "--maildir", "Mail"],
+        input.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_folder(&root, ""), [broken]);
+    assert!(read_folder(&root, ".lists").is_empty());
 }

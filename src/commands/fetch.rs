@@ -18,8 +18,9 @@ use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, Transf
 use crate::engine::fetch::{self, FetchOptions};
 use crate::exit::Exit;
 
-/// Loads the config from `--config` or the default place.
-fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
+/// Loads the config from `--config` or the default place, printing the
+/// error (with its file, line and key, or the hint to run `mailhaul init`).
+pub(super) fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => Config::default_path().ok_or_else(|| {

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cli::FilterArgs;
 use crate::config::{expand_tilde, Config};
@@ -22,14 +22,11 @@ pub fn run(config: Option<&Path>, args: &FilterArgs) -> Exit {
             return Exit::Config;
         }
     };
-    let Some(root) = args
+    let root = args
         .maildir
         .clone()
         .or_else(|| config.general.maildir.clone())
-    else {
-        eprintln!("mailhaul filter: no Maildir root; pass --maildir DIR or set general.maildir");
-        return Exit::Usage;
-    };
+        .unwrap_or_else(|| PathBuf::from("~/Maildir"));
     let root = expand_tilde(&root);
     let mut filter = config.filter.clone();
     if let Some(format) = args.format {

@@ -1,6 +1,7 @@
 //! The subcommands' implementations: each turns parsed arguments into engine
 //! calls and an [`Exit`](crate::exit::Exit) code.
 
+mod dashboard;
 pub mod fetch;
 mod filter;
 pub mod init;
@@ -15,10 +16,7 @@ use crate::exit::Exit;
 /// Runs what the command line asks for.
 pub fn run(cli: Cli) -> Exit {
     match cli.command {
-        None => {
-            eprintln!("mailhaul: the dashboard is not built yet; see `mailhaul --help`");
-            Exit::Usage
-        }
+        None => dashboard::run(cli.config.as_deref()),
         Some(Command::Fetch(args)) => fetch::run_fetch(cli.config.as_deref(), &args),
         Some(Command::Check(args)) => fetch::run_check(cli.config.as_deref(), &args),
         Some(Command::Filter(args)) => filter::run(cli.config.as_deref(), &args),

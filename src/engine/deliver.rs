@@ -3,7 +3,8 @@
 //!
 //! Targets:
 //! - a Maildir folder (see [`maildir`] for layouts and names): the message is
-//!   written to `tmp/`, made durable, then linked into `new/` and `new/` is
+//!   written to `tmp/`, made durable, then moved into `new/` (never
+//!   overwriting, see [`maildir::publish`]) and `new/` is
 //!   fsynced, per the maildir spec. The file holds the message's bytes
 //!   unchanged (no `Return-Path:` or From_ line is added).
 //! - an mbox file: a folder named `mbox:PATH` (relative paths are under the
@@ -34,7 +35,7 @@ pub mod mboxfile;
 pub mod mda;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{self, BufWriter};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ pub const QUARANTINE_FOLDER: &str = "mailhaul-undelivered";
 pub const MBOX_PREFIX: &str = "mbox:";
 
 /// Messages queued before [`Filer::should_commit`] says to commit.
-pub const DEFAULT_BATCH: usize = 256;
+pub const DEFAULT_BATCH: usize = 1024;
 
 /// Bytes queued before [`Filer::should_commit`] says to commit.
 const BATCH_BYTES: u64 = 64 << 20;
@@ -68,6 +69,14 @@ pub enum SetupError {
     /// A target folder name cannot be mapped onto the Maildir root.
     #[error(transparent)]
     Folder(#[from] maildir::BadFolderName),
+    /// The Maildir root cannot be made absolute (the working directory is gone).
+    #[error("maildir root {root}: {source}")]
+    Root {
+        /// The root as given.
+        root: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// Why one message could not be delivered; it was not filed anywhere.
@@ -202,6 +211,13 @@ impl Filer {
         stable: Option<StableId>,
     ) -> Result<Filer, SetupError> {
         let rules = Rules::compile(config)?;
+        // Absolute, so that the root's parent (fsynced when folders are
+        // made) is a real directory even for `--maildir Mail`.
+        let root = std::path::absolute(root).map_err(|source| SetupError::Root {
+            root: root.to_path_buf(),
+            source,
+        })?;
+        let root = root.as_path();
         let targets = rules
             .rules()
             .iter()
@@ -367,7 +383,6 @@ impl Filer {
                 folder: folder.to_string(),
             });
         }
-        let fsync = self.fsync;
         let dir = self.folder(folder, true)?.dir.clone();
         let maildir_err = |source| DeliveryError::Maildir {
             dir: dir.clone(),
@@ -377,11 +392,7 @@ impl Filer {
         let written = (|| {
             let mut out = BufWriter::with_capacity(64 << 10, file);
             message.content.copy_to(&mut out)?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            if fsync && self.batch == 1 {
-                file.sync_all()?;
-            }
-            Ok(())
+            out.flush()
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
@@ -476,9 +487,10 @@ impl Filer {
 fn make_durable(pending: &[Pending]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if pending.len() > 1 {
+        let folders: BTreeSet<&Path> = pending.iter().map(|p| p.dir.as_path()).collect();
         let mut devices = HashMap::new();
-        for p in pending {
-            let tmp_dir = p.dir.join("tmp");
+        for dir in folders {
+            let tmp_dir = dir.join("tmp");
             let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&tmp_dir)?);
             devices.entry(dev).or_insert(tmp_dir);
         }

@@ -112,6 +112,10 @@ impl FetchOptions {
     }
 }
 
+/// How long an [`EventPrompter`] waits for the user's answer before it
+/// refuses the key (the fetch then fails as with a refused key).
+pub const HOST_KEY_ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A [`Prompter`] for the dashboard: an unknown host key is reported as a
 /// [`FetchEvent::HostKeyUnknown`] event and the fetch waits for the user's
 /// answer on `answers` (`true`: record the key and go on). Encrypted keys
@@ -145,7 +149,10 @@ impl Prompter for EventPrompter {
                 fingerprint: host.fingerprint.clone(),
             }),
         });
-        match asked.ok().and_then(|()| self.answers.recv().ok()) {
+        let answer = asked
+            .ok()
+            .and_then(|()| self.answers.recv_timeout(HOST_KEY_ANSWER_TIMEOUT).ok());
+        match answer {
             Some(true) => HostKeyDecision::AcceptAndRecord,
             _ => HostKeyDecision::Refuse,
         }
@@ -754,6 +761,24 @@ impl Run<'_> {
             return Err(FetchError::new(
                 Exit::PartialDelivery,
                 format!("{e}; the claim is kept in {}", staged.display()),
+            ));
+        }
+        // A message neither filed nor quarantined exists only in the staged
+        // claim: keep it (and leave the claim undelivered in the journal) so
+        // that the next fetch delivers it; stable names skip the rest.
+        let unkept = report
+            .undelivered
+            .iter()
+            .filter(|u| u.kept.is_none())
+            .count();
+        if unkept > 0 {
+            return Err(FetchError::new(
+                Exit::PartialDelivery,
+                format!(
+                    "{unkept} message(s) could be neither filed nor quarantined; the claim is kept \
+                     in {} and the next fetch delivers them",
+                    staged.display()
+                ),
             ));
         }
         journal

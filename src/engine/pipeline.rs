@@ -276,6 +276,28 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_mbox_append_is_quarantined_not_dropped() {
+        let root = tempfile::tempdir().unwrap();
+        // A directory where the mbox file should be: the append fails.
+        std::fs::create_dir(root.path().join("archive")).unwrap();
+        let config = Config::parse(
+            "[filter]\ndefault_folder = \"mbox:archive\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let mut filer = Filer::new(&config.filter, root.path(), None).unwrap();
+        let report = file_messages(messages(), "in", &mut filer, &mut |_| {});
+        assert_eq!(report.delivered_total(), 0);
+        assert_eq!(report.undelivered.len(), 3);
+        for u in &report.undelivered {
+            assert_eq!(u.target, "mbox:archive");
+            assert!(u.reason.contains("mbox"), "{}", u.reason);
+            assert!(u.kept.as_ref().unwrap().exists());
+        }
+        assert!(!root.path().join("archive.lock").exists(), "lock released");
+    }
+
+    #[test]
     fn stable_names_make_a_rerun_skip_what_is_there() {
         let root = tempfile::tempdir().unwrap();
         let config = Config::parse("", Path::new("t.toml")).unwrap();

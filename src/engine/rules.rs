@@ -152,12 +152,17 @@ pub struct HeaderField {
     pub decoded: Option<String>,
 }
 
-/// Parses a header section into fields; `None` when it cannot be parsed.
-pub fn parse_header_fields(header: &[u8]) -> Option<Vec<HeaderField>> {
+/// Parses a header section into the fields named in `wanted` (lowercase
+/// names); `None` when the section cannot be parsed.
+pub fn parse_header_fields(header: &[u8], wanted: &[String]) -> Option<Vec<HeaderField>> {
     let (parsed, _) = mailparse::parse_headers(header).ok()?;
     Some(
         parsed
             .iter()
+            .filter(|h| {
+                let name = h.get_key_ref();
+                wanted.iter().any(|w| name.trim().eq_ignore_ascii_case(w))
+            })
             .map(|h| {
                 let unfolded = unfold(h.get_value_raw());
                 let decoded = h.get_value();
@@ -194,7 +199,8 @@ fn unfold(raw: &[u8]) -> String {
 pub struct Rules {
     rules: Vec<Rule>,
     default: Target,
-    needs_headers: bool,
+    /// Lowercase names of the headers some rule tests.
+    header_names: Vec<String>,
 }
 
 /// The outcome of matching one message.
@@ -229,11 +235,16 @@ impl Rules {
             }
             None => Target::Folder(config.default_folder.clone()),
         };
-        let needs_headers = rules.iter().any(|r| r.header.is_some());
+        let mut header_names: Vec<String> = rules
+            .iter()
+            .filter_map(|r| r.header.as_ref().map(|(name, _)| name.clone()))
+            .collect();
+        header_names.sort();
+        header_names.dedup();
         Ok(Rules {
             rules,
             default,
-            needs_headers,
+            header_names,
         })
     }
 
@@ -254,12 +265,13 @@ impl Rules {
 
     /// [`Rules::decide`] on a header section and a content length.
     pub fn decide_parts(&self, header: &[u8], size: u64) -> Decision<'_> {
-        let fields = if self.needs_headers {
-            parse_header_fields(header)
+        let needs_headers = !self.header_names.is_empty();
+        let fields = if needs_headers {
+            parse_header_fields(header, &self.header_names)
         } else {
             None
         };
-        let headers_parsed = !self.needs_headers || fields.is_some();
+        let headers_parsed = !needs_headers || fields.is_some();
         for rule in &self.rules {
             if rule.matches(fields.as_deref(), size) {
                 return Decision {

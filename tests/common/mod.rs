@@ -13,6 +13,7 @@ pub mod postfix;
 pub mod proc;
 pub mod sshd;
 pub mod target;
+pub mod tmux;
 pub mod user;
 
 pub use postfix::Postfix;

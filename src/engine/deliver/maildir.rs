@@ -248,11 +248,23 @@ pub fn create_tmp(dir: &Path, namer: &Namer) -> io::Result<(PathBuf, File)> {
     }
 }
 
-/// Makes a finished file in `tmp/` visible as `new/NAME` with link(2), which
-/// never overwrites, then removes the `tmp/` name. Returns false (and removes
-/// the tmp file) when `new/NAME` already exists.
+/// Makes a finished file in `tmp/` visible as `new/NAME` without ever
+/// overwriting: renameat2(RENAME_NOREPLACE) on Linux (one step), else (or
+/// where the file system lacks it) link(2) then unlink of the `tmp/` name, as
+/// the maildir spec says. Returns false (and removes the tmp file) when
+/// `new/NAME` already exists.
 pub fn publish(tmp: &Path, dir: &Path, name: &str) -> io::Result<bool> {
     let target = dir.join("new").join(name);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    match rename_noreplace(tmp, &target) {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(tmp)?;
+            return Ok(false);
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {}
+        Err(e) => return Err(e),
+    }
     let linked = match fs::hard_link(tmp, &target) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
@@ -260,6 +272,32 @@ pub fn publish(tmp: &Path, dir: &Path, name: &str) -> io::Result<bool> {
     };
     fs::remove_file(tmp)?;
     Ok(linked)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both paths are NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// fsyncs a directory, making the names created in it durable.
@@ -320,6 +358,21 @@ mod tests {
         );
         let u = Namer::new(None);
         assert_ne!(u.base(1), u.base(1));
+    }
+
+    #[test]
+    fn publish_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path(), false).unwrap();
+        let namer = Namer::new(None);
+        let (tmp1, _) = create_tmp(dir.path(), &namer).unwrap();
+        fs::write(&tmp1, "first").unwrap();
+        assert!(publish(&tmp1, dir.path(), "m,S=5").unwrap());
+        let (tmp2, _) = create_tmp(dir.path(), &namer).unwrap();
+        fs::write(&tmp2, "other").unwrap();
+        assert!(!publish(&tmp2, dir.path(), "m,S=5").unwrap());
+        assert_eq!(fs::read(dir.path().join("new/m,S=5")).unwrap(), b"first");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]

@@ -202,3 +202,73 @@ fn fcntl_lock(file: &File, path: &Path, wait: Duration) -> Result<(), MboxError>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::message::Content;
+
+    fn message(text: &str) -> Message {
+        let mut content = Content::new();
+        content.extend(text.as_bytes()).unwrap();
+        Message {
+            index: 1,
+            offset: 0,
+            envelope: Some(b"a@b Mon Jan  1 00:00:00 2024".to_vec()),
+            header: Vec::new(),
+            content,
+        }
+    }
+
+    #[test]
+    fn a_held_dot_lock_is_reported_with_its_age_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("box");
+        std::fs::write(&mbox, "From x Mon Jan  1 00:00:00 2024\n\nold\n\n").unwrap();
+        let lock = dir.path().join("box.lock");
+        std::fs::write(&lock, "4242\n").unwrap();
+        let err = append(
+            &mbox,
+            &mut message("Subject: s\n\nnew\n"),
+            false,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MboxError::DotLockBusy { .. }), "{err}");
+        assert!(err.to_string().contains("box.lock is held"), "{err}");
+        assert!(lock.exists(), "a foreign lock is never removed");
+        assert_eq!(
+            std::fs::read_to_string(&mbox).unwrap(),
+            "From x Mon Jan  1 00:00:00 2024\n\nold\n\n"
+        );
+    }
+
+    #[test]
+    fn appends_mboxrd_after_a_blank_line_and_creates_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("sub/box");
+        append(
+            &mbox,
+            &mut message("S: 1\n\n>From a\nFrom b\n"),
+            true,
+            Duration::ZERO,
+        )
+        .unwrap();
+        append(
+            &mbox,
+            &mut message("S: 2\n\nno newline"),
+            true,
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&mbox).unwrap(),
+            "From a@b Mon Jan  1 00:00:00 2024\nS: 1\n\n>>From a\n>From b\n\n\
+             From a@b Mon Jan  1 00:00:00 2024\nS: 2\n\nno newline\n\n"
+        );
+        assert!(!dir.path().join("sub/box.lock").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&mbox).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,358 @@
+//! The real `mailhaul` binary's dashboard on the real engine, in a
+//! pseudo-terminal (tmux), against a real sshd: the spool watcher shows the
+//! waiting mail, `f` fetches the 315 sample messages into the Maildir exactly
+//! once, `q` exits 0 and gives the terminal back; an unknown host key is
+//! asked about on screen with its SHA256 fingerprint, and `y` records it in
+//! known_hosts and lets the fetch go on; `auto_fetch` fetches new mail the
+//! spool check sees without a key pressed; quitting mid-fetch stops it at a
+//! safe point and the next fetch files every message exactly once; a server
+//! that stays down is logged once, not at every check; `t` starts the SMTP
+//! forward (Postfix answers through it) and stops it again.
+
+mod common;
+mod fetch_support;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::tmux::{self, Tmux};
+use common::{TestSshd, TestUser};
+use fetch_support::{assert_same_messages, fill_spool, Client};
+
+/// How long a fetch of the sample spool may take on a loaded machine.
+const FETCH_LIMIT: Duration = Duration::from_secs(180);
+
+/// The sample spool's bytes and the sorted md5 of each message.
+fn sample_spool() -> (Vec<u8>, Vec<String>) {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut md5s: Vec<String> = std::fs::read_to_string(assets.join("sample-spool.md5"))
+        .expect("assets/sample-spool.md5")
+        .lines()
+        .map(|l| l.split_once('\t').expect("index TAB md5").1.to_string())
+        .collect();
+    md5s.sort();
+    let spool = std::fs::read(assets.join("sample-spool.mbox")).expect("sample spool");
+    (spool, md5s)
+}
+
+/// A client for `user` on `sshd` (checking the spool every second, mboxrd;
+/// `extra` appended to the account) whose spool holds the sample; returns it
+/// with the expected md5s.
+fn client_with_sample(
+    sshd: &TestSshd,
+    user: &TestUser,
+    known_hosts: &Path,
+    extra: &str,
+) -> (Client, Vec<String>) {
+    let client = Client::with_known_hosts(sshd, &user.name, known_hosts, extra);
+    client.set_format("mboxrd");
+    let config = std::fs::read_to_string(&client.config).unwrap();
+    std::fs::write(
+        &client.config,
+        config.replacen("[general]\n", "[general]\ncheck_interval = 1\n", 1),
+    )
+    .unwrap();
+    let (spool, md5s) = sample_spool();
+    fill_spool(&user.spool, &spool);
+    (client, md5s)
+}
+
+/// The file a dashboard command of `client` writes its exit status to.
+fn status_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("exit-status")
+}
+
+/// Waits until the dashboard started in `dir` exits and returns its status.
+fn exit_status(tmux: &Tmux, dir: &Path) -> i32 {
+    tmux::wait_exit_status(tmux, &status_file(dir), Duration::from_secs(30))
+}
+
+/// The shell command line that runs the real binary's dashboard in the
+/// client's isolated environment.
+fn dashboard_command(client: &Client) -> String {
+    let dir = client.dir.path().display();
+    let command = format!(
+        "env -u SSH_AUTH_SOCK -u MAILHAUL_CONFIG -u MAILHAUL_TEST_CRASH_AT \
+         HOME='{dir}' XDG_DATA_HOME='{dir}/data' XDG_CONFIG_HOME='{dir}/config' \
+         '{exe}' --config '{config}'",
+        exe = env!("CARGO_BIN_EXE_mailhaul"),
+        config = client.config.display(),
+    );
+    tmux::with_exit_status(&command, &status_file(client.dir.path()))
+}
+
+/// Waits for the fetch to end well, checks the Maildir, quits with `q`, and
+/// checks the exit status and the terminal left behind.
+fn finish_fetch_and_quit(tmux: &Tmux, client: &Client, md5s: &[String]) {
+    let done = tmux.wait_for_within(FETCH_LIMIT, "the fetch to finish", |s| {
+        s.contains("ok 315 msgs") || s.contains("error")
+    });
+    assert!(done.contains("ok 315 msgs"), "the fetch failed:\n{done}");
+    assert_same_messages(
+        &client.filed_md5s(),
+        md5s,
+        "Maildir after the dashboard's fetch",
+    );
+    // The watcher runs again once the fetch is over and sees the spool empty.
+    tmux.wait_for("the emptied spool", |s| s.contains("empty"));
+    tmux.keys("q");
+    assert_eq!(exit_status(tmux, client.dir.path()), 0, "exit status");
+    assert_eq!(tmux.pane("alternate_on"), "0", "back on the main screen");
+    assert_eq!(tmux.pane("mouse_any_flag"), "0", "mouse capture released");
+    assert!(
+        client.history().contains("\t315\t0\t"),
+        "history: {}",
+        client.history()
+    );
+}
+
+#[test]
+fn dashboard_fetches_the_sample_spool_once_and_quits_cleanly() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dash");
+    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts, "");
+    let tmux = Tmux::start("live", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    let idle = tmux.wait_for("the spool check", |s| s.contains("new: 315 msgs"));
+    assert!(
+        idle.contains("Accounts (1)") && idle.contains("acct"),
+        "{idle}"
+    );
+    assert!(client.filed_md5s().is_empty(), "nothing fetched before `f`");
+    tmux.keys("f");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+}
+
+#[test]
+fn dashboard_asks_about_an_unknown_host_key_and_records_it() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashhk");
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let known_hosts = empty.path().to_path_buf();
+    let (client, md5s) = client_with_sample(&sshd, &user, &known_hosts, "");
+    let fingerprint = fingerprint(&sshd.host_key);
+
+    let tmux = Tmux::start("hostkey", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    // The watcher never prompts: it says once that it cannot check.
+    tmux.wait_for("the watcher's note", |s| s.contains("spool check"));
+    tmux.keys("f");
+    let prompt = tmux.wait_for("the host-key prompt", |s| s.contains("Unknown host key"));
+    assert!(
+        prompt.contains(&fingerprint),
+        "the prompt shows {fingerprint}:\n{prompt}"
+    );
+    assert!(
+        std::fs::read_to_string(&known_hosts).unwrap().is_empty(),
+        "nothing recorded before the answer"
+    );
+    tmux.keys("y");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    let key = sshd
+        .host_key_pub
+        .split_whitespace()
+        .nth(1)
+        .expect("base64 key");
+    assert!(
+        recorded.contains(key) && recorded.contains(&format!("[127.0.0.1]:{}", sshd.port)),
+        "known_hosts after `y`: {recorded}"
+    );
+}
+
+#[test]
+fn auto_fetch_fetches_new_mail_without_a_key() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashauto");
+    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts, "auto_fetch = true");
+    let tmux = Tmux::start("auto", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    let screen = tmux.wait_for_within(FETCH_LIMIT, "the automatic fetch", |s| {
+        s.contains("auto_fetch")
+    });
+    assert!(screen.contains("new mail"), "{screen}");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+}
+
+#[test]
+fn quitting_mid_fetch_stops_safely_and_the_next_fetch_completes_it() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashquit");
+    // Real mail at zstd -19: a transfer of a few seconds to interrupt.
+    let (client, _) = client_with_sample(&sshd, &user, &sshd.known_hosts, "zstd_level = 19");
+    let mail = fetch_support::real_mail();
+    fill_spool(&user.spool, &mail.spool);
+    let tmux = Tmux::start("quit", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    tmux.wait_for("the spool check", |s| s.contains("new: "));
+    tmux.keys("f");
+    tmux.wait_for_within(FETCH_LIMIT, "the transfer", |s| s.contains("transfer "));
+    tmux.keys("q");
+    let asked = tmux.wait_for("the quit question or the end", |s| {
+        s.contains("Quit?") || s.contains("ok ")
+    });
+    if asked.contains("Quit?") {
+        assert!(asked.contains("Fetching now: acct"), "{asked}");
+        tmux.keys("y");
+    } else {
+        // The fetch ended before `q` arrived: `q` quits at once.
+        println!("note: the fetch ended before the quit; nothing was interrupted");
+    }
+    assert_eq!(
+        exit_status(&tmux, client.dir.path()),
+        0,
+        "exit status after quitting mid-fetch"
+    );
+    assert_eq!(tmux.pane("alternate_on"), "0", "back on the main screen");
+    let interrupted = client.filed_md5s().len();
+    println!(
+        "filed {interrupted} of {} messages before the quit",
+        mail.md5s.len()
+    );
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", fetch_support::describe(&out));
+    assert_same_messages(
+        &client.filed_md5s(),
+        &mail.md5s,
+        &format!(
+            "{} after a quit ({interrupted} filed then) and a fetch",
+            mail.source
+        ),
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_logged_once_not_every_check() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[general]\ncheck_interval = 1\nmaildir = {:?}\n\n[[account]]\nname = \"down\"\n\
+             host = \"127.0.0.1\"\nport = {port}\nuse_agent = false\n",
+            dir.path().join("Maildir")
+        ),
+    )
+    .unwrap();
+    let command = format!(
+        "env -u SSH_AUTH_SOCK HOME='{d}' XDG_DATA_HOME='{d}/data' '{exe}' --config '{c}'",
+        d = dir.path().display(),
+        exe = env!("CARGO_BIN_EXE_mailhaul"),
+        c = config.display()
+    );
+    let tmux = Tmux::start(
+        "down",
+        &tmux::with_exit_status(&command, &status_file(dir.path())),
+    );
+    tmux.keep_when_dead();
+    tmux.wait_for("the first failed check", |s| s.contains("spool check"));
+    // Four more checks fail the same way.
+    std::thread::sleep(Duration::from_secs(4));
+    let screen = tmux.screen(false);
+    assert_eq!(
+        screen.matches("spool check").count(),
+        1,
+        "one log line for a server that stays down:\n{screen}"
+    );
+    tmux.keys("q");
+    assert_eq!(exit_status(&tmux, dir.path()), 0);
+}
+
+#[test]
+fn t_toggles_the_smtp_forward_to_postfix() {
+    if !tmux::available() {
+        println!("note: tmux is not installed; skipping the real-binary dashboard test");
+        return;
+    }
+    common::Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashfwd");
+    let port = common::sshd::free_port();
+    let forward =
+        format!("\n[account.forward]\nlisten = \"127.0.0.1:{port}\"\ntarget = \"127.0.0.1:25\"");
+    let (client, _) = client_with_sample(&sshd, &user, &sshd.known_hosts, &forward);
+    let tmux = Tmux::start("forward", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    let listening = format!("on 127.0.0.1:{port}");
+    tmux.wait_for("the dashboard", |s| {
+        s.contains(&format!("off 127.0.0.1:{port}"))
+    });
+    tmux.keys("t");
+    tmux.wait_for("the forward on", |s| s.contains(&listening));
+
+    // An SMTP conversation with Postfix through the forward.
+    let mut smtp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    smtp.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let greeting = read_reply(&mut smtp);
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    smtp.write_all(b"QUIT\r\n").unwrap();
+    let bye = read_reply(&mut smtp);
+    assert!(bye.starts_with("221"), "{bye:?}");
+    drop(smtp);
+    let counted = tmux.wait_for("the connection counted", |s| s.contains("live/1 total"));
+    assert!(counted.contains(&listening), "{counted}");
+
+    tmux.keys("t");
+    tmux.wait_for("the forward off", |s| {
+        s.contains(&format!("off 127.0.0.1:{port}"))
+    });
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens once the forward is off"
+    );
+    tmux.keys("q");
+    assert_eq!(exit_status(&tmux, client.dir.path()), 0);
+}
+
+/// One SMTP reply line (up to CRLF).
+fn read_reply(stream: &mut std::net::TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            other => panic!("reading an SMTP reply: {other:?} after {line:?}"),
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// The host key's fingerprint as OpenSSH prints it (`SHA256:...`).
+fn fingerprint(host_key: &Path) -> String {
+    let out = common::run(Command::new("ssh-keygen").arg("-lf").arg(host_key));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l: BITS FINGERPRINT ...")
+        .to_string()
+}
