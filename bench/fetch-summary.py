@@ -11,10 +11,13 @@ import sys
 
 LABELS = {
     "recipe": "recipe: ssh mv + scp -C + formail -s procmail",
-    "auto": "mailhaul, compression auto (zstd -3)",
+    "auto": "mailhaul, default config (compression auto: zstd -9)",
     "ssh": "mailhaul, compression = \"ssh\"",
+    "zstd3": "mailhaul, zstd_level = 3",
+    "zstd6": "mailhaul, zstd_level = 6",
     "zstd9": "mailhaul, zstd_level = 9",
     "zstd19": "mailhaul, zstd_level = 19",
+    "adapt": "mailhaul, zstd_level = \"adapt\" (--adapt=min=9,max=19)",
 }
 
 
@@ -61,7 +64,7 @@ def main():
 
     print()
     print("Where the time goes (medians, seconds). Recipe: `ssh mv`, `scp -C`, "
-          "`formail -s procmail`. mailhaul: connect + probe + recover + claim, "
+          "`formail -s procmail`. mailhaul: connect + survey (probe + recover) + claim, "
           "transfer, verify + release, split + deliver.")
     print()
     print("| profile | variant | step 1 | step 2 | step 3 | step 4 |")

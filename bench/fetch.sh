@@ -13,9 +13,10 @@
 #   bash bench/fetch.sh [RESULTS.tsv]      # as root (a private sshd on loopback)
 #   RUNS=1 PROFILES=modem VARIANTS="recipe zstd19" KEEP_LOGS=/tmp/logs bash bench/fetch.sh
 #
-# Variants: recipe; auto (mailhaul, compression auto = remote zstd -3);
-# ssh (mailhaul, compression = "ssh"); zstd9 and zstd19 (compression = "zstd",
-# zstd_level = 9 or 19). The engine has no `zstd --adapt` mode to measure.
+# Variants: recipe; auto (mailhaul's default config: compression auto, which
+# is remote zstd at the default level 9); ssh (compression = "ssh"); zstd3,
+# zstd6, zstd9 and zstd19 (compression = "zstd", zstd_level = N); adapt
+# (zstd_level = "adapt": zstd --adapt=min=9,max=19).
 # Prints one TSV line per run, then the medians; bench/fetch-summary.py makes
 # the tables of docs/bench-fetch.md from the TSV.
 set -euo pipefail
@@ -24,7 +25,7 @@ repo=$(pwd)
 results=${1:-$repo/bench/fetch-results.tsv}
 RUNS=${RUNS:-3}
 PROFILES=${PROFILES:-"modem dsl"}
-VARIANTS=${VARIANTS:-"recipe auto ssh zstd9 zstd19"}
+VARIANTS=${VARIANTS:-"recipe auto ssh zstd3 zstd6 zstd19 adapt"}
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
 for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3 perl; do
@@ -189,7 +190,7 @@ CFG
     || { echo "mailhaul failed:" >&2; cat "$bench/run/mailhaul.log" >&2; }
   t1=$(now)
   at() { awk -v s="$1" 'index($0, s) { print $1; exit }' "$bench/run/mailhaul.log"; }
-  steps="method=$(grep -o -m1 -E 'compression (zstd -[0-9]+|gzip|ssh|none)' "$bench/run/mailhaul.log" | cut -d' ' -f2- | tr ' ' _)"
+  steps="method=$(grep -o -m1 -E 'compression (zstd -[0-9]+|zstd --adapt=[0-9.]+|gzip -[0-9]+|ssh|none)' "$bench/run/mailhaul.log" | cut -d' ' -f2- | tr ' ' _)"
   steps="$steps transfer_from=$(at ': transferring') verify_from=$(at ': verifying') deliver_from=$(at ': delivering') done=$(at ': done')"
   wall=$(elapsed "$t0" "$t1")
 }
@@ -205,8 +206,8 @@ for profile in $PROFILES; do
         recipe) run_recipe ;;
         auto) run_mailhaul 'compression = "auto"' ;;
         ssh) run_mailhaul 'compression = "ssh"' ;;
-        zstd9) run_mailhaul $'compression = "zstd"\nzstd_level = 9' ;;
-        zstd19) run_mailhaul $'compression = "zstd"\nzstd_level = 19' ;;
+        zstd[0-9]*) run_mailhaul $'compression = "zstd"\nzstd_level = '"${variant#zstd}" ;;
+        adapt) run_mailhaul $'compression = "zstd"\nzstd_level = "adapt"' ;;
         *) echo "unknown variant $variant" >&2; exit 1 ;;
       esac
       stop_proxy

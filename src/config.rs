@@ -155,6 +155,44 @@ pub enum Compression {
     None,
 }
 
+/// The remote zstd's level: fixed, or adapted to the link by zstd itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZstdLevel {
+    /// `zstd -N` (clamped to 1..=19).
+    Fixed(i32),
+    /// `zstd --adapt`: the level follows how fast the output drains (zstd
+    /// 1.3.6 or newer; older servers get the default fixed level).
+    Adapt,
+}
+
+impl<'de> Deserialize<'de> for ZstdLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LevelVisitor;
+        impl serde::de::Visitor<'_> for LevelVisitor {
+            type Value = ZstdLevel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a zstd level (1 to 19) or \"adapt\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ZstdLevel, E> {
+                match i32::try_from(v) {
+                    Ok(level @ 1..=19) => Ok(ZstdLevel::Fixed(level)),
+                    _ => Err(E::custom(format!(
+                        "zstd level {v} is out of range: use 1 to 19 or \"adapt\""
+                    ))),
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ZstdLevel, E> {
+                if v == "adapt" {
+                    Ok(ZstdLevel::Adapt)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(LevelVisitor)
+    }
+}
+
 /// What to do with a host key that known_hosts does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -194,8 +232,9 @@ pub struct Account {
     /// Compression method.
     #[serde(default)]
     pub compression: Compression,
-    /// zstd level for the remote compressor (default 3; `adapt` is not a level).
-    pub zstd_level: Option<i32>,
+    /// zstd level for the remote compressor, or `"adapt"`; default: see
+    /// [`crate::engine::claim::choose_method`].
+    pub zstd_level: Option<ZstdLevel>,
     /// Unknown-host policy.
     #[serde(default)]
     pub known_hosts: HostKeyPolicy,
@@ -491,6 +530,33 @@ mod tests {
         );
         let ok = format!("{base}allow_non_loopback = true\n");
         assert!(Config::parse(&ok, Path::new("c")).is_ok());
+    }
+
+    #[test]
+    fn zstd_level_is_a_level_or_adapt() {
+        let account = |value: &str| {
+            format!("[[account]]\nname = \"a\"\nhost = \"h\"\nzstd_level = {value}\n")
+        };
+        let level = |value: &str| {
+            Config::parse(&account(value), Path::new("c"))
+                .unwrap()
+                .accounts[0]
+                .zstd_level
+        };
+        assert_eq!(level("9"), Some(ZstdLevel::Fixed(9)));
+        assert_eq!(level("\"adapt\""), Some(ZstdLevel::Adapt));
+        let e = err(&account("40"));
+        assert!(
+            e.starts_with("/x/config.toml:4: account.zstd_level:"),
+            "{e}"
+        );
+        assert!(e.contains("1 to 19"), "{e}");
+        let e = err(&account("\"fast\""));
+        assert!(
+            e.starts_with("/x/config.toml:4: account.zstd_level:"),
+            "{e}"
+        );
+        assert!(e.contains("\"adapt\""), "{e}");
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn root_fetch_renames_the_spool_and_files_every_message_once() {
         stdout.contains(&format!("{} message(s)", mail.md5s.len())),
         "{stdout}"
     );
-    assert!(stdout.contains("zstd -3"), "{stdout}");
+    assert!(stdout.contains("zstd -9"), "{stdout}");
 
     // Nothing new: a second fetch files nothing and succeeds.
     let out = client.run(&["fetch"]);

@@ -10,10 +10,12 @@
 # Commands:
 #   probe SPOOL                 facts the client chooses a strategy from
 #   recover SPOOL               list this spool's finished claims
+#   survey SPOOL                probe, then recover when the server can hash
 #   claim SPOOL STRATEGY WAIT   take the spool under its dot-lock (STRATEGY is
 #                               rename or copy-truncate, WAIT the lock wait in
 #                               seconds), then list every finished claim
-#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, gzip or cat);
+#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, zstd-adapt
+#                               (LEVEL is the lowest), gzip or cat);
 #                               its errors go to stderr, not the stream
 #   release PATH                delete a claim the client has verified
 # SPOOL may be empty (the default spool) or start with `~/`.
@@ -22,6 +24,8 @@
 
 set -u
 umask 077
+# gzip as the login shell finds it: the exec request `gzip -dc | sh -s` needs that.
+if command -v gzip >/dev/null 2>&1; then login_gzip=1; else login_gzip=0; fi
 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:${PATH:-}
 LC_ALL=C
 export PATH LC_ALL
@@ -187,7 +191,7 @@ need_hasher() {
     fail unsupported "no sha256 tool on the server (install coreutils)" 11
 }
 
-cmd_probe() {
+facts() {
   resolve "$1"
   say "user $(hex "$user")"
   say "home $(hex "$HOME")"
@@ -206,9 +210,21 @@ cmd_probe() {
   done
   if have sha256sum || have shasum || have sha256 || have openssl; then say "tool sha256 1"; else say "tool sha256 0"; fi
   if have head && have cmp; then say "tool head-cmp 1"; else say "tool head-cmp 0"; fi
+  say "tool gzip-login $login_gzip"
   if have zstd; then
     say "zstd-version $(zstd -V 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n 1)"
   fi
+}
+
+cmd_probe() {
+  facts "$1"
+  say ok
+}
+
+# probe and recover in one step (one exec less before the mail flows).
+cmd_survey() {
+  facts "$1"
+  if have sha256sum || have shasum || have sha256 || have openssl; then list_claims; fi
   say ok
 }
 
@@ -312,6 +328,7 @@ cmd_send() {
   case $3 in ''|*[!0-9]*) fail bad-request "level must be a number" 3 ;; esac
   case $2 in
     zstd) exec zstd -q -c "-$3" -- "$1" ;;
+    zstd-adapt) exec zstd -q -c "--adapt=min=$3,max=19" -- "$1" ;;
     gzip) exec gzip -c "-$3" < "$1" ;;
     cat) exec cat -- "$1" ;;
     *) fail bad-request "unknown method $2" 3 ;;
@@ -337,6 +354,7 @@ main() {
   arg1=${2:-} arg2=${3:-} arg3=${4:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
+    survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
     claim) cmd_claim "$arg1" "$arg2" "$arg3" ;;
     send) cmd_send "$arg1" "$arg2" "$arg3" ;;

@@ -279,7 +279,7 @@ fn connect_ssh(
 
 /// Runs one command of the claim script and returns its records.
 fn script(conn: &Connection, args: &[&[u8]]) -> Result<Vec<(String, String)>, FetchError> {
-    let out = conn.run_script(claim::SCRIPT, args)?;
+    let out = conn.run_script(claim::script(), args)?;
     Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
 }
 
@@ -296,14 +296,17 @@ pub fn probe(conn: &Connection, account: &Account) -> Result<Probe, FetchError> 
     )?)?)
 }
 
+/// Probes the server and lists the finished claims earlier runs left there
+/// (when it can hash them), in one remote step.
+fn survey(conn: &Connection, account: &Account) -> Result<(Probe, ClaimReply), FetchError> {
+    let records = script(conn, &[b"survey", spool_arg(account)])?;
+    Ok((parse_probe(&records)?, parse_claims(&records)?))
+}
+
 /// Probes the server and says what a fetch would do, claiming nothing.
 pub fn inspect(conn: &Connection, account: &Account) -> Result<Inspection, FetchError> {
-    let probe = probe(conn, account)?;
-    let leftovers = if probe.tools.sha256 {
-        parse_claims(&script(conn, &[b"recover", spool_arg(account)])?)?.claims
-    } else {
-        Vec::new()
-    };
+    let (probe, leftovers) = survey(conn, account)?;
+    let leftovers = leftovers.claims;
     Ok(Inspection {
         strategy: choose_strategy(&probe, account.claim),
         method: choose_method(&probe, account.compression, account.zstd_level),
@@ -399,7 +402,9 @@ impl Run<'_> {
         self.check_cancel()?;
         let compress_first = self.account.compression == Compression::Ssh;
         let mut conn = self.connect(compress_first)?;
-        let mut probe = probe(&conn, self.account)?;
+        let (mut probe, mut leftovers) = survey(&conn, self.account)?;
+        // Later steps send the script gzip-compressed: it is most of the upload.
+        conn.set_gzip_scripts(probe.tools.gzip_login);
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
@@ -410,7 +415,8 @@ impl Run<'_> {
             .map_err(|m| FetchError::new(Exit::ServerUnsupported, m))?;
         if method.method.needs_transport_compression() && !compress_first {
             conn = self.connect(true)?;
-            probe = self::probe(&conn, self.account)?;
+            (probe, leftovers) = survey(&conn, self.account)?;
+            conn.set_gzip_scripts(probe.tools.gzip_login);
         }
         self.summary.method = method.method.label();
         let strategy = choose_strategy(&probe, self.account.claim);
@@ -436,17 +442,19 @@ impl Run<'_> {
         );
 
         // Staged but not yet released: the server copy may still be there.
+        // Released now, it is no leftover any more.
+        let mut done = std::collections::HashSet::new();
         for c in journal.pending() {
             self.emit(FetchEvent::Stage(Stage::Recovering));
             self.release(&conn, &mut journal, &c.remote)?;
             let c = journal.get(&c.id).cloned().expect("just journalled");
             self.deliver(&ws, &mut journal, &c)?;
+            done.insert(c.remote.path.clone());
         }
 
         // Claims left on the server by an interrupted run come first.
         self.emit(FetchEvent::Stage(Stage::Recovering));
-        let leftovers = parse_claims(&script(&conn, &[b"recover", spool_arg(self.account)])?)?;
-        let mut done = std::collections::HashSet::new();
+        leftovers.claims.retain(|c| !done.contains(&c.path));
         self.raw_total += leftovers.claims.iter().map(|c| c.size).sum::<u64>();
         for c in &leftovers.claims {
             self.log(
@@ -583,7 +591,7 @@ impl Run<'_> {
         let id = remote.id();
         let (name, level) = method.send_args();
         let mut stream = conn.start_script(
-            claim::SCRIPT,
+            claim::script(),
             &[
                 b"send".as_slice(),
                 remote.path.as_bytes(),

@@ -108,7 +108,9 @@ pub fn stage(
     let mut last = Instant::now();
     {
         let mut decoded: Box<dyn Read + '_> = match method {
-            Method::Zstd(_) => Box::new(zstd::stream::read::Decoder::new(counted)?),
+            Method::Zstd(_) | Method::ZstdAdapt(_) => {
+                Box::new(zstd::stream::read::Decoder::new(counted)?)
+            }
             Method::Gzip(_) => Box::new(flate2::read::MultiGzDecoder::new(counted)),
             Method::SshTransport | Method::Plain => Box::new(counted),
         };
@@ -199,6 +201,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (method, tool) in [
             (Method::Zstd(3), &["zstd", "-q", "-c", "-3"][..]),
+            (
+                Method::ZstdAdapt(9),
+                &["zstd", "-q", "-c", "--adapt=min=9,max=19"][..],
+            ),
             (Method::Gzip(6), &["gzip", "-c", "-6"][..]),
             (Method::Plain, &["cat"][..]),
         ] {

@@ -23,7 +23,9 @@ use ssh2::Session;
 pub use auth::{key_is_encrypted, run_passphrase_command};
 pub use error::{ChangedHostKey, SshError};
 pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
-pub use script::{ScriptOutput, ScriptStatus, ScriptStream};
+pub use script::{
+    command_line, compact, stdin_bytes, Packing, ScriptOutput, ScriptStatus, ScriptStream,
+};
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
 use crate::config::HostKeyPolicy;
@@ -93,6 +95,8 @@ pub struct Connection {
     host: String,
     idle_timeout: Duration,
     keepalive_interval: Duration,
+    /// Scripts go up gzip-compressed (the server has `gzip`).
+    gzip_scripts: bool,
 }
 
 /// Opens an authenticated session to `target`.
@@ -136,6 +140,7 @@ pub fn connect(
         host: target.host.clone(),
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+        gzip_scripts: false,
     };
     conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
     Ok(conn)

@@ -9,6 +9,11 @@
 //! `{ ...; } </dev/null` group: sh parses it whole before running it, and
 //! commands in it cannot swallow the rest of the script from stdin.
 //!
+//! Once the server is known to have `gzip` ([`Connection::set_gzip_scripts`]),
+//! the stdin text goes up gzip-compressed and the exec request becomes the
+//! equally fixed `gzip -dc | sh -s -- xHEX ...`: on a slow uplink the script,
+//! sent once per step, is most of what a fetch uploads.
+//!
 //! Channel order, as libssh2 needs it: read stdout to the end, then stderr,
 //! then close and `wait_close()`, then read the exit status. stderr shares
 //! the channel window with stdout, so scripts must keep stderr small.
@@ -22,21 +27,21 @@ use super::{Connection, SshError};
 
 /// The decoder run before every script: turns `xHEX` arguments into bytes.
 const PRELUDE: &str = r#"mh_unhex() {
-  mh_h=${1#x} mh_f=
-  while [ -n "$mh_h" ]; do
-    mh_r=${mh_h#??}
-    mh_n=$((0x${mh_h%"$mh_r"}))
-    mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"
-    mh_h=$mh_r
-  done
-  printf "${mh_f}x"
+mh_h=${1#x} mh_f=
+while [ -n "$mh_h" ]; do
+mh_r=${mh_h#??}
+mh_n=$((0x${mh_h%"$mh_r"}))
+mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"
+mh_h=$mh_r
+done
+printf "${mh_f}x"
 }
 mh_i=$#
 while [ "$mh_i" -gt 0 ]; do
-  mh_v=$(mh_unhex "$1")
-  shift
-  set -- "$@" "${mh_v%x}"
-  mh_i=$((mh_i - 1))
+mh_v=$(mh_unhex "$1")
+shift
+set -- "$@" "${mh_v%x}"
+mh_i=$((mh_i - 1))
 done
 unset mh_h mh_f mh_r mh_n mh_i mh_v
 unset -f mh_unhex
@@ -83,9 +88,22 @@ impl ScriptStatus {
     }
 }
 
-/// The exec command line for `args`: fixed text and hex digits only.
-pub fn command_line(args: &[&[u8]]) -> Result<String, SshError> {
-    let mut line = String::from("sh -s --");
+/// How the script text travels on stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// As is: `sh -s -- ARGS`.
+    Plain,
+    /// gzip-compressed: `gzip -dc | sh -s -- ARGS`.
+    Gzip,
+}
+
+/// The exec command line for `args` with the script sent as `packing` says:
+/// fixed text and hex digits only.
+pub fn command_line(packing: Packing, args: &[&[u8]]) -> Result<String, SshError> {
+    let mut line = String::from(match packing {
+        Packing::Plain => "sh -s --",
+        Packing::Gzip => "gzip -dc | sh -s --",
+    });
     for (index, arg) in args.iter().enumerate() {
         if arg.contains(&0) {
             return Err(SshError::NulInArgument { index });
@@ -103,6 +121,35 @@ pub fn stdin_text(script: &str) -> String {
     format!("{PRELUDE}{{\n{script}\n}} </dev/null\n")
 }
 
+/// The bytes sent on stdin for `script` packed as `packing` says.
+pub fn stdin_bytes(packing: Packing, script: &str) -> Vec<u8> {
+    let text = stdin_text(script);
+    match packing {
+        Packing::Plain => text.into_bytes(),
+        Packing::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(text.as_bytes())
+                .and_then(|()| gz.finish())
+                .expect("gzip into memory cannot fail")
+        }
+    }
+}
+
+/// `script` without what the shell ignores: comment-only lines, blank lines
+/// and leading indentation. For scripts without here-documents or quoted
+/// strings spanning lines (a test checks the claim script has neither).
+pub fn compact(script: &str) -> String {
+    script
+        .lines()
+        .map(str::trim_start)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .fold(String::with_capacity(script.len()), |mut out, line| {
+            out.push_str(line);
+            out.push('\n');
+            out
+        })
+}
+
 /// A running script whose stdout is read through [`Read`]; call
 /// [`ScriptStream::finish`] at the end for its stderr and exit status.
 pub struct ScriptStream<'c> {
@@ -111,6 +158,12 @@ pub struct ScriptStream<'c> {
 }
 
 impl Connection {
+    /// Sends later scripts gzip-compressed (`gzip -dc | sh -s -- ...`); only
+    /// for a server known to have `gzip` in the login shell's `PATH`.
+    pub fn set_gzip_scripts(&mut self, on: bool) {
+        self.gzip_scripts = on;
+    }
+
     /// Runs `script` with `sh` on the server, `args` as `"$1" "$2" ...`,
     /// and collects its output. For big outputs use [`Connection::start_script`].
     pub fn run_script<A: AsRef<[u8]>>(
@@ -139,12 +192,17 @@ impl Connection {
         script: &str,
         args: &[A],
     ) -> Result<ScriptStream<'_>, SshError> {
+        let packing = if self.gzip_scripts {
+            Packing::Gzip
+        } else {
+            Packing::Plain
+        };
         let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
-        let line = command_line(&args)?;
+        let line = command_line(packing, &args)?;
         let mut channel = self.patiently("opening a channel", || self.session.channel_session())?;
         self.patiently("starting sh", || channel.exec(&line))?;
         channel
-            .write_all(stdin_text(script).as_bytes())
+            .write_all(&stdin_bytes(packing, script))
             .map_err(|source| self.io_err("sending a script", source))?;
         self.patiently("sending a script", || channel.send_eof())?;
         Ok(ScriptStream {
@@ -277,7 +335,11 @@ mod tests {
 
     #[test]
     fn command_line_holds_only_hex() {
-        let line = command_line(&[b"/var/mail/a b".as_slice(), b"", b"$(rm -rf /)\n'"]).unwrap();
+        let line = command_line(
+            Packing::Plain,
+            &[b"/var/mail/a b".as_slice(), b"", b"$(rm -rf /)\n'"],
+        )
+        .unwrap();
         assert!(line.starts_with("sh -s -- x"), "{line}");
         let tail = &line["sh -s --".len()..];
         assert!(
@@ -286,18 +348,19 @@ mod tests {
         );
         assert_eq!(tail.split(' ').nth(2), Some("x"), "empty arg survives");
         assert!(matches!(
-            command_line(&[b"ok".as_slice(), b"a\0b"]),
+            command_line(Packing::Plain, &[b"ok".as_slice(), b"a\0b"]),
             Err(SshError::NulInArgument { index: 1 })
         ));
     }
 
-    /// Runs `script` with `args` the way a server would (`sh -s -- ARGS`
-    /// with the prelude and script on stdin), with the local /bin/sh.
-    fn run_locally(script: &str, args: &[&[u8]]) -> std::process::Output {
-        let line = command_line(args).unwrap();
+    /// Runs `script` with `args` the way a server would (the command line
+    /// with the prelude and script on stdin, packed as `packing`), with the
+    /// local /bin/sh.
+    fn run_locally(packing: Packing, script: &str, args: &[&[u8]]) -> std::process::Output {
+        let line = command_line(packing, args).unwrap();
         let mut child = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("exec {line}"))
+            .arg(&line)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -307,28 +370,46 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(stdin_text(script).as_bytes())
+            .write_all(&stdin_bytes(packing, script))
             .unwrap();
         child.wait_with_output().unwrap()
     }
 
-    /// The prelude decodes every byte but NUL, run by the local /bin/sh.
+    /// The prelude decodes every byte but NUL, run by the local /bin/sh,
+    /// with the script sent plain and gzip-packed.
     #[test]
     fn prelude_decodes_all_bytes_locally() {
         let every: Vec<u8> = (1..=255).collect();
         let args: Vec<&[u8]> = vec![b"a b", b"", b"$(touch /tmp/x)'\"\n\n", &every];
         let script =
             r#"for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \n'; echo; done"#;
-        let out = run_locally(script, &args);
-        assert!(out.status.success());
         let hex: Vec<String> = args
             .iter()
             .map(|a| a.iter().map(|b| format!("{b:02x}")).collect())
             .collect();
-        assert_eq!(
-            String::from_utf8(out.stdout).unwrap(),
-            hex.join("\n") + "\n"
-        );
+        for packing in [Packing::Plain, Packing::Gzip] {
+            let out = run_locally(packing, script, &args);
+            assert!(out.status.success(), "{packing:?}");
+            assert_eq!(
+                String::from_utf8(out.stdout).unwrap(),
+                hex.join("\n") + "\n",
+                "{packing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gzip_packing_only_prefixes_fixed_text() {
+        let plain = command_line(Packing::Plain, &[b"a;b".as_slice()]).unwrap();
+        let packed = command_line(Packing::Gzip, &[b"a;b".as_slice()]).unwrap();
+        assert_eq!(packed, format!("gzip -dc | {plain}"));
+        assert!(stdin_bytes(Packing::Gzip, "echo hi").starts_with(&[0x1f, 0x8b]));
+    }
+
+    #[test]
+    fn compact_drops_comments_blanks_and_indentation_only() {
+        let script = "# head\n\nf() {\n  # inside\n  echo \"a  # b\" ${1#x}\n}\n";
+        assert_eq!(compact(script), "f() {\necho \"a  # b\" ${1#x}\n}\n");
     }
 
     /// The claim script's `send` streams a claim on stdout, so a refusal
@@ -338,7 +419,8 @@ mod tests {
     fn claim_script_send_refuses_a_missing_claim_on_stderr() {
         let claim = b"/nonexistent/.mailhaul/claims/inbox.0123456789ab.1-2-3.mbox";
         let out = run_locally(
-            crate::engine::claim::SCRIPT,
+            Packing::Plain,
+            crate::engine::claim::script(),
             &[b"send", claim, b"cat", b"0"],
         );
         assert_eq!(out.status.code(), Some(12));
