@@ -224,7 +224,10 @@ cmd_probe() {
 # probe and recover in one step (one exec less before the mail flows).
 cmd_survey() {
   facts "$1"
-  if have sha256sum || have shasum || have sha256 || have openssl; then list_claims; fi
+  if have sha256sum || have shasum || have sha256 || have openssl; then
+    set_cprefix
+    list_claims
+  fi
   say ok
 }
 
