@@ -22,12 +22,25 @@ for _, v in runs:
 variants.sort(key=lambda v: (v != "recipe", v))
 
 
+def label(variant):
+    """The variant as a reader knows it: `auto` is the default config."""
+    if variant == "auto":
+        return "default (zstd -9)"
+    if variant == "ssh":
+        return "SSH compression"
+    if variant == "adapt":
+        return "zstd --adapt"
+    if variant.startswith("zstd"):
+        return "zstd -" + variant[4:]
+    return "recipe" if variant == "recipe" else variant
+
+
 def median(profile, variant, key):
     rows = runs.get((profile, variant))
     return statistics.median(float(r[key]) for r in rows) if rows else None
 
 
-W, BAR, GAP, LEFT, TOP = 860, 16, 6, 150, 40
+W, BAR, GAP, LEFT, TOP = 880, 16, 6, 190, 40
 panels = [("wall time (s), median of 3", "wall_s", 1, "{:.1f} s"),
           ("bytes down (MB), median of 3", "down_bytes", 1e6, "{:.2f} MB")]
 group_h = len(variants) * (BAR + GAP) + 18
@@ -52,7 +65,7 @@ for title, key, scale, fmt in panels:
             value = m / scale
             width = (W - LEFT - 110) * value / top
             colour = "#c0504d" if v == "recipe" else "#4f81bd"
-            out.append(f'<text x="{LEFT - 6}" y="{y + 12}" text-anchor="end">{v}</text>')
+            out.append(f'<text x="{LEFT - 6}" y="{y + 12}" text-anchor="end">{label(v)}</text>')
             out.append(f'<rect x="{LEFT}" y="{y}" width="{width:.1f}" height="{BAR}" fill="{colour}"/>')
             out.append(f'<text x="{LEFT + width + 4:.1f}" y="{y + 12}">{fmt.format(value)}</text>')
             y += BAR + GAP
