@@ -244,6 +244,28 @@ impl Filer {
         })
     }
 
+    /// A filer with the same rules, root, options and naming as this one
+    /// but its own batch, to file one of `shares` parts of the same input on
+    /// another thread; it commits after its share of this filer's batch, so
+    /// that the input is still made durable about every batch. Each filer
+    /// commits its own batches, so each keeps the durability guarantee by
+    /// itself; names stay unique (a process-wide counter) or stable (from
+    /// the message index, which only one filer sees).
+    pub fn sibling(&self, shares: usize) -> Filer {
+        Filer {
+            rules: self.rules.clone(),
+            root: self.root.clone(),
+            layout: self.layout,
+            fsync: self.fsync,
+            stable: self.stable,
+            namer: self.namer.clone(),
+            folders: HashMap::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            batch: self.batch.div_ceil(shares.max(1)),
+        }
+    }
+
     /// Sets how many messages are made durable together (at least 1; 1 means
     /// one fsync per message, as most delivery agents do).
     pub fn with_batch(mut self, messages: usize) -> Filer {
@@ -261,6 +283,16 @@ impl Filer {
     /// filed anywhere; the caller must keep it.
     pub fn file(&mut self, message: &mut Message) -> Result<Filed, DeliveryError> {
         let target = self.rules.decide(message).target.clone();
+        self.file_to(message, target)
+    }
+
+    /// Delivers `message` to `target`, already decided with [`Filer::rules`];
+    /// otherwise as [`Filer::file`].
+    pub fn file_to(
+        &mut self,
+        message: &mut Message,
+        target: Target,
+    ) -> Result<Filed, DeliveryError> {
         let label = target.label();
         let failure = match target {
             Target::Folder(name) => match name.strip_prefix(MBOX_PREFIX) {

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 
 use crate::config::MboxFormat;
 use crate::engine::deliver::{
-    CommitError, Filed, Filer, Published, MBOX_PREFIX, QUARANTINE_FOLDER,
+    CommitError, DeliveryError, Filed, Filer, Published, MBOX_PREFIX, QUARANTINE_FOLDER,
 };
 use crate::engine::event::FetchEvent;
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::message::Message;
+use crate::engine::rules::Target;
 
 /// One message that was not delivered where the rules said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +91,26 @@ pub fn file_mbox(
     file_messages(MboxSplitter::new(reader, format), input, filer, progress)
 }
 
+/// Threads that write Maildir files, besides the one that splits the input.
+const WRITERS: usize = 2;
+
+/// Messages waiting between the splitter and the writers: bounds memory (a
+/// message's content is in memory up to 8 MiB) while keeping writers busy.
+const MESSAGES_IN_FLIGHT: usize = 4;
+
 /// Files every message of `messages` (an mbox splitter, or any source of
 /// messages) with `filer`; `input` names the input in the report; `progress`
 /// gets a [`FetchEvent::Filed`] with the running count of a folder whenever
 /// messages are delivered there. Errors reading the input end the run and
 /// are in the report; everything read before is filed.
+///
+/// The calling thread reads the input and decides each message's target;
+/// messages for Maildir folders go through a bounded channel to
+/// [`WRITERS`] threads, each with its own [`Filer::sibling`] that writes,
+/// commits its own durable batches (its share of `filer`'s) and sends the outcomes back here, where
+/// the report and the progress are kept. Delivery agents and mbox files
+/// (and their quarantine) are served by `filer` on the calling thread, one
+/// message at a time and in input order.
 pub fn file_messages<E: fmt::Display>(
     messages: impl IntoIterator<Item = Result<Message, E>>,
     input: &str,
@@ -108,36 +124,72 @@ pub fn file_messages<E: fmt::Display>(
         },
         progress,
     };
-    for message in messages {
-        let mut message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                run.report.read_error = Some(format!("{input}: {e}"));
-                break;
-            }
-        };
-        run.report.messages += 1;
-        match filer.file(&mut message) {
-            Ok(Filed::Queued { .. }) | Ok(Filed::Quarantined { .. }) => {}
-            Ok(Filed::AlreadyDelivered { .. }) => run.report.already_delivered += 1,
-            Ok(Filed::Piped { mda: target }) | Ok(Filed::Appended { folder: target }) => {
-                run.delivered(&target, 1)
-            }
-            Err(e) => run.report.undelivered.push(Undelivered {
-                input: input.to_string(),
-                index: message.index,
-                offset: message.offset,
-                target: filer.rules().decide(&message).target.label(),
-                reason: e.to_string(),
-                kept: None,
-            }),
+    let (work_tx, work_rx) = crossbeam_channel::bounded::<(Message, Target)>(MESSAGES_IN_FLIGHT);
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
+    std::thread::scope(|scope| {
+        for _ in 0..WRITERS {
+            let mut writer = filer.sibling(WRITERS);
+            let work = work_rx.clone();
+            let done = done_tx.clone();
+            scope.spawn(move || {
+                for (mut message, target) in work {
+                    let label = target.label();
+                    let result = writer.file_to(&mut message, target);
+                    let filed = Outcome::Filed(message.index, message.offset, label, result);
+                    // The receiver lives until every writer has ended.
+                    let _ = done.send(filed);
+                    if writer.should_commit() {
+                        let _ = done.send(Outcome::Committed(writer.commit()));
+                    }
+                }
+                let _ = done.send(Outcome::Committed(writer.commit()));
+            });
         }
-        if filer.should_commit() {
-            run.committed(filer.commit());
+        drop((work_rx, done_tx));
+        for message in messages {
+            let mut message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    run.report.read_error = Some(format!("{input}: {e}"));
+                    break;
+                }
+            };
+            run.report.messages += 1;
+            let target = filer.rules().decide(&message).target.clone();
+            match &target {
+                Target::Folder(name) if !name.starts_with(MBOX_PREFIX) => work_tx
+                    .send((message, target))
+                    .expect("writers take messages until the channel closes"),
+                _ => {
+                    let label = target.label();
+                    let result = filer.file_to(&mut message, target);
+                    run.filed(message.index, message.offset, label, result);
+                    if filer.should_commit() {
+                        run.committed(filer.commit());
+                    }
+                }
+            }
+            for outcome in done_rx.try_iter() {
+                run.outcome(outcome);
+            }
         }
-    }
-    run.committed(filer.commit());
+        drop(work_tx);
+        run.committed(filer.commit());
+        // Ends when every writer has committed its last batch and ended.
+        for outcome in done_rx {
+            run.outcome(outcome);
+        }
+    });
+    run.report.undelivered.sort_by_key(|u| u.index);
     run.report
+}
+
+/// What a writer thread reports back to the thread that keeps the report.
+enum Outcome {
+    /// Message (index, offset, target label) was filed with this result.
+    Filed(u64, u64, String, Result<Filed, DeliveryError>),
+    /// A batch was committed.
+    Committed(Result<Vec<Published>, CommitError>),
 }
 
 /// The report being built and the progress sink.
@@ -147,6 +199,40 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    fn outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Filed(index, offset, target, result) => {
+                self.filed(index, offset, target, result)
+            }
+            Outcome::Committed(result) => self.committed(result),
+        }
+    }
+
+    /// Counts what [`Filer::file_to`] did with message `index` (meant for `target`).
+    fn filed(
+        &mut self,
+        index: u64,
+        offset: u64,
+        target: String,
+        result: Result<Filed, DeliveryError>,
+    ) {
+        match result {
+            Ok(Filed::Queued { .. }) | Ok(Filed::Quarantined { .. }) => {}
+            Ok(Filed::AlreadyDelivered { .. }) => self.report.already_delivered += 1,
+            Ok(Filed::Piped { mda: target }) | Ok(Filed::Appended { folder: target }) => {
+                self.delivered(&target, 1)
+            }
+            Err(e) => self.report.undelivered.push(Undelivered {
+                input: self.report.input.clone(),
+                index,
+                offset,
+                target,
+                reason: e.to_string(),
+                kept: None,
+            }),
+        }
+    }
+
     fn delivered(&mut self, folder: &str, n: u64) {
         let count = self.report.delivered.entry(folder.to_string()).or_default();
         *count += n;
@@ -273,6 +359,57 @@ mod tests {
         assert!(events
             .iter()
             .any(|e| matches!(e, FetchEvent::Filed { folder, count: 1 } if folder == "INBOX")));
+    }
+
+    #[test]
+    fn the_writers_file_every_message_once_and_mbox_keeps_input_order() {
+        let root = tempfile::tempdir().unwrap();
+        let rules = "[[filter.rule]]\nheader = \"subject\"\ncontains = \"list\"\nfolder = \"lists/x\"\n\
+                     [[filter.rule]]\nheader = \"subject\"\ncontains = \"keep\"\nfolder = \"mbox:archive\"\n";
+        let config = Config::parse(rules, Path::new("t.toml")).unwrap();
+        let mut filer = Filer::new(&config.filter, root.path(), None)
+            .unwrap()
+            .with_batch(7);
+        let kinds = ["list", "keep", "inbox"];
+        let input: Vec<Result<Message, String>> = (1..=300)
+            .map(|i| {
+                let kind = kinds[i as usize % 3];
+                Ok(message(i, &format!("Subject: {kind} {i}\n\nbody {i}\n")))
+            })
+            .collect();
+        let mut last_count: BTreeMap<String, u64> = BTreeMap::new();
+        let report = file_messages(input, "in", &mut filer, &mut |e| {
+            if let FetchEvent::Filed { folder, count } = e {
+                let last = last_count.entry(folder).or_default();
+                assert!(count > *last, "counts only grow");
+                *last = count;
+            }
+        });
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.messages, 300);
+        let want: BTreeMap<String, u64> = [("INBOX", 100), ("lists/x", 100), ("mbox:archive", 100)]
+            .map(|(f, n)| (f.to_string(), n))
+            .into();
+        assert_eq!(report.delivered, want);
+        assert_eq!(last_count, want, "the last progress event of each folder");
+        let mut bodies = Vec::new();
+        for dir in [root.path().join("new"), root.path().join(".lists.x/new")] {
+            for name in files_in(&dir) {
+                bodies.push(std::fs::read_to_string(dir.join(name)).unwrap());
+            }
+        }
+        bodies.sort();
+        bodies.dedup();
+        assert_eq!(bodies.len(), 200, "each Maildir message once");
+        assert!(files_in(&root.path().join("tmp")).is_empty());
+        assert!(files_in(&root.path().join(".lists.x/tmp")).is_empty());
+        let mbox = std::fs::read_to_string(root.path().join("archive")).unwrap();
+        let subjects: Vec<&str> = mbox.lines().filter(|l| l.starts_with("Subject:")).collect();
+        let expected: Vec<String> = (1..=300)
+            .filter(|i| i % 3 == 1)
+            .map(|i| format!("Subject: keep {i}"))
+            .collect();
+        assert_eq!(subjects, expected, "mbox appends in input order");
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn host_part() -> String {
 }
 
 /// Makes Maildir file names: unique ones, or stable ones for a claim.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Namer {
     host: String,
     pid: u32,
