@@ -24,6 +24,8 @@
 //! disk — the spec's guarantee — and a crash before the commit leaves only
 //! `tmp/` files, which are invisible to readers and which a resumed delivery
 //! with stable names redoes. Nothing is reported delivered before its commit.
+//! Filers made with [`Filer::sibling`] file parts of one input on other
+//! threads; each commits its own batches, so the guarantee holds for each.
 //!
 //! Resumable deliveries: with a [`StableId`], Maildir names are derived from
 //! the claim and the message index, and a message whose name is already in
@@ -278,21 +280,10 @@ impl Filer {
         &self.rules
     }
 
-    /// Decides where `message` goes and delivers it (Maildir targets are
-    /// queued until [`Filer::commit`]). An error means the message was not
-    /// filed anywhere; the caller must keep it.
-    pub fn file(&mut self, message: &mut Message) -> Result<Filed, DeliveryError> {
-        let target = self.rules.decide(message).target.clone();
-        self.file_to(message, target)
-    }
-
-    /// Delivers `message` to `target`, already decided with [`Filer::rules`];
-    /// otherwise as [`Filer::file`].
-    pub fn file_to(
-        &mut self,
-        message: &mut Message,
-        target: Target,
-    ) -> Result<Filed, DeliveryError> {
+    /// Delivers `message` to `target`, decided with [`Filer::rules`]
+    /// (Maildir targets are queued until [`Filer::commit`]). An error means
+    /// the message was not filed anywhere; the caller must keep it.
+    pub fn file(&mut self, message: &mut Message, target: Target) -> Result<Filed, DeliveryError> {
         let label = target.label();
         let failure = match target {
             Target::Folder(name) => match name.strip_prefix(MBOX_PREFIX) {

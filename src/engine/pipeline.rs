@@ -134,7 +134,7 @@ pub fn file_messages<E: fmt::Display>(
             scope.spawn(move || {
                 for (mut message, target) in work {
                     let label = target.label();
-                    let result = writer.file_to(&mut message, target);
+                    let result = writer.file(&mut message, target);
                     let filed = Outcome::Filed(message.index, message.offset, label, result);
                     // The receiver lives until every writer has ended.
                     let _ = done.send(filed);
@@ -162,7 +162,7 @@ pub fn file_messages<E: fmt::Display>(
                     .expect("writers take messages until the channel closes"),
                 _ => {
                     let label = target.label();
-                    let result = filer.file_to(&mut message, target);
+                    let result = filer.file(&mut message, target);
                     run.filed(message.index, message.offset, label, result);
                     if filer.should_commit() {
                         run.committed(filer.commit());
@@ -208,7 +208,7 @@ impl Run<'_> {
         }
     }
 
-    /// Counts what [`Filer::file_to`] did with message `index` (meant for `target`).
+    /// Counts what [`Filer::file`] did with message `index` (meant for `target`).
     fn filed(
         &mut self,
         index: u64,
