@@ -42,39 +42,7 @@ cat "$corpus"/*.mbox > "$inputs/corpus.mbox"
 messages=$(($(wc -l < "$corpus/MANIFEST.tsv") - 1))
 
 # The rules: List-Id (substring), List-Id (regex), To, Cc, Subject (regex), size.
-cat > "$work/rules.toml" <<'EOF'
-[filter]
-format = "mboxrd"
-
-[[filter.rule]]
-header = "List-Id"
-contains = "linux-mips"
-folder = "lists/linux-mips"
-
-[[filter.rule]]
-header = "List-Id"
-regex = "(?i)fork|freshrpms|ilug|spamassassin|razor|exmh"
-folder = "lists/other"
-
-[[filter.rule]]
-header = "To"
-contains = "sally.beck@enron.com"
-folder = "enron"
-
-[[filter.rule]]
-header = "Cc"
-contains = "sally.beck@enron.com"
-folder = "enron"
-
-[[filter.rule]]
-header = "Subject"
-regex = "(?i)viagra|mortgage|\\bfree\\b|\\$\\$\\$|casino|weight loss"
-folder = "Junk"
-
-[[filter.rule]]
-size_over = 100000
-folder = "big"
-EOF
+cp bench/corpus-rules.toml "$work/rules.toml"
 
 # The same rules for procmail, into the same Maildir++ layout.
 cat > "$work/procmailrc" <<EOF

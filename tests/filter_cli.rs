@@ -124,40 +124,8 @@ fn corpus() -> Option<PathBuf> {
     }
 }
 
-/// Six realistic rules over the corpus, also used by bench/filter.sh.
-const CORPUS_RULES: &str = r#"
-[filter]
-format = "mboxrd"
-
-[[filter.rule]]
-header = "List-Id"
-contains = "linux-mips"
-folder = "lists/linux-mips"
-
-[[filter.rule]]
-header = "List-Id"
-regex = "(?i)fork|freshrpms|ilug|spamassassin|razor|exmh"
-folder = "lists/other"
-
-[[filter.rule]]
-header = "To"
-contains = "sally.beck@enron.com"
-folder = "enron"
-
-[[filter.rule]]
-header = "Cc"
-contains = "sally.beck@enron.com"
-folder = "enron"
-
-[[filter.rule]]
-header = "Subject"
-regex = "(?i)viagra|mortgage|\\bfree\\b|\\$\\$\\$|casino|weight loss"
-folder = "Junk"
-
-[[filter.rule]]
-size_over = 100000
-folder = "big"
-"#;
+/// Six realistic rules over the corpus, shared with bench/filter.sh.
+const CORPUS_RULES: &str = include_str!("../bench/corpus-rules.toml");
 
 #[test]
 fn corpus_is_filed_exactly_once_byte_exact_and_by_the_rules() {
