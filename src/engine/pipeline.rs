@@ -107,8 +107,10 @@ const MESSAGES_IN_FLIGHT: usize = 4;
 /// The calling thread reads the input and decides each message's target;
 /// messages for Maildir folders go through a bounded channel to
 /// [`WRITERS`] threads, each with its own [`Filer::sibling`] that writes,
-/// commits its own durable batches (its share of `filer`'s) and sends the outcomes back here, where
-/// the report and the progress are kept. Delivery agents and mbox files
+/// commits its own durable batches (its share of `filer`'s) and sends the
+/// outcomes back here, where the report and the progress are kept (that
+/// channel is unbounded but carries only small records, drained after each
+/// message). Delivery agents and mbox files
 /// (and their quarantine) are served by `filer` on the calling thread, one
 /// message at a time and in input order.
 pub fn file_messages<E: fmt::Display>(
