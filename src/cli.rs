@@ -87,9 +87,10 @@ pub struct FilterArgs {
     /// throwaway imports and benchmarks).
     #[arg(long)]
     pub no_fsync: bool,
-    /// How many messages are made durable together (1: fsync each one).
-    #[arg(long, value_name = "N", default_value_t = crate::engine::deliver::DEFAULT_BATCH)]
-    pub batch: usize,
+    /// How many messages are made durable together (1: fsync each one;
+    /// default: `filter.batch` of the config, else 1024).
+    #[arg(long, value_name = "N")]
+    pub batch: Option<usize>,
     /// mbox files to file, in order; stdin when none is given.
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,

@@ -85,6 +85,9 @@ pub struct FilterConfig {
     /// fsync every delivered file and its directory (the maildir spec's
     /// durability); off only for benchmarks or throwaway imports.
     pub fsync: bool,
+    /// How many messages are made durable together (one `syncfs` per batch
+    /// before they appear in `new/`); 1 fsyncs each message.
+    pub batch: usize,
     /// The rules, first match wins.
     #[serde(rename = "rule")]
     pub rules: Vec<Spanned<RuleConfig>>,
@@ -98,6 +101,7 @@ impl Default for FilterConfig {
             default_folder: "INBOX".to_string(),
             default_mda: None,
             fsync: true,
+            batch: crate::engine::deliver::DEFAULT_BATCH,
             rules: Vec::new(),
         }
     }
@@ -361,6 +365,14 @@ impl Config {
                 key,
                 message,
             };
+        if self.filter.batch == 0 {
+            let at = text.find("batch").unwrap_or(0);
+            return Err(invalid(
+                at..at,
+                "filter.batch".into(),
+                "must be at least 1 (1 fsyncs every message)".into(),
+            ));
+        }
         for (i, rule) in self.filter.rules.iter().enumerate() {
             let key = format!("filter.rule[{i}]");
             let r = rule.get_ref();
@@ -565,6 +577,12 @@ mod tests {
         let c = Config::parse(text, Path::new("assets/config.example.toml")).unwrap();
         assert_eq!(c.accounts.len(), 1);
         assert_eq!(c.filter.rules.len(), 2);
+    }
+
+    #[test]
+    fn batch_of_zero_is_refused_with_its_line() {
+        let e = err("[filter]\nfsync = true\nbatch = 0\n");
+        assert!(e.starts_with("/x/config.toml:3: filter.batch:"), "{e}");
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub fn run(config: Option<&Path>, args: &FilterArgs) -> Exit {
     let mut reports = Vec::new();
     for input in inputs {
         let mut filer = match Filer::new(&filter, &root, None) {
-            Ok(f) => f.with_batch(args.batch),
+            Ok(f) => match args.batch {
+                Some(n) => f.with_batch(n),
+                None => f,
+            },
             Err(e) => {
                 eprintln!("mailhaul: {e}");
                 return Exit::Config;

@@ -242,7 +242,7 @@ impl Filer {
             folders: HashMap::new(),
             pending: Vec::new(),
             pending_bytes: 0,
-            batch: DEFAULT_BATCH,
+            batch: config.batch.max(1),
         })
     }
 

@@ -45,7 +45,9 @@ impl Client {
         std::fs::write(
             &config,
             format!(
-                "[general]\nmaildir = {maildir:?}\n\n[filter]\nformat = \"mboxo\"\n\n\
+                "[general]\nmaildir = {maildir:?}\n\n[filter]\nformat = \"mboxo\"\n\
+                 # Small batches: a delivery killed midway has filed some.\n\
+                 batch = 64\n\n\
                  [[account]]\nname = \"acct\"\nhost = \"127.0.0.1\"\nport = {port}\n\
                  user = {user:?}\nidentity_file = {key:?}\nuse_agent = false\n\
                  known_hosts_file = {known_hosts:?}\n{lock}{extra}\n",
