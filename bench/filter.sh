@@ -90,7 +90,7 @@ run() {
 }
 
 size=$(stat -c %s "$inputs/corpus.mbox")
-batch=$("$bin" filter --help | sed -n 's/.*\[default: \([0-9]*\)\].*/\1/p' | head -1)
+batch=$(sed -n "s/^pub const DEFAULT_BATCH: usize = \([0-9]*\);/\1/p" src/engine/deliver.rs)
 echo "corpus: $messages messages, $size bytes; $(nproc) cores; $(uname -r); Maildirs in $work ($(df -T "$work" | awk 'NR==2 {print $2}')); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| run | files in new/ | wall s | msgs/s | MB/s | CPU s (user+sys) | CPU µs/msg | peak RSS MB |"
