@@ -90,7 +90,7 @@ impl Component for DetailsOverlay {
             .map(|l| (&l.outcome, l.age(ctx.now), l.unix_secs))
         {
             None => lines.push(Line::from(
-                field("last     ", "no fetch in this session".into(), theme).to_vec(),
+                field("last     ", "no fetch recorded".into(), theme).to_vec(),
             )),
             Some((Outcome::Done(s), age, unix)) => {
                 lines.push(Line::from(
