@@ -230,6 +230,29 @@ fn sample_spool_is_filed_byte_exact() {
     assert_eq!(got, want);
 }
 
+/// Every queued message holds an open file until its batch is published:
+/// under a low limit on open files (here 64, hard), batches shrink to fit
+/// instead of failing with EMFILE.
+#[test]
+fn a_low_open_file_limit_shrinks_batches_instead_of_failing() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample-spool.mbox");
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("Mail");
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_mailhaul"))
+        .args(["filter", "--batch", "4096", "--maildir"])
+        .arg(&root)
+        .arg(&sample)
+        .env_remove("MAILHAUL_CONFIG")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(delivered(&root)[""].len(), 315, "{}", stderr(&out));
+}
+
 const SMALL: &str = "From alice@a.example Mon Jan  1 10:00:00 2024\n\
 Subject: patch for mips\nList-Id: Linux MIPS <linux-mips.eddie.linux-mips.org>\n\n\
 a body\n>From quoted\n\n\

@@ -3,9 +3,10 @@
 //!
 //! Targets:
 //! - a Maildir folder (see [`maildir`] for layouts and names): the message is
-//!   written to `tmp/`, made durable, then moved into `new/` (never
-//!   overwriting, see [`maildir::publish`]) and `new/` is
-//!   fsynced, per the maildir spec. The file holds the message's bytes
+//!   written to a file in `tmp/` (unnamed where Linux allows, see
+//!   [`maildir::TmpFile`]), made durable, then given its name in `new/`
+//!   (never overwriting, see [`maildir::publish`]) and `new/` is fsynced,
+//!   per the maildir spec. The file holds the message's bytes
 //!   unchanged (no `Return-Path:` or From_ line is added).
 //! - an mbox file: a folder named `mbox:PATH` (relative paths are under the
 //!   Maildir root) is appended to in mboxrd under a dot-lock and an fcntl
@@ -21,11 +22,12 @@
 //! durable (one `syncfs(2)` per file system for a batch, one `fsync(2)` for a
 //! batch of one), then links them all into `new/` and fsyncs each `new/`
 //! touched. A file is thus never visible in `new/` before its bytes are on
-//! disk — the spec's guarantee — and a crash before the commit leaves only
-//! `tmp/` files, which are invisible to readers and which a resumed delivery
-//! with stable names redoes. Nothing is reported delivered before its commit.
-//! Filers made with [`Filer::sibling`] file parts of one input on other
-//! threads; each commits its own batches, so the guarantee holds for each.
+//! disk — the spec's guarantee — and a crash before the commit leaves
+//! nothing readers can see, which a resumed delivery with stable names
+//! redoes. Nothing is reported delivered before its commit. Filers made with
+//! [`Filer::sibling`] file parts of one input on other threads; their
+//! [`Batch`]es can be made durable together on yet another thread
+//! ([`make_durable`]) and published by the thread that wrote them.
 //!
 //! Resumable deliveries: with a [`StableId`], Maildir names are derived from
 //! the claim and the message index, and a message whose name is already in
@@ -37,7 +39,7 @@ pub mod mboxfile;
 pub mod mda;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{self, BufWriter, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -55,6 +57,42 @@ pub const MBOX_PREFIX: &str = "mbox:";
 
 /// Messages queued before [`Filer::should_commit`] says to commit.
 pub const DEFAULT_BATCH: usize = 1024;
+
+/// The largest batch a filer may queue: each queued message holds an open
+/// file (see [`maildir::TmpFile`]), and a pipeline has up to eight batches
+/// of its filers in flight. Raises this process's soft limit on open files
+/// to the hard limit first (once), as a program that holds many files open
+/// should; under a low hard limit, batches get smaller rather than fail.
+fn max_batch() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write `limit`.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return DEFAULT_BATCH;
+            }
+            let wanted = limit.rlim_max.min(1 << 16);
+            if limit.rlim_cur < wanted {
+                let raised = libc::rlimit {
+                    rlim_cur: wanted,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        usize::try_from(limit.rlim_cur)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(64)
+            .max(8)
+            / 8
+    })
+}
 
 /// Bytes queued before [`Filer::should_commit`] says to commit.
 const BATCH_BYTES: u64 = 64 << 20;
@@ -183,7 +221,7 @@ struct Pending {
     target: String,
     quarantined: Option<String>,
     dir: PathBuf,
-    tmp: PathBuf,
+    tmp: maildir::TmpFile,
     name: String,
 }
 
@@ -200,6 +238,8 @@ pub struct Filer {
     folders: HashMap<String, Folder>,
     pending: Vec<Pending>,
     pending_bytes: u64,
+    /// Directories made since the last batch was taken (see [`Batch`]).
+    new_dirs: Vec<PathBuf>,
     batch: usize,
 }
 
@@ -242,7 +282,8 @@ impl Filer {
             folders: HashMap::new(),
             pending: Vec::new(),
             pending_bytes: 0,
-            batch: config.batch.max(1),
+            new_dirs: Vec::new(),
+            batch: config.batch.clamp(1, max_batch()),
         })
     }
 
@@ -264,6 +305,7 @@ impl Filer {
             folders: HashMap::new(),
             pending: Vec::new(),
             pending_bytes: 0,
+            new_dirs: Vec::new(),
             batch: self.batch.div_ceil(shares.max(1)),
         }
     }
@@ -271,7 +313,7 @@ impl Filer {
     /// Sets how many messages are made durable together (at least 1; 1 means
     /// one fsync per message, as most delivery agents do).
     pub fn with_batch(mut self, messages: usize) -> Filer {
-        self.batch = messages.max(1);
+        self.batch = messages.clamp(1, max_batch());
         self
     }
 
@@ -332,64 +374,24 @@ impl Filer {
 
     /// Makes every queued message durable and visible in its folder's `new/`.
     pub fn commit(&mut self) -> Result<Vec<Published>, CommitError> {
-        let pending = std::mem::take(&mut self.pending);
+        self.take_batch().commit()
+    }
+
+    /// Hands over what is queued, to be committed elsewhere (another thread
+    /// that commits while this filer goes on writing).
+    pub fn take_batch(&mut self) -> Batch {
         self.pending_bytes = 0;
-        if pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut published = Vec::with_capacity(pending.len());
-        let fail = |published: Vec<Published>, rest: &[Pending], source: io::Error| {
-            for p in rest {
-                let _ = std::fs::remove_file(&p.tmp);
-            }
-            CommitError {
-                published,
-                lost: rest
-                    .iter()
-                    .map(|p| (p.index, p.offset, p.target.clone()))
-                    .collect(),
-                source,
-            }
+        // Kept for the next batch if this one has nothing to publish.
+        let new_dirs = if self.pending.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut self.new_dirs)
         };
-        if self.fsync {
-            if let Err(e) = make_durable(&pending) {
-                return Err(fail(published, &pending, e));
-            }
+        Batch {
+            pending: std::mem::take(&mut self.pending),
+            fsync: self.fsync,
+            new_dirs,
         }
-        let mut dirs = BTreeSet::new();
-        for (i, p) in pending.iter().enumerate() {
-            match maildir::publish(&p.tmp, &p.dir, &p.name) {
-                Ok(_) => {
-                    dirs.insert(p.dir.join("new"));
-                    published.push(Published {
-                        index: p.index,
-                        offset: p.offset,
-                        target: p.target.clone(),
-                        path: p.dir.join("new").join(&p.name),
-                        quarantined: p.quarantined.clone(),
-                    });
-                }
-                Err(e) => return Err(fail(published, &pending[i..], e)),
-            }
-        }
-        if self.fsync {
-            for dir in &dirs {
-                if let Err(e) = maildir::sync_dir(dir) {
-                    // The links exist but may not survive a crash: report
-                    // them as not delivered so that the input is kept.
-                    let lost: Vec<(u64, u64, String)> = published
-                        .iter()
-                        .map(|p| (p.index, p.offset, p.target.clone()))
-                        .collect();
-                    return Err(CommitError {
-                        published: Vec::new(),
-                        lost,
-                        source: e,
-                    });
-                }
-            }
-        }
-        Ok(published)
     }
 
     /// Writes `message` into `tmp/` of `folder` and queues it.
@@ -411,14 +413,10 @@ impl Filer {
             dir: dir.clone(),
             source,
         };
-        let (tmp, file) = maildir::create_tmp(&dir, &self.namer).map_err(maildir_err)?;
-        let written = (|| {
-            let mut out = BufWriter::with_capacity(64 << 10, file);
-            message.content.copy_to(&mut out)?;
-            out.flush()
-        })();
+        let tmp = maildir::create_tmp(&dir, &self.namer).map_err(maildir_err)?;
+        let written = message.content.copy_to(&mut tmp.file());
         if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+            tmp.discard();
             return Err(maildir_err(e));
         }
         let size = message.content.len();
@@ -485,32 +483,141 @@ impl Filer {
             };
             let subfolder = self.layout == FolderLayout::MaildirPlusPlus && folder.dir != self.root;
             maildir::ensure(&folder.dir, subfolder).map_err(maildir_err)?;
-            if self.fsync {
-                // Make the folder's own directory entries durable once.
-                for d in folder
+            // Their entries are made durable with the next batch.
+            self.new_dirs.extend(
+                folder
                     .dir
                     .ancestors()
                     .take_while(|d| d.starts_with(&self.root))
-                {
-                    maildir::sync_dir(d).map_err(maildir_err)?;
-                }
-                if let Some(parent) = self.root.parent() {
-                    maildir::sync_dir(parent).map_err(maildir_err)?;
-                }
-            }
+                    .chain(self.root.parent())
+                    .map(Path::to_path_buf),
+            );
             folder.created = true;
         }
         Ok(folder)
     }
 }
 
-/// Makes the queued `tmp/` files durable: fsync for one, else one syncfs(2)
-/// per file system (Linux), which writes every dirty page of that file
-/// system and commits its journal once.
-fn make_durable(pending: &[Pending]) -> io::Result<()> {
+/// Messages written to `tmp/` files by a [`Filer`] and not yet published.
+/// [`Batch::commit`] makes them durable and visible; a pipeline can instead
+/// make several filers' batches durable together ([`make_durable`], one
+/// sync of the file system for all, on a thread of its own) and
+/// [publish](Batch::publish) each on the thread that wrote it. Dropped
+/// uncommitted, its files are removed (the input still holds the messages).
+#[derive(Debug)]
+pub struct Batch {
+    pending: Vec<Pending>,
+    fsync: bool,
+    /// Directories made for this batch's folders whose entries must be made
+    /// durable before anything is published in them.
+    new_dirs: Vec<PathBuf>,
+}
+
+impl Batch {
+    /// How many messages the batch holds.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// True when the batch holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Makes every message of the batch durable and visible in its folder's
+    /// `new/`.
+    pub fn commit(self) -> Result<Vec<Published>, CommitError> {
+        match make_durable(std::slice::from_ref(&self)) {
+            Ok(()) => self.publish(),
+            Err(e) => Err(self.fail(Vec::new(), e)),
+        }
+    }
+
+    /// Gives up the batch after `source` made it fail: its files are
+    /// removed and its messages reported lost (`published` were delivered).
+    pub fn fail(mut self, published: Vec<Published>, source: io::Error) -> CommitError {
+        let rest = std::mem::take(&mut self.pending);
+        let lost = rest
+            .iter()
+            .map(|p| (p.index, p.offset, p.target.clone()))
+            .collect();
+        for p in rest {
+            p.tmp.discard();
+        }
+        CommitError {
+            published,
+            lost,
+            source,
+        }
+    }
+
+    /// Makes the messages visible in their folders' `new/` (never
+    /// overwriting, see [`maildir::publish`]) and, with fsync on, makes those
+    /// names durable. Only after [`make_durable`] has succeeded for it.
+    pub fn publish(mut self) -> Result<Vec<Published>, CommitError> {
+        let mut published = Vec::with_capacity(self.pending.len());
+        let mut dirs = BTreeSet::new();
+        let mut pending = std::mem::take(&mut self.pending).into_iter();
+        while let Some(p) = pending.next() {
+            if let Err(e) = maildir::publish(&p.tmp, &p.dir, &p.name) {
+                self.pending = std::iter::once(p).chain(pending).collect();
+                return Err(self.fail(published, e));
+            }
+            let new = p.dir.join("new");
+            published.push(Published {
+                index: p.index,
+                offset: p.offset,
+                target: p.target,
+                path: new.join(&p.name),
+                quarantined: p.quarantined,
+            });
+            dirs.insert(new);
+        }
+        if self.fsync {
+            for dir in &dirs {
+                if let Err(e) = maildir::sync_dir(dir) {
+                    // The links exist but may not survive a crash: report
+                    // them as not delivered so that the input is kept.
+                    let lost = published
+                        .iter()
+                        .map(|p| (p.index, p.offset, p.target.clone()))
+                        .collect();
+                    return Err(CommitError {
+                        published: Vec::new(),
+                        lost,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(published)
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for p in self.pending.drain(..) {
+            p.tmp.discard();
+        }
+    }
+}
+
+/// Makes the `tmp/` files of `batches` and the directories made for them
+/// durable (batches with fsync off are skipped): one syncfs(2) per file
+/// system (Linux) when there is more than one message, which writes every
+/// dirty page and directory of that file system and commits its journal
+/// once; else fsync of the file and of each new directory.
+pub fn make_durable(batches: &[Batch]) -> io::Result<()> {
+    let batches: Vec<&Batch> = batches
+        .iter()
+        .filter(|b| b.fsync && !b.is_empty())
+        .collect();
     #[cfg(target_os = "linux")]
-    if pending.len() > 1 {
-        let folders: BTreeSet<&Path> = pending.iter().map(|p| p.dir.as_path()).collect();
+    if batches.iter().map(|b| b.len()).sum::<usize>() > 1 {
+        let folders: BTreeSet<&Path> = batches
+            .iter()
+            .flat_map(|b| b.pending.iter().map(|p| p.dir.as_path()))
+            .collect();
         let mut devices = HashMap::new();
         for dir in folders {
             let tmp_dir = dir.join("tmp");
@@ -522,8 +629,13 @@ fn make_durable(pending: &[Pending]) -> io::Result<()> {
         }
         return Ok(());
     }
-    for p in pending {
-        std::fs::File::open(&p.tmp)?.sync_all()?;
+    for batch in batches {
+        for p in &batch.pending {
+            p.tmp.file().sync_all()?;
+        }
+        for dir in &batch.new_dirs {
+            maildir::sync_dir(dir)?;
+        }
     }
     Ok(())
 }
@@ -543,8 +655,8 @@ impl Drop for Filer {
     /// Removes `tmp/` files of a batch that was never committed, so that an
     /// abandoned filer leaves no garbage (the input still holds the messages).
     fn drop(&mut self) {
-        for p in &self.pending {
-            let _ = std::fs::remove_file(&p.tmp);
+        for p in self.pending.drain(..) {
+            p.tmp.discard();
         }
     }
 }

@@ -33,8 +33,15 @@ impl Message {
 /// unlinked temporary file.
 #[derive(Debug)]
 pub struct Content {
-    inner: tempfile::SpooledTempFile,
+    store: Store,
     len: u64,
+}
+
+/// Where a [`Content`]'s bytes are.
+#[derive(Debug)]
+enum Store {
+    Memory(Vec<u8>),
+    File(std::fs::File),
 }
 
 impl Content {
@@ -44,7 +51,7 @@ impl Content {
     /// An empty content buffer.
     pub fn new() -> Content {
         Content {
-            inner: tempfile::SpooledTempFile::new(Self::SPILL_AT),
+            store: Store::Memory(Vec::new()),
             len: 0,
         }
     }
@@ -61,35 +68,119 @@ impl Content {
 
     /// Appends bytes.
     pub fn extend(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.inner.write_all(bytes)?;
+        if let Store::Memory(held) = &mut self.store {
+            if held.len() + bytes.len() > Self::SPILL_AT {
+                let mut file = tempfile::tempfile()?;
+                file.write_all(held)?;
+                self.store = Store::File(file);
+            }
+        }
+        match &mut self.store {
+            Store::Memory(held) => held.extend_from_slice(bytes),
+            Store::File(file) => file.write_all(bytes)?,
+        }
         self.len += bytes.len() as u64;
         Ok(())
     }
 
     /// A reader over the whole content from its start.
     pub fn reader(&mut self) -> io::Result<impl Read + '_> {
-        self.inner.seek(SeekFrom::Start(0))?;
-        Ok((&mut self.inner).take(self.len))
+        Ok(match &mut self.store {
+            Store::Memory(held) => ContentReader::Memory(&held[..]),
+            Store::File(file) => {
+                file.seek(SeekFrom::Start(0))?;
+                ContentReader::File(Read::take(file, self.len))
+            }
+        })
     }
 
-    /// Copies the whole content into `out`.
+    /// Copies the whole content into `out` (in one write when it is in memory).
     pub fn copy_to(&mut self, out: &mut dyn Write) -> io::Result<u64> {
+        if let Store::Memory(held) = &self.store {
+            out.write_all(held)?;
+            return Ok(self.len);
+        }
         io::copy(&mut self.reader()?, out)
     }
 
     /// Drops everything from byte `at` on.
     pub fn truncate(&mut self, at: u64) -> io::Result<()> {
         if at < self.len {
-            self.inner.set_len(at)?;
+            match &mut self.store {
+                Store::Memory(held) => held.truncate(at as usize),
+                Store::File(file) => {
+                    file.set_len(at)?;
+                    file.seek(SeekFrom::End(0))?;
+                }
+            }
             self.len = at;
-            self.inner.seek(SeekFrom::End(0))?;
         }
         Ok(())
+    }
+}
+
+/// What [`Content::reader`] reads from.
+enum ContentReader<'a> {
+    Memory(&'a [u8]),
+    File(io::Take<&'a mut std::fs::File>),
+}
+
+impl Read for ContentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ContentReader::Memory(bytes) => bytes.read(buf),
+            ContentReader::File(file) => file.read(buf),
+        }
     }
 }
 
 impl Default for Content {
     fn default() -> Self {
         Content::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(content: &mut Content) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        content.reader().unwrap().read_to_end(&mut bytes).unwrap();
+        let mut copied = Vec::new();
+        assert_eq!(content.copy_to(&mut copied).unwrap(), content.len());
+        assert_eq!(copied, bytes, "copy_to and reader agree");
+        bytes
+    }
+
+    #[test]
+    fn small_content_stays_in_memory_and_truncates() {
+        let mut content = Content::new();
+        content.extend(b"Subject: x\n\n").unwrap();
+        content.extend(b"body\n").unwrap();
+        assert!(matches!(content.store, Store::Memory(_)));
+        assert_eq!(read_all(&mut content), b"Subject: x\n\nbody\n");
+        content.truncate(12).unwrap();
+        assert_eq!(content.len(), 12);
+        assert_eq!(read_all(&mut content), b"Subject: x\n\n");
+    }
+
+    #[test]
+    fn large_content_spills_to_a_file_intact() {
+        let chunk: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        let mut content = Content::new();
+        for _ in 0..9 {
+            content.extend(&chunk).unwrap();
+        }
+        assert!(
+            matches!(content.store, Store::File(_)),
+            "spilled past 8 MiB"
+        );
+        let all = read_all(&mut content);
+        assert_eq!(all.len(), 9 << 20);
+        assert!(all.chunks(1 << 20).all(|c| c == chunk));
+        content.truncate(5).unwrap();
+        content.extend(b"!").unwrap();
+        assert_eq!(read_all(&mut content), [0, 1, 2, 3, 4, b'!']);
     }
 }

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::PathBuf;
 
 use crate::config::MboxFormat;
 use crate::engine::deliver::{
-    CommitError, DeliveryError, Filed, Filer, Published, MBOX_PREFIX, QUARANTINE_FOLDER,
+    self, Batch, CommitError, DeliveryError, Filed, Filer, Published, MBOX_PREFIX,
+    QUARANTINE_FOLDER,
 };
 use crate::engine::event::FetchEvent;
 use crate::engine::mbox::MboxSplitter;
@@ -94,9 +95,21 @@ pub fn file_mbox(
 /// Threads that write Maildir files, besides the one that splits the input.
 const WRITERS: usize = 2;
 
-/// Messages waiting between the splitter and the writers: bounds memory (a
-/// message's content is in memory up to 8 MiB) while keeping writers busy.
-const MESSAGES_IN_FLIGHT: usize = 4;
+/// Batches written and waiting for the committer thread, which makes them
+/// durable (merged, with one sync) while the writers go on writing.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Bundles of messages waiting between the splitter and the writers: bounds
+/// memory (a bundle holds up to [`BUNDLE_BYTES`] plus one message, whose
+/// content is in memory up to 8 MiB) while keeping writers busy.
+const BUNDLES_IN_FLIGHT: usize = 4;
+
+/// Messages handed to a writer at once: one channel operation (and at most
+/// one wake-up) per bundle instead of per message.
+const BUNDLE_MESSAGES: usize = 32;
+
+/// Bytes after which a bundle is handed over even if it is not full.
+const BUNDLE_BYTES: u64 = 1 << 20;
 
 /// Files every message of `messages` (an mbox splitter, or any source of
 /// messages) with `filer`; `input` names the input in the report; `progress`
@@ -126,28 +139,95 @@ pub fn file_messages<E: fmt::Display>(
         },
         progress,
     };
-    let (work_tx, work_rx) = crossbeam_channel::bounded::<(Message, Target)>(MESSAGES_IN_FLIGHT);
+    let (work_tx, work_rx) =
+        crossbeam_channel::bounded::<Vec<(Message, Target)>>(BUNDLES_IN_FLIGHT);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
+    let (sync_tx, sync_rx) = crossbeam_channel::bounded::<ToSync>(BATCHES_IN_FLIGHT);
     std::thread::scope(|scope| {
+        scope.spawn(move || {
+            while let Ok(first) = sync_rx.recv() {
+                // Group commit: whatever else is waiting shares the sync.
+                let (batches, writers): (Vec<Batch>, Vec<_>) =
+                    std::iter::once(first).chain(sync_rx.try_iter()).unzip();
+                let synced = deliver::make_durable(&batches);
+                for (batch, writer) in batches.into_iter().zip(writers) {
+                    let result = match &synced {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    };
+                    // The writer waits for every batch it sent.
+                    let _ = writer.send((batch, result));
+                }
+            }
+        });
         for _ in 0..WRITERS {
             let mut writer = filer.sibling(WRITERS);
             let work = work_rx.clone();
             let done = done_tx.clone();
+            let to_sync = sync_tx.clone();
             scope.spawn(move || {
-                for (mut message, target) in work {
-                    let label = target.label();
-                    let result = writer.file(&mut message, target);
-                    let filed = Outcome::Filed(message.index, message.offset, label, result);
-                    // The receiver lives until every writer has ended.
-                    let _ = done.send(filed);
-                    if writer.should_commit() {
-                        let _ = done.send(Outcome::Committed(writer.commit()));
+                let (synced_tx, synced_rx) = crossbeam_channel::unbounded();
+                let mut unsynced = 0usize;
+                // The receiver lives until every writer has ended.
+                let publish = |(batch, synced): Synced| {
+                    let result = match synced {
+                        Ok(()) => batch.publish(),
+                        Err(e) => Err(batch.fail(Vec::new(), e)),
+                    };
+                    let _ = done.send(Outcome::Committed(result));
+                };
+                let send_batch = |batch: Batch, unsynced: &mut usize| {
+                    // Only fails if the syncing thread ended; the batch is
+                    // then dropped, which removes its files, and it is not
+                    // reported delivered.
+                    if to_sync.send((batch, synced_tx.clone())).is_ok() {
+                        *unsynced += 1;
+                    }
+                };
+                loop {
+                    crossbeam_channel::select! {
+                        recv(work) -> bundle => {
+                            let Ok(bundle) = bundle else { break };
+                            for (mut message, target) in bundle {
+                                let label = target.label();
+                                let result = writer.file(&mut message, target);
+                                let filed = Outcome::Filed(message.index, message.offset, label, result);
+                                let _ = done.send(filed);
+                                if writer.should_commit() {
+                                    send_batch(writer.take_batch(), &mut unsynced);
+                                }
+                                // Published as soon as they are durable:
+                                // their files are open until then.
+                                for synced in synced_rx.try_iter() {
+                                    publish(synced);
+                                    unsynced -= 1;
+                                }
+                            }
+                        }
+                        recv(synced_rx) -> synced => {
+                            publish(synced.expect("this thread holds a sender"));
+                            unsynced -= 1;
+                        }
                     }
                 }
-                let _ = done.send(Outcome::Committed(writer.commit()));
+                send_batch(writer.take_batch(), &mut unsynced);
+                for synced in synced_rx.iter().take(unsynced) {
+                    publish(synced);
+                }
             });
         }
+        drop(sync_tx);
         drop((work_rx, done_tx));
+        let mut bundle = Vec::with_capacity(BUNDLE_MESSAGES);
+        let mut bundle_bytes = 0;
+        let hand_over = |bundle: &mut Vec<(Message, Target)>| {
+            if !bundle.is_empty() {
+                let full = std::mem::replace(bundle, Vec::with_capacity(BUNDLE_MESSAGES));
+                work_tx
+                    .send(full)
+                    .expect("writers take messages until the channel closes");
+            }
+        };
         for message in messages {
             let mut message = match message {
                 Ok(m) => m,
@@ -159,9 +239,14 @@ pub fn file_messages<E: fmt::Display>(
             run.report.messages += 1;
             let target = filer.rules().decide(&message).target.clone();
             match &target {
-                Target::Folder(name) if !name.starts_with(MBOX_PREFIX) => work_tx
-                    .send((message, target))
-                    .expect("writers take messages until the channel closes"),
+                Target::Folder(name) if !name.starts_with(MBOX_PREFIX) => {
+                    bundle_bytes += message.content.len();
+                    bundle.push((message, target));
+                    if bundle.len() >= BUNDLE_MESSAGES || bundle_bytes >= BUNDLE_BYTES {
+                        hand_over(&mut bundle);
+                        bundle_bytes = 0;
+                    }
+                }
                 _ => {
                     let label = target.label();
                     let result = filer.file(&mut message, target);
@@ -175,6 +260,7 @@ pub fn file_messages<E: fmt::Display>(
                 run.outcome(outcome);
             }
         }
+        hand_over(&mut bundle);
         drop(work_tx);
         run.committed(filer.commit());
         // Ends when every writer has committed its last batch and ended.
@@ -185,6 +271,13 @@ pub fn file_messages<E: fmt::Display>(
     run.report.undelivered.sort_by_key(|u| u.index);
     run.report
 }
+
+/// A written batch on its way to the syncing thread, with the way back to
+/// its writer.
+type ToSync = (Batch, crossbeam_channel::Sender<Synced>);
+
+/// A batch back from the syncing thread: made durable, or why not.
+type Synced = (Batch, io::Result<()>);
 
 /// What a writer thread reports back to the thread that keeps the report.
 enum Outcome {

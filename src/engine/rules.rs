@@ -154,26 +154,74 @@ pub struct HeaderField {
 
 /// Parses a header section into the fields named in `wanted` (lowercase
 /// names); `None` when the section cannot be parsed.
+///
+/// Gives what `mailparse::parse_headers` would, filtered, but without
+/// parsing the fields no rule looks at: field boundaries are found with
+/// `memchr`, and only wanted fields go through `mailparse::parse_header`
+/// (which decodes RFC 2047). The section is refused where `parse_headers`
+/// refuses it: a field that starts with a space, or a lone CR where a field
+/// should start.
 pub fn parse_header_fields(header: &[u8], wanted: &[String]) -> Option<Vec<HeaderField>> {
-    let (parsed, _) = mailparse::parse_headers(header).ok()?;
-    Some(
-        parsed
-            .iter()
-            .filter(|h| {
-                let name = h.get_key_ref();
-                wanted.iter().any(|w| name.trim().eq_ignore_ascii_case(w))
-            })
-            .map(|h| {
-                let unfolded = unfold(h.get_value_raw());
-                let decoded = h.get_value();
-                HeaderField {
-                    name: h.get_key_ref().trim().to_ascii_lowercase(),
-                    decoded: (decoded != unfolded).then_some(decoded),
-                    unfolded,
+    let mut fields = Vec::new();
+    let mut start = 0;
+    while start < header.len() {
+        let rest = &header[start..];
+        match rest[0] {
+            b'\n' => break,
+            b'\r' if rest.get(1) == Some(&b'\n') => break,
+            b'\r' | b' ' => return None,
+            _ => {}
+        }
+        let line_end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        let (key, end) = match memchr::memchr(b':', &rest[..line_end]) {
+            // A line without a colon is a field with an empty value that
+            // ends at the line's end.
+            None => (&rest[..line_end], line_end + 1),
+            Some(colon) => {
+                let mut end = line_end;
+                while end < rest.len() && matches!(rest.get(end + 1), Some(b' ' | b'\t')) {
+                    end +=
+                        1 + memchr::memchr(b'\n', &rest[end + 1..]).unwrap_or(rest.len() - end - 1);
                 }
-            })
-            .collect(),
-    )
+                (&rest[..colon], end + 1)
+            }
+        };
+        if wanted.iter().any(|w| field_name_is(key, w)) {
+            let (parsed, _) = mailparse::parse_header(rest).ok()?;
+            let unfolded = unfold(parsed.get_value_raw());
+            let decoded = parsed.get_value();
+            fields.push(HeaderField {
+                name: parsed.get_key_ref().trim().to_ascii_lowercase(),
+                decoded: (decoded != unfolded).then_some(decoded),
+                unfolded,
+            });
+        }
+        start += end;
+    }
+    Some(fields)
+}
+
+/// Whether the field name `key` (bytes up to the colon) is `name`, compared
+/// as mailparse names fields: Latin-1 decoded, trimmed, ASCII case ignored.
+fn field_name_is(key: &[u8], name: &str) -> bool {
+    let decoded = key.iter().map(|&b| char::from(b));
+    let leading = decoded.clone().take_while(|c| c.is_whitespace()).count();
+    let trailing = decoded
+        .clone()
+        .rev()
+        .take_while(|c| c.is_whitespace())
+        .count();
+    let trimmed = decoded
+        .skip(leading)
+        .take(key.len().saturating_sub(leading + trailing));
+    trimmed
+        .map(Some)
+        .chain([None])
+        .zip(name.chars().map(Some).chain([None]))
+        .all(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(&b),
+            (a, b) => a == b,
+        })
 }
 
 /// RFC 5322 unfolding: line breaks followed by white space are removed (the
@@ -293,7 +341,86 @@ impl Rules {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use proptest::prelude::*;
     use std::path::Path;
+
+    /// What `parse_header_fields` must give: every field parsed by
+    /// mailparse, then filtered.
+    fn all_fields_then_filter(header: &[u8], wanted: &[String]) -> Option<Vec<HeaderField>> {
+        let (parsed, _) = mailparse::parse_headers(header).ok()?;
+        Some(
+            parsed
+                .iter()
+                .filter(|h| {
+                    let name = h.get_key_ref();
+                    wanted.iter().any(|w| name.trim().eq_ignore_ascii_case(w))
+                })
+                .map(|h| {
+                    let unfolded = unfold(h.get_value_raw());
+                    let decoded = h.get_value();
+                    HeaderField {
+                        name: h.get_key_ref().trim().to_ascii_lowercase(),
+                        decoded: (decoded != unfolded).then_some(decoded),
+                        unfolded,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// Header sections made of the bytes that matter to field
+        /// boundaries (CR, LF, space, tab, colon), name pieces and 8-bit
+        /// bytes: the fast scan agrees with parsing every field.
+        #[test]
+        fn scanning_for_wanted_fields_agrees_with_parsing_all(
+            pieces in prop::collection::vec(
+                prop::sample::select(vec![
+                    "\n", "\r\n", "\r", " ", "\t", ":", "Subject", "subject ", " To",
+                    "List-Id", "x", "=?utf-8?q?caf=C3=A9?=", "\u{a0}", "\u{85}",
+                ]),
+                0..40,
+            ),
+            latin1 in prop::collection::vec(any::<u8>(), 0..3),
+        ) {
+            let mut header: Vec<u8> = pieces.concat().into_bytes();
+            header.extend(latin1);
+            let wanted = vec!["subject".to_string(), "to".to_string(), "list-id".to_string()];
+            prop_assert_eq!(
+                parse_header_fields(&header, &wanted),
+                all_fields_then_filter(&header, &wanted)
+            );
+        }
+    }
+
+    #[test]
+    fn scanning_agrees_with_parsing_all_on_the_sample_spool() {
+        let spool = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/assets/sample-spool.mbox"
+        ))
+        .unwrap();
+        let wanted: Vec<String> = ["subject", "to", "cc", "list-id", "from", "received"]
+            .map(String::from)
+            .into();
+        let mut checked = 0;
+        for message in
+            crate::engine::mbox::MboxSplitter::new(&spool[..], crate::config::MboxFormat::Mboxrd)
+        {
+            let message = message.unwrap();
+            let fields = parse_header_fields(&message.header, &wanted);
+            assert_eq!(
+                fields,
+                all_fields_then_filter(&message.header, &wanted),
+                "message {}",
+                message.index
+            );
+            assert!(fields.is_some_and(|f| !f.is_empty()));
+            checked += 1;
+        }
+        assert_eq!(checked, 315);
+    }
 
     fn rules(toml: &str) -> Rules {
         let config = Config::parse(toml, Path::new("test.toml")).unwrap();

@@ -17,8 +17,10 @@
 //! `\072`, `\054`. Directories are made with mode 0700, files with 0600.
 
 use std::collections::HashSet;
+use std::ffi::CString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -231,17 +233,85 @@ pub fn already_delivered(dir: &Path, base: &str) -> io::Result<bool> {
     Ok(delivered_bases(dir)?.contains(base))
 }
 
-/// Creates a new file in `dir/tmp` with a unique name (0600, O_EXCL).
-pub fn create_tmp(dir: &Path, namer: &Namer) -> io::Result<(PathBuf, File)> {
+/// A message file being written in a Maildir's `tmp/`, open until it is
+/// published. Where the kernel and file system allow (Linux `O_TMPFILE`,
+/// with `/proc` mounted to link it), the file has no name at all until
+/// [`publish`] links it into `new/`: readers see exactly what the spec's
+/// `tmp/NAME` then rename gives them, a crash leaves no garbage in `tmp/`,
+/// and the delivery costs one directory entry instead of three changes in
+/// two directories (which also serialise on the file system's rename lock).
+/// Elsewhere it is `tmp/NAME`, as the maildir spec describes.
+#[derive(Debug)]
+pub struct TmpFile {
+    file: File,
+    path: Option<PathBuf>,
+}
+
+impl TmpFile {
+    /// The open file, to write the message into and to fsync.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Removes the file (an unnamed one vanishes when it is closed).
+    pub fn discard(self) {
+        if let Some(path) = &self.path {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether unnamed files have worked so far in this process; cleared for
+/// good on the first file system or kernel that refuses them.
+#[cfg(target_os = "linux")]
+static UNNAMED_TMP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Creates a new file (0600) in `dir/tmp`: unnamed where possible (see
+/// [`TmpFile`]), else with a unique name (O_EXCL).
+pub fn create_tmp(dir: &Path, namer: &Namer) -> io::Result<TmpFile> {
+    let tmp_dir = dir.join("tmp");
+    #[cfg(target_os = "linux")]
+    if UNNAMED_TMP.load(Ordering::Relaxed) {
+        match OpenOptions::new()
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(&tmp_dir)
+        {
+            Ok(file) => return Ok(TmpFile { file, path: None }),
+            // Kernels before 3.11 and file systems without support; also
+            // no /proc to link through.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+                ) =>
+            {
+                UNNAMED_TMP.store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    create_named_tmp(&tmp_dir, namer)
+}
+
+/// Creates `tmp_dir/NAME` with a unique name (0600, O_EXCL), the maildir
+/// spec's way.
+fn create_named_tmp(tmp_dir: &Path, namer: &Namer) -> io::Result<TmpFile> {
     loop {
-        let path = dir.join("tmp").join(namer.unique_base());
+        let path = tmp_dir.join(namer.unique_base());
         match OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&path)
         {
-            Ok(f) => return Ok((path, f)),
+            Ok(file) => {
+                return Ok(TmpFile {
+                    file,
+                    path: Some(path),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
@@ -249,40 +319,87 @@ pub fn create_tmp(dir: &Path, namer: &Namer) -> io::Result<(PathBuf, File)> {
 }
 
 /// Makes a finished file in `tmp/` visible as `new/NAME` without ever
-/// overwriting: renameat2(RENAME_NOREPLACE) on Linux (one step), else (or
-/// where the file system lacks it) link(2) then unlink of the `tmp/` name, as
-/// the maildir spec says. Returns false (and removes the tmp file) when
-/// `new/NAME` already exists.
-pub fn publish(tmp: &Path, dir: &Path, name: &str) -> io::Result<bool> {
+/// overwriting: an unnamed file is linked there (linkat(2) through
+/// `/proc/self/fd`); a named one is moved with renameat2(RENAME_NOREPLACE)
+/// on Linux, else (or where the file system lacks it) link(2) then unlink
+/// of the `tmp/` name, as the maildir spec says. Returns false (and removes
+/// the tmp file) when `new/NAME` already exists.
+pub fn publish(tmp: &TmpFile, dir: &Path, name: &str) -> io::Result<bool> {
     let target = dir.join("new").join(name);
+    let Some(path) = &tmp.path else {
+        return link_unnamed(&tmp.file, &target);
+    };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    match rename_noreplace(tmp, &target) {
+    match rename_noreplace(path, &target) {
         Ok(()) => return Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(tmp)?;
+            fs::remove_file(path)?;
             return Ok(false);
         }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {}
         Err(e) => return Err(e),
     }
-    let linked = match fs::hard_link(tmp, &target) {
+    let linked = match fs::hard_link(path, &target) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(e),
     };
-    fs::remove_file(tmp)?;
+    fs::remove_file(path)?;
     Ok(linked)
+}
+
+/// Gives the unnamed `file` the name `target`; false when that exists.
+/// linkat(2) with `AT_EMPTY_PATH` links the descriptor itself (Linux 6.10
+/// allows it to the file's opener; before, only with CAP_DAC_READ_SEARCH);
+/// where that is refused, through its `/proc/self/fd` link.
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, target: &Path) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    static EMPTY_PATH_REFUSED: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+    let fd = file.as_raw_fd();
+    let to = c_path(target)?;
+    let link = |from_dir: libc::c_int, from: &CString, flags: libc::c_int| {
+        // SAFETY: both paths are NUL-terminated strings that outlive the
+        // call; `from_dir` is an open descriptor or AT_FDCWD.
+        let rc =
+            unsafe { libc::linkat(from_dir, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags) };
+        if rc == 0 {
+            Ok(true)
+        } else {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    };
+    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+        match link(fd, &CString::default(), libc::AT_EMPTY_PATH) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EPERM)) => {
+                EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
+            }
+            done => return done,
+        }
+    }
+    let proc_link = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a /proc path");
+    link(libc::AT_FDCWD, &proc_link, libc::AT_SYMLINK_FOLLOW)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn link_unnamed(_file: &File, _target: &Path) -> io::Result<bool> {
+    unreachable!("unnamed tmp files are only made on Linux")
+}
+
+fn c_path(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-    };
-    let (from, to) = (c(from)?, c(to)?);
+    let (from, to) = (c_path(from)?, c_path(to)?);
     // SAFETY: both paths are NUL-terminated strings that outlive the call.
     let rc = unsafe {
         libc::renameat2(
@@ -308,6 +425,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn maildirplusplus_layout() {
@@ -360,19 +478,60 @@ mod tests {
         assert_ne!(u.base(1), u.base(1));
     }
 
+    /// Both kinds of tmp file: unnamed where this machine allows it (as
+    /// `create_tmp` makes them here), and named (the fallback).
+    fn both_kinds(dir: &Path, namer: &Namer) -> [TmpFile; 2] {
+        [
+            create_tmp(dir, namer).unwrap(),
+            create_named_tmp(&dir.join("tmp"), namer).unwrap(),
+        ]
+    }
+
     #[test]
     fn publish_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         ensure(dir.path(), false).unwrap();
         let namer = Namer::new(None);
-        let (tmp1, _) = create_tmp(dir.path(), &namer).unwrap();
-        fs::write(&tmp1, "first").unwrap();
-        assert!(publish(&tmp1, dir.path(), "m,S=5").unwrap());
-        let (tmp2, _) = create_tmp(dir.path(), &namer).unwrap();
-        fs::write(&tmp2, "other").unwrap();
-        assert!(!publish(&tmp2, dir.path(), "m,S=5").unwrap());
-        assert_eq!(fs::read(dir.path().join("new/m,S=5")).unwrap(), b"first");
+        let [unnamed1, named1] = both_kinds(dir.path(), &namer);
+        let [unnamed2, named2] = both_kinds(dir.path(), &namer);
+        for (kind, (first, second)) in [(unnamed1, named2), (named1, unnamed2)]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("m{kind},S=5");
+            first.file().write_all(b"first").unwrap();
+            assert!(publish(&first, dir.path(), &name).unwrap());
+            second.file().write_all(b"other").unwrap();
+            assert!(!publish(&second, dir.path(), &name).unwrap());
+            assert_eq!(
+                fs::read(dir.path().join("new").join(&name)).unwrap(),
+                b"first"
+            );
+        }
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn unnamed_tmp_files_are_invisible_until_published() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path(), false).unwrap();
+        let namer = Namer::new(None);
+        let [unnamed, named] = both_kinds(dir.path(), &namer);
+        let in_tmp = || fs::read_dir(dir.path().join("tmp")).unwrap().count();
+        assert_eq!(in_tmp(), 1, "only the named one is in tmp/");
+        unnamed.file().write_all(b"x").unwrap();
+        assert!(publish(&unnamed, dir.path(), "u,S=1").unwrap());
+        drop(unnamed);
+        let mode = fs::metadata(dir.path().join("new/u,S=1")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        named.discard();
+        assert_eq!(in_tmp(), 0);
+        let discarded = create_tmp(dir.path(), &namer).unwrap();
+        discarded.discard();
+        assert_eq!(fs::read_dir(dir.path().join("new")).unwrap().count(), 1);
     }
 
     #[test]
