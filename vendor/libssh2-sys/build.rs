@@ -56,6 +56,13 @@ fn main() {
             .status();
     }
 
+    // mailhaul patch: the C sources are edited here (see PATCHED.md), and
+    // the rerun-if-env-changed lines above switch off Cargo's default of
+    // rebuilding on any change in the package.
+    println!("cargo:rerun-if-changed=libssh2/src");
+    println!("cargo:rerun-if-changed=libssh2/include");
+    println!("cargo:rerun-if-changed=libssh2/libssh2.pc.in");
+
     let target = env::var("TARGET").unwrap();
     let profile = env::var("PROFILE").unwrap();
     let dst = PathBuf::from(env::var_os("OUT_DIR").unwrap());

@@ -29,6 +29,10 @@ pub const SSH_DISCONNECT_ILLEGAL_USER_NAME: c_int = 15;
 
 pub const LIBSSH2_FLAG_SIGPIPE: c_int = 1;
 pub const LIBSSH2_FLAG_COMPRESS: c_int = 2;
+/// mailhaul patch (libssh2/include/libssh2.h): with `LIBSSH2_FLAG_COMPRESS`,
+/// client-to-server compression uses LZ77 whose history never crosses from
+/// one channel (or control message) to another; set before the handshake.
+pub const LIBSSH2_FLAG_COMPRESS_ISOLATED_LZ77: c_int = 0x6d68;
 
 pub const LIBSSH2_HOSTKEY_TYPE_UNKNOWN: c_int = 0;
 pub const LIBSSH2_HOSTKEY_TYPE_RSA: c_int = 1;

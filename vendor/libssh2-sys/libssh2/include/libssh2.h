@@ -358,6 +358,12 @@ typedef struct _LIBSSH2_SK_SIG_INFO {
 #define LIBSSH2_FLAG_SIGPIPE        1
 #define LIBSSH2_FLAG_COMPRESS       2
 #define LIBSSH2_FLAG_QUOTE_PATHS    3
+/* mailhaul patch: with LIBSSH2_FLAG_COMPRESS, compress what is sent with
+   LZ77 (zlib level 6) whose history is dropped before every packet except
+   the next CHANNEL_DATA of a bulk (>= 4096 bytes) CHANNEL_DATA stream on the
+   same channel. Set before libssh2_session_handshake(). The value is far
+   from upstream's on purpose: an unpatched libssh2 refuses it (INVAL). */
+#define LIBSSH2_FLAG_COMPRESS_ISOLATED_LZ77 0x6d68
 
 #if defined(__clang__) && __clang_major__ >= 13
 #pragma clang diagnostic push

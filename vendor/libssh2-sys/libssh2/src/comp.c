@@ -123,6 +123,25 @@ static void comp_method_zlib_free(voidpf opaque, voidpf address)
     SSH2_FREE(session, address);
 }
 
+/* mailhaul patch: payloads of at least this many bytes make a CHANNEL_DATA
+   packet "bulk": only after one of those is the LZ77 history kept. */
+#define COMP_ISOLATED_BULK_PAYLOAD 4096
+
+/* mailhaul patch: the compressor's state. `strm` comes first, so that the
+   code which only needs the z_stream can keep using the abstract pointer as
+   one; the decompressor's abstract stays a bare z_stream. */
+struct comp_zlib_deflate {
+    z_stream strm;
+    /* LIBSSH2_FLAG_COMPRESS_ISOLATED_LZ77 was set at init */
+    int isolated;
+    /* drop the history before the next comp() call compresses anything */
+    int flush_next;
+    /* the packet announced last by ssh2_comp_begin_packet() */
+    int last_is_data;
+    uint32_t last_channel;
+    size_t last_payload_len;
+};
+
 /*
  * All your bandwidth are belong to us (so save some)
  */
@@ -130,9 +149,15 @@ static int comp_method_zlib_init(LIBSSH2_SESSION *session, int compr,
                                  void **abstract)
 {
     z_stream *strm;
+    struct comp_zlib_deflate *deflater = NULL;
     int status;
 
-    strm = SSH2_CALLOC(session, sizeof(z_stream));
+    if(compr) {
+        deflater = SSH2_CALLOC(session, sizeof(*deflater));
+        strm = deflater ? &deflater->strm : NULL;
+    }
+    else
+        strm = SSH2_CALLOC(session, sizeof(z_stream));
     if(!strm)
         return ssh2_err(session, LIBSSH2_ERROR_ALLOC,
                         "Unable to allocate memory for "
@@ -141,7 +166,13 @@ static int comp_method_zlib_init(LIBSSH2_SESSION *session, int compr,
     strm->opaque = (voidpf)session;
     strm->zalloc = (alloc_func)comp_method_zlib_alloc;
     strm->zfree = (free_func)comp_method_zlib_free;
-    if(compr)
+    if(compr && session->flag.compress_isolated_lz77) {
+        /* mailhaul patch: real LZ77, as OpenSSH's level 6 */
+        deflater->isolated = 1;
+        status = deflateInit2(strm, 6, Z_DEFLATED, 15, 8,
+                              Z_DEFAULT_STRATEGY);
+    }
+    else if(compr)
         status = deflateInit2(strm, Z_BEST_SPEED, Z_DEFLATED, 15, 8,
                               Z_HUFFMAN_ONLY);
     else
@@ -159,6 +190,43 @@ static int comp_method_zlib_init(LIBSSH2_SESSION *session, int compr,
 }
 
 /*
+ * mailhaul patch: decides, before an outgoing packet is compressed, whether
+ * the LZ77 history may stay. It stays only when this packet and the one
+ * before are both SSH_MSG_CHANNEL_DATA for the same recipient channel and
+ * the one before was bulk data; otherwise the next comp() call first
+ * drops it with an empty Z_FULL_FLUSH. So no connection's bytes serve as
+ * dictionary for another connection's or for control messages, and small
+ * (interactive) packets never serve as dictionary at all.
+ */
+void ssh2_comp_begin_packet(LIBSSH2_SESSION *session,
+                            const unsigned char *first, size_t first_len,
+                            size_t payload_len)
+{
+    struct comp_zlib_deflate *deflater;
+    int is_data;
+    uint32_t channel = 0;
+
+    if(!session->local.comp ||
+       session->local.comp->init != comp_method_zlib_init ||
+       !session->local.comp_abstract)
+        return;
+    deflater = session->local.comp_abstract;
+    if(!deflater->isolated)
+        return;
+
+    is_data = first_len >= 5 && first[0] == SSH_MSG_CHANNEL_DATA;
+    if(is_data)
+        channel = ssh2_ntohu32(first + 1);
+    deflater->flush_next = !(is_data && deflater->last_is_data &&
+                             channel == deflater->last_channel &&
+                             deflater->last_payload_len >=
+                             COMP_ISOLATED_BULK_PAYLOAD);
+    deflater->last_is_data = is_data;
+    deflater->last_channel = channel;
+    deflater->last_payload_len = payload_len;
+}
+
+/*
  * Compresses source to destination. Without allocation.
  */
 static int comp_method_zlib_comp(LIBSSH2_SESSION *session,
@@ -172,13 +240,32 @@ static int comp_method_zlib_comp(LIBSSH2_SESSION *session,
                                  void **abstract)
 {
     z_stream *strm = *abstract;
+    struct comp_zlib_deflate *deflater = *abstract;
     uInt out_maxlen = (uInt)*dest_len;
     int status;
 
-    strm->next_in = (z_const Bytef *)src;
-    strm->avail_in = (uInt)src_len;
     strm->next_out = dest;
     strm->avail_out = out_maxlen;
+
+    /* mailhaul patch: forget the history (an empty stored block in the
+       output, which any inflate passes over) unless it may stay */
+    if(deflater->isolated && deflater->flush_next) {
+        deflater->flush_next = 0;
+        if(strm->total_in > 0) {
+            strm->next_in = (z_const Bytef *)src;
+            strm->avail_in = 0;
+            status = deflate(strm, Z_FULL_FLUSH);
+            if(status != Z_OK || strm->avail_out == 0) {
+                ssh2_deb((session, LIBSSH2_TRACE_TRANS,
+                          "unhandled zlib flush error %d", status));
+                return ssh2_err(session, LIBSSH2_ERROR_ZLIB,
+                                "compression failure");
+            }
+        }
+    }
+
+    strm->next_in = (z_const Bytef *)src;
+    strm->avail_in = (uInt)src_len;
 
     status = deflate(strm, Z_PARTIAL_FLUSH);
 

@@ -36,4 +36,11 @@
 
 const struct comp_method **ssh2_comp_methods(LIBSSH2_SESSION *session);
 
+/* mailhaul patch: announces the outgoing packet whose payload the next
+   comp() calls compress; `first` is its first part (from the message type
+   on), `payload_len` the length of the whole payload. */
+void ssh2_comp_begin_packet(LIBSSH2_SESSION *session,
+                            const unsigned char *first, size_t first_len,
+                            size_t payload_len);
+
 #endif /* LIBSSH2_COMP_H */

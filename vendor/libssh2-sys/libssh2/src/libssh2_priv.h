@@ -693,6 +693,7 @@ struct flags {
     int sigpipe;     /* LIBSSH2_FLAG_SIGPIPE */
     int compress;    /* LIBSSH2_FLAG_COMPRESS */
     int quote_paths; /* LIBSSH2_FLAG_QUOTE_PATHS */
+    int compress_isolated_lz77; /* LIBSSH2_FLAG_COMPRESS_ISOLATED_LZ77 */
 };
 
 #if defined(__clang__) && __clang_major__ >= 13

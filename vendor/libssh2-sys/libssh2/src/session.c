@@ -1308,6 +1308,9 @@ int libssh2_session_flag(LIBSSH2_SESSION *session, int flag, int value)
     case LIBSSH2_FLAG_QUOTE_PATHS:
         session->flag.quote_paths = value;
         break;
+    case LIBSSH2_FLAG_COMPRESS_ISOLATED_LZ77:
+        session->flag.compress_isolated_lz77 = value;
+        break;
     default:
         return LIBSSH2_ERROR_INVAL;  /* unknown flag */
     }

@@ -42,6 +42,7 @@
 
 #include "transport.h"
 #include "mac.h"
+#include "comp.h" /* mailhaul patch: ssh2_comp_begin_packet() */
 
 #ifdef LIBSSH2DEBUG
 #define UNPRINTABLE_CHAR '.'
@@ -1087,6 +1088,11 @@ int ssh2_transport_send(LIBSSH2_SESSION *session,
            check the input size as we do not know how much it compresses */
         size_t dest_len = MAX_SSH_PACKET_LEN - 5 - 256;
         size_t dest2_len = dest_len;
+
+        /* mailhaul patch: lets the isolated LZ77 mode see which packet
+           this is before any of it is compressed */
+        ssh2_comp_begin_packet(session, data, data_len,
+                               data_len + (data2 ? data2_len : 0));
 
         /* compress directly to the target buffer */
         rc = session->local.comp->comp(session,
