@@ -37,6 +37,13 @@ use crate::config::Account;
 
 /// Bytes buffered per direction per connection.
 const BUF_SIZE: usize = 64 * 1024;
+/// Fewer client bytes than this waiting to go up are topped up with what the
+/// client has sent since, before they are sent as a packet of their own: the
+/// tail of a bulk read (through sshd, 64 KiB go as 32,700 + 32,700 + 136)
+/// would otherwise make a small packet, after which the isolated LZ77
+/// compressor starts the stream again without history. Equal to the
+/// compressor's bulk threshold (vendor/libssh2-sys/PATCHED.md).
+const TOP_UP_BELOW: usize = 4096;
 /// Seconds between keepalives on an idle SSH session.
 const KEEPALIVE_SECS: u32 = 30;
 /// Stats are sent at most this often (and only when they changed).
@@ -699,6 +706,22 @@ impl Buf {
         &self.data[self.start..self.end]
     }
 
+    /// Room for more bytes: true when fewer than `TOP_UP_BELOW` wait.
+    fn wants_more(&self) -> bool {
+        self.end - self.start < TOP_UP_BELOW
+    }
+
+    /// Moves the waiting bytes to the front and returns the free space after
+    /// them. Not while a write of those bytes is pending in libssh2.
+    fn free_space(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
     fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start == self.end {
@@ -800,15 +823,16 @@ impl Conn {
         };
         for _ in 0..MAX_ROUNDS {
             let mut moved = false;
-            // Client → channel.
-            if !self.aborted && !self.client_eof && self.up.is_empty() {
-                match (&self.client).read(&mut self.up.data) {
+            // Client → channel. Bytes already offered to libssh2 in a write
+            // that blocked must stay where they are.
+            if !self.aborted && !self.client_eof && self.up.wants_more() && !self.write_blocked {
+                match (&self.client).read(self.up.free_space()) {
                     Ok(0) => {
                         self.client_eof = true;
                         moved = true;
                     }
                     Ok(n) => {
-                        self.up.end = n;
+                        self.up.end += n;
                         stats.bytes_up += n as u64;
                         moved = true;
                     }
