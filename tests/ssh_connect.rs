@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::sshd::{keygen, pub_path, public_key, PASSPHRASE};
 use common::{TestSshd, TestUser};
-use mailhaul::config::HostKeyPolicy;
+use mailhaul::config::{HostKeyPolicy, TransportCompression};
 use mailhaul::engine::ssh::{
     connect, Connection, HostKeyDecision, NoPrompts, Prompter, SshError, Target, UnknownHost,
 };
@@ -27,12 +27,12 @@ fn target(sshd: &TestSshd, key: &Path) -> Target {
 }
 
 fn must_connect(sshd: &TestSshd, t: &Target) -> Connection {
-    connect(t, false, &NoPrompts)
+    connect(t, TransportCompression::Off, &NoPrompts)
         .unwrap_or_else(|e| panic!("connect failed: {e}\nsshd log:\n{}", sshd.log()))
 }
 
 fn must_fail(t: &Target) -> SshError {
-    match connect(t, false, &NoPrompts) {
+    match connect(t, TransportCompression::Off, &NoPrompts) {
         Ok(_) => panic!("connect succeeded but should not have"),
         Err(e) => e,
     }
@@ -154,7 +154,12 @@ fn encrypted_key_with_prompted_passphrase() {
     }
     let sshd = TestSshd::start();
     let asker = Asker(RefCell::new(Vec::new()));
-    connect(&target(&sshd, &sshd.encrypted_key), false, &asker).unwrap();
+    connect(
+        &target(&sshd, &sshd.encrypted_key),
+        TransportCompression::Off,
+        &asker,
+    )
+    .unwrap();
     assert_eq!(*asker.0.borrow(), vec![sshd.encrypted_key.clone()]);
 }
 
@@ -304,7 +309,9 @@ fn unknown_host_under_strict_asks_then_refuses() {
     let mut t = target(&sshd, &sshd.key);
     t.known_hosts_file = sshd.dir.path().join("absent_known_hosts");
     let refuse = Recorder(RefCell::new(None), HostKeyDecision::Refuse);
-    let e = connect(&t, false, &refuse).err().expect("must be refused");
+    let e = connect(&t, TransportCompression::Off, &refuse)
+        .err()
+        .expect("must be refused");
     assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
     assert_eq!(e.exit(), Exit::HostKey);
     let asked = refuse.0.borrow().clone().expect("the hook was asked");
@@ -320,11 +327,11 @@ fn unknown_host_under_strict_asks_then_refuses() {
     assert!(e.to_string().contains(&asked.fingerprint), "{e}");
 
     let once = Recorder(RefCell::new(None), HostKeyDecision::AcceptOnce);
-    connect(&t, false, &once).unwrap();
+    connect(&t, TransportCompression::Off, &once).unwrap();
     assert!(!t.known_hosts_file.exists(), "AcceptOnce must not record");
 
     let record = Recorder(RefCell::new(None), HostKeyDecision::AcceptAndRecord);
-    connect(&t, false, &record).unwrap();
+    connect(&t, TransportCompression::Off, &record).unwrap();
     must_connect(&sshd, &t);
 }
 
@@ -416,10 +423,22 @@ fn hashed_entry_matches_and_plain_port_22_entry_does_not() {
 fn compression_is_negotiated_when_asked() {
     let sshd = TestSshd::start();
     let t = target(&sshd, &sshd.key);
-    let zlib = connect(&t, true, &NoPrompts).unwrap();
     let z = "zlib@openssh.com".to_string();
-    assert_eq!(zlib.compression(), (z.clone(), z));
-    let plain = connect(&t, false, &NoPrompts).unwrap();
+    for compression in [TransportCompression::Zlib, TransportCompression::Huffman] {
+        let zlib = connect(&t, compression, &NoPrompts).unwrap();
+        assert_eq!(
+            zlib.compression(),
+            (z.clone(), z.clone()),
+            "{compression:?}"
+        );
+        // The server inflates what we send (session setup, a script on
+        // stdin, its arguments) and answers.
+        let out = zlib
+            .run_script("printf '%s|' \"$1\" \"$2\"", &["one", "two two"])
+            .unwrap();
+        assert_eq!(out.stdout, b"one|two two|", "{compression:?}");
+    }
+    let plain = connect(&t, TransportCompression::Off, &NoPrompts).unwrap();
     assert_eq!(
         plain.compression(),
         ("none".to_string(), "none".to_string())
@@ -501,7 +520,7 @@ fn the_known_key_type_is_preferred_in_the_handshake() {
     assert_eq!(hostkey(&conn), "ecdsa-sha2-nistp256");
     // With nothing known, libssh2's own order applies (the control).
     t.known_hosts_file = sshd.dir.path().join("empty_known_hosts");
-    let conn = connect(&t, false, &Once).unwrap();
+    let conn = connect(&t, TransportCompression::Off, &Once).unwrap();
     assert_eq!(hostkey(&conn), "ssh-ed25519");
 }
 
@@ -526,8 +545,12 @@ fn a_known_key_of_another_type_is_not_a_changed_key() {
 fn unprivileged_user_runs_scripts_in_its_home() {
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "mhs");
-    let conn = connect(&common::ssh_target(&sshd, &user.name), false, &NoPrompts)
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let conn = connect(
+        &common::ssh_target(&sshd, &user.name),
+        TransportCompression::Off,
+        &NoPrompts,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     let out = conn
         .run_script(
             "id -un; printf '%s' \"$2\" > \"$HOME/$1\"; ls -l \"$3\" | cut -c1-10",

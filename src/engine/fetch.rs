@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::{expand_tilde, Account, Compression, Config};
+use crate::config::{expand_tilde, Account, Compression, Config, TransportCompression};
 use crate::engine::civil::UtcTime;
 use crate::engine::claim::{
     self, choose_method, choose_strategy, parse_claims, parse_probe, parse_reply, ClaimReply,
@@ -269,7 +269,14 @@ fn connect_ssh(
     prompter: &dyn Prompter,
 ) -> Result<Connection, SshError> {
     let target = Target::resolve_with_user_config(account)?;
-    let mut conn = ssh::connect(&target, compress, prompter)?;
+    // What the fetch sends up is small (scripts); the download is compressed
+    // by the server. Upstream's Huffman-only coding is enough for the former.
+    let compression = if compress {
+        TransportCompression::Huffman
+    } else {
+        TransportCompression::Off
+    };
+    let mut conn = ssh::connect(&target, compression, prompter)?;
     // The claim may wait on a busy lock for lock_timeout seconds in silence.
     conn.set_idle_timeout(
         ssh::DEFAULT_IDLE_TIMEOUT.max(Duration::from_secs(account.lock_timeout.saturating_add(60))),

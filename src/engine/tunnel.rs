@@ -14,9 +14,11 @@
 //!
 //! Two measured details (docs/bench-tunnel.md): the SSH socket asks for
 //! immediate ACKs (`TCP_QUICKACK`), which saves 40 ms per SMTP connection
-//! against `ssh -L`; and libssh2 compresses what we send Huffman-only (no
-//! LZ77, against compression side channels), so uploads shrink ~1.5x where
-//! OpenSSH's zlib gets ~4x.
+//! against `ssh -L`; and what we send is compressed as `forward.compression`
+//! says: by default LZ77 whose history never crosses from one connection to
+//! another (the vendored libssh2's patch), which shrinks mail ~3.9x as
+//! OpenSSH's shared zlib stream does, where upstream libssh2's Huffman-only
+//! coding gets ~1.5x.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -35,6 +37,13 @@ use crate::config::Account;
 
 /// Bytes buffered per direction per connection.
 const BUF_SIZE: usize = 64 * 1024;
+/// Fewer client bytes than this waiting to go up are topped up with what the
+/// client has sent since, before they are sent as a packet of their own: the
+/// tail of a bulk read (through sshd, 64 KiB go as 32,700 + 32,700 + 136)
+/// would otherwise make a small packet, after which the isolated LZ77
+/// compressor starts the stream again without history. Equal to the
+/// compressor's bulk threshold (vendor/libssh2-sys/PATCHED.md).
+const TOP_UP_BELOW: usize = 4096;
 /// Seconds between keepalives on an idle SSH session.
 const KEEPALIVE_SECS: u32 = 30;
 /// Stats are sent at most this often (and only when they changed).
@@ -50,6 +59,10 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
 const USER_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a stop waits for channels to close before dropping the session.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// While sent bytes wait for the server's ACK, the socket counters are read
+/// again this often (an ACK does not wake poll(2)), so that the stats end on
+/// the true figure rather than on the one before the last ACK.
+const ACK_REFRESH: Duration = Duration::from_millis(50);
 /// Rounds of non-blocking work before the loop polls again (fairness).
 const MAX_ROUNDS: usize = 16;
 
@@ -68,18 +81,19 @@ const CHANNEL_ERRORS: [i32; 9] = [
 const EAGAIN: i32 = -37;
 
 /// Opens a fresh, authenticated SSH session for the forward, with transport
-/// compression on; called again on every reconnect. The error text is shown
-/// to the user as is.
+/// compression as configured; called again on every reconnect. The error
+/// text is shown to the user as is.
 pub type Connect = Box<dyn FnMut() -> Result<Connection, String> + Send>;
 
 /// The usual way to connect for `account`: its target as `~/.ssh/config`
-/// resolves it, host key checked, compression on, never prompting (an
-/// unknown host under `strict` is an error event).
+/// resolves it, host key checked, compression as `forward.compression`
+/// says, never prompting (an unknown host under `strict` is an error event).
 pub fn connector(account: &Account) -> Connect {
     let account = account.clone();
     Box::new(move || {
         let target = ssh::Target::resolve_with_user_config(&account).map_err(|e| e.to_string())?;
-        ssh::connect(&target, true, &ssh::NoPrompts).map_err(|e| e.to_string())
+        ssh::connect(&target, account.forward.compression, &ssh::NoPrompts)
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -402,10 +416,12 @@ impl Worker {
             let accept_in = self
                 .accept_paused_until
                 .map(|until| until.saturating_duration_since(Instant::now()));
+            let acks_in =
+                matches!(link.socket_bytes_unacked(), Ok(n) if n > 0).then_some(ACK_REFRESH);
             let timeout = if io.progress {
                 Some(Duration::ZERO)
             } else {
-                [keepalive_in, stats_in, accept_in]
+                [keepalive_in, stats_in, accept_in, acks_in]
                     .into_iter()
                     .flatten()
                     .min()
@@ -690,6 +706,22 @@ impl Buf {
         &self.data[self.start..self.end]
     }
 
+    /// Room for more bytes: true when fewer than `TOP_UP_BELOW` wait.
+    fn wants_more(&self) -> bool {
+        self.end - self.start < TOP_UP_BELOW
+    }
+
+    /// Moves the waiting bytes to the front and returns the free space after
+    /// them. Not while a write of those bytes is pending in libssh2.
+    fn free_space(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
     fn consume(&mut self, n: usize) {
         self.start += n;
         if self.start == self.end {
@@ -791,15 +823,16 @@ impl Conn {
         };
         for _ in 0..MAX_ROUNDS {
             let mut moved = false;
-            // Client → channel.
-            if !self.aborted && !self.client_eof && self.up.is_empty() {
-                match (&self.client).read(&mut self.up.data) {
+            // Client → channel. Bytes already offered to libssh2 in a write
+            // that blocked must stay where they are.
+            if !self.aborted && !self.client_eof && self.up.wants_more() && !self.write_blocked {
+                match (&self.client).read(self.up.free_space()) {
                     Ok(0) => {
                         self.client_eof = true;
                         moved = true;
                     }
                     Ok(n) => {
-                        self.up.end = n;
+                        self.up.end += n;
                         stats.bytes_up += n as u64;
                         moved = true;
                     }

@@ -28,7 +28,7 @@ pub use script::{
 };
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
-use crate::config::HostKeyPolicy;
+use crate::config::{HostKeyPolicy, TransportCompression};
 
 /// A host known_hosts has no key for, as shown to whoever decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +101,16 @@ pub struct Connection {
 
 /// Opens an authenticated session to `target`.
 ///
-/// `compress` asks for SSH transport compression (zlib@openssh.com), which
-/// must be set before the handshake. The host key is checked against
+/// `compression` chooses SSH transport compression (zlib@openssh.com) and
+/// how our side compresses; like every compression setting of libssh2 it
+/// must be made before the handshake, whose key exchange initialises the
+/// compressors. The host key is checked against
 /// `target.known_hosts_file` and the system-wide files; an unknown host is
 /// accepted and recorded (in the user's file) under `accept-new`, and put to
 /// `prompter` under `strict`. A changed or revoked key is always refused.
 pub fn connect(
     target: &Target,
-    compress: bool,
+    compression: TransportCompression,
     prompter: &dyn Prompter,
 ) -> Result<Connection, SshError> {
     let connect_err = |source| SshError::Connect {
@@ -126,7 +128,10 @@ pub fn connect(
     };
     let mut session = Session::new().map_err(handshake_err)?;
     session.set_timeout(millis(target.connect_timeout));
-    session.set_compress(compress);
+    session.set_compress(compression != TransportCompression::Off);
+    if compression == TransportCompression::Zlib {
+        set_isolated_lz77(&session).map_err(handshake_err)?;
+    }
     session.set_tcp_stream(stream);
     let mut known_hosts =
         KnownHosts::read(&target.known_hosts_file, &target.system_known_hosts_files)?;
@@ -144,6 +149,30 @@ pub fn connect(
     };
     conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
     Ok(conn)
+}
+
+/// Switches the session's compressor from Huffman-only (upstream libssh2) to
+/// LZ77 with per-connection history (the vendored libssh2's patch, see
+/// vendor/libssh2-sys/PATCHED.md). Before the handshake only.
+fn set_isolated_lz77(session: &Session) -> Result<(), ssh2::Error> {
+    let mut raw = session.raw();
+    // SAFETY: `raw` is the live session, exclusively borrowed through its
+    // mutex guard for the call; the flag call only stores an int in it.
+    let rc = unsafe {
+        libssh2_sys::libssh2_session_flag(
+            &mut *raw,
+            libssh2_sys::LIBSSH2_FLAG_COMPRESS_ISOLATED_LZ77,
+            1,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(ssh2::Error::new(
+            ssh2::ErrorCode::Session(rc),
+            "this libssh2 has no isolated LZ77 compression (is vendor/libssh2-sys patched in?)",
+        ))
+    }
 }
 
 fn millis(d: Duration) -> u32 {
@@ -273,6 +302,20 @@ impl Connection {
     /// (`tcpi_bytes_acked` of TCP_INFO).
     pub fn socket_bytes_sent(&self) -> std::io::Result<u64> {
         self.tcp_info().map(|i| i.tcpi_bytes_acked)
+    }
+
+    /// Bytes written to the TCP socket that the peer has not acknowledged
+    /// yet, unsent ones included (SIOCOUTQ): while it is not 0,
+    /// [`Connection::socket_bytes_sent`] is still going to grow.
+    pub fn socket_bytes_unacked(&self) -> std::io::Result<u64> {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one c_int through the pointer;
+        // the fd stays open while `self.socket` lives.
+        let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(u64::try_from(queued).unwrap_or(0))
     }
 
     fn tcp_info(&self) -> std::io::Result<libc::tcp_info> {
