@@ -45,7 +45,7 @@ if [ -n "${FRESH_EXT4:-}" ]; then
   # earlier run's) recently deleted inodes, and it has the journal a default
   # Debian ext4 has (this machine's root file system has none).
   command -v mkfs.ext4 >/dev/null || { echo "missing mkfs.ext4 (apt-get install e2fsprogs)" >&2; exit 1; }
-  truncate -s 8G "$inputs/fs.img"
+  truncate -s 32G "$inputs/fs.img"  # sparse; 2M inodes, room for every run
   mkfs.ext4 -q -F "$inputs/fs.img"
   mnt=$(mktemp -d /tmp/mailhaul-filter-bench-mnt.XXXXXX)
   mount -o loop "$inputs/fs.img" "$mnt"

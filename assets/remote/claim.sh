@@ -176,6 +176,25 @@ repair() {
   done
 }
 
+# Nothing to claim and nothing to repair: then the lock is not taken, so a
+# delivery agent arriving now is not made to back off (procmail waits about
+# 8 s for a busy lock). Mail it appends meanwhile waits for the next fetch,
+# as it would behind the lock.
+idle_spool() {
+  [ ! -s "$spool" ] && ! repair_due
+}
+
+# True when an interrupted claim of this spool is waiting for `repair`.
+repair_due() {
+  for f in "$spool".mailhaul-claim.*; do
+    [ -f "$f" ] && [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ] && return 0
+  done
+  for p in "$cprefix".*.part; do
+    [ -f "$p" ] && return 0
+  done
+  return 1
+}
+
 # Prints `claim HEXPATH SIZE SHA256` for every finished claim of this spool.
 list_claims() {
   for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
@@ -253,6 +272,7 @@ cmd_claim() {
     rename)
       [ -w "$spool_dir" ] ||
         fail unsupported "rename needs a writable spool directory; $spool_dir is not (use copy-truncate)" 11
+      if idle_spool; then say "empty"; list_claims; say ok; return; fi
       lock excl
       repair
       if [ -s "$spool" ]; then
@@ -279,6 +299,7 @@ cmd_claim() {
       fi
       mkdir -p -- "$cdir" && chmod 700 -- "$HOME/.mailhaul" "$cdir" ||
         fail failed "cannot create $cdir" 12
+      if idle_spool; then say "empty"; list_claims; say ok; return; fi
       # dotlockfile refuses to lock a mailbox that does not exist. Without a
       # spool now, nothing is claimed, even if an MDA creates one meanwhile
       # (unlocked, it could be mid-append): that mail waits for the next fetch.

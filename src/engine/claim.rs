@@ -663,6 +663,35 @@ mod tests {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// An empty or missing spool is answered `empty` without taking the
+    /// lock, so a delivery agent that holds it (here: a lock file made by
+    /// hand) is neither waited for nor made to back off, and its lock is
+    /// left alone; a spool with mail still waits for the lock.
+    #[test]
+    fn an_idle_spool_is_not_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("ann");
+        let lock = dir.path().join("ann.lock");
+        let spool_arg = spool.to_str().unwrap().as_bytes();
+        for text in [SCRIPT_SOURCE, script()] {
+            std::fs::write(&lock, "4242\n").unwrap();
+            for contents in [None, Some("")] {
+                match contents {
+                    Some(c) => std::fs::write(&spool, c).unwrap(),
+                    None => drop(std::fs::remove_file(&spool)),
+                }
+                let reply = run_local(text, &[b"claim", spool_arg, b"rename", b"0"]);
+                assert_eq!(reply, "empty\nok\n", "spool {contents:?}");
+                assert_eq!(std::fs::read_to_string(&lock).unwrap(), "4242\n");
+            }
+            std::fs::write(&spool, "From a\nx\n").unwrap();
+            let reply = run_local(text, &[b"claim", spool_arg, b"rename", b"0"]);
+            assert!(reply.contains("lock-busy"), "{reply}");
+            assert_eq!(std::fs::read(&spool).unwrap(), b"From a\nx\n");
+            std::fs::remove_file(&lock).unwrap();
+        }
+    }
+
     /// The compacted script parses, is much smaller, and answers as the
     /// commented one does (probe, claim by rename, recover, release).
     #[test]
