@@ -102,6 +102,12 @@ pub struct FetchArgs {
     /// Connect and report what would be fetched; claim nothing.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Also take over claims another mailhaul installation made and left on
+    /// the server (each installation takes only its own otherwise, so that
+    /// two machines never file the same mail twice); for when that
+    /// installation is gone for good.
+    #[arg(long)]
+    pub adopt_claims: bool,
     /// Accounts to fetch (default: all).
     #[arg(value_name = "ACCOUNT")]
     pub accounts: Vec<String>,

@@ -23,6 +23,7 @@ fn options(client: &Client) -> FetchOptions {
         data_dir: client.data_dir(),
         prompter: Arc::new(NoPrompts),
         cancel: Arc::new(AtomicBool::new(false)),
+        adopt_claims: false,
     }
 }
 

@@ -11,9 +11,12 @@
 #   probe SPOOL                 facts the client chooses a strategy from
 #   recover SPOOL               list this spool's finished claims
 #   survey SPOOL                probe, then recover when the server can hash
-#   claim SPOOL STRATEGY WAIT   take the spool under its dot-lock (STRATEGY is
+#   claim SPOOL STRATEGY WAIT OWNER
+#                               take the spool under its dot-lock (STRATEGY is
 #                               rename or copy-truncate, WAIT the lock wait in
-#                               seconds), then list every finished claim
+#                               seconds, OWNER the client installation's id,
+#                               12 hex digits, or empty), then list every
+#                               finished claim
 #   send PATH METHOD LEVEL      stream a claim (METHOD zstd, zstd-adapt
 #                               (LEVEL is the lowest), gzip or cat);
 #                               its errors go to stderr, not the stream
@@ -98,8 +101,10 @@ set_cprefix() {
   cprefix=$cdir/$base.$_key
 }
 
+# A claim's id: time, pid, randomness, and `-o` + the owner's id when the
+# client gave one (a client only takes its own claims and unowned ones).
 new_id() {
-  id=$(date -u +%Y%m%dT%H%M%S)-$$-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+  id=$(date -u +%Y%m%dT%H%M%S)-$$-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')${owner:+-o$owner}
 }
 
 # Takes the dot-lock with the given method, waiting up to $wait seconds.
@@ -262,7 +267,9 @@ cmd_claim() {
   resolve "$1"
   strategy=$2
   wait=$3
+  owner=$4
   case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
+  case $owner in *[!0-9a-f]*) fail bad-request "owner must be hex digits" 3 ;; esac
   need_hasher
   set_cprefix
   have head && have cmp || fail unsupported "head and cmp are missing (install coreutils and diffutils)" 11
@@ -375,12 +382,12 @@ cmd_release() {
 main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
   command=$1
-  arg1=${2:-} arg2=${3:-} arg3=${4:-}
+  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
-    claim) cmd_claim "$arg1" "$arg2" "$arg3" ;;
+    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" ;;
     send) cmd_send "$arg1" "$arg2" "$arg3" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;

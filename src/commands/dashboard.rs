@@ -312,6 +312,7 @@ impl Shared {
             data_dir: self.data_dir.clone(),
             prompter: Arc::new(EventPrompter::new(name, self.events.clone(), answers)),
             cancel: Arc::clone(&self.cancel),
+            adopt_claims: false,
         };
         let handle = fetch::spawn(
             account,

@@ -71,6 +71,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
     let options = match FetchOptions::headless(args.dry_run) {
         Ok(o) => FetchOptions {
             prompter: super::prompt::TerminalPrompter::if_interactive(),
+            adopt_claims: args.adopt_claims,
             ..o
         },
         Err(e) => {

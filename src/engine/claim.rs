@@ -269,6 +269,24 @@ impl RemoteClaim {
     }
 }
 
+impl RemoteClaim {
+    /// The id of the mailhaul installation that made the claim (the `-o`
+    /// part of its id, see [`crate::engine::journal::installation_id`]);
+    /// `None` for claims made without one (by earlier versions).
+    pub fn owner(&self) -> Option<String> {
+        let id = self.id();
+        let (_, owner) = id.rsplit_once("-o")?;
+        (owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| owner.to_string())
+    }
+
+    /// Whether installation `me` may take this claim: its own, or one made
+    /// without an owner.
+    pub fn belongs_to(&self, me: &str) -> bool {
+        self.owner().is_none_or(|owner| owner == me)
+    }
+}
+
 /// The result of `recover` or `claim`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimReply {
@@ -661,6 +679,28 @@ mod tests {
         child.stdin.take().unwrap().write_all(&stdin).unwrap();
         let out = child.wait_with_output().unwrap();
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn claims_name_their_owner() {
+        let claim = |path: &str| RemoteClaim {
+            path: path.into(),
+            size: 1,
+            sha256: String::new(),
+        };
+        let owned = claim("/var/mail/ann.mailhaul-claim.20261128T101010-42-7-o0123456789ab");
+        assert_eq!(owned.owner().as_deref(), Some("0123456789ab"));
+        assert!(owned.belongs_to("0123456789ab"));
+        assert!(!owned.belongs_to("ba9876543210"));
+        let copied =
+            claim("/h/.mailhaul/claims/ann.0123abcd0123.20261128T101010-42-7-oba9876543210.mbox");
+        assert_eq!(copied.owner().as_deref(), Some("ba9876543210"));
+        let unowned = claim("/var/mail/ann.mailhaul-claim.20261128T101010-42-7");
+        assert_eq!(unowned.owner(), None);
+        assert!(
+            unowned.belongs_to("0123456789ab"),
+            "claims of earlier versions"
+        );
     }
 
     /// An empty or missing spool is answered `empty` without taking the

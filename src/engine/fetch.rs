@@ -27,7 +27,7 @@ use crate::engine::event::{
     Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
 };
 use crate::engine::history;
-use crate::engine::journal::{Journal, JournalClaim, Workspace, WorkspaceError};
+use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::file_messages;
 use crate::engine::ssh::{
@@ -93,6 +93,9 @@ pub struct FetchOptions {
     /// Set to stop the fetch at the next safe point (between steps, or
     /// mid-transfer: the claim stays on the server, the journal resumes).
     pub cancel: Arc<AtomicBool>,
+    /// Also take claims another installation made and left on the server
+    /// (see [`journal::installation_id`]); for when that machine is gone.
+    pub adopt_claims: bool,
 }
 
 impl FetchOptions {
@@ -107,6 +110,7 @@ impl FetchOptions {
         Ok(FetchOptions {
             dry_run,
             data_dir,
+            adopt_claims: false,
             prompter: Arc::new(ssh::NoPrompts),
             cancel: Arc::new(AtomicBool::new(false)),
         })
@@ -461,7 +465,16 @@ impl Run<'_> {
 
         // Claims left on the server by an interrupted run come first.
         self.emit(FetchEvent::Stage(Stage::Recovering));
+        let me = journal::installation_id(&self.options.data_dir)
+            .map_err(|e| FetchError::local("installation id", e))?;
         leftovers.claims.retain(|c| !done.contains(&c.path));
+        let (mine, theirs): (Vec<RemoteClaim>, Vec<RemoteClaim>) = leftovers
+            .claims
+            .into_iter()
+            .partition(|c| self.may_take(c, &me));
+        leftovers.claims = mine;
+        // Left to the installation that made them; not warned about twice.
+        let left: std::collections::HashSet<String> = theirs.into_iter().map(|c| c.path).collect();
         self.raw_total += leftovers.claims.iter().map(|c| c.size).sum::<u64>();
         for c in &leftovers.claims {
             self.log(
@@ -485,6 +498,7 @@ impl Run<'_> {
                 spool_arg(self.account),
                 strategy.strategy.as_str().as_bytes(),
                 wait.as_bytes(),
+                me.as_bytes(),
             ],
         )?)?;
         for note in &reply.repaired {
@@ -497,7 +511,8 @@ impl Run<'_> {
         let fresh: Vec<&RemoteClaim> = reply
             .claims
             .iter()
-            .filter(|c| !done.contains(&c.path))
+            .filter(|c| !done.contains(&c.path) && !left.contains(&c.path))
+            .filter(|c| self.may_take(c, &me))
             .collect();
         self.raw_total += fresh.iter().map(|c| c.size).sum::<u64>();
         if fresh.is_empty() {
@@ -511,6 +526,26 @@ impl Run<'_> {
             .compact()
             .map_err(|e| FetchError::local("journal", e))?;
         Ok(())
+    }
+
+    /// Whether this run takes claim `c` (made by installation `me` or by
+    /// none, or any with `adopt_claims`); says why it leaves one alone.
+    fn may_take(&self, c: &RemoteClaim, me: &str) -> bool {
+        if self.options.adopt_claims || c.belongs_to(me) {
+            return true;
+        }
+        self.log(
+            Level::Warn,
+            format!(
+                "claim {} ({} bytes) was made by another mailhaul installation ({}) \
+                 and is left on the server for it to deliver; if that installation is \
+                 gone for good, `mailhaul fetch --adopt-claims` takes it over",
+                c.path,
+                c.size,
+                c.owner().unwrap_or_default()
+            ),
+        );
+        false
     }
 
     /// Connects, telling the watcher about a changed or revoked host key.

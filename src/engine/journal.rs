@@ -170,6 +170,56 @@ impl Journal {
 #[error("another mailhaul is fetching account {0} right now")]
 pub struct AccountBusy(pub String);
 
+/// This installation's id: 12 hex digits, made at random on first use and
+/// kept in `DATA_DIR/installation-id` (0600). Claims carry it, so that two
+/// machines fetching one account never both take the same claim (which
+/// would file its messages twice): each takes only its own claims and
+/// claims made without an id.
+pub fn installation_id(data_dir: &Path) -> io::Result<String> {
+    let path = data_dir.join("installation-id");
+    let valid = |text: &str| {
+        let id = text.trim();
+        (id.len() == 12 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| id.to_string())
+    };
+    loop {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                return valid(&text).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} does not hold 12 hex digits", path.display()),
+                    )
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let mut random = [0u8; 6];
+        File::open("/dev/urandom")?.read_exact(&mut random)?;
+        let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        // Written aside, then linked into place: a concurrent first run
+        // keeps whichever id was linked first, and nobody reads half a file.
+        let tmp = data_dir.join(format!("installation-id.{}", std::process::id()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(format!("{id}\n").as_bytes())?;
+        file.sync_all()?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        std::fs::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => return Ok(id),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The local work area of one account: `DATA/accounts/NAME/` with the
 /// journal, the staging directory and a lock file, all private (0700/0600).
 #[derive(Debug)]
@@ -251,6 +301,30 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_installation_id_is_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let id = installation_id(&data).unwrap();
+        assert_eq!(id.len(), 12);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_eq!(installation_id(&data).unwrap(), id);
+        let file = data.join("installation-id");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        std::fs::write(&file, "not an id\n").unwrap();
+        let e = installation_id(&data).unwrap_err();
+        assert!(e.to_string().contains("installation-id"), "{e}");
+    }
 
     fn claim(id: &str) -> RemoteClaim {
         RemoteClaim {
