@@ -366,14 +366,16 @@ fn closed_target_port_gives_a_clean_close_and_an_error_event() {
 fn dropped_ssh_connection_is_reestablished() {
     let mut fwd = Forward::start(None);
     let dir = tempfile::tempdir().unwrap();
-    // End the server side of the session: sshd's per-connection processes.
-    // Each tree is frozen before it is killed, so that a monitor cannot fork
-    // its post-auth child in between (that child would keep the socket open).
-    let sessions = common::proc::descendants(fwd.sshd.pid() as i32);
-    assert!(!sessions.is_empty(), "no sshd session process");
-    for pid in sessions {
-        common::proc::kill_tree(pid);
-    }
+    // End the server side of the session: every process holding the
+    // forward's connection on sshd's port, each with its whole tree, frozen
+    // before it is killed so that a privsep monitor cannot fork its post-auth
+    // child in between (that child would keep the connection open). The
+    // helper waits until no process holds the connection any more.
+    let killed = common::proc::kill_connection_holders(fwd.sshd.port);
+    assert!(
+        !killed.is_empty(),
+        "no sshd process held the forward's connection"
+    );
     fwd.wait_for(
         |e| matches!(e, TunnelEvent::State(TunnelState::Reconnecting { .. })),
         "Reconnecting",
