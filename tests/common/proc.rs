@@ -1,5 +1,6 @@
-//! Process-tree helpers over `/proc`: find a process's descendants or a
-//! user's processes and end them by PID (never by name).
+//! Process-tree helpers over `/proc`: find a process's descendants, a
+//! user's processes or the holders of a server's connections, and end them
+//! by PID (never by name).
 
 use std::fs;
 use std::time::{Duration, Instant};
