@@ -49,8 +49,17 @@ impl Forward {
     /// As [`Forward::start_named`], with `forward.compression` set to
     /// `compression` (`None`: the default).
     fn start_compressed(name: &str, target: Option<&str>, compression: Option<&str>) -> Forward {
+        Forward::start_against(TestSshd::start(), name, target, compression)
+    }
+
+    /// As [`Forward::start_compressed`], through `sshd`.
+    fn start_against(
+        sshd: TestSshd,
+        name: &str,
+        target: Option<&str>,
+        compression: Option<&str>,
+    ) -> Forward {
         Postfix::ensure_running();
-        let sshd = TestSshd::start();
         let user = TestUser::create_for(&sshd, "tun");
         let account = account(name, &sshd, &user, target, compression);
         let spec = TunnelSpec::from_account(&account).expect("spec");
@@ -360,6 +369,38 @@ fn closed_target_port_gives_a_clean_close_and_an_error_event() {
         unreachable!()
     };
     assert_eq!(stats.total, 1);
+}
+
+/// A server that checks on idle clients (`ClientAliveInterval`, common in
+/// hardened sshd configs) must get its answers from an idle forward, or it
+/// drops the session every few intervals (this sshd drops a stopped OpenSSH
+/// client after about 3 s: "Timeout, client not responding").
+#[test]
+fn an_idle_forward_answers_the_servers_alive_checks() {
+    let sshd = TestSshd::start_with_config("ClientAliveInterval 1\nClientAliveCountMax 2\n");
+    let mut fwd = Forward::start_against(sshd, "tun", None, None);
+    let until = Instant::now() + Duration::from_secs(6);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        if let Ok(Event::Tunnel { event, .. }) = fwd.events.recv_timeout(left) {
+            fwd.seen.push(event);
+        }
+    }
+    assert!(
+        !fwd.seen.iter().any(|e| matches!(
+            e,
+            TunnelEvent::Error(_) | TunnelEvent::State(TunnelState::Reconnecting { .. })
+        )),
+        "the server dropped the idle forward: {:?}\n{}",
+        fwd.seen,
+        fwd.sshd.log()
+    );
+    // And it still forwards.
+    let dir = tempfile::tempdir().unwrap();
+    let subject = format!("tunnel-alive-{}", fwd.user.name);
+    let (msg, md5) = message(&subject, 10);
+    assert_swaks_ok(&fwd.swaks(&write_temp(dir.path(), "m", &msg)));
+    let spool = wait_for_subjects(&fwd.user, std::slice::from_ref(&subject));
+    assert_eq!(spool_body_md5(&spool, &subject).as_deref(), Some(&*md5));
 }
 
 #[test]
