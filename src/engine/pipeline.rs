@@ -95,8 +95,8 @@ pub fn file_mbox(
 /// Threads that write Maildir files, besides the one that splits the input.
 const WRITERS: usize = 2;
 
-/// Batches written and waiting for the committer thread, which makes them
-/// durable (merged, with one sync) while the writers go on writing.
+/// Batches written and waiting for the syncing thread, which makes every
+/// batch waiting durable with one sync while the writers go on writing.
 const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Bundles of messages waiting between the splitter and the writers: bounds
@@ -118,14 +118,16 @@ const BUNDLE_BYTES: u64 = 1 << 20;
 /// are in the report; everything read before is filed.
 ///
 /// The calling thread reads the input and decides each message's target;
-/// messages for Maildir folders go through a bounded channel to
-/// [`WRITERS`] threads, each with its own [`Filer::sibling`] that writes,
-/// commits its own durable batches (its share of `filer`'s) and sends the
-/// outcomes back here, where the report and the progress are kept (that
-/// channel is unbounded but carries only small records, drained after each
-/// message). Delivery agents and mbox files
-/// (and their quarantine) are served by `filer` on the calling thread, one
-/// message at a time and in input order.
+/// messages for Maildir folders go in bundles through a bounded channel to
+/// [`WRITERS`] threads, each with its own [`Filer::sibling`] that writes
+/// them into `tmp/` in batches (its share of `filer`'s). A full batch goes
+/// to a syncing thread, which makes every batch waiting durable at once
+/// and hands each back to its writer, which publishes it into `new/`.
+/// Writers send the outcomes back here, where the report and the progress
+/// are kept (that channel is unbounded but carries only small records,
+/// drained after each message). Delivery agents and mbox files (and their
+/// quarantine) are served by `filer` on the calling thread, one message at
+/// a time and in input order.
 pub fn file_messages<E: fmt::Display>(
     messages: impl IntoIterator<Item = Result<Message, E>>,
     input: &str,
