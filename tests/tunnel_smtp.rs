@@ -81,6 +81,18 @@ impl Forward {
         forward
     }
 
+    /// An SMTP client connected through the forward (reads time out after
+    /// 20 s), and the first bytes it read: the server's greeting.
+    fn connect_and_read_greeting(&self) -> (TcpStream, Vec<u8>) {
+        let mut client = TcpStream::connect(self.addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut greeting = [0u8; 512];
+        let n = client.read(&mut greeting).unwrap();
+        (client, greeting[..n].to_vec())
+    }
+
     /// Waits (up to 30 s) for an event matching `want`; returns it.
     fn wait_for(&mut self, want: impl Fn(&TunnelEvent) -> bool, what: &str) -> TunnelEvent {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -439,13 +451,8 @@ fn dropped_ssh_connection_is_reestablished() {
 #[test]
 fn stop_closes_open_smtp_connections_cleanly() {
     let mut fwd = Forward::start(None);
-    let mut client = TcpStream::connect(fwd.addr).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut greeting = [0u8; 512];
-    let n = client.read(&mut greeting).unwrap();
-    assert!(greeting[..n].starts_with(b"220 "), "{:?}", &greeting[..n]);
+    let (mut client, greeting) = fwd.connect_and_read_greeting();
+    assert!(greeting.starts_with(b"220 "), "{greeting:?}");
     client.write_all(b"EHLO client.example.org\r\n").unwrap();
     fwd.wait_for(
         |e| matches!(e, TunnelEvent::Stats(s) if s.live == 1 && s.bytes_up > 0),
@@ -537,12 +544,8 @@ fn half_closes_are_forwarded_both_ways() {
 #[test]
 fn request_stop_returns_at_once_and_reports_off_when_done() {
     let mut fwd = Forward::start(None);
-    let mut client = TcpStream::connect(fwd.addr).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut greeting = [0u8; 512];
-    assert!(client.read(&mut greeting).unwrap() > 0);
+    let (mut client, greeting) = fwd.connect_and_read_greeting();
+    assert!(!greeting.is_empty());
     let handle = fwd.handle.take().unwrap();
     let started = Instant::now();
     handle.request_stop();
