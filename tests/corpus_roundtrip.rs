@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use mailhaul::config::MboxFormat;
-use mailhaul::engine::mbox::MboxSplitter;
+use mailhaul::engine::mbox::{is_from_line, MboxSplitter};
 use md5::{Digest, Md5};
 
 /// The md5 (hex) of every message of the mbox at `path`, split as mboxrd.
@@ -109,3 +109,47 @@ fn sample_spool_splits_the_same_as_mboxo() {
 
 /// Messages of the sample with a `>From ` line (see assets/SOURCES.md).
 const SAMPLE_MESSAGES_WITH_QUOTED_FROM: usize = 13;
+
+/// Body lines of real mail that begin with `From ` (quoted `>From ` in the
+/// files, unquoted by the mboxrd reader) are text, not From_ lines: the
+/// From_ line rule must not split an mboxo spool at them.
+#[test]
+fn body_lines_of_real_mail_are_not_from_lines() {
+    let mut files = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample-spool.mbox")];
+    match corpus_dir() {
+        Some(dir) => {
+            let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "mbox"))
+                .collect();
+            names.sort();
+            files.extend(names);
+        }
+        None => eprintln!("SKIPPED for the corpus (not present); checking the sample spool"),
+    }
+    let mut body_lines = 0;
+    for path in &files {
+        let file = File::open(path).unwrap();
+        for message in MboxSplitter::new(file, MboxFormat::Mboxrd) {
+            let mut message = message.unwrap();
+            let mut content = Vec::new();
+            message.content.copy_to(&mut content).unwrap();
+            for line in content.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.starts_with(b"From ") {
+                    body_lines += 1;
+                    assert!(
+                        !is_from_line(line),
+                        "{}: message {}: {:?}",
+                        path.display(),
+                        message.index,
+                        String::from_utf8_lossy(line)
+                    );
+                }
+            }
+        }
+    }
+    assert!(body_lines >= 4, "{body_lines} body lines checked");
+    eprintln!("{body_lines} body lines beginning with `From ` checked");
+}

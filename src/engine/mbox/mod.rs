@@ -9,22 +9,44 @@
 //! # Where a message ends
 //!
 //! A **From_ line** is a line (at most [`MAX_FROM_LINE`] bytes with its line
-//! ending, which is `\n` or `\r\n`) of the form
+//! ending, which is `\n` or `\r\n`) of one of two forms. SP is a space or
+//! tab; `weekday` and `month` are English three-letter abbreviations in any
+//! case; `time` is `H:MM` or `H:MM:SS` with 1–2 digit hours.
 //!
-//! ```text
-//! "From " SP* [ sender SP+ ] weekday SP+ month SP+ day SP+ time
-//!         [ SP+ zone [ SP+ zone ] ] SP+ year [ SP+ anything ]
-//! ```
+//! 1. A one-word sender, an asctime date, and anything after it:
 //!
-//! where SP is a space or tab; `sender` is a run of bytes other than
-//! whitespace and control bytes (`MAILER-DAEMON`, an address, an IP address),
-//! or a double-quoted string (which may hold spaces) followed by such a run;
-//! `weekday` and `month` are English three-letter abbreviations in any case;
-//! `day` is 1–2 digits; `time` is `H:MM` or `H:MM:SS` with 1–2 digit hours;
-//! a `zone` starts with a letter, `+` or `-` (`MET DST`, `+0200`); `year` is 2
-//! or 4 digits. The sender may be missing (`From  Mon Jan  1 …`). Anything may
-//! follow the year (`+0000`, `remote from host`). This is about what mutt and
-//! Dovecot accept; body text such as `From here on…` is not a From_ line.
+//!    ```text
+//!    "From " SP* [ sender SP+ ] weekday SP+ month SP+ day SP+ time
+//!            [ SP+ zone [ SP+ zone ] ] SP+ year [ SP+ anything ]
+//!    ```
+//!
+//!    where `sender` is a run of bytes other than whitespace and control
+//!    bytes (`MAILER-DAEMON`, an address, an IP address), or a double-quoted
+//!    string (which may hold spaces) followed by such a run; `day` is 1–2
+//!    digits; a `zone` starts with a letter, `+` or `-` (`MET DST`, `+0200`);
+//!    `year` is 2 or 4 digits. The sender may be missing.
+//!
+//! 2. Any sender, then a date that **ends the line**. As in mutt's
+//!    `is_from`, the date decides; but it is found from the end of the line,
+//!    so the sender may hold spaces (`user@[192.0.2.1] [relay]`,
+//!    `john at example.com`) and the date may be RFC 2822's:
+//!
+//!    ```text
+//!    "From " [ sender SP+ ] date SP*
+//!    date = weekday SP+ month SP+ day SP+ time [ SP+ zone [ SP+ zone ] ]
+//!             SP+ year [ SP+ zone [ SP+ zone ] ] [ SP+ "remote from" SP+ host ]
+//!         | [ weekday "," SP+ ] day SP+ month SP+ year SP+ time [ SP+ zone ]
+//!             [ SP+ "(" comment ")" ]
+//!    ```
+//!
+//!    where `sender` is any text without control bytes; `day` is 1 to 31;
+//!    the time is within a day; a `zone` is `+hhmm`, `-hhmm` or 1–5 letters;
+//!    the second (RFC 2822) form needs the weekday or the zone.
+//!
+//! This accepts what sendmail, Postfix, Exim, qmail, procmail, Dovecot,
+//! mutt, UUCP, Thunderbird, Eudora, KMail and Google Takeout write (the
+//! tests list each form with its source), and what mutt and Dovecot
+//! accept; body text such as `From here on…` is not a From_ line.
 //!
 //! A From_ line starts a new message only at the start of the input, after a
 //! blank line (`\n` or `\r\n`), or directly after the message's own From_

@@ -136,6 +136,35 @@ fn body_from_text_does_not_split() {
 }
 
 #[test]
+fn from_lines_with_spaced_senders_and_rfc2822_dates_split() {
+    // The three forms that were filed inside the message before them.
+    let envelopes = [
+        "a@b Mon Jan  1 00:00:00 2001",
+        "user@[192.0.2.1] [relay]  Sun Aug  5 09:51:15 2001",
+        "a@b  Fri, 8 Jul 2011 12:08:34 +0200",
+        "\"x y\"@z w Sat Nov 28 09:53:43 2026",
+    ];
+    let mut input = String::new();
+    for (i, envelope) in envelopes.iter().enumerate() {
+        input.push_str(&format!(
+            "From {envelope}\nSubject: {i}\n\nFrom here on, {i}.\n\n"
+        ));
+    }
+    for format in [MboxFormat::Mboxo, MboxFormat::Mboxrd] {
+        let got = split_all(input.as_bytes(), format);
+        let want: Vec<_> = envelopes
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let content = format!("Subject: {i}\n\nFrom here on, {i}.\n");
+                (Some(e.to_string()), content.into_bytes())
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
 fn crlf_input_keeps_its_bytes() {
     let input =
         format!("From a {DATE}\r\nS: x\r\n\r\nbody\r\n\r\nFrom b {DATE}\r\nS: y\r\n\r\n\r\n");
@@ -412,11 +441,15 @@ fn envelope_strategy() -> impl Strategy<Value = String> {
             "a@b.example",
             "\"x y\"@z",
             "66.1.2.3",
+            "user@[192.0.2.1] [relay] ",
+            "john at example.com ",
         ]),
         prop::sample::select(vec![
             "Mon Jan  1 00:00:00 2001",
             "Thu Oct 21 04:52:30 2004 +0000",
             "Wed Aug  2 00:39 MET DST 95",
+            "Fri, 8 Jul 2011 12:08:34 +0200",
+            "Sun Feb 09 08:33:27 +0000 2014",
         ]),
     )
         .prop_map(|(sender, date)| format!("{sender} {date}"))
