@@ -442,6 +442,12 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (i, a) in self.accounts.iter().enumerate() {
             let key = format!("account[{i}]");
+            if let Err(why) = check_account_name(&a.name) {
+                let at = account_key_offset(text, i, "name")
+                    .or_else(|| text.find(&format!("\"{}\"", a.name)))
+                    .unwrap_or(0);
+                return Err(invalid(at..at, format!("{key}.name"), why));
+            }
             if !names.insert(a.name.as_str()) {
                 let at = text.find(&format!("\"{}\"", a.name)).unwrap_or(0);
                 return Err(invalid(
@@ -479,6 +485,58 @@ impl Config {
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.name == name)
     }
+}
+
+/// Checks an account name: it names the account's directory under the data
+/// dir (journal, staging) and appears in terminal output, so it must be one
+/// plain path component without control characters: not empty, not `.` or
+/// `..`, no `/` or NUL, at most 255 bytes.
+pub fn check_account_name(name: &str) -> Result<(), String> {
+    let quoted = name.escape_debug();
+    if name.is_empty() {
+        Err("an account name must not be empty".into())
+    } else if name == "." || name == ".." {
+        Err(format!(
+            "`{quoted}` cannot be an account name (it names the account's data directory)"
+        ))
+    } else if name.contains('/') {
+        Err(format!(
+            "`{quoted}`: an account name must not contain `/` (it names the account's data directory)"
+        ))
+    } else if name.chars().any(char::is_control) {
+        Err(format!(
+            "`{quoted}`: an account name must not contain control characters"
+        ))
+    } else if name.len() > 255 {
+        Err("an account name must be at most 255 bytes long".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// The byte offset of `key = ...` in the `index`-th `[[account]]` table of
+/// `text`, when it is written there as a plain key.
+fn account_key_offset(text: &str, index: usize, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    let mut table = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("[[account]]") {
+            table = Some(table.map_or(0, |t| t + 1));
+        } else if trimmed.starts_with('[') {
+            if table == Some(index) && !trimmed.starts_with("[account.") {
+                return None;
+            }
+        } else if table == Some(index)
+            && trimmed
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return Some(offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// Expands a leading `~/` to the home directory.
@@ -540,6 +598,41 @@ mod tests {
         let e = err("[general]\ncheck_interval = 5\n\n[[account]]\nname = \"a\"\nhots = \"x\"\n");
         assert!(e.starts_with("/x/config.toml:6: account.hots:"), "{e}");
         assert!(e.contains("unknown field `hots`"), "{e}");
+    }
+
+    #[test]
+    fn account_names_that_are_not_one_path_component_are_refused() {
+        let config = |name: &str| {
+            format!(
+                "[general]\ncheck_interval = 5\n\n[[account]]\nname = \"ok\"\nhost = \"h\"\n\n\
+                 [[account]]\nhost = \"h\"\n  name = {}\n",
+                toml::Value::String(name.into())
+            )
+        };
+        for bad in [
+            "../../..",
+            "..",
+            ".",
+            "",
+            "a/b",
+            "/etc",
+            "x\u{1b}[2Jy",
+            "nul\0",
+        ] {
+            let e = err(&config(bad));
+            assert!(
+                e.starts_with("/x/config.toml:10: account[1].name:"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(err(&config("../../..")).contains("`/`"));
+        assert!(
+            err(&config("x\u{1b}y")).contains("\\u{1b}"),
+            "escaped in the message"
+        );
+        for good in ["work", "my \"box\"", "büro", "a.b-c@d", "...x"] {
+            Config::parse(&config(good), Path::new("c")).unwrap();
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! from stdin, so the same code serves a person and a script.
 
 use std::io::{BufRead, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
@@ -140,8 +140,9 @@ pub fn maildir_choices() -> Vec<PathBuf> {
     choices
 }
 
-/// Writes `text` to `path` with mode 0600, creating the directory (0700);
-/// never overwrites an existing config unless `force`.
+/// Writes `text` to `path` with mode 0600 (also when it replaces a file of
+/// another mode), creating the directory (0700); never overwrites an
+/// existing config unless `force`.
 pub fn write_config(path: &Path, text: &str, force: bool) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
@@ -156,7 +157,11 @@ pub fn write_config(path: &Path, text: &str, force: bool) -> std::io::Result<()>
     } else {
         options.create_new(true);
     }
-    options.open(path)?.write_all(text.as_bytes())
+    let mut file = options.open(path)?;
+    // `mode` only applies to a new file: a replaced one keeps its mode
+    // unless it is set here (before the new text is in it).
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 /// `mailhaul init [--force]`.
@@ -263,5 +268,20 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a = 1\n");
         write_config(&path, "b = 2\n", true).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "b = 2\n");
+    }
+
+    /// `init --force` over a config another tool left world-readable makes
+    /// it private again.
+    #[test]
+    fn forced_write_makes_an_open_config_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "old = 1\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_config(&path, "new = 1\n", true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new = 1\n");
     }
 }

@@ -379,6 +379,7 @@ pub fn choose_strategy(probe: &Probe, wanted: ClaimStrategy) -> Result<StrategyC
             probe.user
         ),
     };
+    let forced = wanted == ClaimStrategy::CopyTruncate;
     let copy = || -> Result<StrategyChoice, String> {
         if !probe.tools.dotlockfile && !probe.tools.lockfile {
             return Err(format!(
@@ -401,9 +402,12 @@ pub fn choose_strategy(probe: &Probe, wanted: ClaimStrategy) -> Result<StrategyC
         Ok(StrategyChoice {
             strategy: Strategy::CopyTruncate,
             reason: format!(
-                "{dir} is not writable by {}: the spool is copied to ~/.mailhaul/claims \
-                 and truncated under {tool}'s lock",
-                probe.user
+                "{why}: the spool is copied to ~/.mailhaul/claims and truncated under {tool}'s lock",
+                why = if forced {
+                    "configured (claim = \"copy-truncate\")".to_string()
+                } else {
+                    format!("{dir} is not writable by {}", probe.user)
+                },
             ),
         })
     };
@@ -625,6 +629,18 @@ mod tests {
         let c = choose_strategy(&probe(false), ClaimStrategy::Auto).unwrap();
         assert_eq!(c.strategy, Strategy::CopyTruncate);
         assert!(c.reason.contains("dotlockfile"), "{}", c.reason);
+    }
+
+    /// A forced copy-truncate in a writable directory says it was
+    /// configured, not that the directory is not writable.
+    #[test]
+    fn forced_copy_truncate_gives_the_true_reason() {
+        let c = choose_strategy(&probe(true), ClaimStrategy::CopyTruncate).unwrap();
+        assert_eq!(c.strategy, Strategy::CopyTruncate);
+        assert!(c.reason.starts_with("configured"), "{}", c.reason);
+        assert!(!c.reason.contains("not writable"), "{}", c.reason);
+        let c = choose_strategy(&probe(false), ClaimStrategy::Auto).unwrap();
+        assert!(c.reason.contains("not writable"), "{}", c.reason);
     }
 
     #[test]
