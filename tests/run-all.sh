@@ -10,6 +10,7 @@ packages=(
   postfix procmail liblockfile-bin        # delivery agents and dotlockfile on the "server"
   zstd gzip swaks tmux python3            # remote compressors, SMTP client, terminal tests
   time                                    # peak RSS in bench/filter.sh (/usr/bin/time -v)
+  inotify-tools                           # the spool watcher's inotifywait on the "server"
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -17,3 +17,4 @@ pub mod rules;
 pub mod ssh;
 pub mod transfer;
 pub mod tunnel;
+pub mod watch;

@@ -121,6 +121,14 @@ pub fn stdin_text(script: &str) -> String {
     format!("{PRELUDE}{{\n{script}\n}} </dev/null\n")
 }
 
+/// What is sent on stdin for a long-lived script (see
+/// [`Connection::start_long_script`]): the decoder, then `script` as one
+/// group whose fd 3 stays the channel's stdin, so that the script sees
+/// end-of-file there when the channel or the connection goes.
+pub fn stdin_text_keeping_channel(script: &str) -> String {
+    format!("{PRELUDE}{{\n{script}\n}} 3<&0 </dev/null\n")
+}
+
 /// The bytes sent on stdin for `script` packed as `packing` says.
 pub fn stdin_bytes(packing: Packing, script: &str) -> Vec<u8> {
     let text = stdin_text(script);
@@ -209,6 +217,30 @@ impl Connection {
             conn: self,
             channel,
         })
+    }
+
+    /// Starts a script meant to run as long as its channel (the spool
+    /// watcher): sent plain, with `args` hex-encoded as for
+    /// [`Connection::run_script`], and the channel's stdin left open: the
+    /// script reads it on fd 3 and ends when it reaches end-of-file, i.e.
+    /// when the channel is closed or the connection dies. The caller reads
+    /// the channel's stdout and closes it.
+    pub fn start_long_script<A: AsRef<[u8]>>(
+        &self,
+        script: &str,
+        args: &[A],
+    ) -> Result<Channel, SshError> {
+        let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
+        let line = command_line(Packing::Plain, &args)?;
+        let mut channel = self.patiently("opening a channel", || self.session.channel_session())?;
+        self.patiently("starting sh", || channel.exec(&line))?;
+        channel
+            .write_all(stdin_text_keeping_channel(script).as_bytes())
+            .map_err(|source| self.io_err("sending a script", source))?;
+        channel
+            .flush()
+            .map_err(|source| self.io_err("sending a script", source))?;
+        Ok(channel)
     }
 
     /// Runs a libssh2 call, sending keepalives and retrying while it times
