@@ -524,21 +524,106 @@ fn the_known_key_type_is_preferred_in_the_handshake() {
     assert_eq!(hostkey(&conn), "ssh-ed25519");
 }
 
+/// A host known only by a key of another type that now sends a key of a
+/// new type is a changed host, as for OpenSSH 9 ("REMOTE HOST IDENTIFICATION
+/// HAS CHANGED ... Offending ECDSA key"), under both policies: accept-new
+/// must not record the new key.
 #[test]
-fn a_known_key_of_another_type_is_not_a_changed_key() {
+fn a_host_known_only_by_another_key_type_is_a_changed_host() {
     let sshd = TestSshd::start();
     let ecdsa = sshd.dir.path().join("some_ecdsa");
     common::sshd::keygen_type(&ecdsa, "ecdsa", "");
     let kh = sshd.dir.path().join("known_hosts_ecdsa");
+    let text = format!("[127.0.0.1]:{} {}\n", sshd.port, public_key(&ecdsa));
+    std::fs::write(&kh, &text).unwrap();
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = kh.clone();
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+        t.host_key_policy = policy;
+        let e = must_fail(&t);
+        let SshError::HostKeyChanged(changed) = &e else {
+            panic!("{policy:?}: {e:?}")
+        };
+        assert_eq!(changed.expected_type, "ecdsa-sha2-nistp256");
+        assert_eq!(changed.key_type, "ssh-ed25519");
+        assert_eq!(changed.expected, keygen_fingerprint(&pub_path(&ecdsa)));
+        assert_eq!(changed.line, 1);
+        assert!(e.to_string().contains("expects ecdsa-sha2-nistp256"), "{e}");
+        assert_eq!(std::fs::read_to_string(&kh).unwrap(), text, "{policy:?}");
+    }
+    // The real OpenSSH client calls it changed too.
+    let out = Command::new("/usr/bin/ssh")
+        .args(["-F", "/dev/null", "-i"])
+        .arg(&sshd.key)
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            "BatchMode=yes",
+        ])
+        .args(["-o", "IdentitiesOnly=yes", "-p", &sshd.port.to_string()])
+        .args(["root@127.0.0.1", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HAS CHANGED"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Host names match known_hosts as in OpenSSH: lowercased. `LocalHost`
+/// finds the `[localhost]:PORT` line (plain, upper-case or hashed), so a
+/// different key there is a changed key that accept-new refuses, instead
+/// of an unknown host whose (attacker's) key is recorded.
+#[test]
+fn host_names_match_known_hosts_lowercased() {
+    let sshd = TestSshd::start();
+    let mut t = target(&sshd, &sshd.key);
+    t.host = "LocalHost".into();
+    let port = sshd.port;
+    let kh = sshd.dir.path().join("known_hosts_case");
+    t.known_hosts_file = kh.clone();
+    // The right key under the lowercase name, the upper-case name, and a
+    // hashed lowercase name: each is found for `LocalHost`.
+    let hashed = sshd.dir.path().join("known_hosts_hashed");
     std::fs::write(
-        &kh,
-        format!("[127.0.0.1]:{} {}\n", sshd.port, public_key(&ecdsa)),
+        &hashed,
+        format!("[localhost]:{port} {}\n", sshd.host_key_pub),
     )
     .unwrap();
-    let mut t = target(&sshd, &sshd.key);
-    t.known_hosts_file = kh;
+    common::run(Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed));
+    let hashed_line = std::fs::read_to_string(&hashed).unwrap();
+    assert!(hashed_line.starts_with("|1|"), "{hashed_line}");
+    for line in [
+        format!("[localhost]:{port} {}\n", sshd.host_key_pub),
+        format!("[LOCALHOST]:{port} {}\n", sshd.host_key_pub),
+        hashed_line,
+    ] {
+        std::fs::write(&kh, &line).unwrap();
+        t.host_key_policy = HostKeyPolicy::Strict;
+        must_connect(&sshd, &t);
+        assert_eq!(std::fs::read_to_string(&kh).unwrap(), line);
+    }
+    // Another key under the lowercase name: changed, not recorded anew.
+    let other = sshd.dir.path().join("other_case_key");
+    keygen(&other, "");
+    let text = format!("[localhost]:{port} {}\n", public_key(&other));
+    std::fs::write(&kh, &text).unwrap();
+    t.host_key_policy = HostKeyPolicy::AcceptNew;
     let e = must_fail(&t);
-    assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
+    assert!(matches!(e, SshError::HostKeyChanged(_)), "{e:?}");
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), text, "key recorded");
+    // A new host is recorded under its lowercase name, as ssh records it.
+    std::fs::write(&kh, "").unwrap();
+    must_connect(&sshd, &t);
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        format!("[localhost]:{port} {}\n", sshd.host_key_pub)
+    );
 }
 
 #[test]

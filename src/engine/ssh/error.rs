@@ -180,8 +180,8 @@ pub enum SshError {
 /// Details of a changed host key (boxed in [`SshError::HostKeyChanged`]).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "HOST KEY CHANGED for {host} port {port}: known_hosts expects {key_type} {expected} \
-     ({known_hosts} line {line}) but the server sent {got}. This can be a \
+    "HOST KEY CHANGED for {host} port {port}: known_hosts expects {expected_type} {expected} \
+     ({known_hosts} line {line}) but the server sent {key_type} {got}. This can be a \
      man-in-the-middle attack, or the server was reinstalled. Only if you verified the \
      new key: remove line {line} of {known_hosts} (`ssh-keygen -R '{lookup}' -f \
      {known_hosts}`) and connect again"
@@ -193,8 +193,11 @@ pub struct ChangedHostKey {
     pub port: u16,
     /// The name known_hosts files the host under (`host` or `[host]:port`).
     pub lookup: String,
-    /// The key type both keys have.
+    /// The type of the key the server sent.
     pub key_type: String,
+    /// The type of the key known_hosts holds (another type when the host is
+    /// known only by keys of other types).
+    pub expected_type: String,
     /// Fingerprint of the key in known_hosts.
     pub expected: String,
     /// Fingerprint of the key the server sent.

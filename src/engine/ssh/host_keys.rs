@@ -6,9 +6,15 @@
 //! - `@revoked` lines are parsed but ignored by libssh2: a key listed in any
 //!   `@revoked` line is refused here, whatever the line's host patterns
 //!   (stricter than OpenSSH, which only looks at lines for that host);
-//! - libssh2 reports any entry of the host with another key type as a
-//!   mismatch; here only an entry of the same type is a changed key, and the
-//!   algorithms known for the host are preferred in the handshake, as OpenSSH does;
+//! - libssh2 compares host names case-sensitively; OpenSSH lowercases the
+//!   name it looks up (and records) and matches patterns case-insensitively,
+//!   so here both are lowercased (`LocalHost` finds a `[localhost]:2222`
+//!   line instead of being "unknown" and recorded again under accept-new);
+//! - the algorithms known for the host are preferred in the handshake, as
+//!   OpenSSH does; a host known only by keys of other types that then sends
+//!   a key of a new type is a changed host, as in OpenSSH 9 ("REMOTE HOST
+//!   IDENTIFICATION HAS CHANGED ... Offending RSA key"), never an unknown
+//!   one that accept-new would record;
 //! - libssh2 falls back from `[host]:port` to plain `host` entries; here a
 //!   non-22 port only matches `[host]:port` entries, as in OpenSSH.
 
@@ -60,13 +66,32 @@ pub fn fingerprint(blob: &[u8]) -> String {
     format!("SHA256:{b64}")
 }
 
-/// The name known_hosts files a host under: `host` on port 22, else `[host]:port`.
+/// The name known_hosts files a host under: `host` on port 22, else
+/// `[host]:port`; lowercased, as OpenSSH looks up and records host names.
 pub fn lookup_name(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
     if port == 22 {
-        host.to_string()
+        host
     } else {
         format!("[{host}]:{port}")
     }
+}
+
+/// A plain (unhashed) known_hosts line with its host patterns lowercased,
+/// as OpenSSH matches them; hashed (`|1|`) patterns are left as they are.
+fn lowercase_patterns(line: &str) -> std::borrow::Cow<'_, str> {
+    let patterns = line.split_whitespace().next().unwrap_or("");
+    if patterns.starts_with("|1|") || !patterns.bytes().any(|b| b.is_ascii_uppercase()) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let start = line.len() - line.trim_start().len();
+    let end = start + patterns.len();
+    std::borrow::Cow::Owned(format!(
+        "{}{}{}",
+        &line[..start],
+        patterns.to_ascii_lowercase(),
+        &line[end..]
+    ))
 }
 
 /// What known_hosts says about a server key.
@@ -76,12 +101,15 @@ pub enum Verdict {
     Known,
     /// No entry for this host has a key of this type.
     Unknown,
-    /// An entry for this host holds another key of the same type.
+    /// An entry for this host holds another key of the same type, or the
+    /// host is known only by keys of other types.
     Changed {
         /// The file holding that entry.
         file: PathBuf,
         /// 1-based line of that entry.
         line: usize,
+        /// Type of the key in the file (`ssh-ed25519`, ...).
+        expected_type: String,
         /// Fingerprint of the key in the file.
         expected: String,
     },
@@ -170,7 +198,8 @@ impl KnownHosts {
         blob: &[u8],
     ) -> Option<CheckResult> {
         let mut one = session.known_hosts().ok()?;
-        one.read_str(line, KnownHostFileKind::OpenSSH).ok()?;
+        one.read_str(&lowercase_patterns(line), KnownHostFileKind::OpenSSH)
+            .ok()?;
         // ssh2's check_port tries `[NAME]:22` and then `NAME` itself; passing
         // the exact lookup name with port 22 thus matches only that name.
         Some(one.check_port(&lookup_name(host, port), 22, blob))
@@ -178,7 +207,8 @@ impl KnownHosts {
 
     /// Checks the server's key for `host`/`port`: a key listed `@revoked`
     /// anywhere is refused, a matching entry in any file accepts it, another
-    /// key of its type for the host means it changed.
+    /// key of its type for the host means it changed, and so does a host
+    /// known only by keys of other types (the first such entry is named).
     pub fn check(&self, session: &Session, host: &str, port: u16, key: &HostKey) -> Verdict {
         let key_b64 = base64_encode(&key.blob);
         let entries = || {
@@ -194,25 +224,29 @@ impl KnownHosts {
                 line,
             };
         }
-        let mut verdict = Verdict::Unknown;
+        let changed = |f: usize, line: usize, entry: &Entry| Verdict::Changed {
+            file: self.files[f].clone(),
+            line,
+            expected_type: entry.key_type.to_string(),
+            expected: base64_decode(entry.key_b64)
+                .map(|b| fingerprint(&b))
+                .unwrap_or_else(|| format!("(unreadable key {})", entry.key_b64)),
+        };
+        let mut same_type = None;
+        let mut other_type = None;
         for (f, n, line, entry) in entries().filter(|(_, _, _, e)| e.marker.is_none()) {
             match Self::check_line(session, line, host, port, &key.blob) {
                 Some(CheckResult::Match) => return Verdict::Known,
-                Some(CheckResult::Mismatch)
-                    if entry.key_type == key.key_type && verdict == Verdict::Unknown =>
-                {
-                    verdict = Verdict::Changed {
-                        file: self.files[f].clone(),
-                        line: n,
-                        expected: base64_decode(entry.key_b64)
-                            .map(|b| fingerprint(&b))
-                            .unwrap_or_else(|| format!("(unreadable key {})", entry.key_b64)),
-                    };
+                Some(CheckResult::Mismatch) if entry.key_type == key.key_type => {
+                    same_type.get_or_insert_with(|| changed(f, n, &entry));
+                }
+                Some(CheckResult::Mismatch) => {
+                    other_type.get_or_insert_with(|| changed(f, n, &entry));
                 }
                 _ => {}
             }
         }
-        verdict
+        same_type.or(other_type).unwrap_or(Verdict::Unknown)
     }
 
     /// Key types (`ssh-ed25519`, ...) recorded for `host`/`port`, in file order.
@@ -397,5 +431,16 @@ mod tests {
     fn lookup_name_brackets_only_non_default_ports() {
         assert_eq!(lookup_name("mx", 22), "mx");
         assert_eq!(lookup_name("mx", 2222), "[mx]:2222");
+        assert_eq!(lookup_name("LocalHost", 2222), "[localhost]:2222");
+    }
+
+    #[test]
+    fn plain_patterns_are_lowercased_hashed_ones_kept() {
+        assert_eq!(
+            lowercase_patterns("  [LocalHost]:22,MX ssh-ed25519 AAAAbC c"),
+            "  [localhost]:22,mx ssh-ed25519 AAAAbC c"
+        );
+        let hashed = "|1|AbC=|DeF= ssh-ed25519 AAAAbC";
+        assert_eq!(lowercase_patterns(hashed), hashed);
     }
 }

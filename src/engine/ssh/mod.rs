@@ -221,12 +221,14 @@ fn verify_host_key(
         Verdict::Changed {
             file,
             line,
+            expected_type,
             expected,
         } => Err(SshError::HostKeyChanged(Box::new(ChangedHostKey {
             host: host.to_string(),
             port,
             lookup: host_keys::lookup_name(host, port),
             key_type: key.key_type.clone(),
+            expected_type,
             expected,
             got: key.fingerprint(),
             known_hosts: file,
