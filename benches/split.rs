@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mailhaul::config::MboxFormat;
+use mailhaul::engine::filing::MboxFormat;
 use mailhaul::engine::mbox::MboxSplitter;
 
 fn main() {

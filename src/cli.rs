@@ -82,7 +82,7 @@ pub struct FilterArgs {
     pub maildir: Option<PathBuf>,
     /// Dialect of the input (default: `filter.format` of the config, else mboxo).
     #[arg(long, value_enum)]
-    pub format: Option<crate::config::MboxFormat>,
+    pub format: Option<crate::engine::filing::MboxFormat>,
     /// Do not fsync delivered mail (fast, loses mail on a crash; for
     /// throwaway imports and benchmarks).
     #[arg(long)]

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use toml::Spanned;
+
+use crate::engine::account::{expand_tilde, Account};
+use crate::engine::filing::{Destination, FilterConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -42,274 +44,6 @@ impl Default for General {
             check_interval: 60,
         }
     }
-}
-
-/// The mbox dialect of the input: how `>From ` lines in bodies are quoted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MboxFormat {
-    /// Only `From ` is quoted, as `>From `; quoting is never undone (Postfix,
-    /// procmail and most MTAs on Debian write this).
-    #[default]
-    Mboxo,
-    /// Every `>*From ` line got one more `>`; one is removed on reading.
-    Mboxrd,
-}
-
-/// How folder names map onto directories under the Maildir root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FolderLayout {
-    /// Maildir++ as Dovecot and Courier use it: `INBOX` is the root itself,
-    /// folder `a/b` is the directory `.a.b`.
-    #[default]
-    #[serde(rename = "maildir++")]
-    MaildirPlusPlus,
-    /// Every folder is its own directory path under the root (`a/b`), as
-    /// mutt, neomutt and notmuch users often lay them out; `INBOX` is `INBOX`.
-    Nested,
-}
-
-/// The split-and-file pipeline's settings and rules.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FilterConfig {
-    /// Dialect of the spool being split.
-    pub format: MboxFormat,
-    /// How folder names become directories.
-    pub layout: FolderLayout,
-    /// Folder for messages no rule matches.
-    pub default_folder: String,
-    /// If set, messages no rule matches are piped to this command instead.
-    pub default_mda: Option<Vec<String>>,
-    /// fsync every delivered file and its directory (the maildir spec's
-    /// durability); off only for benchmarks or throwaway imports.
-    pub fsync: bool,
-    /// How many messages are made durable together (one `syncfs` per batch
-    /// before they appear in `new/`); 1 fsyncs each message.
-    pub batch: usize,
-    /// The rules, first match wins.
-    #[serde(rename = "rule")]
-    pub rules: Vec<Spanned<RuleConfig>>,
-}
-
-impl Default for FilterConfig {
-    fn default() -> Self {
-        FilterConfig {
-            format: MboxFormat::Mboxo,
-            layout: FolderLayout::MaildirPlusPlus,
-            default_folder: "INBOX".to_string(),
-            default_mda: None,
-            fsync: true,
-            batch: crate::engine::deliver::DEFAULT_BATCH,
-            rules: Vec::new(),
-        }
-    }
-}
-
-/// One filter rule as written in the config; `engine::rules` compiles it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// A label for logs; defaults to the rule's position.
-    pub name: Option<String>,
-    /// Header to test (case-insensitive), with `contains` or `regex`.
-    pub header: Option<String>,
-    /// Case-insensitive substring the header value must contain.
-    pub contains: Option<String>,
-    /// Regular expression the header value must match.
-    pub regex: Option<Spanned<String>>,
-    /// Matches messages larger than this many bytes.
-    pub size_over: Option<u64>,
-    /// Matches messages smaller than this many bytes.
-    pub size_under: Option<u64>,
-    /// Folder to file a matching message into.
-    pub folder: Option<String>,
-    /// Command (argv) to pipe a matching message to instead.
-    pub mda: Option<Vec<String>>,
-}
-
-/// How the spool is claimed on the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClaimStrategy {
-    /// Rename when the spool directory is writable, else copy-truncate.
-    #[default]
-    Auto,
-    /// Dot-lock, then rename(2) the spool to a unique claim name.
-    Rename,
-    /// Lock with `dotlockfile`/`lockfile`, copy to the home, truncate.
-    CopyTruncate,
-}
-
-/// How the download is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// zstd if the server has it, else gzip, else SSH transport compression.
-    #[default]
-    Auto,
-    /// Remote `zstd`.
-    Zstd,
-    /// Remote `gzip`.
-    Gzip,
-    /// SSH transport compression (zlib@openssh.com).
-    Ssh,
-    /// No compression at all.
-    None,
-}
-
-/// The remote zstd's level: fixed, or adapted to the link by zstd itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZstdLevel {
-    /// `zstd -N` (clamped to 1..=19).
-    Fixed(i32),
-    /// `zstd --adapt`: the level follows how fast the output drains (zstd
-    /// 1.3.6 or newer; older servers get the default fixed level).
-    Adapt,
-}
-
-impl<'de> Deserialize<'de> for ZstdLevel {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LevelVisitor;
-        impl serde::de::Visitor<'_> for LevelVisitor {
-            type Value = ZstdLevel;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a zstd level (1 to 19) or \"adapt\"")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ZstdLevel, E> {
-                match i32::try_from(v) {
-                    Ok(level @ 1..=19) => Ok(ZstdLevel::Fixed(level)),
-                    _ => Err(E::custom(format!(
-                        "zstd level {v} is out of range: use 1 to 19 or \"adapt\""
-                    ))),
-                }
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ZstdLevel, E> {
-                if v == "adapt" {
-                    Ok(ZstdLevel::Adapt)
-                } else {
-                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
-                }
-            }
-        }
-        deserializer.deserialize_any(LevelVisitor)
-    }
-}
-
-/// What to do with a host key that known_hosts does not have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyPolicy {
-    /// Refuse unknown hosts (the dashboard may still ask the user).
-    #[default]
-    Strict,
-    /// Accept and record an unknown host's key; refuse a changed one.
-    AcceptNew,
-}
-
-/// One mail server account.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Account {
-    /// Short name, used on the command line and in the dashboard.
-    pub name: String,
-    /// Host name or a `~/.ssh/config` Host alias.
-    pub host: String,
-    /// Login name; default: the alias's `User`, else the local user.
-    pub user: Option<String>,
-    /// SSH port; default: the alias's `Port`, else 22.
-    pub port: Option<u16>,
-    /// Private key file; default: the alias's `IdentityFile`, else the agent
-    /// and then `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`.
-    pub identity_file: Option<PathBuf>,
-    /// Command (argv) that prints the key's passphrase on stdout.
-    pub passphrase_command: Option<Vec<String>>,
-    /// Use the ssh-agent (default true).
-    #[serde(default = "yes")]
-    pub use_agent: bool,
-    /// Remote spool path; default `/var/mail/USER`, then `/var/spool/mail/USER`.
-    pub spool: Option<String>,
-    /// Claim strategy.
-    #[serde(default)]
-    pub claim: ClaimStrategy,
-    /// Compression method.
-    #[serde(default)]
-    pub compression: Compression,
-    /// zstd level for the remote compressor, or `"adapt"`; default: see
-    /// [`crate::engine::claim::choose_method`].
-    pub zstd_level: Option<ZstdLevel>,
-    /// Unknown-host policy.
-    #[serde(default)]
-    pub known_hosts: HostKeyPolicy,
-    /// known_hosts file; default `~/.ssh/known_hosts`.
-    pub known_hosts_file: Option<PathBuf>,
-    /// Maildir root for this account; default `general.maildir`.
-    pub maildir: Option<PathBuf>,
-    /// Seconds to wait for a busy spool lock before giving up.
-    #[serde(default = "default_lock_timeout")]
-    pub lock_timeout: u64,
-    /// Fetch automatically when the dashboard sees new mail.
-    #[serde(default)]
-    pub auto_fetch: bool,
-    /// The SMTP forward for this account.
-    #[serde(default)]
-    pub forward: ForwardConfig,
-}
-
-/// SSH transport compression (zlib@openssh.com), and how what we send is
-/// compressed. The server compresses what it sends its own way (OpenSSH: zlib
-/// level 6); this chooses our side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportCompression {
-    /// Real LZ77 (zlib level 6, OpenSSH's ratio on bulk data) whose history
-    /// is dropped before every packet except the next data packet of one
-    /// connection's bulk stream: one connection's bytes never serve as
-    /// dictionary for another's, nor for control messages, and small
-    /// (interactive) packets never serve as dictionary at all. Needs the
-    /// patched libssh2 in `vendor/libssh2-sys`.
-    #[default]
-    Zlib,
-    /// Entropy coding only, no LZ77 (upstream libssh2's choice since 1.11.1,
-    /// against compression side channels): nothing serves as dictionary, but
-    /// mail shrinks only ~1.5x instead of ~4x.
-    Huffman,
-    /// No compression in either direction.
-    Off,
-}
-
-/// The SMTP forward (`ssh -C -L`) of one account.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ForwardConfig {
-    /// Local listen address.
-    pub listen: Spanned<String>,
-    /// Target `host:port` as seen from the SSH server; default the mail host, port 25.
-    pub target: Option<String>,
-    /// Must be true to listen on anything but loopback.
-    pub allow_non_loopback: bool,
-    /// Transport compression of the forward's SSH session.
-    pub compression: TransportCompression,
-}
-
-impl Default for ForwardConfig {
-    fn default() -> Self {
-        ForwardConfig {
-            listen: Spanned::new(0..0, "127.0.0.1:2525".to_string()),
-            target: None,
-            allow_non_loopback: false,
-            compression: TransportCompression::Zlib,
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_lock_timeout() -> u64 {
-    30
 }
 
 /// A config error, naming the file, line and key.
@@ -481,6 +215,25 @@ impl Config {
         Ok(())
     }
 
+    /// The Maildir root mail of `account` is filed under: its own, else
+    /// `general.maildir`, else `~/Maildir`.
+    pub fn maildir_root(&self, account: &Account) -> PathBuf {
+        let root = account
+            .maildir
+            .clone()
+            .or_else(|| self.general.maildir.clone())
+            .unwrap_or_else(|| PathBuf::from("~/Maildir"));
+        expand_tilde(&root)
+    }
+
+    /// Where a fetch of `account` files its messages.
+    pub fn destination(&self, account: &Account) -> Destination {
+        Destination {
+            filter: std::sync::Arc::new(self.filter.clone()),
+            maildir: self.maildir_root(account),
+        }
+    }
+
     /// The account with this name.
     pub fn account(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.name == name)
@@ -539,16 +292,6 @@ fn account_key_offset(text: &str, index: usize, key: &str) -> Option<usize> {
     None
 }
 
-/// Expands a leading `~/` to the home directory.
-pub fn expand_tilde(p: &Path) -> PathBuf {
-    match p.strip_prefix("~") {
-        Ok(rest) => directories::BaseDirs::new()
-            .map(|b| b.home_dir().join(rest))
-            .unwrap_or_else(|| p.to_path_buf()),
-        Err(_) => p.to_path_buf(),
-    }
-}
-
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -578,6 +321,7 @@ fn key_at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::account::{TransportCompression, ZstdLevel};
 
     fn err(text: &str) -> String {
         Config::parse(text, Path::new("/x/config.toml"))

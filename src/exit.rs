@@ -1,6 +1,8 @@
 //! Process exit codes, documented in the README, so that cron jobs and
 //! scripts can tell a bad config from a busy lock from a failed transfer.
 
+use crate::engine::failure::Failure;
+
 /// What a `mailhaul` run ended with; the discriminant is the process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -31,6 +33,22 @@ impl Exit {
     /// The numeric exit code.
     pub fn code(self) -> u8 {
         self as u8
+    }
+}
+
+impl From<Failure> for Exit {
+    /// The exit code a headless run ends with after an engine failure.
+    fn from(f: Failure) -> Exit {
+        match f {
+            Failure::Local => Exit::Failure,
+            Failure::Config => Exit::Config,
+            Failure::HostKey => Exit::HostKey,
+            Failure::Auth => Exit::Auth,
+            Failure::LockBusy => Exit::LockBusy,
+            Failure::Transfer => Exit::Transfer,
+            Failure::PartialDelivery => Exit::PartialDelivery,
+            Failure::ServerUnsupported => Exit::ServerUnsupported,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use mailhaul::config::MboxFormat;
+use mailhaul::engine::filing::MboxFormat;
 use mailhaul::engine::mbox::{is_from_line, MboxSplitter};
 use md5::{Digest, Md5};
 

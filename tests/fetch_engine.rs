@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use mailhaul::config::Config;
 use mailhaul::engine::event::{Event, FetchEvent, Stage};
+use mailhaul::engine::failure::Failure;
 use mailhaul::engine::fetch::{self, EventPrompter, FetchOptions};
 use mailhaul::engine::ssh::NoPrompts;
-use mailhaul::exit::Exit;
 
 use common::TestSshd;
 use fetch_support::{assert_same_messages, fill_spool, real_mail, Client, Fixture};
@@ -39,7 +39,7 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
     let opts = options(client);
     let cancel = Arc::clone(&opts.cancel);
     let (tx, rx) = crossbeam_channel::unbounded();
-    let worker = fetch::spawn(account.clone(), Arc::clone(&config), opts, tx);
+    let worker = fetch::spawn(account.clone(), config.destination(&account), opts, tx);
     for event in rx {
         if let Event::Fetch {
             event: FetchEvent::Stage(Stage::Claiming),
@@ -58,7 +58,12 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
     assert!(!spool.exists(), "the spool was claimed before the stop");
 
     let (tx, rx) = crossbeam_channel::unbounded();
-    let worker = fetch::spawn(account, config, options(client), tx);
+    let worker = fetch::spawn(
+        account.clone(),
+        config.destination(&account),
+        options(client),
+        tx,
+    );
     let events: Vec<Event> = rx.iter().collect();
     let summary = worker.join().unwrap().unwrap();
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "stopped, then resumed");
@@ -93,7 +98,7 @@ fn an_unknown_host_key_is_asked_as_an_event_and_recorded_when_accepted() {
         let (answer, answers) = crossbeam_channel::bounded(1);
         let mut opts = options(&client);
         opts.prompter = Arc::new(EventPrompter::new(&account.name, tx.clone(), answers));
-        let worker = fetch::spawn(account, config, opts, tx);
+        let worker = fetch::spawn(account.clone(), config.destination(&account), opts, tx);
         let mut asked = None;
         for event in rx {
             if let Event::Fetch {
@@ -118,7 +123,7 @@ fn an_unknown_host_key_is_asked_as_an_event_and_recorded_when_accepted() {
             );
             assert_eq!(client.filed_md5s().len(), 1);
         } else {
-            assert_eq!(result.unwrap_err().exit, Exit::HostKey);
+            assert_eq!(result.unwrap_err().failure, Failure::HostKey);
             assert!(recorded.is_empty(), "{recorded}");
             assert!(spool.exists(), "refused, yet the spool was claimed");
         }

@@ -197,15 +197,17 @@ fn sample_spool_is_filed_byte_exact() {
         eprintln!("note: no {}; skipping", sample.display());
         return;
     };
-    let mut want: Vec<String> =
-        mailhaul::engine::mbox::MboxSplitter::new(&bytes[..], mailhaul::config::MboxFormat::Mboxo)
-            .map(|m| {
-                let mut m = m.unwrap();
-                let mut buf = Vec::new();
-                m.content.copy_to(&mut buf).unwrap();
-                md5_hex(&buf)
-            })
-            .collect();
+    let mut want: Vec<String> = mailhaul::engine::mbox::MboxSplitter::new(
+        &bytes[..],
+        mailhaul::engine::filing::MboxFormat::Mboxo,
+    )
+    .map(|m| {
+        let mut m = m.unwrap();
+        let mut buf = Vec::new();
+        m.content.copy_to(&mut buf).unwrap();
+        md5_hex(&buf)
+    })
+    .collect();
     assert!(want.len() > 1);
     let home = tempfile::tempdir().unwrap();
     let root = home.path().join("Mail");

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::sshd::{keygen, pub_path, public_key, PASSPHRASE};
 use common::{TestSshd, TestUser};
-use mailhaul::config::{HostKeyPolicy, TransportCompression};
+use mailhaul::engine::account::{HostKeyPolicy, TransportCompression};
+use mailhaul::engine::failure::Failure;
 use mailhaul::engine::ssh::{
     connect, Connection, HostKeyDecision, NoPrompts, Prompter, SshError, Target, UnknownHost,
 };
-use mailhaul::exit::Exit;
 
 fn target(sshd: &TestSshd, key: &Path) -> Target {
     Target {
@@ -170,7 +170,7 @@ fn wrong_or_missing_passphrase_is_named_clearly() {
     t.passphrase_command = Some(vec!["echo".into(), "not the passphrase".into()]);
     let e = must_fail(&t);
     assert!(matches!(e, SshError::WrongPassphrase { .. }), "{e:?}");
-    assert_eq!(e.exit(), Exit::Auth);
+    assert_eq!(e.failure(), Failure::Auth);
     assert!(e.to_string().starts_with("wrong passphrase for "), "{e}");
 
     t.passphrase_command = None;
@@ -181,7 +181,7 @@ fn wrong_or_missing_passphrase_is_named_clearly() {
     t.passphrase_command = Some(vec!["false".into()]);
     let e = must_fail(&t);
     assert!(matches!(e, SshError::PassphraseCommand { .. }), "{e:?}");
-    assert_eq!(e.exit(), Exit::Auth);
+    assert_eq!(e.failure(), Failure::Auth);
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn unauthorized_key_is_refused() {
     keygen(&stranger, "");
     let e = must_fail(&target(&sshd, &stranger));
     assert!(matches!(e, SshError::AuthRefused { .. }), "{e:?}");
-    assert_eq!(e.exit(), Exit::Auth);
+    assert_eq!(e.failure(), Failure::Auth);
     assert!(
         e.to_string().contains(&stranger.display().to_string()),
         "{e}"
@@ -277,7 +277,7 @@ fn changed_host_key_is_refused_with_both_fingerprints() {
     for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
         t.host_key_policy = policy;
         let e = must_fail(&t);
-        assert_eq!(e.exit(), Exit::HostKey);
+        assert_eq!(e.failure(), Failure::HostKey);
         let SshError::HostKeyChanged(changed) = &e else {
             panic!("{e:?}")
         };
@@ -313,7 +313,7 @@ fn unknown_host_under_strict_asks_then_refuses() {
         .err()
         .expect("must be refused");
     assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
-    assert_eq!(e.exit(), Exit::HostKey);
+    assert_eq!(e.failure(), Failure::HostKey);
     let asked = refuse.0.borrow().clone().expect("the hook was asked");
     assert_eq!(
         asked,
@@ -393,7 +393,7 @@ fn revoked_key_is_refused_even_when_also_listed() {
         matches!(e, SshError::HostKeyRevoked { line: 2, .. }),
         "{e:?}"
     );
-    assert_eq!(e.exit(), Exit::HostKey);
+    assert_eq!(e.failure(), Failure::HostKey);
 }
 
 #[test]
@@ -495,7 +495,7 @@ fn silent_script_survives_keepalives_until_the_idle_limit() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(e.exit(), Exit::Transfer);
+    assert_eq!(e.failure(), Failure::Transfer);
     assert!(e.to_string().contains("sent nothing for 2 s"), "{e}");
 }
 
@@ -660,7 +660,7 @@ fn closed_port_and_silent_server_fail_as_transfer_errors() {
     t.port = common::sshd::free_port();
     let e = must_fail(&t);
     assert!(matches!(e, SshError::Connect { .. }), "{e:?}");
-    assert_eq!(e.exit(), Exit::Transfer);
+    assert_eq!(e.failure(), Failure::Transfer);
     assert!(e.to_string().contains("refused"), "{e}");
 
     // Accepts, then says nothing: the handshake gives up after the timeout.
@@ -670,7 +670,7 @@ fn closed_port_and_silent_server_fail_as_transfer_errors() {
     let started = Instant::now();
     let e = must_fail(&t);
     assert!(matches!(e, SshError::Handshake { .. }), "{e:?}");
-    assert_eq!(e.exit(), Exit::Transfer);
+    assert_eq!(e.failure(), Failure::Transfer);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::{Postfix, SystemLock, TestSshd, TestUser};
 use crossbeam_channel::Receiver;
-use mailhaul::config::{Account, Config};
+use mailhaul::config::Config;
+use mailhaul::engine::account::Account;
 use mailhaul::engine::event::{Event, TunnelEvent, TunnelState, TunnelStats};
 use mailhaul::engine::tunnel::{connector, Tunnel, TunnelHandle, TunnelSpec};
 use md5::{Digest, Md5};

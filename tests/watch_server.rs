@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ssh_target, Postfix, TestSshd, TestUser};
-use mailhaul::config::TransportCompression;
+use mailhaul::engine::account::TransportCompression;
 use mailhaul::engine::ssh::{self, Connection, NoPrompts};
 use mailhaul::engine::watch::{wait_readable, SpoolWatcher, WatchMode, WatchReport};
 

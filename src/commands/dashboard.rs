@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::config::{Account, Config};
+use crate::config::Config;
+
+use crate::engine::account::Account;
 use crate::engine::claim::Probe;
 use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, TunnelEvent};
 use crate::engine::fetch::{self, EventPrompter, FetchError, FetchOptions};
@@ -314,12 +316,8 @@ impl Shared {
             cancel: Arc::clone(&self.cancel),
             adopt_claims: false,
         };
-        let handle = fetch::spawn(
-            account,
-            Arc::clone(&self.config),
-            options,
-            self.events.clone(),
-        );
+        let destination = self.config.destination(&account);
+        let handle = fetch::spawn(account, destination, options, self.events.clone());
         fetches.insert(name.to_string(), handle);
     }
 }

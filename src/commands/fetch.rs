@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{CheckArgs, FetchArgs};
-use crate::config::{Account, Config};
+use crate::config::Config;
+use crate::engine::account::Account;
 use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, TransferProgress};
 use crate::engine::fetch::{self, FetchOptions};
 use crate::exit::Exit;
@@ -76,7 +77,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
         },
         Err(e) => {
             eprintln!("mailhaul: {e}");
-            return e.exit;
+            return e.failure.into();
         }
     };
     let (sender, receiver) = crossbeam_channel::unbounded();
@@ -85,7 +86,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
         .map(|a| {
             let handle = fetch::spawn(
                 a.clone(),
-                Arc::clone(&config),
+                config.destination(a),
                 options.clone(),
                 sender.clone(),
             );
@@ -109,7 +110,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 if exit == Exit::Ok {
-                    exit = e.exit;
+                    exit = e.failure.into();
                 }
             }
             Err(_) => {
@@ -155,7 +156,7 @@ pub fn run_check(config_path: Option<&Path>, args: &CheckArgs) -> Exit {
             Err(e) => {
                 println!("{}: {e}", account.name);
                 if exit == Exit::Ok {
-                    exit = e.exit;
+                    exit = e.failure.into();
                 }
             }
         }
@@ -288,10 +289,10 @@ impl Lines {
                     eprintln!("mailhaul: {account}: {count} filed into {folder}")
                 }
                 FetchEvent::Finished(s) => println!("{account}: {}", summary_line(&s)),
-                FetchEvent::Failed { exit, message } => {
+                FetchEvent::Failed { failure, message } => {
                     eprintln!(
                         "mailhaul: {account}: error (exit {}): {message}",
-                        exit.code()
+                        Exit::from(failure).code()
                     )
                 }
             },
@@ -375,8 +376,11 @@ impl Bars {
                     FetchEvent::Finished(s) => {
                         bar.finish_with_message(summary_line(&s));
                     }
-                    FetchEvent::Failed { exit, message } => {
-                        bar.abandon_with_message(format!("failed (exit {})", exit.code()));
+                    FetchEvent::Failed { failure, message } => {
+                        bar.abandon_with_message(format!(
+                            "failed (exit {})",
+                            Exit::from(failure).code()
+                        ));
                         let _ = self.multi.println(format!("{account}: {message}"));
                     }
                 }

@@ -7,7 +7,8 @@ use std::io::{self, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
 use crate::cli::FilterArgs;
-use crate::config::{expand_tilde, Config};
+use crate::config::Config;
+use crate::engine::account::expand_tilde;
 use crate::engine::deliver::Filer;
 use crate::engine::pipeline::{self, FilingReport};
 use crate::exit::Exit;

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
 
-use crate::config::{Account, Config};
+use crate::config::Config;
+
+use crate::engine::account::Account;
 use crate::engine::event::{Event, TunnelEvent, TunnelState, TunnelStats};
 use crate::engine::tunnel::{connector, Tunnel, TunnelSpec};
 use crate::exit::Exit;

@@ -9,9 +9,9 @@
 
 use std::sync::OnceLock;
 
-use crate::config::{ClaimStrategy, Compression, ZstdLevel};
+use crate::engine::account::{ClaimStrategy, Compression, ZstdLevel};
+use crate::engine::failure::Failure;
 use crate::engine::ssh::compact;
-use crate::exit::Exit;
 
 /// The script as written, with its comments.
 const SCRIPT_SOURCE: &str = include_str!("../../assets/remote/claim.sh");
@@ -83,13 +83,13 @@ pub enum ScriptErrorKind {
 }
 
 impl ScriptError {
-    /// The exit code class this failure maps to.
-    pub fn exit(&self) -> Exit {
+    /// The class of this failure.
+    pub fn failure(&self) -> Failure {
         match self.kind {
-            ScriptErrorKind::LockBusy => Exit::LockBusy,
-            ScriptErrorKind::Unsupported => Exit::ServerUnsupported,
-            ScriptErrorKind::Missing | ScriptErrorKind::Failed => Exit::Transfer,
-            ScriptErrorKind::BadRequest => Exit::Failure,
+            ScriptErrorKind::LockBusy => Failure::LockBusy,
+            ScriptErrorKind::Unsupported => Failure::ServerUnsupported,
+            ScriptErrorKind::Missing | ScriptErrorKind::Failed => Failure::Transfer,
+            ScriptErrorKind::BadRequest => Failure::Local,
         }
     }
 
@@ -590,7 +590,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, ScriptErrorKind::LockBusy);
-        assert_eq!(e.exit(), Exit::LockBusy);
+        assert_eq!(e.failure(), Failure::LockBusy);
         assert_eq!(e.message, "/var/mail/a.lock held");
     }
 

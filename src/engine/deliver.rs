@@ -43,7 +43,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{FilterConfig, FolderLayout};
+use crate::engine::filing::{FilterConfig, FolderLayout, DEFAULT_BATCH};
 use crate::engine::message::Message;
 use crate::engine::rules::{RuleError, Rules, Target};
 
@@ -54,9 +54,6 @@ pub const QUARANTINE_FOLDER: &str = "mailhaul-undelivered";
 
 /// Folder names with this prefix are mbox files, not Maildir folders.
 pub const MBOX_PREFIX: &str = "mbox:";
-
-/// Messages queued before [`Filer::should_commit`] says to commit.
-pub const DEFAULT_BATCH: usize = 1024;
 
 /// The largest batch a filer may queue: each queued message holds an open
 /// file (see [`maildir::TmpFile`]), and a pipeline has up to eight batches

@@ -116,8 +116,8 @@ pub enum FetchEvent {
     Finished(FetchSummary),
     /// The fetch failed; nothing was lost (the message says where mail is).
     Failed {
-        /// The error class, also the exit code.
-        exit: crate::exit::Exit,
+        /// The class of failure.
+        failure: crate::engine::failure::Failure,
         /// What went wrong and what to do.
         message: String,
     },

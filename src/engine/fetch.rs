@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::{expand_tilde, Account, Compression, Config, TransportCompression};
+use crate::engine::account::{Account, Compression, TransportCompression};
 use crate::engine::civil::UtcTime;
 use crate::engine::claim::{
     self, choose_method, choose_strategy, parse_claims, parse_probe, parse_reply, ClaimReply,
@@ -26,6 +26,8 @@ use crate::engine::deliver::{Filer, StableId};
 use crate::engine::event::{
     Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
 };
+use crate::engine::failure::Failure;
+use crate::engine::filing::Destination;
 use crate::engine::history;
 use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
@@ -34,7 +36,6 @@ use crate::engine::ssh::{
     self, Connection, HostKeyDecision, Prompter, SshError, Target, UnknownHost,
 };
 use crate::engine::transfer::{self, TransferError};
-use crate::exit::Exit;
 
 /// How often transfer progress is reported.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -45,38 +46,38 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// `mid-delivery`.
 pub const CRASH_ENV: &str = "MAILHAUL_TEST_CRASH_AT";
 
-/// A fetch failure: what went wrong, where the mail is, and the exit class.
+/// A fetch failure: what went wrong, where the mail is, and its class.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct FetchError {
-    /// The exit code class.
-    pub exit: Exit,
+    /// The class of failure.
+    pub failure: Failure,
     /// What went wrong and what to do.
     pub message: String,
 }
 
 impl FetchError {
-    fn new(exit: Exit, message: impl Into<String>) -> FetchError {
+    fn new(failure: Failure, message: impl Into<String>) -> FetchError {
         FetchError {
-            exit,
+            failure,
             message: message.into(),
         }
     }
 
     fn local(what: &str, e: impl std::fmt::Display) -> FetchError {
-        FetchError::new(Exit::Failure, format!("{what}: {e}"))
+        FetchError::new(Failure::Local, format!("{what}: {e}"))
     }
 }
 
 impl From<SshError> for FetchError {
     fn from(e: SshError) -> Self {
-        FetchError::new(e.exit(), e.to_string())
+        FetchError::new(e.failure(), e.to_string())
     }
 }
 
 impl From<ScriptError> for FetchError {
     fn from(e: ScriptError) -> Self {
-        FetchError::new(e.exit(), e.message.clone())
+        FetchError::new(e.failure(), e.message.clone())
     }
 }
 
@@ -103,7 +104,7 @@ impl FetchOptions {
     pub fn headless(dry_run: bool) -> Result<FetchOptions, FetchError> {
         let data_dir = Workspace::default_data_dir().ok_or_else(|| {
             FetchError::new(
-                Exit::Failure,
+                Failure::Local,
                 "cannot find the home directory for the data dir",
             )
         })?;
@@ -179,32 +180,34 @@ pub struct Inspection {
     pub transport_compression: String,
 }
 
-/// Runs the fetch of `account` on a new worker thread, reporting on `events`
-/// (a `Stage(Done)` or `Failed` event always ends it).
+/// Runs the fetch of `account` on a new worker thread, filing into
+/// `destination`, reporting on `events` (a `Stage(Done)` or `Failed` event
+/// always ends it).
 pub fn spawn(
     account: Account,
-    config: Arc<Config>,
+    destination: Destination,
     options: FetchOptions,
     events: Sender<Event>,
 ) -> JoinHandle<Result<FetchSummary, FetchError>> {
     std::thread::Builder::new()
         .name(format!("fetch {}", account.name))
-        .spawn(move || fetch(&account, &config, &options, &events))
+        .spawn(move || fetch(&account, &destination, &options, &events))
         .expect("spawn a fetch thread")
 }
 
-/// Fetches one account, reporting on `events`; the result is also sent as
-/// the last event (`Finished` then `Stage(Done)`, or `Failed`).
+/// Fetches one account, filing into `destination`, reporting on `events`;
+/// the result is also sent as the last event (`Finished` then
+/// `Stage(Done)`, or `Failed`).
 pub fn fetch(
     account: &Account,
-    config: &Config,
+    destination: &Destination,
     options: &FetchOptions,
     events: &Sender<Event>,
 ) -> Result<FetchSummary, FetchError> {
     let started = Instant::now();
     let mut run = Run {
         account,
-        config,
+        destination,
         options,
         events,
         summary: FetchSummary::default(),
@@ -231,14 +234,14 @@ pub fn fetch(
             run.emit(FetchEvent::Finished(run.summary.clone()));
             if run.summary.undelivered > 0 {
                 let e = FetchError::new(
-                    Exit::PartialDelivery,
+                    Failure::PartialDelivery,
                     format!(
                         "{} message(s) could not be delivered where the rules say; see the log",
                         run.summary.undelivered
                     ),
                 );
                 run.emit(FetchEvent::Failed {
-                    exit: e.exit,
+                    failure: e.failure,
                     message: e.message.clone(),
                 });
                 run.emit(FetchEvent::Stage(Stage::Failed));
@@ -249,7 +252,7 @@ pub fn fetch(
         }
         Err(e) => {
             run.emit(FetchEvent::Failed {
-                exit: e.exit,
+                failure: e.failure,
                 message: e.message.clone(),
             });
             run.emit(FetchEvent::Stage(Stage::Failed));
@@ -327,16 +330,6 @@ pub fn inspect(conn: &Connection, account: &Account) -> Result<Inspection, Fetch
     })
 }
 
-/// The Maildir root mail of `account` is filed under.
-pub fn maildir_root(account: &Account, config: &Config) -> PathBuf {
-    let root = account
-        .maildir
-        .clone()
-        .or_else(|| config.general.maildir.clone())
-        .unwrap_or_else(|| PathBuf::from("~/Maildir"));
-    expand_tilde(&root)
-}
-
 /// Kills the process with SIGKILL if the crash-test variable names `point`.
 fn crash_point(point: &str) {
     if std::env::var(CRASH_ENV).is_ok_and(|v| v == point) {
@@ -350,7 +343,8 @@ fn crash_point(point: &str) {
 /// The state of one fetch in progress.
 struct Run<'a> {
     account: &'a Account,
-    config: &'a Config,
+    /// Where the claims' messages are filed.
+    destination: &'a Destination,
     options: &'a FetchOptions,
     events: &'a Sender<Event>,
     summary: FetchSummary,
@@ -394,7 +388,7 @@ impl Run<'_> {
         let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
             Ok(ws) => ws,
             Err(WorkspaceError::Busy(b)) => {
-                return Err(FetchError::new(Exit::LockBusy, b.to_string()))
+                return Err(FetchError::new(Failure::LockBusy, b.to_string()))
             }
             Err(e) => return Err(FetchError::local("data dir", e)),
         };
@@ -423,7 +417,7 @@ impl Run<'_> {
             });
         }
         let method = choose_method(&probe, self.account.compression, self.account.zstd_level)
-            .map_err(|m| FetchError::new(Exit::ServerUnsupported, m))?;
+            .map_err(|m| FetchError::new(Failure::ServerUnsupported, m))?;
         if method.method.needs_transport_compression() && !compress_first {
             conn = self.connect(true)?;
             (probe, leftovers) = survey(&conn, self.account)?;
@@ -439,7 +433,7 @@ impl Run<'_> {
             self.summary.socket_bytes = self.socket_bytes;
             return Ok(());
         }
-        let strategy = strategy.map_err(|m| FetchError::new(Exit::ServerUnsupported, m))?;
+        let strategy = strategy.map_err(|m| FetchError::new(Failure::ServerUnsupported, m))?;
         self.log(
             Level::Info,
             format!(
@@ -686,7 +680,7 @@ impl Run<'_> {
         if let Err(e @ TransferError::Local { .. }) = staged {
             let _ = std::fs::remove_file(ws.partial_path(&id));
             return Err(FetchError::new(
-                Exit::Failure,
+                Failure::Local,
                 format!("{e}; the claim stays on the server and is fetched next time"),
             ));
         }
@@ -696,7 +690,7 @@ impl Run<'_> {
             (Ok(_), Ok(s)) => {
                 let _ = std::fs::remove_file(ws.staged_path(&id));
                 return Err(FetchError::new(
-                    Exit::Transfer,
+                    Failure::Transfer,
                     format!(
                         "sending {} failed on the server: {}",
                         remote.path,
@@ -719,7 +713,7 @@ impl Run<'_> {
                     other => other.to_string(),
                 };
                 return Err(FetchError::new(
-                    Exit::Transfer,
+                    Failure::Transfer,
                     format!(
                         "{what}{server}; the claim stays on the server and is fetched next time"
                     ),
@@ -770,18 +764,24 @@ impl Run<'_> {
         let staged = ws.staged_path(&c.id);
         let file = std::fs::File::open(&staged)
             .map_err(|e| FetchError::local(&format!("staged claim {}", staged.display()), e))?;
-        let root = maildir_root(self.account, self.config);
         let stable = StableId {
             time: claim_time(&c.id),
             claim: c.id.clone(),
         };
-        let mut filer = Filer::new(&self.config.filter, &root, Some(stable))
-            .map_err(|e| FetchError::new(Exit::Config, e.to_string()))?;
+        let mut filer = Filer::new(
+            &self.destination.filter,
+            &self.destination.maildir,
+            Some(stable),
+        )
+        .map_err(|e| FetchError::new(Failure::Config, e.to_string()))?;
         let events = self.events;
         let account = &self.account.name;
         let mut filed_events = 0u64;
         let report = file_messages(
-            MboxSplitter::new(std::io::BufReader::new(file), self.config.filter.format),
+            MboxSplitter::new(
+                std::io::BufReader::new(file),
+                self.destination.filter.format,
+            ),
             &staged.display().to_string(),
             &mut filer,
             &mut |event| {
@@ -802,7 +802,7 @@ impl Run<'_> {
         }
         if let Some(e) = &report.read_error {
             return Err(FetchError::new(
-                Exit::PartialDelivery,
+                Failure::PartialDelivery,
                 format!("{e}; the claim is kept in {}", staged.display()),
             ));
         }
@@ -816,7 +816,7 @@ impl Run<'_> {
             .count();
         if unkept > 0 {
             return Err(FetchError::new(
-                Exit::PartialDelivery,
+                Failure::PartialDelivery,
                 format!(
                     "{unkept} message(s) could be neither filed nor quarantined; the claim is kept \
                      in {} and the next fetch delivers them",
@@ -834,7 +834,7 @@ impl Run<'_> {
 
 fn cancelled() -> FetchError {
     FetchError::new(
-        Exit::Failure,
+        Failure::Local,
         "stopped on request; nothing is lost, the next fetch resumes where this one stopped",
     )
 }

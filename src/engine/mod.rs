@@ -3,11 +3,14 @@
 //! Workers run on their own threads and report on one typed channel
 //! (`event::Event`); the dashboard and the headless commands both consume it.
 
+pub mod account;
 pub mod civil;
 pub mod claim;
 pub mod deliver;
 pub mod event;
+pub mod failure;
 pub mod fetch;
+pub mod filing;
 pub mod history;
 pub mod journal;
 pub mod mbox;

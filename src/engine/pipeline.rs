@@ -9,12 +9,12 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
-use crate::config::MboxFormat;
 use crate::engine::deliver::{
     self, Batch, CommitError, DeliveryError, Filed, Filer, Published, MBOX_PREFIX,
     QUARANTINE_FOLDER,
 };
 use crate::engine::event::FetchEvent;
+use crate::engine::filing::MboxFormat;
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::message::Message;
 use crate::engine::rules::Target;
@@ -384,8 +384,8 @@ impl Run<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::engine::deliver::StableId;
+    use crate::engine::filing::filter_section;
     use crate::engine::message::Content;
     use std::path::Path;
 
@@ -427,8 +427,8 @@ mod tests {
     #[test]
     fn files_counts_and_quarantines() {
         let root = tempfile::tempdir().unwrap();
-        let config = Config::parse(RULES, Path::new("t.toml")).unwrap();
-        let mut filer = Filer::new(&config.filter, root.path(), None)
+        let filter = filter_section(RULES);
+        let mut filer = Filer::new(&filter, root.path(), None)
             .unwrap()
             .with_batch(2);
         let mut events = Vec::new();
@@ -463,8 +463,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let rules = "[[filter.rule]]\nheader = \"subject\"\ncontains = \"list\"\nfolder = \"lists/x\"\n\
                      [[filter.rule]]\nheader = \"subject\"\ncontains = \"keep\"\nfolder = \"mbox:archive\"\n";
-        let config = Config::parse(rules, Path::new("t.toml")).unwrap();
-        let mut filer = Filer::new(&config.filter, root.path(), None)
+        let filter = filter_section(rules);
+        let mut filer = Filer::new(&filter, root.path(), None)
             .unwrap()
             .with_batch(7);
         let kinds = ["list", "keep", "inbox"];
@@ -514,12 +514,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         // A directory where the mbox file should be: the append fails.
         std::fs::create_dir(root.path().join("archive")).unwrap();
-        let config = Config::parse(
-            "[filter]\ndefault_folder = \"mbox:archive\"\n",
-            Path::new("t.toml"),
-        )
-        .unwrap();
-        let mut filer = Filer::new(&config.filter, root.path(), None).unwrap();
+        let filter = filter_section("[filter]\ndefault_folder = \"mbox:archive\"\n");
+        let mut filer = Filer::new(&filter, root.path(), None).unwrap();
         let report = file_messages(messages(), "in", &mut filer, &mut |_| {});
         assert_eq!(report.delivered_total(), 0);
         assert_eq!(report.undelivered.len(), 3);
@@ -534,12 +530,12 @@ mod tests {
     #[test]
     fn stable_names_make_a_rerun_skip_what_is_there() {
         let root = tempfile::tempdir().unwrap();
-        let config = Config::parse("", Path::new("t.toml")).unwrap();
+        let filter = filter_section("");
         let stable = StableId {
             time: 1_700_000_000,
             claim: "c1".into(),
         };
-        let mut filer = Filer::new(&config.filter, root.path(), Some(stable.clone())).unwrap();
+        let mut filer = Filer::new(&filter, root.path(), Some(stable.clone())).unwrap();
         let first = file_messages(messages().into_iter().take(2), "s", &mut filer, &mut |_| {});
         assert_eq!(first.delivered_total(), 2);
         // A reader moved message 1 to cur/ and flagged it.
@@ -553,7 +549,7 @@ mod tests {
             root.path().join("cur").join(format!("{one}:2,S")),
         )
         .unwrap();
-        let mut filer = Filer::new(&config.filter, root.path(), Some(stable)).unwrap();
+        let mut filer = Filer::new(&filter, root.path(), Some(stable)).unwrap();
         let second = file_messages(messages(), "s", &mut filer, &mut |_| {});
         assert_eq!(second.already_delivered, 2);
         assert_eq!(second.delivered_total(), 1);
@@ -566,8 +562,8 @@ mod tests {
     #[test]
     fn read_errors_stop_the_run_after_filing_what_came_before() {
         let root = tempfile::tempdir().unwrap();
-        let config = Config::parse("", Path::new("t.toml")).unwrap();
-        let mut filer = Filer::new(&config.filter, root.path(), None).unwrap();
+        let filter = filter_section("");
+        let mut filer = Filer::new(&filter, root.path(), None).unwrap();
         let mut input = messages();
         input.insert(1, Err("read error at byte 1234".to_string()));
         let report = file_messages(input, "x.mbox", &mut filer, &mut |_| {});

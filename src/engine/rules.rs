@@ -10,7 +10,7 @@
 
 use regex::Regex;
 
-use crate::config::{FilterConfig, RuleConfig};
+use crate::engine::filing::{FilterConfig, RuleConfig};
 use crate::engine::message::Message;
 
 /// Where a message is filed.
@@ -340,9 +340,8 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::engine::filing::filter_section;
     use proptest::prelude::*;
-    use std::path::Path;
 
     /// What `parse_header_fields` must give: every field parsed by
     /// mailparse, then filtered.
@@ -405,9 +404,10 @@ mod tests {
             .map(String::from)
             .into();
         let mut checked = 0;
-        for message in
-            crate::engine::mbox::MboxSplitter::new(&spool[..], crate::config::MboxFormat::Mboxrd)
-        {
+        for message in crate::engine::mbox::MboxSplitter::new(
+            &spool[..],
+            crate::engine::filing::MboxFormat::Mboxrd,
+        ) {
             let message = message.unwrap();
             let fields = parse_header_fields(&message.header, &wanted);
             assert_eq!(
@@ -423,8 +423,7 @@ mod tests {
     }
 
     fn rules(toml: &str) -> Rules {
-        let config = Config::parse(toml, Path::new("test.toml")).unwrap();
-        Rules::compile(&config.filter).unwrap()
+        Rules::compile(&filter_section(toml)).unwrap()
     }
 
     fn folder<'a>(r: &'a Rules, header: &str, size: u64) -> &'a str {

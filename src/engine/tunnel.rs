@@ -33,7 +33,7 @@ use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use super::event::{Event, TunnelEvent, TunnelState, TunnelStats};
 use super::ssh::{self, Connection};
-use crate::config::Account;
+use crate::engine::account::Account;
 
 /// Bytes buffered per direction per connection.
 const BUF_SIZE: usize = 64 * 1024;
@@ -1079,8 +1079,7 @@ mod tests {
     fn non_loopback_listen_needs_the_explicit_setting() {
         let text = "[[account]]\nname = \"a\"\nhost = \"h\"\n\
                     [account.forward]\nlisten = \"0.0.0.0:2525\"\nallow_non_loopback = true\n";
-        let config = crate::config::Config::parse(text, std::path::Path::new("c")).unwrap();
-        let mut account = config.accounts[0].clone();
+        let mut account = crate::engine::account::first_account(text);
         assert_eq!(
             TunnelSpec::from_account(&account).unwrap().listen,
             "0.0.0.0:2525".parse().unwrap()
@@ -1092,12 +1091,9 @@ mod tests {
 
     #[test]
     fn default_target_is_port_25_on_the_server() {
-        let config = crate::config::Config::parse(
-            "[[account]]\nname = \"a\"\nhost = \"h\"\n",
-            std::path::Path::new("c"),
-        )
-        .unwrap();
-        let spec = TunnelSpec::from_account(&config.accounts[0]).unwrap();
+        let account =
+            crate::engine::account::first_account("[[account]]\nname = \"a\"\nhost = \"h\"\n");
+        let spec = TunnelSpec::from_account(&account).unwrap();
         assert_eq!(spec.listen, "127.0.0.1:2525".parse().unwrap());
         assert_eq!(
             (spec.target_host.as_str(), spec.target_port),

@@ -430,7 +430,8 @@ impl Model {
                     summary,
                 });
             }
-            FetchEvent::Failed { exit, message } => {
+            FetchEvent::Failed { failure, message } => {
+                let exit = Exit::from(failure);
                 view.fetch.stage = Some(Stage::Failed);
                 view.fetch.ended = Some(at.instant);
                 view.fetch.error = Some((exit, message.clone()));

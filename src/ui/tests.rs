@@ -26,7 +26,7 @@ use crate::engine::event::{
     Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress, TunnelEvent,
     TunnelState, TunnelStats,
 };
-use crate::exit::Exit;
+use crate::engine::failure::Failure;
 
 const CONFIG: &str = r#"
 [[account]]
@@ -276,7 +276,7 @@ fn failed() -> Harness {
         407.5,
         "home",
         FetchEvent::Failed {
-            exit: Exit::Transfer,
+            failure: Failure::Transfer,
             message: "connection reset by peer during the transfer; the claim stays on the \
                       server and is fetched first next time"
                 .into(),
@@ -613,7 +613,7 @@ fn a_failed_fetch_withdraws_its_unanswered_question() {
         460.0,
         "home",
         FetchEvent::Failed {
-            exit: Exit::HostKey,
+            failure: Failure::HostKey,
             message: "no answer".into(),
         },
     );

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mailhaul::config::HostKeyPolicy;
+use mailhaul::engine::account::HostKeyPolicy;
 use mailhaul::engine::ssh::Target;
 
 use super::TestSshd;

@@ -26,7 +26,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::FolderLayout;
+use crate::engine::filing::FolderLayout;
 
 /// The identity that makes names deterministic across a resumed delivery:
 /// the claim a message came from and the claim's time.

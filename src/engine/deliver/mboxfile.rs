@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::MboxFormat;
+use crate::engine::filing::MboxFormat;
 use crate::engine::mbox;
 use crate::engine::message::Message;
 

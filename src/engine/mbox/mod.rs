@@ -80,8 +80,8 @@
 //!
 //! [`Message`]: crate::engine::message::Message
 //! [`Content`]: crate::engine::message::Content
-//! [`MboxFormat::Mboxrd`]: crate::config::MboxFormat::Mboxrd
-//! [`MboxFormat::Mboxo`]: crate::config::MboxFormat::Mboxo
+//! [`MboxFormat::Mboxrd`]: crate::engine::filing::MboxFormat::Mboxrd
+//! [`MboxFormat::Mboxo`]: crate::engine::filing::MboxFormat::Mboxo
 
 mod from_line;
 mod input;

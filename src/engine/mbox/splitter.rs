@@ -8,7 +8,7 @@ use memchr::memchr;
 use super::from_line::{from_line_len_in, strip_line_ending};
 use super::input::{Failure, Input};
 use super::{MAX_FROM_LINE, MAX_QUOTE_RUN};
-use crate::config::MboxFormat;
+use crate::engine::filing::MboxFormat;
 use crate::engine::message::{Content, Message};
 
 /// Why splitting stopped. Both say which message was being read and the

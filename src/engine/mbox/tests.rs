@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::input::PUSHBACK_MEMORY;
 use super::*;
-use crate::config::MboxFormat;
+use crate::engine::filing::MboxFormat;
 use crate::engine::message::Message;
 
 const DATE: &str = "Mon Jan  1 00:00:00 2001";

@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use memchr::memchr;
 
 use super::from_line::is_from_line;
-use crate::config::MboxFormat;
 use crate::engine::civil::UtcTime;
+use crate::engine::filing::MboxFormat;
 
 /// Writes one message to an mbox: its From_ line (`MAILER-DAEMON` and the
 /// current time when `envelope` is `None`), its content with `>From`

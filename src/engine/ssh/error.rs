@@ -1,9 +1,9 @@
 //! What can go wrong while reaching a server over SSH, each error saying what
-//! to do about it, and mapping onto the process exit classes of `exit::Exit`.
+//! to do about it, and the class of failure it is (`engine::failure::Failure`).
 
 use std::path::PathBuf;
 
-use crate::exit::Exit;
+use crate::engine::failure::Failure;
 
 /// An SSH-layer failure.
 #[derive(Debug, thiserror::Error)]
@@ -209,24 +209,24 @@ pub struct ChangedHostKey {
 }
 
 impl SshError {
-    /// The exit class this error ends a headless run with.
-    pub fn exit(&self) -> Exit {
+    /// The class of this failure.
+    pub fn failure(&self) -> Failure {
         match self {
-            SshError::SshConfig { .. } => Exit::Config,
+            SshError::SshConfig { .. } => Failure::Config,
             SshError::HostKeyUnknown { .. }
             | SshError::HostKeyChanged(_)
-            | SshError::HostKeyRevoked { .. } => Exit::HostKey,
+            | SshError::HostKeyRevoked { .. } => Failure::HostKey,
             SshError::AuthRefused { .. }
             | SshError::KeyFile { .. }
             | SshError::WrongPassphrase { .. }
             | SshError::NoPassphrase { .. }
             | SshError::PassphraseCommand { .. }
-            | SshError::Agent { .. } => Exit::Auth,
+            | SshError::Agent { .. } => Failure::Auth,
             SshError::Connect { .. }
             | SshError::Handshake { .. }
             | SshError::Channel { .. }
-            | SshError::Io { .. } => Exit::Transfer,
-            SshError::KnownHostsFile { .. } | SshError::NulInArgument { .. } => Exit::Failure,
+            | SshError::Io { .. } => Failure::Transfer,
+            SshError::KnownHostsFile { .. } | SshError::NulInArgument { .. } => Failure::Local,
         }
     }
 }

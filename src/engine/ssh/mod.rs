@@ -28,7 +28,7 @@ pub use script::{
 };
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
-use crate::config::{HostKeyPolicy, TransportCompression};
+use crate::engine::account::{HostKeyPolicy, TransportCompression};
 
 /// A host known_hosts has no key for, as shown to whoever decides.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ssh_config::SshConfig;
 use super::SshError;
-use crate::config::{expand_tilde, Account, HostKeyPolicy};
+use crate::engine::account::{expand_tilde, Account, HostKeyPolicy};
 
 /// Everything `connect` needs to reach and log in to one server.
 #[derive(Debug, Clone)]
@@ -178,12 +178,7 @@ fn expand_identity_path(value: &str, home: &Path, host: &str, user: &str) -> Pat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    fn account(toml: &str) -> Account {
-        let c = Config::parse(toml, Path::new("c.toml")).unwrap();
-        c.accounts[0].clone()
-    }
+    use crate::engine::account::first_account as account;
 
     #[test]
     fn alias_fills_what_the_account_leaves_open() {
