@@ -9,6 +9,7 @@
 // Each test binary compiles this module and uses only a part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod hook;
 pub mod postfix;
 pub mod proc;
 pub mod sshd;
@@ -16,6 +17,7 @@ pub mod target;
 pub mod tmux;
 pub mod user;
 
+pub use hook::ServerHook;
 pub use postfix::Postfix;
 pub use sshd::TestSshd;
 pub use target::ssh_target;

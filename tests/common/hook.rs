@@ -1,0 +1,177 @@
+//! A hostile (or just observed) server: a `ForceCommand` wrapper for the
+//! test sshd that runs every command the client asks for, logs when each
+//! of the claim script's commands starts and ends, and on request corrupts
+//! or slows down what `send` streams back, inside the SSH encryption, as a
+//! broken tool on the server would. A link proxy between client and sshd
+//! cannot do this: it sees only ciphertext.
+//!
+//! Switches are files in the hook's directory, so a test turns them on and
+//! off between runs of one sshd:
+//! - `flip`: `send` delivers the claim with one byte changed (a letter's
+//!   case) and the right length, compressed again the way the client asked
+//!   (zstd, gzip or plain), so the stream decodes and only the checksum can
+//!   tell;
+//! - `slow`: `send` trickles its output (2 KiB every 100 ms) and logs how
+//!   much it got out when the client goes away.
+//!
+//! Needs python3 (`apt-get install python3`); the hook is run by sshd as
+//! the login user, so its directory is world-readable and its log
+//! world-writable.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::TestSshd;
+
+/// The wrapper; `{log}` and `{dir}` are filled in.
+const HOOK: &str = r#"#!/usr/bin/python3
+# mailhaul test hook (ForceCommand): see tests/common/hook.rs.
+import os, subprocess, sys, time
+
+DIR = "{dir}"
+LOG = "{log}"
+
+def log(*words):
+    with open(LOG, "a") as f:
+        f.write("%d %s\n" % (time.time_ns(), " ".join(str(w) for w in words)))
+
+orig = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+args = orig.split(" -s -- ", 1)[1].split() if " -s -- " in orig else []
+words = [bytes.fromhex(a[1:]).decode("utf-8", "replace") for a in args]
+command = words[0] if words else "-"
+switch = lambda name: os.path.exists(os.path.join(DIR, name))
+log(command, "start")
+if command != "send" or not (switch("flip") or switch("slow")):
+    status = subprocess.call(["/bin/sh", "-c", orig])
+    log(command, "end", status)
+    sys.exit(status)
+
+method = words[2] if len(words) > 2 else "cat"
+child = subprocess.Popen(["/bin/sh", "-c", orig], stdout=subprocess.PIPE)
+data = child.stdout.read()
+status = child.wait()
+if switch("flip"):
+    codec = {"zstd": ["zstd"], "zstd-adapt": ["zstd"], "gzip": ["gzip"]}.get(method)
+    raw = subprocess.run(codec + ["-dc"], input=data, stdout=subprocess.PIPE, check=True).stdout if codec else data
+    raw = bytearray(raw)
+    at = len(raw) // 2
+    while not 0x61 <= (raw[at] | 0x20) <= 0x7a:
+        at += 1
+    raw[at] ^= 0x20
+    data = subprocess.run(codec + ["-c", "-q"], input=bytes(raw), stdout=subprocess.PIPE, check=True).stdout if codec else bytes(raw)
+    log("send", "flipped", at, len(raw))
+out = sys.stdout.buffer
+sent = 0
+try:
+    step = 2048 if switch("slow") else len(data)
+    while sent < len(data):
+        out.write(data[sent:sent + step])
+        out.flush()
+        sent += len(data[sent:sent + step])
+        if switch("slow"):
+            time.sleep(0.1)
+except (BrokenPipeError, OSError):
+    log("send", "cut", sent, len(data))
+    sys.exit(141)
+log("send", "end", status, sent)
+sys.exit(status)
+"#;
+
+/// A `ForceCommand` hook for one test sshd; see the module doc.
+pub struct ServerHook {
+    dir: tempfile::TempDir,
+}
+
+impl ServerHook {
+    /// Writes the hook (panics naming the package when python3 is missing).
+    pub fn new() -> ServerHook {
+        if !Path::new("/usr/bin/python3").exists() {
+            panic!(
+                "the server hook needs /usr/bin/python3: `apt-get install python3` \
+                 (tests/run-all.sh installs it)"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mailhaul-hook.")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod hook dir");
+        let hook = ServerHook { dir };
+        let log = hook.log_path();
+        std::fs::write(&log, "").expect("create hook log");
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666))
+            .expect("chmod hook log");
+        let script = HOOK
+            .replace("{dir}", &hook.dir.path().display().to_string())
+            .replace("{log}", &log.display().to_string());
+        let path = hook.path();
+        std::fs::write(&path, script).expect("write hook");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod hook");
+        hook
+    }
+
+    /// Starts a test sshd that runs every session through this hook.
+    pub fn start_sshd(&self) -> TestSshd {
+        TestSshd::start_with_config(&format!("ForceCommand {}\n", self.path().display()))
+    }
+
+    /// The hook program.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("hook.py")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("hook.log")
+    }
+
+    /// Turns a switch (`flip`, `slow`) on or off for the sessions to come.
+    pub fn set(&self, switch: &str, on: bool) {
+        let path = self.dir.path().join(switch);
+        if on {
+            std::fs::write(&path, "").expect("switch on");
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// The log: `(nanoseconds since the epoch, words)` per line.
+    pub fn log(&self) -> Vec<(u128, Vec<String>)> {
+        std::fs::read_to_string(self.log_path())
+            .expect("read hook log")
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace().map(str::to_string);
+                let time = words.next()?.parse().ok()?;
+                Some((time, words.collect()))
+            })
+            .collect()
+    }
+
+    /// The log as text, for assertion messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for a log line whose words start with `prefix`.
+    pub fn wait_for(&self, prefix: &[&str], limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some((_, words)) = self
+                .log()
+                .into_iter()
+                .find(|(_, w)| w.len() >= prefix.len() && w.iter().zip(prefix).all(|(a, b)| a == b))
+            {
+                return words;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no hook log line {prefix:?} within {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
