@@ -8,7 +8,8 @@ packages=(
   build-essential pkg-config libssl-dev   # ssh2 links the system OpenSSL
   openssh-server openssh-client           # the real sshd the tests start on loopback
   postfix procmail liblockfile-bin        # delivery agents and dotlockfile on the "server"
-  zstd gzip swaks tmux python3            # remote compressors, SMTP client, terminal tests
+  zstd gzip swaks tmux python3            # remote compressors, SMTP client, terminal tests, server hook
+  strace                                  # durability tests watch fsync/syncfs order
   time                                    # peak RSS in bench/filter.sh (/usr/bin/time -v)
   inotify-tools                           # the spool watcher's inotifywait on the "server"
 )

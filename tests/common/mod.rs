@@ -13,6 +13,7 @@ pub mod hook;
 pub mod postfix;
 pub mod proc;
 pub mod sshd;
+pub mod strace;
 pub mod target;
 pub mod tmux;
 pub mod user;
