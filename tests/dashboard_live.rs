@@ -307,6 +307,12 @@ fn t_toggles_the_smtp_forward_to_postfix() {
     });
     tmux.keys("t");
     tmux.wait_for("the forward on", |s| s.contains(&listening));
+    // Ask the kernel, not the screen: one listener on that port, on loopback.
+    assert_eq!(
+        common::proc::listening_addresses(port),
+        vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))],
+        "the forward's listening socket"
+    );
 
     // An SMTP conversation with Postfix through the forward.
     let mut smtp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -58,6 +58,12 @@ fn mail_sent_through_the_headless_tunnel_is_fetched_and_filed_intact() {
         },
         "forwarding",
     );
+    // Ask the kernel, not the log: one listener on that port, on loopback.
+    assert_eq!(
+        common::proc::listening_addresses(port),
+        vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))],
+        "the forward's listening socket"
+    );
 
     let subject = format!("through-the-tunnel-{}", user.name);
     let body: String = (0..300)

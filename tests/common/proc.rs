@@ -214,3 +214,47 @@ pub fn kill_user_processes(uid: u32) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
+
+/// The local addresses of every listening TCP socket on `port`, as the
+/// kernel has them (`/proc/net/tcp` and `/proc/net/tcp6`), e.g.
+/// `["127.0.0.1:2525"]`; what a program says it bound is not evidence.
+pub fn listening_addresses(port: u16) -> Vec<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    const LISTEN: &str = "0A";
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match fs::read_to_string(table) {
+            Ok(text) => text,
+            // A kernel without IPv6 has no tcp6 table.
+            Err(_) if table.ends_with('6') => continue,
+            Err(e) => panic!("read {table}: {e}"),
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&st)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((ip, p)) = local.split_once(':') else {
+                continue;
+            };
+            if st != LISTEN || u16::from_str_radix(p, 16).ok() != Some(port) {
+                continue;
+            }
+            // The address is printed as 32-bit words in host byte order.
+            let bytes: Vec<u8> = (0..ip.len() / 8)
+                .flat_map(|i| {
+                    u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16)
+                        .expect("hex address")
+                        .to_ne_bytes()
+                })
+                .collect();
+            let addr = match bytes.len() {
+                4 => Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).into(),
+                16 => Ipv6Addr::from(<[u8; 16]>::try_from(&bytes[..]).unwrap()).into(),
+                _ => panic!("unexpected address {local} in {table}"),
+            };
+            found.push(SocketAddr::new(addr, port));
+        }
+    }
+    found
+}
