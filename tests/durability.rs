@@ -220,10 +220,9 @@ fn fetch_makes_the_download_durable_before_release_and_delivery_before_the_stage
     let release = hook
         .log()
         .into_iter()
-        .find(|(_, w)| w[..] == ["release", "start"])
+        .find(|e| e.is(&["release", "start"]))
         .unwrap_or_else(|| panic!("no release on the server; hook log:\n{}", hook.log_text()))
-        .0 as f64
-        / 1e9;
+        .secs();
     for (what, call) in [
         ("the download's fsync", &file_sync),
         ("the staging directory's fsync", &dir_sync),

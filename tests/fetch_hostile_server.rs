@@ -41,8 +41,8 @@ fn a_stream_with_one_flipped_byte_is_refused_and_the_claim_stays_on_the_server()
         );
         let flipped: Vec<Vec<String>> = hook.log()[logged..]
             .iter()
-            .map(|(_, words)| words.clone())
-            .filter(|w| w[..2] == ["send", "flipped"])
+            .filter(|e| e.is(&["send", "flipped"]))
+            .map(|e| e.words.clone())
             .collect();
         assert_eq!(flipped.len(), 1, "{}", hook.log_text());
         assert_eq!(

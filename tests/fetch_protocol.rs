@@ -282,11 +282,13 @@ fn a_terminal_gets_progress_bars_and_the_summary() {
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "terminal run");
 }
 
-/// Two accounts in one config: a named one alone, then all in parallel;
-/// an unknown name is a usage error.
+/// Two accounts in one config: a named one alone, then all in parallel
+/// (the server's log shows their sessions overlapping in time); an unknown
+/// name is a usage error.
 #[test]
 fn named_accounts_alone_or_all_in_parallel() {
-    let sshd = TestSshd::start();
+    let hook = common::ServerHook::new();
+    let sshd = hook.start_sshd();
     let first = TestUser::create_for(&sshd, "mhfa");
     let second = TestUser::create_for(&sshd, "mhfb");
     let msg = |s: &str| format!("From a@b Thu Jan  1 00:00:00 1970\nSubject: {s}\n\nbody\n\n");
@@ -314,8 +316,27 @@ fn named_accounts_alone_or_all_in_parallel() {
     );
 
     fill_spool(&second.spool, msg("second again").as_bytes());
+    // Every server command now takes a second or more: one after the other,
+    // two fetches could not overlap.
+    hook.set("pause", true);
+    let logged = hook.log().len();
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
+    let span = |user: &str| {
+        let times: Vec<u128> = hook.log()[logged..]
+            .iter()
+            .filter(|e| e.user == user)
+            .map(|e| e.time_ns)
+            .collect();
+        assert!(!times.is_empty(), "no session of {user} in the hook log");
+        (*times.iter().min().unwrap(), *times.iter().max().unwrap())
+    };
+    let (a, b) = (span(&first.name), span(&second.name));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the accounts' sessions did not overlap: {a:?} and {b:?}; hook log:\n{}",
+        hook.log_text()
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("acct: 1 message(s)"), "{stdout}");
     assert!(stdout.contains("other: 1 message(s)"), "{stdout}");

@@ -19,6 +19,7 @@ struct Tmux {
 
 impl Tmux {
     fn start(client: &Client, args: &str) -> Tmux {
+        common::require_tool("tmux", "tmux");
         let name = common::unique_name("mhp");
         let bin = env!("CARGO_BIN_EXE_mailhaul");
         let home = client.dir.path();

@@ -121,6 +121,7 @@ fn spawn_slow_forker(marker: &str) -> std::process::Child {
          \x20       os._exit(0)\n\
          # {marker}\n"
     );
+    common::require_tool("python3", "python3");
     let mut child = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)

@@ -78,6 +78,7 @@ fn mail_sent_through_the_headless_tunnel_is_fetched_and_filed_intact() {
         ),
     )
     .unwrap();
+    common::require_tool("swaks", "swaks");
     let out = std::process::Command::new("swaks")
         .args(["--silent", "1", "--from", "me@example.org", "--to"])
         .arg(format!("{}@localhost", user.name))

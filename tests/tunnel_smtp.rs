@@ -114,6 +114,7 @@ impl Forward {
 
     /// Sends `data` (a whole message) with swaks through the forward.
     fn swaks(&self, data: &Path) -> Output {
+        common::require_tool("swaks", "swaks");
         Command::new("swaks")
             .args(["--silent", "1", "--from", "sender@example.org", "--to"])
             .arg(format!("{}@localhost", self.user.name))
@@ -279,6 +280,7 @@ fn twenty_concurrent_transactions_all_succeed() {
         let subject = format!("tunnel-many-{i}-{}", fwd.user.name);
         let (msg, md5) = message(&subject, 50 + i * 10);
         let path = write_temp(dir.path(), &format!("m{i}"), &msg);
+        common::require_tool("swaks", "swaks");
         let child = Command::new("swaks")
             .args(["--silent", "1", "--from", "sender@example.org", "--to"])
             .arg(format!("{}@localhost", fwd.user.name))

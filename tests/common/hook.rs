@@ -12,7 +12,13 @@
 //!   (zstd, gzip or plain), so the stream decodes and only the checksum can
 //!   tell;
 //! - `slow`: `send` trickles its output (2 KiB every 100 ms) and logs how
-//!   much it got out when the client goes away.
+//!   much it got out when the client goes away;
+//! - `pause`: every command waits a second before it runs, so that what
+//!   runs at the same time visibly overlaps in the log.
+//!
+//! The log has one line per event: nanoseconds since the epoch, the hook's
+//! PID, the login user, the command (`survey`, `claim`, `send`, ...) and the
+//! event (`start`, `end STATUS`, `flipped AT LEN`, `cut SENT LEN`).
 //!
 //! Needs python3 (`apt-get install python3`); the hook is run by sshd as
 //! the login user, so its directory is world-readable and its log
@@ -27,14 +33,16 @@ use super::TestSshd;
 /// The wrapper; `{log}` and `{dir}` are filled in.
 const HOOK: &str = r#"#!/usr/bin/python3
 # mailhaul test hook (ForceCommand): see tests/common/hook.rs.
-import os, subprocess, sys, time
+import os, pwd, signal, subprocess, sys, time
 
 DIR = "{dir}"
 LOG = "{log}"
 
+USER = pwd.getpwuid(os.getuid()).pw_name
+
 def log(*words):
     with open(LOG, "a") as f:
-        f.write("%d %s\n" % (time.time_ns(), " ".join(str(w) for w in words)))
+        f.write("%d %d %s %s\n" % (time.time_ns(), os.getpid(), USER, " ".join(str(w) for w in words)))
 
 orig = os.environ.get("SSH_ORIGINAL_COMMAND", "")
 args = orig.split(" -s -- ", 1)[1].split() if " -s -- " in orig else []
@@ -42,12 +50,16 @@ words = [bytes.fromhex(a[1:]).decode("utf-8", "replace") for a in args]
 command = words[0] if words else "-"
 switch = lambda name: os.path.exists(os.path.join(DIR, name))
 log(command, "start")
+if switch("pause"):
+    time.sleep(1)
 if command != "send" or not (switch("flip") or switch("slow")):
     status = subprocess.call(["/bin/sh", "-c", orig])
     log(command, "end", status)
     sys.exit(status)
 
 method = words[2] if len(words) > 2 else "cat"
+# A dropped connection must show as a cut stream, not as a hangup.
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
 child = subprocess.Popen(["/bin/sh", "-c", orig], stdout=subprocess.PIPE)
 data = child.stdout.read()
 status = child.wait()
@@ -77,6 +89,31 @@ except (BrokenPipeError, OSError):
 log("send", "end", status, sent)
 sys.exit(status)
 "#;
+
+/// One line of the hook's log.
+#[derive(Debug, Clone)]
+pub struct HookEvent {
+    /// When, in nanoseconds since the epoch.
+    pub time_ns: u128,
+    /// The hook process (one per SSH session).
+    pub pid: u32,
+    /// The login user.
+    pub user: String,
+    /// The command and the event: `["send", "start"]`, `["send", "cut", "4096", "272991"]`.
+    pub words: Vec<String>,
+}
+
+impl HookEvent {
+    /// Whether its words start with `prefix`.
+    pub fn is(&self, prefix: &[&str]) -> bool {
+        self.words.len() >= prefix.len() && self.words.iter().zip(prefix).all(|(a, b)| a == b)
+    }
+
+    /// Its time in seconds since the epoch.
+    pub fn secs(&self) -> f64 {
+        self.time_ns as f64 / 1e9
+    }
+}
 
 /// A `ForceCommand` hook for one test sshd; see the module doc.
 pub struct ServerHook {
@@ -127,7 +164,7 @@ impl ServerHook {
         self.dir.path().join("hook.log")
     }
 
-    /// Turns a switch (`flip`, `slow`) on or off for the sessions to come.
+    /// Turns a switch (`flip`, `slow`, `pause`) on or off for the sessions to come.
     pub fn set(&self, switch: &str, on: bool) {
         let path = self.dir.path().join(switch);
         if on {
@@ -137,15 +174,19 @@ impl ServerHook {
         }
     }
 
-    /// The log: `(nanoseconds since the epoch, words)` per line.
-    pub fn log(&self) -> Vec<(u128, Vec<String>)> {
+    /// The log, one entry per line.
+    pub fn log(&self) -> Vec<HookEvent> {
         std::fs::read_to_string(self.log_path())
             .expect("read hook log")
             .lines()
             .filter_map(|l| {
                 let mut words = l.split_whitespace().map(str::to_string);
-                let time = words.next()?.parse().ok()?;
-                Some((time, words.collect()))
+                Some(HookEvent {
+                    time_ns: words.next()?.parse().ok()?,
+                    pid: words.next()?.parse().ok()?,
+                    user: words.next()?,
+                    words: words.collect(),
+                })
             })
             .collect()
     }
@@ -159,12 +200,8 @@ impl ServerHook {
     pub fn wait_for(&self, prefix: &[&str], limit: Duration) -> Vec<String> {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some((_, words)) = self
-                .log()
-                .into_iter()
-                .find(|(_, w)| w.len() >= prefix.len() && w.iter().zip(prefix).all(|(a, b)| a == b))
-            {
-                return words;
+            if let Some(event) = self.log().into_iter().find(|e| e.is(prefix)) {
+                return event.words;
             }
             assert!(
                 Instant::now() < deadline,

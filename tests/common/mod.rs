@@ -27,25 +27,60 @@ pub use user::TestUser;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Panics unless the process runs as root and `sshd` is installed, with a
-/// message telling how to run the suite.
+/// The programs the harness and the servers it starts need, with the
+/// Debian package of each.
+const SERVER_TOOLS: [(&str, &str); 8] = [
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("/usr/bin/ssh", "openssh-client"),
+    ("/usr/bin/ssh-keygen", "openssh-client"),
+    ("/usr/sbin/useradd", "passwd"),
+    ("zstd", "zstd"),
+    ("gzip", "gzip"),
+    ("dotlockfile", "liblockfile-bin"),
+    ("procmail", "procmail"),
+];
+
+/// Panics unless the process runs as root and the server's tools (sshd,
+/// zstd, gzip, dotlockfile, procmail) are installed, with a message naming
+/// the packages to install and how to run the suite.
 pub fn require_root_and_packages() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    let missing: Vec<&str> = [
-        "/usr/sbin/sshd",
-        "/usr/bin/ssh",
-        "/usr/bin/ssh-keygen",
-        "/usr/sbin/useradd",
-    ]
-    .into_iter()
-    .filter(|p| !Path::new(p).exists())
-    .collect();
+    let mut missing: Vec<&str> = SERVER_TOOLS
+        .iter()
+        .filter(|(program, _)| find_program(program).is_none())
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
     if euid != 0 || !missing.is_empty() {
         panic!(
             "these integration tests need root and real servers (sshd, postfix, procmail); \
-             euid={euid}, missing: {missing:?}. Run `bash tests/run-all.sh` as root: it \
-             installs the Debian packages and runs every test."
+             euid={euid}, missing packages: {missing:?} (`apt-get install {}`). Run \
+             `bash tests/run-all.sh` as root: it installs the Debian packages and runs every test.",
+            missing.join(" ")
+        );
+    }
+}
+
+/// Where `program` is: itself when it is a path, else the first match on
+/// `PATH`.
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| program.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+}
+
+/// Panics, naming the Debian package to install, unless `program` is
+/// installed: a test that needs a tool fails loudly without it, never
+/// passes with a note.
+pub fn require_tool(program: &str, package: &str) {
+    if find_program(program).is_none() {
+        panic!(
+            "this test needs `{program}`, which is not installed: `apt-get install {package}` \
+             (`bash tests/run-all.sh` installs every package the tests need)"
         );
     }
 }

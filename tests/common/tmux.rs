@@ -45,6 +45,7 @@ impl Tmux {
     /// Starts `command` (a shell command line) in a `width`x`height`
     /// terminal; `name` keeps the sockets of one test process apart.
     pub fn start_sized(name: &str, command: &str, width: u16, height: u16) -> Tmux {
+        require();
         let tmux = Tmux {
             socket: format!("mailhaul-ui-{}-{name}", std::process::id()),
         };
@@ -169,7 +170,15 @@ pub fn wait_exit_status(tmux: &Tmux, path: &Path, limit: Duration) -> i32 {
     }
 }
 
-/// Whether tmux can be run (the terminal tests skip with a note otherwise).
-pub fn available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok()
+/// Panics, naming the package, unless tmux is installed: a terminal test
+/// without tmux fails, it never passes untested.
+/// (Self-contained: `tests/dashboard_tty.rs` includes this file alone.)
+pub fn require() {
+    let installed = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("tmux").is_file()));
+    assert!(
+        installed,
+        "this test needs tmux, which is not installed: `apt-get install tmux` \
+         (`bash tests/run-all.sh` installs every package the tests need)"
+    );
 }
