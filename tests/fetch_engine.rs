@@ -50,7 +50,7 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
         }
     }
     let err = worker.join().unwrap().unwrap_err();
-    assert!(err.message.contains("stopped on request"), "{err}");
+    assert!(err.to_string().contains("stopped on request"), "{err}");
     assert!(
         client.filed_md5s().len() < mail.md5s.len(),
         "the stop came too late to test anything"
@@ -71,7 +71,7 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
     assert!(matches!(
         events.last(),
         Some(Event::Fetch {
-            event: FetchEvent::Stage(Stage::Done),
+            event: FetchEvent::Ended { failure: None, .. },
             ..
         })
     ));
@@ -123,7 +123,7 @@ fn an_unknown_host_key_is_asked_as_an_event_and_recorded_when_accepted() {
             );
             assert_eq!(client.filed_md5s().len(), 1);
         } else {
-            assert_eq!(result.unwrap_err().failure, Failure::HostKey);
+            assert_eq!(result.unwrap_err().failure(), Failure::HostKey);
             assert!(recorded.is_empty(), "{recorded}");
             assert!(spool.exists(), "refused, yet the spool was claimed");
         }

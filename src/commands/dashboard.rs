@@ -223,7 +223,7 @@ impl Shared {
         };
         let spec = match TunnelSpec::from_account(account) {
             Ok(spec) => spec,
-            Err(message) => return error(message),
+            Err(e) => return error(e.to_string()),
         };
         let listen = spec.listen;
         match Tunnel::start(spec, tunnel::connector(account), self.events.clone()) {
@@ -372,17 +372,17 @@ fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
                     }
                 }
                 Err(e) => {
-                    if failing.as_deref() != Some(e.message.as_str()) {
+                    let message = e.to_string();
+                    if failing.as_deref() != Some(message.as_str()) {
                         shared.log(
                             Level::Warn,
                             Some(&account.name),
                             format!(
-                                "spool check: {}; retrying every {} s",
-                                e.message,
+                                "spool check: {message}; retrying every {} s",
                                 interval.as_secs()
                             ),
                         );
-                        failing = Some(e.message);
+                        failing = Some(message);
                     }
                 }
             }

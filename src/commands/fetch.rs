@@ -77,7 +77,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
         },
         Err(e) => {
             eprintln!("mailhaul: {e}");
-            return e.failure.into();
+            return e.failure().into();
         }
     };
     let (sender, receiver) = crossbeam_channel::unbounded();
@@ -110,7 +110,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 if exit == Exit::Ok {
-                    exit = e.failure.into();
+                    exit = e.failure().into();
                 }
             }
             Err(_) => {
@@ -156,7 +156,7 @@ pub fn run_check(config_path: Option<&Path>, args: &CheckArgs) -> Exit {
             Err(e) => {
                 println!("{}: {e}", account.name);
                 if exit == Exit::Ok {
-                    exit = e.failure.into();
+                    exit = e.failure().into();
                 }
             }
         }
@@ -264,14 +264,12 @@ impl Lines {
     fn show(&mut self, event: Event) {
         match event {
             Event::Fetch { account, event } => match event {
-                FetchEvent::Stage(stage) if stage != Stage::Failed => {
+                FetchEvent::Stage(stage) => {
                     eprintln!("mailhaul: {account}: {}", stage_name(stage))
                 }
                 // A headless run refuses unknown and changed keys; the
-                // `Failed` event that follows explains what to do.
-                FetchEvent::Stage(_)
-                | FetchEvent::HostKeyUnknown(_)
-                | FetchEvent::HostKeyChanged { .. } => {}
+                // failure that ends the fetch explains what to do.
+                FetchEvent::HostKeyUnknown(_) | FetchEvent::HostKeyChanged { .. } => {}
                 FetchEvent::SpoolSize { bytes, .. } => {
                     eprintln!("mailhaul: {account}: spool holds {}", size(bytes))
                 }
@@ -288,12 +286,18 @@ impl Lines {
                 FetchEvent::Filed { folder, count } => {
                     eprintln!("mailhaul: {account}: {count} filed into {folder}")
                 }
-                FetchEvent::Finished(s) => println!("{account}: {}", summary_line(&s)),
-                FetchEvent::Failed { failure, message } => {
-                    eprintln!(
-                        "mailhaul: {account}: error (exit {}): {message}",
-                        Exit::from(failure).code()
-                    )
+                FetchEvent::Ended { summary, failure } => {
+                    if let Some(s) = summary {
+                        println!("{account}: {}", summary_line(&s));
+                    }
+                    match failure {
+                        Some(f) => eprintln!(
+                            "mailhaul: {account}: error (exit {}): {}",
+                            Exit::from(f.class).code(),
+                            f.message
+                        ),
+                        None => eprintln!("mailhaul: {account}: {}", stage_name(Stage::Done)),
+                    }
                 }
             },
             Event::Log {
@@ -349,9 +353,7 @@ impl Bars {
                     return;
                 };
                 match event {
-                    FetchEvent::Stage(Stage::Done | Stage::Failed)
-                    | FetchEvent::HostKeyUnknown(_)
-                    | FetchEvent::HostKeyChanged { .. } => {}
+                    FetchEvent::HostKeyUnknown(_) | FetchEvent::HostKeyChanged { .. } => {}
                     FetchEvent::Stage(stage) => bar.set_message(stage_name(stage)),
                     FetchEvent::SpoolSize { bytes, .. } => {
                         bar.set_message(format!("spool {}", size(bytes)))
@@ -373,16 +375,18 @@ impl Bars {
                     FetchEvent::Filed { folder, count } => {
                         bar.set_message(format!("{count} filed into {folder}"))
                     }
-                    FetchEvent::Finished(s) => {
-                        bar.finish_with_message(summary_line(&s));
-                    }
-                    FetchEvent::Failed { failure, message } => {
-                        bar.abandon_with_message(format!(
-                            "failed (exit {})",
-                            Exit::from(failure).code()
-                        ));
-                        let _ = self.multi.println(format!("{account}: {message}"));
-                    }
+                    FetchEvent::Ended { summary, failure } => match failure {
+                        None => bar.finish_with_message(
+                            summary.as_ref().map(summary_line).unwrap_or_default(),
+                        ),
+                        Some(f) => {
+                            bar.abandon_with_message(format!(
+                                "failed (exit {})",
+                                Exit::from(f.class).code()
+                            ));
+                            let _ = self.multi.println(format!("{account}: {}", f.message));
+                        }
+                    },
                 }
             }
             Event::Log {

@@ -32,8 +32,8 @@ pub fn run(config_path: Option<&Path>, account: Option<String>, interval: Durati
     };
     let spec = match TunnelSpec::from_account(&account) {
         Ok(s) => s,
-        Err(message) => {
-            eprintln!("mailhaul: account {}: {message}", account.name);
+        Err(e) => {
+            eprintln!("mailhaul: account {}: {e}", account.name);
             return Exit::Config;
         }
     };

@@ -359,9 +359,24 @@ pub struct StrategyChoice {
     pub reason: String,
 }
 
+/// What the server lacks for a safe claim, or for the configured
+/// compression, and what to install or configure instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+impl From<&str> for Unsupported {
+    fn from(why: &str) -> Unsupported {
+        Unsupported(why.to_string())
+    }
+}
+
 /// Picks the claim strategy from a probe, or says what the server lacks.
 /// Nothing unsafe is ever chosen as a fallback.
-pub fn choose_strategy(probe: &Probe, wanted: ClaimStrategy) -> Result<StrategyChoice, String> {
+pub fn choose_strategy(
+    probe: &Probe,
+    wanted: ClaimStrategy,
+) -> Result<StrategyChoice, Unsupported> {
     let dir = probe
         .spool
         .rsplit_once('/')
@@ -380,19 +395,19 @@ pub fn choose_strategy(probe: &Probe, wanted: ClaimStrategy) -> Result<StrategyC
         ),
     };
     let forced = wanted == ClaimStrategy::CopyTruncate;
-    let copy = || -> Result<StrategyChoice, String> {
+    let copy = || -> Result<StrategyChoice, Unsupported> {
         if !probe.tools.dotlockfile && !probe.tools.lockfile {
-            return Err(format!(
+            return Err(Unsupported(format!(
                 "{dir} is not writable by {}, and copy-truncate needs dotlockfile or lockfile \
                  to take the spool's lock; install liblockfile-bin (or procmail) on the server",
                 probe.user
-            ));
+            )));
         }
         if !probe.spool_writable {
-            return Err(format!(
+            return Err(Unsupported(format!(
                 "{} is not writable by {}, so it cannot be truncated",
                 probe.spool, probe.user
-            ));
+            )));
         }
         let tool = if probe.tools.dotlockfile {
             "dotlockfile"
@@ -415,11 +430,11 @@ pub fn choose_strategy(probe: &Probe, wanted: ClaimStrategy) -> Result<StrategyC
         ClaimStrategy::Auto if probe.spool_dir_writable => Ok(rename()),
         ClaimStrategy::Auto | ClaimStrategy::CopyTruncate => copy(),
         ClaimStrategy::Rename if probe.spool_dir_writable => Ok(rename()),
-        ClaimStrategy::Rename => Err(format!(
+        ClaimStrategy::Rename => Err(Unsupported(format!(
             "claim = \"rename\" needs a writable spool directory, but {dir} is not writable by {}; \
              use claim = \"copy-truncate\" or \"auto\"",
             probe.user
-        )),
+        ))),
     }
 }
 
@@ -496,7 +511,7 @@ pub fn choose_method(
     probe: &Probe,
     wanted: Compression,
     zstd_level: Option<ZstdLevel>,
-) -> Result<MethodChoice, String> {
+) -> Result<MethodChoice, Unsupported> {
     let version = probe.zstd_version.as_deref().unwrap_or("");
     let zstd = || {
         let (method, note) = match zstd_level {
@@ -648,7 +663,7 @@ mod tests {
         let mut p = probe(false);
         p.tools.dotlockfile = false;
         let e = choose_strategy(&p, ClaimStrategy::Auto).unwrap_err();
-        assert!(e.contains("liblockfile-bin"), "{e}");
+        assert!(e.0.contains("liblockfile-bin"), "{e}");
         assert!(choose_strategy(&p, ClaimStrategy::Rename).is_err());
     }
 

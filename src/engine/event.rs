@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::engine::failure::Failure;
+
 /// Everything a worker reports.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -59,9 +61,11 @@ pub enum Stage {
     Verifying,
     /// Splitting, filtering and filing the messages.
     Delivering,
-    /// Finished without error.
+    /// Finished without error. Never sent as a `Stage` event: a watcher
+    /// reaches it with [`FetchEvent::Ended`] without a failure.
     Done,
-    /// Finished with an error.
+    /// Finished with an error. Never sent as a `Stage` event: a watcher
+    /// reaches it with [`FetchEvent::Ended`] with a failure.
     Failed,
 }
 
@@ -94,7 +98,7 @@ pub enum FetchEvent {
     /// user's answer (`accept` or not) before it authenticates.
     HostKeyUnknown(HostKeyInfo),
     /// The server's host key differs from the one in known_hosts (or is
-    /// marked `@revoked`): the fetch is refused (a `Failed` follows); this is
+    /// marked `@revoked`): the fetch is refused (it ends failed); this is
     /// shown to the user, never offered to accept.
     HostKeyChanged {
         /// The key the server sent.
@@ -112,15 +116,23 @@ pub enum FetchEvent {
         /// Messages filed there so far in this fetch.
         count: u64,
     },
-    /// The fetch finished.
-    Finished(FetchSummary),
-    /// The fetch failed; nothing was lost (the message says where mail is).
-    Failed {
-        /// The class of failure.
-        failure: crate::engine::failure::Failure,
-        /// What went wrong and what to do.
-        message: String,
+    /// The fetch ended: the last event of every fetch.
+    Ended {
+        /// What it moved and filed, when it ran to its end (also when some
+        /// messages could not be delivered where the rules say).
+        summary: Option<FetchSummary>,
+        /// Why it failed, if it did; nothing was lost.
+        failure: Option<FetchFailure>,
     },
+}
+
+/// Why a fetch failed, as its watchers are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    /// The class of failure.
+    pub class: Failure,
+    /// What went wrong, where the mail is, and what to do.
+    pub message: String,
 }
 
 /// The outcome of one fetch, also appended to the history file.

@@ -20,16 +20,16 @@ use crate::engine::account::{Account, Compression, TransportCompression};
 use crate::engine::civil::UtcTime;
 use crate::engine::claim::{
     self, choose_method, choose_strategy, parse_claims, parse_probe, parse_reply, ClaimReply,
-    Method, MethodChoice, Probe, RemoteClaim, ScriptError, StrategyChoice,
+    Method, MethodChoice, Probe, RemoteClaim, ScriptError, StrategyChoice, Unsupported,
 };
-use crate::engine::deliver::{Filer, StableId};
+use crate::engine::deliver::{Filer, SetupError, StableId};
 use crate::engine::event::{
-    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
+    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
 };
 use crate::engine::failure::Failure;
 use crate::engine::filing::Destination;
 use crate::engine::history;
-use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
+use crate::engine::journal::{self, AccountBusy, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::file_messages;
 use crate::engine::ssh::{
@@ -46,38 +46,133 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// `mid-delivery`.
 pub const CRASH_ENV: &str = "MAILHAUL_TEST_CRASH_AT";
 
-/// A fetch failure: what went wrong, where the mail is, and its class.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct FetchError {
-    /// The class of failure.
-    pub failure: Failure,
-    /// What went wrong and what to do.
-    pub message: String,
+/// A fetch failure: what went wrong and where the mail is, with the error
+/// that caused it as its source; [`FetchError::failure`] gives its class.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// No home directory to keep the data dir in.
+    #[error("cannot find the home directory for the data dir")]
+    NoDataDir,
+    /// Another fetch of this account holds its workspace.
+    #[error(transparent)]
+    Busy(AccountBusy),
+    /// Local I/O failed (data dir, journal, staging).
+    #[error("{what}: {source}")]
+    Local {
+        /// What was being used.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Reaching or using the server over SSH failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// The server-side script refused or failed.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    /// The server lacks what a safe claim, or the configured compression, needs.
+    #[error(transparent)]
+    Unsupported(#[from] Unsupported),
+    /// The filter's rules or folders cannot be used.
+    #[error(transparent)]
+    Filing(#[from] SetupError),
+    /// The server could not send a claim.
+    #[error("sending {path} failed on the server: {stderr}")]
+    ServerSend {
+        /// The claim on the server.
+        path: String,
+        /// What the server said.
+        stderr: String,
+    },
+    /// The download broke off or did not verify; the claim stays on the server.
+    #[error("{source}{server}; the claim stays on the server and is fetched next time")]
+    Download {
+        /// What the server said, when its side failed too (` (server: ...)`).
+        server: String,
+        /// Why the download failed.
+        #[source]
+        source: DownloadError,
+    },
+    /// Writing the staging file failed; the claim stays on the server.
+    #[error("{source}; the claim stays on the server and is fetched next time")]
+    Staging {
+        /// Why.
+        #[source]
+        source: TransferError,
+    },
+    /// Reading a staged claim broke off during delivery.
+    #[error("{reason}; the claim is kept in {}", staged.display())]
+    ReadStaged {
+        /// The staged claim, kept.
+        staged: PathBuf,
+        /// What the splitter reported.
+        reason: String,
+    },
+    /// Messages could be neither filed nor quarantined.
+    #[error(
+        "{count} message(s) could be neither filed nor quarantined; the claim is kept in {} \
+         and the next fetch delivers them",
+        staged.display()
+    )]
+    Unkept {
+        /// How many.
+        count: usize,
+        /// The staged claim, kept.
+        staged: PathBuf,
+    },
+    /// The fetch ran to its end, but some messages went to the quarantine.
+    #[error("{0} message(s) could not be delivered where the rules say; see the log")]
+    Undelivered(u64),
+    /// The watcher asked the fetch to stop.
+    #[error("stopped on request; nothing is lost, the next fetch resumes where this one stopped")]
+    Cancelled,
+}
+
+/// Why a download failed: the connection broke off, or what arrived is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The stream from the server broke off.
+    #[error("the download of {path} from {host} broke off: {source}")]
+    BrokeOff {
+        /// The claim on the server.
+        path: String,
+        /// The server.
+        host: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stream ended but what arrived does not verify.
+    #[error(transparent)]
+    Transfer(TransferError),
 }
 
 impl FetchError {
-    fn new(failure: Failure, message: impl Into<String>) -> FetchError {
-        FetchError {
-            failure,
-            message: message.into(),
+    /// The class of this failure.
+    pub fn failure(&self) -> Failure {
+        match self {
+            FetchError::NoDataDir
+            | FetchError::Local { .. }
+            | FetchError::Staging { .. }
+            | FetchError::Cancelled => Failure::Local,
+            FetchError::Busy(_) => Failure::LockBusy,
+            FetchError::Ssh(e) => e.failure(),
+            FetchError::Script(e) => e.failure(),
+            FetchError::Unsupported(_) => Failure::ServerUnsupported,
+            FetchError::Filing(_) => Failure::Config,
+            FetchError::ServerSend { .. } | FetchError::Download { .. } => Failure::Transfer,
+            FetchError::ReadStaged { .. }
+            | FetchError::Unkept { .. }
+            | FetchError::Undelivered(_) => Failure::PartialDelivery,
         }
     }
 
-    fn local(what: &str, e: impl std::fmt::Display) -> FetchError {
-        FetchError::new(Failure::Local, format!("{what}: {e}"))
-    }
-}
-
-impl From<SshError> for FetchError {
-    fn from(e: SshError) -> Self {
-        FetchError::new(e.failure(), e.to_string())
-    }
-}
-
-impl From<ScriptError> for FetchError {
-    fn from(e: ScriptError) -> Self {
-        FetchError::new(e.failure(), e.message.clone())
+    fn local(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> FetchError {
+        FetchError::Local {
+            what: what.to_string(),
+            source: Box::new(e),
+        }
     }
 }
 
@@ -102,12 +197,7 @@ pub struct FetchOptions {
 impl FetchOptions {
     /// Options for a headless run: data in the XDG data dir, no prompts.
     pub fn headless(dry_run: bool) -> Result<FetchOptions, FetchError> {
-        let data_dir = Workspace::default_data_dir().ok_or_else(|| {
-            FetchError::new(
-                Failure::Local,
-                "cannot find the home directory for the data dir",
-            )
-        })?;
+        let data_dir = Workspace::default_data_dir().ok_or(FetchError::NoDataDir)?;
         Ok(FetchOptions {
             dry_run,
             data_dir,
@@ -171,9 +261,9 @@ pub struct Inspection {
     /// The probe's facts.
     pub probe: Probe,
     /// The claim strategy a fetch would use, or why none is safe.
-    pub strategy: Result<StrategyChoice, String>,
+    pub strategy: Result<StrategyChoice, Unsupported>,
     /// The compression a fetch would use, or why the configured one cannot.
-    pub method: Result<MethodChoice, String>,
+    pub method: Result<MethodChoice, Unsupported>,
     /// Claims left on the server by earlier interrupted runs.
     pub leftovers: Vec<RemoteClaim>,
     /// SSH transport compression negotiated on this connection.
@@ -181,8 +271,8 @@ pub struct Inspection {
 }
 
 /// Runs the fetch of `account` on a new worker thread, filing into
-/// `destination`, reporting on `events` (a `Stage(Done)` or `Failed` event
-/// always ends it).
+/// `destination`, reporting on `events` (a [`FetchEvent::Ended`] always
+/// ends it).
 pub fn spawn(
     account: Account,
     destination: Destination,
@@ -196,8 +286,7 @@ pub fn spawn(
 }
 
 /// Fetches one account, filing into `destination`, reporting on `events`;
-/// the result is also sent as the last event (`Finished` then
-/// `Stage(Done)`, or `Failed`).
+/// the result is also sent as the last event, [`FetchEvent::Ended`].
 pub fn fetch(
     account: &Account,
     destination: &Destination,
@@ -229,33 +318,30 @@ pub fn fetch(
             );
         }
     }
+    let result = match result {
+        Ok(()) if run.summary.undelivered > 0 => Err((
+            Some(run.summary.clone()),
+            FetchError::Undelivered(run.summary.undelivered),
+        )),
+        Ok(()) => Ok(run.summary.clone()),
+        Err(e) => Err((None, e)),
+    };
     match result {
-        Ok(()) => {
-            run.emit(FetchEvent::Finished(run.summary.clone()));
-            if run.summary.undelivered > 0 {
-                let e = FetchError::new(
-                    Failure::PartialDelivery,
-                    format!(
-                        "{} message(s) could not be delivered where the rules say; see the log",
-                        run.summary.undelivered
-                    ),
-                );
-                run.emit(FetchEvent::Failed {
-                    failure: e.failure,
-                    message: e.message.clone(),
-                });
-                run.emit(FetchEvent::Stage(Stage::Failed));
-                return Err(e);
-            }
-            run.emit(FetchEvent::Stage(Stage::Done));
-            Ok(run.summary)
-        }
-        Err(e) => {
-            run.emit(FetchEvent::Failed {
-                failure: e.failure,
-                message: e.message.clone(),
+        Ok(summary) => {
+            run.emit(FetchEvent::Ended {
+                summary: Some(summary.clone()),
+                failure: None,
             });
-            run.emit(FetchEvent::Stage(Stage::Failed));
+            Ok(summary)
+        }
+        Err((summary, e)) => {
+            run.emit(FetchEvent::Ended {
+                summary,
+                failure: Some(FetchFailure {
+                    class: e.failure(),
+                    message: e.to_string(),
+                }),
+            });
             Err(e)
         }
     }
@@ -377,7 +463,7 @@ impl Run<'_> {
     /// point a later run resumes from.
     fn check_cancel(&self) -> Result<(), FetchError> {
         if self.options.cancel.load(Ordering::Relaxed) {
-            Err(cancelled())
+            Err(FetchError::Cancelled)
         } else {
             Ok(())
         }
@@ -387,9 +473,7 @@ impl Run<'_> {
         self.emit(FetchEvent::Stage(Stage::Connecting));
         let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
             Ok(ws) => ws,
-            Err(WorkspaceError::Busy(b)) => {
-                return Err(FetchError::new(Failure::LockBusy, b.to_string()))
-            }
+            Err(WorkspaceError::Busy(b)) => return Err(FetchError::Busy(b)),
             Err(e) => return Err(FetchError::local("data dir", e)),
         };
         let mut journal =
@@ -416,8 +500,7 @@ impl Run<'_> {
                 messages: probe.spool_messages,
             });
         }
-        let method = choose_method(&probe, self.account.compression, self.account.zstd_level)
-            .map_err(|m| FetchError::new(Failure::ServerUnsupported, m))?;
+        let method = choose_method(&probe, self.account.compression, self.account.zstd_level)?;
         if method.method.needs_transport_compression() && !compress_first {
             conn = self.connect(true)?;
             (probe, leftovers) = survey(&conn, self.account)?;
@@ -433,7 +516,7 @@ impl Run<'_> {
             self.summary.socket_bytes = self.socket_bytes;
             return Ok(());
         }
-        let strategy = strategy.map_err(|m| FetchError::new(Failure::ServerUnsupported, m))?;
+        let strategy = strategy?;
         self.log(
             Level::Info,
             format!(
@@ -675,28 +758,21 @@ impl Run<'_> {
         // rest of the stream; the claim stays on the server.
         if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
             let _ = std::fs::remove_file(ws.partial_path(&id));
-            return Err(cancelled());
+            return Err(FetchError::Cancelled);
         }
         if let Err(e @ TransferError::Local { .. }) = staged {
             let _ = std::fs::remove_file(ws.partial_path(&id));
-            return Err(FetchError::new(
-                Failure::Local,
-                format!("{e}; the claim stays on the server and is fetched next time"),
-            ));
+            return Err(FetchError::Staging { source: e });
         }
         let status = stream.finish();
         let transferred = match (staged, status) {
             (Ok(t), Ok(s)) if s.success() => t,
             (Ok(_), Ok(s)) => {
                 let _ = std::fs::remove_file(ws.staged_path(&id));
-                return Err(FetchError::new(
-                    Failure::Transfer,
-                    format!(
-                        "sending {} failed on the server: {}",
-                        remote.path,
-                        s.stderr.trim()
-                    ),
-                ));
+                return Err(FetchError::ServerSend {
+                    path: remote.path.clone(),
+                    stderr: s.stderr.trim().to_string(),
+                });
             }
             (Err(e), status) => {
                 let server = match status {
@@ -704,20 +780,15 @@ impl Run<'_> {
                     _ => String::new(),
                 };
                 let _ = std::fs::remove_file(ws.partial_path(&id));
-                let what = match e {
-                    TransferError::Io(e) => format!(
-                        "the download of {} from {} broke off: {e}",
-                        remote.path,
-                        conn.host()
-                    ),
-                    other => other.to_string(),
+                let source = match e {
+                    TransferError::Io(e) => DownloadError::BrokeOff {
+                        path: remote.path.clone(),
+                        host: conn.host().to_string(),
+                        source: e,
+                    },
+                    other => DownloadError::Transfer(other),
                 };
-                return Err(FetchError::new(
-                    Failure::Transfer,
-                    format!(
-                        "{what}{server}; the claim stays on the server and is fetched next time"
-                    ),
-                ));
+                return Err(FetchError::Download { server, source });
             }
             (Ok(_), Err(e)) => return Err(e.into()),
         };
@@ -772,8 +843,7 @@ impl Run<'_> {
             &self.destination.filter,
             &self.destination.maildir,
             Some(stable),
-        )
-        .map_err(|e| FetchError::new(Failure::Config, e.to_string()))?;
+        )?;
         let events = self.events;
         let account = &self.account.name;
         let mut filed_events = 0u64;
@@ -800,11 +870,8 @@ impl Run<'_> {
         for u in &report.undelivered {
             self.log(Level::Warn, u.to_string());
         }
-        if let Some(e) = &report.read_error {
-            return Err(FetchError::new(
-                Failure::PartialDelivery,
-                format!("{e}; the claim is kept in {}", staged.display()),
-            ));
+        if let Some(e) = report.read_error {
+            return Err(FetchError::ReadStaged { staged, reason: e });
         }
         // A message neither filed nor quarantined exists only in the staged
         // claim: keep it (and leave the claim undelivered in the journal) so
@@ -815,14 +882,10 @@ impl Run<'_> {
             .filter(|u| u.kept.is_none())
             .count();
         if unkept > 0 {
-            return Err(FetchError::new(
-                Failure::PartialDelivery,
-                format!(
-                    "{unkept} message(s) could be neither filed nor quarantined; the claim is kept \
-                     in {} and the next fetch delivers them",
-                    staged.display()
-                ),
-            ));
+            return Err(FetchError::Unkept {
+                count: unkept,
+                staged,
+            });
         }
         journal
             .delivered(&c.id, report.messages)
@@ -830,13 +893,6 @@ impl Run<'_> {
         std::fs::remove_file(&staged).map_err(|e| FetchError::local("staging", e))?;
         Ok(())
     }
-}
-
-fn cancelled() -> FetchError {
-    FetchError::new(
-        Failure::Local,
-        "stopped on request; nothing is lost, the next fetch resumes where this one stopped",
-    )
 }
 
 /// A reader that fails once the fetch is asked to stop, so a long download

@@ -32,7 +32,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use super::event::{Event, TunnelEvent, TunnelState, TunnelStats};
-use super::ssh::{self, Connection};
+use super::ssh::{self, Connection, SshError};
 use crate::engine::account::Account;
 
 /// Bytes buffered per direction per connection.
@@ -82,8 +82,8 @@ const EAGAIN: i32 = -37;
 
 /// Opens a fresh, authenticated SSH session for the forward, with transport
 /// compression as configured; called again on every reconnect. The error
-/// text is shown to the user as is.
-pub type Connect = Box<dyn FnMut() -> Result<Connection, String> + Send>;
+/// is shown to the user.
+pub type Connect = Box<dyn FnMut() -> Result<Connection, SshError> + Send>;
 
 /// The usual way to connect for `account`: its target as `~/.ssh/config`
 /// resolves it, host key checked, compression as `forward.compression`
@@ -91,9 +91,8 @@ pub type Connect = Box<dyn FnMut() -> Result<Connection, String> + Send>;
 pub fn connector(account: &Account) -> Connect {
     let account = account.clone();
     Box::new(move || {
-        let target = ssh::Target::resolve_with_user_config(&account).map_err(|e| e.to_string())?;
+        let target = ssh::Target::resolve_with_user_config(&account)?;
         ssh::connect(&target, account.forward.compression, &ssh::NoPrompts)
-            .map_err(|e| e.to_string())
     })
 }
 
@@ -114,16 +113,16 @@ impl TunnelSpec {
     /// The forward of `account`: its `forward.listen`, and its `forward.target`
     /// or else port 25 on the SSH server itself (`localhost:25` seen from
     /// there, which is the mail host).
-    pub fn from_account(account: &Account) -> Result<TunnelSpec, String> {
+    pub fn from_account(account: &Account) -> Result<TunnelSpec, ForwardSpecError> {
         let listen = account.forward.listen.get_ref();
         let listen: SocketAddr = listen
             .parse()
-            .map_err(|e| format!("forward.listen `{listen}`: {e}"))?;
+            .map_err(|source| ForwardSpecError::BadListen {
+                listen: listen.clone(),
+                source,
+            })?;
         if !listen.ip().is_loopback() && !account.forward.allow_non_loopback {
-            return Err(format!(
-                "forward.listen {listen} is not a loopback address; set \
-                 `allow_non_loopback = true` to let other machines use this forward"
-            ));
+            return Err(ForwardSpecError::NotLoopback { listen });
         }
         let (target_host, target_port) = match &account.forward.target {
             None => ("localhost".to_string(), 25),
@@ -138,9 +137,40 @@ impl TunnelSpec {
     }
 }
 
+/// Why an account's forward settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardSpecError {
+    /// `forward.listen` is not an address:port.
+    #[error("forward.listen `{listen}`: {source}")]
+    BadListen {
+        /// As written.
+        listen: String,
+        /// Why it does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    /// `forward.listen` is not loopback and that was not allowed.
+    #[error(
+        "forward.listen {listen} is not a loopback address; set \
+         `allow_non_loopback = true` to let other machines use this forward"
+    )]
+    NotLoopback {
+        /// The address.
+        listen: SocketAddr,
+    },
+    /// `forward.target` is not host:port.
+    #[error("forward.target `{target}` is not host:port")]
+    BadTarget {
+        /// As written.
+        target: String,
+    },
+}
+
 /// Splits `host:port` (`[v6]:port` too).
-fn parse_target(target: &str) -> Result<(String, u16), String> {
-    let bad = || format!("forward.target `{target}` is not host:port");
+fn parse_target(target: &str) -> Result<(String, u16), ForwardSpecError> {
+    let bad = || ForwardSpecError::BadTarget {
+        target: target.to_string(),
+    };
     let (host, port) = target.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = port.parse().map_err(|_| bad())?;
@@ -149,6 +179,9 @@ fn parse_target(target: &str) -> Result<(String, u16), String> {
     }
     Ok((host.to_string(), port))
 }
+
+/// The SSH socket hung up (seen by poll(2)).
+struct HungUp;
 
 /// What the handle tells the worker.
 enum Control {
@@ -429,12 +462,15 @@ impl Worker {
             quick_ack(ssh_fd);
             match self.wait(ssh_fd, &conns, &io, timeout) {
                 Ok(()) => {}
-                Err(why) => {
+                Err(HungUp) => {
                     // One more round lets libssh2 read what came before the
                     // hang-up (and report the disconnect itself).
                     let mut last = RoundIo::default();
                     self.round(session, &mut conns, &mut last);
-                    break SessionEnd::Dropped(last.fatal.unwrap_or(why));
+                    break SessionEnd::Dropped(
+                        last.fatal
+                            .unwrap_or_else(|| "the server closed the connection".into()),
+                    );
                 }
             }
         };
@@ -562,7 +598,7 @@ impl Worker {
         conns: &VecDeque<Conn>,
         io: &RoundIo,
         timeout: Option<Duration>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HungUp> {
         let mut fds = Vec::with_capacity(3 + conns.len());
         fds.push(pollfd(self.wake.as_raw_fd(), libc::POLLIN));
         let listen_events = if self.accept_paused_until.is_some() {
@@ -585,7 +621,7 @@ impl Worker {
         poll(&mut fds, timeout);
         let ssh = fds[2].revents;
         if ssh & (libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP) != 0 {
-            return Err("the server closed the connection".into());
+            return Err(HungUp);
         }
         Ok(())
     }
@@ -1086,7 +1122,7 @@ mod tests {
         );
         account.forward.allow_non_loopback = false;
         let e = TunnelSpec::from_account(&account).unwrap_err();
-        assert!(e.contains("allow_non_loopback"), "{e}");
+        assert!(e.to_string().contains("allow_non_loopback"), "{e}");
     }
 
     #[test]

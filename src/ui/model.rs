@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::engine::event::{
-    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress, TunnelEvent,
-    TunnelState, TunnelStats,
+    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
+    TunnelEvent, TunnelState, TunnelStats,
 };
 use crate::exit::Exit;
 
@@ -409,41 +409,43 @@ impl Model {
                     None => view.fetch.filed.push((folder, count)),
                 }
             }
-            FetchEvent::Finished(summary) => {
-                view.fetch.stage = Some(Stage::Done);
-                view.fetch.ended = Some(at.instant);
-                view.fetch.summary = Some(summary.clone());
-                view.last = Some(LastFetch {
-                    at: at.instant,
-                    age_then: Duration::ZERO,
-                    unix_secs: at.unix_secs,
-                    outcome: Outcome::Done(summary.clone()),
-                });
-                // The spool was claimed: what was counted before is gone.
-                view.spool = None;
-                let name = view.name.clone();
-                self.host_keys
-                    .retain(|p| p.refusal.is_some() || p.account != name);
-                self.history.push(PastFetch {
-                    account: name,
-                    finished_unix: Some(at.unix_secs),
-                    summary,
-                });
-            }
-            FetchEvent::Failed { failure, message } => {
-                let exit = Exit::from(failure);
-                view.fetch.stage = Some(Stage::Failed);
-                view.fetch.ended = Some(at.instant);
-                view.fetch.error = Some((exit, message.clone()));
-                view.last = Some(LastFetch {
-                    at: at.instant,
-                    age_then: Duration::ZERO,
-                    unix_secs: at.unix_secs,
-                    outcome: Outcome::Failed { exit, message },
-                });
-                let name = view.name.clone();
-                self.host_keys
-                    .retain(|p| p.refusal.is_some() || p.account != name);
+            FetchEvent::Ended { summary, failure } => {
+                if let Some(summary) = summary {
+                    view.fetch.stage = Some(Stage::Done);
+                    view.fetch.ended = Some(at.instant);
+                    view.fetch.summary = Some(summary.clone());
+                    view.last = Some(LastFetch {
+                        at: at.instant,
+                        age_then: Duration::ZERO,
+                        unix_secs: at.unix_secs,
+                        outcome: Outcome::Done(summary.clone()),
+                    });
+                    // The spool was claimed: what was counted before is gone.
+                    view.spool = None;
+                    let name = view.name.clone();
+                    self.host_keys
+                        .retain(|p| p.refusal.is_some() || p.account != name);
+                    self.history.push(PastFetch {
+                        account: name,
+                        finished_unix: Some(at.unix_secs),
+                        summary,
+                    });
+                }
+                if let Some(FetchFailure { class, message }) = failure {
+                    let exit = Exit::from(class);
+                    view.fetch.stage = Some(Stage::Failed);
+                    view.fetch.ended = Some(at.instant);
+                    view.fetch.error = Some((exit, message.clone()));
+                    view.last = Some(LastFetch {
+                        at: at.instant,
+                        age_then: Duration::ZERO,
+                        unix_secs: at.unix_secs,
+                        outcome: Outcome::Failed { exit, message },
+                    });
+                    let name = view.name.clone();
+                    self.host_keys
+                        .retain(|p| p.refusal.is_some() || p.account != name);
+                }
             }
             FetchEvent::HostKeyUnknown(key) => self.host_keys.push_back(HostKeyPrompt {
                 account: account.to_string(),

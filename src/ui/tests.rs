@@ -23,8 +23,8 @@ use super::model::{Moment, PastFetch};
 use super::theme::Theme;
 use crate::config::Config;
 use crate::engine::event::{
-    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress, TunnelEvent,
-    TunnelState, TunnelStats,
+    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
+    TunnelEvent, TunnelState, TunnelStats,
 };
 use crate::engine::failure::Failure;
 
@@ -222,7 +222,10 @@ fn idle() -> Harness {
     h.fetch(
         3.6,
         "home",
-        FetchEvent::Finished(summary(50, 1_250_000, 266_000, 2_600)),
+        FetchEvent::Ended {
+            summary: Some(summary(50, 1_250_000, 266_000, 2_600)),
+            failure: None,
+        },
     );
     h.log(
         3.6,
@@ -275,11 +278,14 @@ fn failed() -> Harness {
     h.fetch(
         407.5,
         "home",
-        FetchEvent::Failed {
-            failure: Failure::Transfer,
-            message: "connection reset by peer during the transfer; the claim stays on the \
+        FetchEvent::Ended {
+            summary: None,
+            failure: Some(FetchFailure {
+                class: Failure::Transfer,
+                message: "connection reset by peer during the transfer; the claim stays on the \
                       server and is fetched first next time"
-                .into(),
+                    .into(),
+            }),
         },
     );
     h.log(
@@ -552,7 +558,10 @@ fn quitting_during_a_fetch_asks_first() {
     h.fetch(
         409.0,
         "home",
-        FetchEvent::Finished(summary(3, 4_970_000, 1_000_000, 8_000)),
+        FetchEvent::Ended {
+            summary: Some(summary(3, 4_970_000, 1_000_000, 8_000)),
+            failure: None,
+        },
     );
     let screen = text(h.render(60, 20).backend().buffer());
     assert!(screen.contains("No fetch runs any more."), "{screen}");
@@ -612,9 +621,12 @@ fn a_failed_fetch_withdraws_its_unanswered_question() {
     h.fetch(
         460.0,
         "home",
-        FetchEvent::Failed {
-            failure: Failure::HostKey,
-            message: "no answer".into(),
+        FetchEvent::Ended {
+            summary: None,
+            failure: Some(FetchFailure {
+                class: Failure::HostKey,
+                message: "no answer".into(),
+            }),
         },
     );
     assert!(h.app.model.host_keys.is_empty());
@@ -677,7 +689,10 @@ fn fetch_events_drive_the_account_through_a_fetch() {
     h.fetch(
         402.7,
         "home",
-        FetchEvent::Finished(summary(2, 2_000, 500, 2_700)),
+        FetchEvent::Ended {
+            summary: Some(summary(2, 2_000, 500, 2_700)),
+            failure: None,
+        },
     );
     assert!(!home(&h).fetch.is_active());
     assert_eq!(h.app.model.history.len(), history_before + 1);
@@ -796,7 +811,14 @@ fn the_screen_only_needs_timed_redraws_for_time_labels() {
         h.app.next_timed_redraw(),
         Some(now + Duration::from_secs(1))
     );
-    h.fetch(12.0, "home", FetchEvent::Finished(summary(1, 10, 5, 2_000)));
+    h.fetch(
+        12.0,
+        "home",
+        FetchEvent::Ended {
+            summary: Some(summary(1, 10, 5, 2_000)),
+            failure: None,
+        },
+    );
     h.at(50.0);
     // "just now" turns into "1m ago" a minute after the fetch ended.
     assert_eq!(

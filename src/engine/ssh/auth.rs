@@ -235,7 +235,8 @@ fn read_key(
         reason,
     };
     let text = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let encrypted = key_is_encrypted(&String::from_utf8_lossy(&text)).map_err(failed)?;
+    let encrypted =
+        key_is_encrypted(&String::from_utf8_lossy(&text)).map_err(|e| failed(e.to_string()))?;
     if !encrypted {
         return Ok((false, None));
     }
@@ -310,7 +311,7 @@ pub fn run_passphrase_command(argv: &[String]) -> Result<String, SshError> {
 /// with a cipher other than `none`, PKCS#8 `ENCRYPTED PRIVATE KEY`, or a
 /// legacy PEM key with `Proc-Type: 4,ENCRYPTED`. An error says why the text
 /// is not a private key.
-pub fn key_is_encrypted(text: &str) -> Result<bool, String> {
+pub fn key_is_encrypted(text: &str) -> Result<bool, NotAKey> {
     const OPENSSH_BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
     if let Some(start) = text.find(OPENSSH_BEGIN) {
         let body = &text[start + OPENSSH_BEGIN.len()..];
@@ -334,6 +335,17 @@ pub fn key_is_encrypted(text: &str) -> Result<bool, String> {
         return Ok(text.contains("Proc-Type: 4,ENCRYPTED"));
     }
     Err("not a private key (expected OpenSSH or PEM format)".into())
+}
+
+/// Why a key file's text is not a private key mailhaul can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAKey(&'static str);
+
+impl From<&'static str> for NotAKey {
+    fn from(why: &'static str) -> NotAKey {
+        NotAKey(why)
+    }
 }
 
 #[cfg(test)]
