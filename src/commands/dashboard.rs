@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::context::Context;
 use crate::config::Config;
 
 use crate::engine::account::Account;
@@ -35,8 +36,8 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs the dashboard until the user quits.
 pub fn run(config_path: Option<&Path>) -> Exit {
-    let config = match super::fetch::load_config(config_path) {
-        Ok(c) => Arc::new(c),
+    let config = match Context::load(config_path) {
+        Ok(c) => c.config,
         Err(e) => {
             if config_path.is_none() {
                 eprintln!("mailhaul: to try it on a private server first: bash assets/demo.sh");

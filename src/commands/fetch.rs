@@ -7,68 +7,28 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::context::Context;
 use crate::cli::{CheckArgs, FetchArgs};
-use crate::config::Config;
-use crate::engine::account::Account;
 use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, TransferProgress};
 use crate::engine::fetch::{self, FetchOptions};
 use crate::exit::Exit;
-
-/// Loads the config from `--config` or the default place, printing the
-/// error (with its file, line and key, or the hint to run `mailhaul init`).
-pub(super) fn load_config(path: Option<&Path>) -> Result<Config, Exit> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
-        None => Config::default_path().ok_or_else(|| {
-            eprintln!("mailhaul: cannot find the config directory (no home directory?)");
-            Exit::Config
-        })?,
-    };
-    Config::load(&path).map_err(|e| {
-        eprintln!("mailhaul: {e}");
-        Exit::Config
-    })
-}
-
-/// The accounts named on the command line, or all of them.
-fn select(config: &Config, names: &[String]) -> Result<Vec<Account>, Exit> {
-    if config.accounts.is_empty() {
-        eprintln!("mailhaul: the config has no [[account]]");
-        return Err(Exit::Config);
-    }
-    if names.is_empty() {
-        return Ok(config.accounts.clone());
-    }
-    names
-        .iter()
-        .map(|n| {
-            config.account(n).cloned().ok_or_else(|| {
-                let known: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
-                eprintln!(
-                    "mailhaul: no account named `{n}` (known: {})",
-                    known.join(", ")
-                );
-                Exit::Usage
-            })
-        })
-        .collect()
-}
+use crate::ui::format::bytes;
 
 /// Runs `mailhaul fetch`.
 pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
-    let config = match load_config(config_path) {
-        Ok(c) => Arc::new(c),
+    let context = match Context::load(config_path) {
+        Ok(c) => c,
         Err(e) => return e,
     };
-    let accounts = match select(&config, &args.accounts) {
+    let accounts = match context.accounts(&args.accounts) {
         Ok(a) => a,
         Err(e) => return e,
     };
+    let config = &context.config;
     let options = match FetchOptions::headless(args.dry_run) {
         Ok(o) => FetchOptions {
             prompter: super::prompt::TerminalPrompter::if_interactive(),
@@ -126,11 +86,7 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
 
 /// Runs `mailhaul check`.
 pub fn run_check(config_path: Option<&Path>, args: &CheckArgs) -> Exit {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    let accounts = match select(&config, &args.accounts) {
+    let accounts = match Context::load(config_path).and_then(|c| c.accounts(&args.accounts)) {
         Ok(a) => a,
         Err(e) => return e,
     };
@@ -204,20 +160,6 @@ fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-/// A human size: `512 B`, `3.4 KiB`, `12.0 MiB`.
-fn size(bytes: u64) -> String {
-    let b = bytes as f64;
-    if bytes < 1024 {
-        format!("{bytes} B")
-    } else if b < 1024.0 * 1024.0 {
-        format!("{:.1} KiB", b / 1024.0)
-    } else if b < 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / 1024.0 / 1024.0)
-    } else {
-        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
-    }
-}
-
 /// The one-line result of a fetch: counts, bytes raw / payload / socket, ratio.
 pub fn summary_line(s: &FetchSummary) -> String {
     let ratio = if s.payload_bytes > 0 {
@@ -236,10 +178,10 @@ pub fn summary_line(s: &FetchSummary) -> String {
         } else {
             String::new()
         },
-        size(s.raw_bytes),
-        size(s.payload_bytes),
+        bytes(s.raw_bytes),
+        bytes(s.payload_bytes),
         if s.method.is_empty() { "-" } else { &s.method },
-        size(s.socket_bytes),
+        bytes(s.socket_bytes),
         s.elapsed.as_secs_f64()
     )
 }
@@ -247,10 +189,10 @@ pub fn summary_line(s: &FetchSummary) -> String {
 fn progress_line(p: &TransferProgress) -> String {
     format!(
         "{} / {} raw, {} payload, {} socket",
-        size(p.raw_done),
-        size(p.raw_total),
-        size(p.payload_bytes),
-        size(p.socket_bytes)
+        bytes(p.raw_done),
+        bytes(p.raw_total),
+        bytes(p.payload_bytes),
+        bytes(p.socket_bytes)
     )
 }
 
@@ -270,8 +212,8 @@ impl Lines {
                 // A headless run refuses unknown and changed keys; the
                 // failure that ends the fetch explains what to do.
                 FetchEvent::HostKeyUnknown(_) | FetchEvent::HostKeyChanged { .. } => {}
-                FetchEvent::SpoolSize { bytes, .. } => {
-                    eprintln!("mailhaul: {account}: spool holds {}", size(bytes))
+                FetchEvent::SpoolSize { bytes: n, .. } => {
+                    eprintln!("mailhaul: {account}: spool holds {}", bytes(n))
                 }
                 FetchEvent::Progress(p) => {
                     let due = self
@@ -329,7 +271,7 @@ impl Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
         let style = ProgressStyle::with_template(
-            "{prefix:.bold} {bar:30.cyan/blue} {bytes:>10}/{total_bytes:<10} {msg}",
+            "{prefix:.bold} {bar:30.cyan/blue} {decimal_bytes:>10}/{decimal_total_bytes:<10} {msg}",
         )
         .expect("valid template")
         .progress_chars("=> ");
@@ -355,8 +297,8 @@ impl Bars {
                 match event {
                     FetchEvent::HostKeyUnknown(_) | FetchEvent::HostKeyChanged { .. } => {}
                     FetchEvent::Stage(stage) => bar.set_message(stage_name(stage)),
-                    FetchEvent::SpoolSize { bytes, .. } => {
-                        bar.set_message(format!("spool {}", size(bytes)))
+                    FetchEvent::SpoolSize { bytes: n, .. } => {
+                        bar.set_message(format!("spool {}", bytes(n)))
                     }
                     FetchEvent::Progress(p) => {
                         bar.set_length(p.raw_total);
@@ -368,8 +310,8 @@ impl Bars {
                         };
                         bar.set_message(format!(
                             "payload {} socket {}{ratio}",
-                            size(p.payload_bytes),
-                            size(p.socket_bytes)
+                            bytes(p.payload_bytes),
+                            bytes(p.socket_bytes)
                         ));
                     }
                     FetchEvent::Filed { folder, count } => {

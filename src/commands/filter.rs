@@ -4,11 +4,10 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::context::Context;
 use crate::cli::FilterArgs;
-use crate::config::Config;
-use crate::engine::account::expand_tilde;
 use crate::engine::deliver::Filer;
 use crate::engine::pipeline::{self, FilingReport};
 use crate::exit::Exit;
@@ -16,20 +15,12 @@ use crate::exit::Exit;
 /// Runs `mailhaul filter` with the config at `config` (or the default one
 /// if it exists, or none).
 pub fn run(config: Option<&Path>, args: &FilterArgs) -> Exit {
-    let config = match load_config(config) {
+    let context = match Context::load_or_defaults(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("mailhaul: {e}");
-            return Exit::Config;
-        }
+        Err(e) => return e,
     };
-    let root = args
-        .maildir
-        .clone()
-        .or_else(|| config.general.maildir.clone())
-        .unwrap_or_else(|| PathBuf::from("~/Maildir"));
-    let root = expand_tilde(&root);
-    let mut filter = config.filter.clone();
+    let root = context.maildir_root(args.maildir.as_deref(), None);
+    let mut filter = context.config.filter.clone();
     if let Some(format) = args.format {
         filter.format = format;
     }
@@ -87,17 +78,6 @@ pub fn run(config: Option<&Path>, args: &FilterArgs) -> Exit {
         Exit::Ok
     } else {
         Exit::PartialDelivery
-    }
-}
-
-/// The given config, else the default one when it exists, else the defaults.
-fn load_config(path: Option<&Path>) -> Result<Config, crate::config::ConfigError> {
-    match path {
-        Some(p) => Config::load(p),
-        None => match Config::default_path() {
-            Some(p) if p.exists() => Config::load(&p),
-            _ => Ok(Config::default()),
-        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! The subcommands' implementations: each turns parsed arguments into engine
 //! calls and an [`Exit`](crate::exit::Exit) code.
 
+pub mod context;
 mod dashboard;
 pub mod fetch;
 mod filter;

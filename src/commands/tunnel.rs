@@ -6,30 +6,20 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
 
-use crate::config::Config;
-
-use crate::engine::account::Account;
+use super::context::Context;
 use crate::engine::event::{Event, TunnelEvent, TunnelState, TunnelStats};
 use crate::engine::tunnel::{connector, Tunnel, TunnelSpec};
 use crate::exit::Exit;
+use crate::ui::format::bytes;
 
 /// Runs the forward of `account` (the config's first account when `None`),
 /// printing a stats line at most every `interval` when they changed.
 pub fn run(config_path: Option<&Path>, account: Option<String>, interval: Duration) -> Exit {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
-        Err(message) => {
-            eprintln!("mailhaul: {message}");
-            return Exit::Config;
-        }
-    };
-    let account = match pick_account(&config, account.as_deref()) {
-        Ok(a) => a.clone(),
-        Err(message) => {
-            eprintln!("mailhaul: {message}");
-            return Exit::Usage;
-        }
-    };
+    let account =
+        match Context::load(config_path).and_then(|c| c.account_or_first(account.as_deref())) {
+            Ok(a) => a,
+            Err(e) => return e,
+        };
     let spec = match TunnelSpec::from_account(&account) {
         Ok(s) => s,
         Err(e) => {
@@ -84,30 +74,6 @@ pub fn run(config_path: Option<&Path>, account: Option<String>, interval: Durati
     Exit::Ok
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, String> {
-    let path = path
-        .map(Path::to_path_buf)
-        .or_else(Config::default_path)
-        .ok_or("no config path: pass --config FILE")?;
-    Config::load(&path).map_err(|e| e.to_string())
-}
-
-fn pick_account<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a Account, String> {
-    match name {
-        Some(name) => config.account(name).ok_or_else(|| {
-            let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
-            format!(
-                "no account `{name}` in the config (accounts: {})",
-                names.join(", ")
-            )
-        }),
-        None => config
-            .accounts
-            .first()
-            .ok_or_else(|| "the config has no [[account]]".to_string()),
-    }
-}
-
 /// Turns events into lines on stdout (errors on stderr).
 struct Printer<'a> {
     name: &'a str,
@@ -148,29 +114,14 @@ impl Printer<'_> {
             self.name,
             s.live,
             s.total,
-            human_bytes(s.bytes_up),
-            human_bytes(s.bytes_down),
-            human_bytes(s.socket_sent),
-            human_bytes(s.socket_received),
+            bytes(s.bytes_up),
+            bytes(s.bytes_down),
+            bytes(s.socket_sent),
+            bytes(s.socket_received),
             s.errors
         );
         self.printed = s;
     }
-}
-
-/// `1.5 MB`-style sizes (decimal units, as the dashboard shows them).
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1000.0;
-    let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// Blocks SIGINT and SIGTERM in the calling thread (and so in threads it
@@ -196,29 +147,4 @@ fn termination_signals() -> Receiver<libc::c_int> {
         }
     });
     rx
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_a_person_would_write_them() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1500), "1.5 kB");
-        assert_eq!(human_bytes(20_971_520), "21.0 MB");
-    }
-
-    #[test]
-    fn account_is_picked_by_name_or_first() {
-        let config = Config::parse(
-            "[[account]]\nname = \"a\"\nhost = \"h\"\n[[account]]\nname = \"b\"\nhost = \"h\"\n",
-            std::path::Path::new("c"),
-        )
-        .unwrap();
-        assert_eq!(pick_account(&config, None).unwrap().name, "a");
-        assert_eq!(pick_account(&config, Some("b")).unwrap().name, "b");
-        let e = pick_account(&config, Some("x")).unwrap_err();
-        assert!(e.contains("accounts: a, b"), "{e}");
-    }
 }

@@ -49,14 +49,6 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The argument vector after `sh -s --`: the command, then hex arguments.
-/// Only hex digits and a fixed command word ever reach the remote shell line.
-pub fn command_line(command: &str, args: &[&[u8]]) -> Vec<String> {
-    std::iter::once(command.to_string())
-        .chain(args.iter().map(|a| hex(a)))
-        .collect()
-}
-
 /// Why the script refused or failed, as it reported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

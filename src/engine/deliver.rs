@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use crate::engine::filing::{FilterConfig, FolderLayout, DEFAULT_BATCH};
 use crate::engine::message::Message;
+use crate::engine::os;
 use crate::engine::rules::{RuleError, Rules, Target};
 
 pub use maildir::StableId;
@@ -572,7 +573,7 @@ impl Batch {
         }
         if self.fsync {
             for dir in &dirs {
-                if let Err(e) = maildir::sync_dir(dir) {
+                if let Err(e) = os::sync_dir(dir) {
                     // The links exist but may not survive a crash: report
                     // them as not delivered so that the input is kept.
                     let lost = published
@@ -631,7 +632,7 @@ pub fn make_durable(batches: &[Batch]) -> io::Result<()> {
             p.tmp.file().sync_all()?;
         }
         for dir in &batch.new_dirs {
-            maildir::sync_dir(dir)?;
+            os::sync_dir(dir)?;
         }
     }
     Ok(())

@@ -293,11 +293,6 @@ pub enum WorkspaceError {
     Io(#[from] io::Error),
 }
 
-/// fsyncs a directory, making renames and creations in it durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ pub mod history;
 pub mod journal;
 pub mod mbox;
 pub mod message;
+pub mod os;
 pub mod pipeline;
 pub mod rules;
 pub mod ssh;

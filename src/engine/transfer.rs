@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::engine::claim::{hex, Method, RemoteClaim};
-use crate::engine::journal::sync_dir;
+use crate::engine::os::sync_dir;
 
 /// Counts the bytes read through it: the compressed payload.
 struct CountingReader<R> {

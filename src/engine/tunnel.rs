@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use libssh2_sys::LIBSSH2_ERROR_EAGAIN as EAGAIN;
 use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use super::event::{Event, TunnelEvent, TunnelState, TunnelStats};
@@ -66,19 +67,19 @@ const ACK_REFRESH: Duration = Duration::from_millis(50);
 /// Rounds of non-blocking work before the loop polls again (fairness).
 const MAX_ROUNDS: usize = 16;
 
-// libssh2 error codes that concern one channel, not the whole session.
+/// libssh2 error codes that concern one channel, not the whole session.
 const CHANNEL_ERRORS: [i32; 9] = [
-    -20, // CHANNEL_OUTOFORDER
-    -21, // CHANNEL_FAILURE (open refused: target port closed, forwarding denied)
-    -22, // CHANNEL_REQUEST_DENIED
-    -23, // CHANNEL_UNKNOWN
-    -24, // CHANNEL_WINDOW_EXCEEDED
-    -25, // CHANNEL_PACKET_EXCEEDED
-    -26, // CHANNEL_CLOSED
-    -27, // CHANNEL_EOF_SENT
-    -39, // BAD_USE
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_OUTOFORDER,
+    // Open refused: target port closed, forwarding denied.
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_FAILURE,
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED,
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_UNKNOWN,
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_WINDOW_EXCEEDED,
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_PACKET_EXCEEDED,
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_CLOSED,
+    libssh2_sys::LIBSSH2_ERROR_CHANNEL_EOF_SENT,
+    libssh2_sys::LIBSSH2_ERROR_BAD_USE,
 ];
-const EAGAIN: i32 = -37;
 
 /// Opens a fresh, authenticated SSH session for the forward, with transport
 /// compression as configured; called again on every reconnect. The error

@@ -1,8 +1,10 @@
-//! Short human-readable numbers for narrow panels: sizes, rates, durations.
+//! Short human-readable numbers for narrow panels and log lines: sizes,
+//! rates, durations. Every output of mailhaul writes sizes with [`bytes`]
+//! (decimal units: kB, MB, GB), the dashboard and the headless commands alike.
 
 use std::time::Duration;
 
-/// Bytes with a binary-free SI unit, three significant digits (`4.97 MB`).
+/// Bytes in decimal (SI) units, three significant digits (`4.97 MB`).
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = n as f64;

@@ -253,7 +253,7 @@ fn read_key(
 
 /// Whether libssh2's error is the server's plain "no" to a key.
 fn is_clean_refusal(e: &ssh2::Error) -> bool {
-    e.code() == ErrorCode::Session(libssh2_codes::AUTHENTICATION_FAILED)
+    e.code() == ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_AUTHENTICATION_FAILED)
 }
 
 /// Whether libssh2's error means "the server did not accept this key" (a
@@ -261,15 +261,9 @@ fn is_clean_refusal(e: &ssh2::Error) -> bool {
 fn is_refusal(e: &ssh2::Error) -> bool {
     matches!(
         e.code(),
-        ErrorCode::Session(libssh2_codes::AUTHENTICATION_FAILED)
-            | ErrorCode::Session(libssh2_codes::PUBLICKEY_UNVERIFIED)
+        ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_AUTHENTICATION_FAILED)
+            | ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
     )
-}
-
-/// libssh2's error numbers used here (from libssh2.h).
-mod libssh2_codes {
-    pub const AUTHENTICATION_FAILED: i32 = -18;
-    pub const PUBLICKEY_UNVERIFIED: i32 = -19;
 }
 
 /// Runs `passphrase_command` and returns its stdout without the trailing

@@ -303,7 +303,7 @@ impl Connection {
 }
 
 fn is_timeout(e: &ssh2::Error) -> bool {
-    e.code() == ssh2::ErrorCode::Session(-9) // LIBSSH2_ERROR_TIMEOUT
+    e.code() == ssh2::ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_TIMEOUT)
 }
 
 impl Read for ScriptStream<'_> {
