@@ -2,7 +2,7 @@
 //! (rename in a writable spool directory) and as an ordinary user on
 //! Debian's 2775 root:mail /var/mail (copy-truncate under dotlockfile), with
 //! real mail checked message by message (md5), empty and missing spools, host
-//! key refusals, a busy lock, and a dry run.
+//! key refusals and a dry run (busy and stale locks: tests/fetch_trust.rs).
 
 mod common;
 mod fetch_support;
@@ -142,33 +142,6 @@ fn changed_or_unknown_host_keys_are_refused_before_anything_runs() {
         "spool touched"
     );
     assert!(!user.home.join(".mailhaul").exists(), "a script ran");
-}
-
-#[test]
-fn a_busy_stale_lock_is_waited_on_then_reported_never_broken() {
-    let sshd = TestSshd::start();
-    let mail = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\n\nbody\n\n";
-    let fixture = Fixture::as_user(&sshd, "mhfl", mail, "");
-    let (client, user) = (&fixture.client, fixture.user());
-    let lock = format!("{}.lock", user.spool.display());
-    std::fs::write(&lock, "").unwrap();
-    // Ten minutes old: dotlockfile on its own would call it stale and break it.
-    common::run(std::process::Command::new("touch").args(["-d", "-10 min", &lock]));
-    let started = std::time::Instant::now();
-    let out = client.run(&["fetch"]);
-    assert!(std::path::Path::new(&lock).exists(), "the lock was broken");
-    std::fs::remove_file(&lock).unwrap();
-    assert_eq!(out.status.code(), Some(6), "{}", describe(&out));
-    assert!(
-        started.elapsed().as_secs() >= 3,
-        "lock_timeout = 3 not waited"
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("held by another program"));
-    assert_eq!(std::fs::read(&user.spool).unwrap(), mail);
-    // Once the lock is gone, the same fetch works.
-    let out = client.run(&["fetch"]);
-    assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(client.filed_md5s().len(), 1);
 }
 
 #[test]

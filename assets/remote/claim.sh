@@ -11,19 +11,24 @@
 #   probe SPOOL                 facts the client chooses a strategy from
 #   recover SPOOL               list this spool's finished claims
 #   survey SPOOL                probe, then recover when the server can hash
-#   claim SPOOL STRATEGY WAIT OWNER
+#   claim SPOOL STRATEGY WAIT OWNER STALE
 #                               take the spool under its dot-lock (STRATEGY is
 #                               rename or copy-truncate, WAIT the lock wait in
 #                               seconds, OWNER the client installation's id,
-#                               12 hex digits, or empty), then list every
-#                               finished claim
+#                               12 hex digits, or empty, STALE the age in
+#                               seconds past which a lock whose holder is not
+#                               alive is removed, 0 or empty: never), then
+#                               list every finished claim
 #   send PATH METHOD LEVEL      stream a claim (METHOD zstd, zstd-adapt
 #                               (LEVEL is the lowest), gzip or cat);
 #                               its errors go to stderr, not the stream
 #   release PATH                delete a claim the client has verified
 # SPOOL may be empty (the default spool) or start with `~/`.
 # A claim never overwrites anything: claim files are created with O_EXCL
-# (`set -C`) or link(2), which fail on an existing name.
+# (`set -C`) or link(2), which fail on an existing name. Only regular files
+# owned by the login user with a single link (no symbolic links) are ever
+# taken as claims: in a sticky, world-writable spool directory other users
+# can create any name, but not a file of ours, nor remove or rename ours.
 
 set -u
 umask 077
@@ -48,8 +53,19 @@ have() { command -v "$1" >/dev/null 2>&1; }
 hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
 
 fsize() { wc -c < "$1" | tr -d ' '; }
-links() { ls -ld -- "$1" | awk '{print $2}'; }
 inode() { ls -di -- "$1" | awk '{print $1}'; }
+# "LINKS UID" of a file itself (a symbolic link is not followed).
+links_uid() { ls -ldn -- "$1" 2>/dev/null | awk 'NR == 1 {print $2 " " $3}'; }
+# A regular file, not a symbolic link, owned by the login user.
+owned() {
+  [ -f "$1" ] && [ ! -h "$1" ] || return 1
+  case $(links_uid "$1") in *" $uid") return 0 ;; esac
+  return 1
+}
+# A claim of ours: owned, and no other name links to it.
+mine() {
+  [ -f "$1" ] && [ ! -h "$1" ] && [ "$(links_uid "$1")" = "1 $uid" ]
+}
 sync_path() { sync -- "$1" 2>/dev/null || sync; }
 
 # The sha256 of stdin, lower-case hex.
@@ -67,6 +83,7 @@ sha256_of() { sha256_in < "$1"; }
 # Sets spool, spool_dir, base, cdir (copy claims), user from the SPOOL argument.
 resolve() {
   user=$(id -un)
+  uid=$(id -u)
   HOME=${HOME:-$(cd ~ && pwd)}
   case $1 in
     '') spool=
@@ -107,14 +124,67 @@ new_id() {
   id=$(date -u +%Y%m%dT%H%M%S)-$$-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')${owner:+-o$owner}
 }
 
+# True when the process with pid $1 runs (also one of another user, which
+# kill -0 cannot signal).
+alive() {
+  [ "$1" -gt 0 ] 2>/dev/null || return 1
+  kill -0 "$1" 2>/dev/null || [ -d "/proc/$1" ] || ps -p "$1" >/dev/null 2>&1
+}
+
+# True when the existing dot-lock is stale as Postfix's local(8) judges it:
+# untouched for more than $stale seconds (stale_lock_time, 0: never), and,
+# when it holds a process id (dotlockfile -p, liblockfile), that process is
+# not running here. Sets _age and _holder for the log, _stale_ino to the
+# lock's inode.
+stale_lock() {
+  case $stale in ''|0) return 1 ;; esac
+  [ -f "$lockf" ] && [ ! -h "$lockf" ] || return 1
+  _now=$(date +%s 2>/dev/null) || return 1
+  _mt=$(stat -c %Y -- "$lockf" 2>/dev/null || stat -f %m -- "$lockf" 2>/dev/null) || return 1
+  case $_now:$_mt in *[!0-9:]* | :* | *:) return 1 ;; esac
+  _age=$((_now - _mt))
+  [ "$_age" -gt "$stale" ] || return 1
+  _holder=$(head -n 1 -- "$lockf" 2>/dev/null | tr -d ' \t\r')
+  case $_holder in
+    '') _holder=none ;;
+    *[!0-9]*) _holder=unreadable ;;
+    *) if alive "$_holder"; then return 1; fi
+       _holder="pid-$_holder" ;;
+  esac
+  _stale_ino=$(inode "$lockf")
+}
+
+# Removes a stale dot-lock (see stale_lock) with what may remove it here:
+# dotlockfile or procmail's lockfile (setgid mail) in a spool directory the
+# user cannot write, else rm. Says `stale-lock HEXPATH AGE HOLDER`.
+break_stale_lock() {
+  # Not the lock judged a moment ago any more: leave it to the next round.
+  [ "$(inode "$lockf" 2>/dev/null)" = "$_stale_ino" ] || return 1
+  case $1 in
+    dotlockfile) dotlockfile -u "$lockf" 2>/dev/null || rm -f -- "$lockf" 2>/dev/null ;;
+    lockfile)
+      if [ "$spool" = "/var/mail/$user" ] || [ "$spool" = "/var/spool/mail/$user" ]; then
+        lockfile -mu 2>/dev/null || rm -f -- "$lockf" 2>/dev/null
+      else rm -f -- "$lockf" 2>/dev/null; fi ;;
+    *) rm -f -- "$lockf" 2>/dev/null ;;
+  esac
+  [ ! -e "$lockf" ] || return 1
+  say "stale-lock $(hex "$lockf") $_age $_holder"
+}
+
 # Takes the dot-lock with the given method, waiting up to $wait seconds.
 # dotlockfile (liblockfile) removes a lock it deems stale (older than 5
 # minutes, or holding the pid of a dead process); the helpers are only run
-# when no lock exists, so that mailhaul never breaks anyone's lock: an
-# existing lock is waited on, then reported.
+# when no lock exists, so that no other rule than stale_lock_time (Postfix's,
+# see stale_lock) ever breaks anyone's lock: an existing lock is waited on,
+# removed once it is stale by that rule, else reported.
 lock() {
   _i=0
+  _broken=
   while :; do
+    if [ -e "$lockf" ] && stale_lock; then
+      break_stale_lock "$1" || _broken=" (stale after ${stale}s, but it could not be removed)"
+    fi
     case $1 in
       excl)
         if (set -C; printf '%s\n' "$$" > "$lockf") 2>/dev/null; then locked=excl; return 0; fi
@@ -136,7 +206,7 @@ lock() {
     if [ "$_i" -ge "$wait" ]; then
       _age=
       if _m=$(ls -ld -- "$lockf" 2>/dev/null); then _age=" (lock: ${_m#* * * * * })"; fi
-      fail lock-busy "$lockf is held by another program; waited ${wait}s$_age" 10
+      fail lock-busy "$lockf is held by another program; waited ${wait}s$_age$_broken" 10
     fi
     _i=$((_i + 1))
     sleep 1
@@ -157,7 +227,7 @@ unlock() {
 repair() {
   # rename: link made, spool not yet removed -> finish the rename.
   for f in "$spool".mailhaul-claim.*; do
-    [ -f "$f" ] || continue
+    owned "$f" || continue
     if [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ]; then
       rm -f -- "$spool"
       say "repaired $(hex "$f") renamed"
@@ -167,7 +237,7 @@ repair() {
   # yet (or the copy was cut short): the spool keeps the mail, drop the copy.
   # Otherwise the spool was truncated after a complete copy: finish the claim.
   for p in "$cprefix".*.part; do
-    [ -f "$p" ] || continue
+    owned "$p" || continue
     _ps=$(fsize "$p")
     if [ -e "$spool" ] && [ "$(fsize "$spool")" -ge "$_ps" ] &&
        head -c "$_ps" -- "$spool" | cmp -s - "$p"; then
@@ -192,21 +262,27 @@ idle_spool() {
 # True when an interrupted claim of this spool is waiting for `repair`.
 repair_due() {
   for f in "$spool".mailhaul-claim.*; do
-    [ -f "$f" ] && [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ] && return 0
+    owned "$f" && [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ] && return 0
   done
   for p in "$cprefix".*.part; do
-    [ -f "$p" ] && return 0
+    owned "$p" && return 0
   done
   return 1
 }
 
-# Prints `claim HEXPATH SIZE SHA256` for every finished claim of this spool.
+# Prints `claim HEXPATH SIZE SHA256` for every finished claim of this spool,
+# and `ignored HEXPATH` for anything else named like one (another user's
+# file, a symbolic link, a file with more links), which is never opened.
 list_claims() {
   for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
-    [ -f "$f" ] || continue
-    [ "$(links "$f")" = 1 ] || continue
-    _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
-    say "claim $(hex "$f") $(fsize "$f") $_sum"
+    if mine "$f"; then
+      _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
+      say "claim $(hex "$f") $(fsize "$f") $_sum"
+    elif [ -e "$f" ] || [ -h "$f" ]; then
+      # A rename cut short (a second link to the spool) waits for repair.
+      owned "$f" && [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ] && continue
+      say "ignored $(hex "$f")"
+    fi
   done
 }
 
@@ -220,6 +296,13 @@ facts() {
   say "user $(hex "$user")"
   say "home $(hex "$HOME")"
   say "spool $(hex "$spool")"
+  if [ -h "$spool" ]; then say "spool-symlink 1"; fi
+  # World-writable (others may create, and without the sticky bit also
+  # remove or rename, names there) and sticky (t) bits of the directory.
+  case $(ls -ld -- "$spool_dir/" 2>/dev/null | cut -c9-10) in
+    w[tT]) say "spool-dir-shared sticky" ;;
+    w?) say "spool-dir-shared open" ;;
+  esac
   if [ -f "$spool" ]; then
     say "spool-size $(fsize "$spool")"
     # From_ lines: the message count of an mbox (bodies quote theirs).
@@ -268,7 +351,9 @@ cmd_claim() {
   strategy=$2
   wait=$3
   owner=$4
+  stale=$5
   case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
+  case $stale in *[!0-9]*) fail bad-request "stale lock time must be a number of seconds" 3 ;; esac
   case $owner in *[!0-9a-f]*) fail bad-request "owner must be hex digits" 3 ;; esac
   need_hasher
   set_cprefix
@@ -279,6 +364,8 @@ cmd_claim() {
     rename)
       [ -w "$spool_dir" ] ||
         fail unsupported "rename needs a writable spool directory; $spool_dir is not (use copy-truncate)" 11
+      [ ! -h "$spool" ] ||
+        fail unsupported "$spool is a symbolic link: renaming it would move the link and leave the mail where it points (use copy-truncate)" 11
       if idle_spool; then say "empty"; list_claims; say ok; return; fi
       lock excl
       repair
@@ -288,8 +375,12 @@ cmd_claim() {
           claim=$spool.mailhaul-claim.$id
           [ -e "$claim" ] && continue
           ln -- "$spool" "$claim" 2>/dev/null && break
-          [ -e "$claim" ] || fail failed "cannot link $spool to $claim" 12
+          [ -e "$claim" ] || [ -h "$claim" ] || fail failed "cannot link $spool to $claim" 12
         done
+        # The new name is the spool's own inode and ours (O_EXCL-like link(2)
+        # made it; nobody may have swapped it since).
+        owned "$claim" && [ "$(inode "$claim")" = "$(inode "$spool")" ] ||
+          fail failed "$claim is not the link to $spool just made; nothing claimed" 12
         rm -f -- "$spool" || fail failed "cannot remove $spool after linking it to $claim" 12
         sync_path "$spool_dir"
         say "claimed $(hex "$claim")"
@@ -319,7 +410,7 @@ cmd_claim() {
           claim=$cprefix.$id.mbox
           [ -e "$claim" ] && continue
           (set -C; cat -- "$spool" > "$part") 2>/dev/null && break
-          [ -e "$part" ] || fail failed "cannot copy $spool to $part" 12
+          [ -e "$part" ] || [ -h "$part" ] || fail failed "cannot copy $spool to $part" 12
           # another run's name: leave it alone, pick a new one
         done
         sync_path "$part"
@@ -350,7 +441,8 @@ check_claim_path() {
     *) fail bad-request "not a claim path" 3 ;;
   esac
   case $1 in */../* | *'/..') fail bad-request "not a claim path" 3 ;; esac
-  [ -f "$1" ] || fail missing "no such claim" 12
+  uid=$(id -u)
+  mine "$1" || fail missing "no such claim (a regular file of this login's)" 12
 }
 
 cmd_send() {
@@ -371,7 +463,9 @@ cmd_release() {
     */.mailhaul/claims/*.mbox | *.mailhaul-claim.*) ;;
     *) fail bad-request "not a claim path" 3 ;;
   esac
-  if [ -e "$1" ]; then
+  uid=$(id -u)
+  if [ -e "$1" ] || [ -h "$1" ]; then
+    mine "$1" || fail bad-request "not a claim of this login" 3
     rm -f -- "$1" || fail failed "cannot remove $1" 12
     sync_path "$(dirname -- "$1")"
   fi
@@ -382,12 +476,12 @@ cmd_release() {
 main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
   command=$1
-  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-}
+  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
-    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" ;;
+    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     send) cmd_send "$arg1" "$arg2" "$arg3" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;

@@ -128,6 +128,11 @@ pub struct Account {
     /// Seconds to wait for a busy spool lock before giving up.
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout: u64,
+    /// Age in seconds past which the spool's dot-lock is removed when its
+    /// holder is not known to be alive (Postfix local(8)'s
+    /// `stale_lock_time`); 0: never.
+    #[serde(default = "default_stale_lock_time")]
+    pub stale_lock_time: u64,
     /// Fetch automatically when the dashboard sees new mail.
     #[serde(default)]
     pub auto_fetch: bool,
@@ -189,6 +194,12 @@ fn yes() -> bool {
 
 fn default_lock_timeout() -> u64 {
     30
+}
+
+/// Postfix's `stale_lock_time` default: a dot-lock untouched this long is
+/// left by a crashed program (an MDA appends a message in seconds).
+fn default_stale_lock_time() -> u64 {
+    500
 }
 
 /// Expands a leading `~/` to the home directory.

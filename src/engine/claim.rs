@@ -93,8 +93,34 @@ impl ScriptError {
     }
 }
 
+/// Text from the server made safe to print: control characters (which
+/// could drive the terminal), backslashes and bytes that are not UTF-8 are
+/// written as `\xNN` (`\u{NN}` for C1 controls), everything else as it is.
+/// Every server-given name and message passes through here before it is
+/// shown.
+pub fn escape_server_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x80 && c.is_control() => {
+                    out.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
 /// Splits a script reply into its records, checking the final `ok` line and
 /// the exit status; `stderr` is quoted when the output is not the protocol.
+/// Error messages and stderr are escaped ([`escape_server_text`]).
 pub fn parse_reply(
     stdout: &[u8],
     stderr: &[u8],
@@ -106,6 +132,7 @@ pub fn parse_reply(
         let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
         if key == "error" {
             let (class, message) = rest.split_once(' ').unwrap_or((rest, ""));
+            let message = escape_server_text(message.as_bytes());
             let kind = match class {
                 "lock-busy" => ScriptErrorKind::LockBusy,
                 "unsupported" => ScriptErrorKind::Unsupported,
@@ -128,7 +155,7 @@ pub fn parse_reply(
         }
         records.push((key.to_string(), rest.to_string()));
     }
-    let stderr = String::from_utf8_lossy(stderr);
+    let stderr = escape_server_text(stderr.trim_ascii());
     Err(ScriptError::failed(format!(
         "server script ended without a result (exit {status}){}",
         if stderr.trim().is_empty() {
@@ -139,10 +166,20 @@ pub fn parse_reply(
     )))
 }
 
+fn field_bytes(value: &str) -> Result<Vec<u8>, ScriptError> {
+    unhex(value).ok_or_else(|| ScriptError::failed(format!("bad path in server reply: {value}")))
+}
+
+/// A hex field the client sends back to the server: must be UTF-8 (it is a
+/// `String` everywhere on this side).
 fn field_path(value: &str) -> Result<String, ScriptError> {
-    unhex(value)
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ScriptError::failed(format!("bad path in server reply: {value}")))
+    String::from_utf8(field_bytes(value)?)
+        .map_err(|_| ScriptError::failed(format!("bad path in server reply: {value}")))
+}
+
+/// A hex field that is only shown: escaped, never refused.
+fn field_shown(value: &str) -> Result<String, ScriptError> {
+    Ok(escape_server_text(&field_bytes(value)?))
 }
 
 /// Which helper programs the server has.
@@ -165,6 +202,20 @@ pub struct Tools {
     pub head_cmp: bool,
 }
 
+/// Whether other users may create names in the spool's directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SharedDir {
+    /// Not world-writable.
+    #[default]
+    No,
+    /// World-writable and sticky (`1777`): others may create names but not
+    /// remove or rename files they do not own.
+    Sticky,
+    /// World-writable without the sticky bit: anyone may delete or replace
+    /// any file there, the spool included.
+    Open,
+}
+
 /// What the `probe` command found on the server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {
@@ -183,6 +234,10 @@ pub struct Probe {
     pub spool_dir_writable: bool,
     /// The spool file is writable (copy-truncate can truncate it).
     pub spool_writable: bool,
+    /// The spool is a symbolic link (renaming it would move the link).
+    pub spool_symlink: bool,
+    /// Whether every user may create names in the spool's directory.
+    pub spool_dir_shared: SharedDir,
     /// Helper programs present.
     pub tools: Tools,
     /// `zstd` version, e.g. `1.5.4`.
@@ -194,9 +249,16 @@ pub fn parse_probe(records: &[(String, String)]) -> Result<Probe, ScriptError> {
     let mut p = Probe::default();
     for (key, value) in records {
         match key.as_str() {
-            "user" => p.user = field_path(value)?,
-            "home" => p.home = field_path(value)?,
-            "spool" => p.spool = field_path(value)?,
+            "user" => p.user = field_shown(value)?,
+            "home" => p.home = field_shown(value)?,
+            "spool" => p.spool = field_shown(value)?,
+            "spool-symlink" => p.spool_symlink = value == "1",
+            "spool-dir-shared" => {
+                p.spool_dir_shared = match value.as_str() {
+                    "sticky" => SharedDir::Sticky,
+                    _ => SharedDir::Open,
+                }
+            }
             "spool-size" => p.spool_size = value.parse().ok(),
             "spool-messages" => p.spool_messages = value.parse().ok(),
             "spool-dir-writable" => p.spool_dir_writable = value == "1",
@@ -237,6 +299,11 @@ pub struct RemoteClaim {
 }
 
 impl RemoteClaim {
+    /// The path as shown in messages ([`escape_server_text`]).
+    pub fn shown(&self) -> String {
+        escape_server_text(self.path.as_bytes())
+    }
+
     /// The claim's unique id: the part of its file name the script made from
     /// time, pid and randomness. Stable, so it keys the journal and the
     /// delivered messages' names.
@@ -288,6 +355,11 @@ pub struct ClaimReply {
     pub claims: Vec<RemoteClaim>,
     /// Notes on claims cut short earlier and finished or dropped under the lock.
     pub repaired: Vec<String>,
+    /// Files named like claims that are not (another user's file, a
+    /// symbolic link, a name that is not UTF-8), escaped; left alone.
+    pub ignored: Vec<String>,
+    /// Stale dot-locks removed before the claim (path, age, holder).
+    pub stale_locks: Vec<String>,
 }
 
 /// Parses the records of a `recover` or `claim` reply.
@@ -295,10 +367,29 @@ pub fn parse_claims(records: &[(String, String)]) -> Result<ClaimReply, ScriptEr
     let mut reply = ClaimReply::default();
     for (key, value) in records {
         match key.as_str() {
-            "claimed" => reply.claimed = Some(field_path(value)?),
+            "claimed" => reply.claimed = Some(field_shown(value)?),
             "repaired" => {
                 let (path, what) = value.split_once(' ').unwrap_or((value, ""));
-                reply.repaired.push(format!("{} {what}", field_path(path)?));
+                reply
+                    .repaired
+                    .push(format!("{} {what}", field_shown(path)?));
+            }
+            "ignored" => reply.ignored.push(field_shown(value)?),
+            "stale-lock" => {
+                let mut it = value.split(' ');
+                let (path, age, holder) = (
+                    field_shown(it.next().unwrap_or(""))?,
+                    it.next().unwrap_or("?"),
+                    it.next().unwrap_or("?"),
+                );
+                let holder = match holder.strip_prefix("pid-") {
+                    Some(pid) => format!("its holder, pid {pid}, is not running"),
+                    None if holder == "none" => "it names no holder".into(),
+                    None => "it names no process id".into(),
+                };
+                reply
+                    .stale_locks
+                    .push(format!("{path}: {age} s old, {holder}"));
             }
             "claim" => {
                 let mut it = value.split(' ');
@@ -311,8 +402,15 @@ pub fn parse_claims(records: &[(String, String)]) -> Result<ClaimReply, ScriptEr
                 if sha.len() != 64 || unhex(sha).is_none() {
                     return Err(ScriptError::failed(format!("bad claim sha256: {value}")));
                 }
+                // A name this side cannot send back is left, not fatal.
+                let Ok(path) = field_path(path) else {
+                    reply
+                        .ignored
+                        .push(format!("{} (not UTF-8)", field_shown(path)?));
+                    continue;
+                };
                 reply.claims.push(RemoteClaim {
-                    path: field_path(path)?,
+                    path,
                     size,
                     sha256: sha.to_ascii_lowercase(),
                 });
@@ -379,11 +477,26 @@ pub fn choose_strategy(
     if !probe.tools.head_cmp {
         return Err("the server lacks head or cmp; install coreutils and diffutils".into());
     }
+    if probe.spool_dir_shared == SharedDir::Open {
+        return Err(Unsupported(format!(
+            "{dir} is writable by every user and not sticky: anyone can delete or replace the \
+             spool and any claim there, so nothing can be claimed safely; ask the administrator \
+             for `chmod +t {dir}`"
+        )));
+    }
     let rename = || StrategyChoice {
         strategy: Strategy::Rename,
         reason: format!(
-            "{dir} is writable by {}, so the spool is renamed",
-            probe.user
+            "{dir} is writable by {}, so the spool is renamed{}",
+            probe.user,
+            if probe.spool_dir_shared == SharedDir::Sticky {
+                format!(
+                    " (a shared sticky directory: only files of {} are taken as claims)",
+                    probe.user
+                )
+            } else {
+                String::new()
+            }
         ),
     };
     let forced = wanted == ClaimStrategy::CopyTruncate;
@@ -401,25 +514,38 @@ pub fn choose_strategy(
                 probe.spool, probe.user
             )));
         }
-        let tool = if probe.tools.dotlockfile {
-            "dotlockfile"
+        let lock = if probe.tools.dotlockfile {
+            "dotlockfile's lock"
         } else {
-            "lockfile"
+            "lockfile's lock"
         };
         Ok(StrategyChoice {
             strategy: Strategy::CopyTruncate,
             reason: format!(
-                "{why}: the spool is copied to ~/.mailhaul/claims and truncated under {tool}'s lock",
+                "{why}: the spool is copied to ~/.mailhaul/claims and truncated under {lock}",
                 why = if forced {
                     "configured (claim = \"copy-truncate\")".to_string()
+                } else if probe.spool_symlink {
+                    format!(
+                        "{} is a symbolic link (renaming it would move the link, not the mail)",
+                        probe.spool
+                    )
                 } else {
                     format!("{dir} is not writable by {}", probe.user)
                 },
             ),
         })
     };
+    if probe.spool_symlink && wanted == ClaimStrategy::Rename {
+        return Err(Unsupported(format!(
+            "{} is a symbolic link: renaming it would move the link and leave the mail where \
+             it points; use claim = \"copy-truncate\" or \"auto\" (copied and truncated through \
+             the link, under the lock its name gets)",
+            probe.spool
+        )));
+    }
     match wanted {
-        ClaimStrategy::Auto if probe.spool_dir_writable => Ok(rename()),
+        ClaimStrategy::Auto if probe.spool_dir_writable && !probe.spool_symlink => Ok(rename()),
         ClaimStrategy::Auto | ClaimStrategy::CopyTruncate => copy(),
         ClaimStrategy::Rename if probe.spool_dir_writable => Ok(rename()),
         ClaimStrategy::Rename => Err(Unsupported(format!(
@@ -567,6 +693,8 @@ mod tests {
             spool_messages: Some(1),
             spool_dir_writable: dir_writable,
             spool_writable: true,
+            spool_symlink: false,
+            spool_dir_shared: SharedDir::No,
             tools: Tools {
                 dotlockfile: true,
                 lockfile: false,
@@ -648,6 +776,76 @@ mod tests {
         assert!(!c.reason.contains("not writable"), "{}", c.reason);
         let c = choose_strategy(&probe(false), ClaimStrategy::Auto).unwrap();
         assert!(c.reason.contains("not writable"), "{}", c.reason);
+    }
+
+    #[test]
+    fn server_text_is_escaped_before_it_is_shown() {
+        assert_eq!(escape_server_text(b"/var/mail/ann"), "/var/mail/ann");
+        assert_eq!(
+            escape_server_text(b"a\x1b[2Jb\nc\\d\xffe\xc2\x9bf\xc3\xa9"),
+            "a\\x1b[2Jb\\x0ac\\\\d\\xffe\\u{9b}f\u{e9}"
+        );
+    }
+
+    /// Names the client cannot use are reported, never fatal: a claim whose
+    /// name is not UTF-8, files the script ignored, escaped.
+    #[test]
+    fn odd_names_in_a_claim_reply_are_reported_not_fatal() {
+        let good = "/var/mail/ann.mailhaul-claim.20260101T000000-1-2";
+        let out = format!(
+            "claim {} 5 {s}\nclaim {} 7 {s}\nignored {}\nstale-lock {} 612 pid-4242\nok\n",
+            hex(b"/var/mail/ann.mailhaul-claim.\xff"),
+            hex(good.as_bytes()),
+            hex(b"/var/mail/ann.mailhaul-claim.\x1b[31m"),
+            hex(b"/var/mail/ann.lock"),
+            s = "ab".repeat(32)
+        );
+        let r = parse_claims(&parse_reply(out.as_bytes(), b"", 0).unwrap()).unwrap();
+        assert_eq!(r.claims.len(), 1);
+        assert_eq!(r.claims[0].path, good);
+        assert_eq!(
+            r.ignored,
+            [
+                "/var/mail/ann.mailhaul-claim.\\xff (not UTF-8)",
+                "/var/mail/ann.mailhaul-claim.\\x1b[31m"
+            ]
+        );
+        assert_eq!(
+            r.stale_locks,
+            ["/var/mail/ann.lock: 612 s old, its holder, pid 4242, is not running"]
+        );
+        let e = parse_reply(b"error failed cannot link \x1b]0;x\x07\n", b"", 12).unwrap_err();
+        assert_eq!(e.message, "cannot link \\x1b]0;x\\x07");
+    }
+
+    /// A symbolic link as the spool is never renamed (that would move the
+    /// link): auto copies and truncates through it, rename is refused.
+    #[test]
+    fn a_symlinked_spool_is_copied_not_renamed() {
+        let mut p = probe(true);
+        p.spool_symlink = true;
+        let c = choose_strategy(&p, ClaimStrategy::Auto).unwrap();
+        assert_eq!(c.strategy, Strategy::CopyTruncate);
+        assert!(c.reason.contains("symbolic link"), "{}", c.reason);
+        let e = choose_strategy(&p, ClaimStrategy::Rename).unwrap_err();
+        assert!(e.0.contains("symbolic link"), "{e}");
+    }
+
+    /// A world-writable directory without the sticky bit lets anyone
+    /// remove the spool and claims: nothing is claimed there. A sticky one
+    /// is fine (only the user's own files are claims).
+    #[test]
+    fn an_open_world_writable_spool_directory_is_refused() {
+        let mut p = probe(true);
+        p.spool_dir_shared = SharedDir::Open;
+        for wanted in [ClaimStrategy::Auto, ClaimStrategy::CopyTruncate] {
+            let e = choose_strategy(&p, wanted).unwrap_err();
+            assert!(e.0.contains("chmod +t /var/mail"), "{e}");
+        }
+        p.spool_dir_shared = SharedDir::Sticky;
+        let c = choose_strategy(&p, ClaimStrategy::Auto).unwrap();
+        assert_eq!(c.strategy, Strategy::Rename);
+        assert!(c.reason.contains("sticky"), "{}", c.reason);
     }
 
     #[test]

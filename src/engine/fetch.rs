@@ -492,6 +492,16 @@ impl Run<'_> {
         let compress_first = self.account.compression == Compression::Ssh;
         let mut conn = self.connect(compress_first)?;
         let (mut probe, mut leftovers) = survey(&conn, self.account)?;
+        for name in &leftovers.ignored {
+            self.log(
+                Level::Warn,
+                format!(
+                    "ignored {name} on the server: named like a claim, but not a regular file \
+                     of {} with one link (another user may have planted it); left alone",
+                    probe.user
+                ),
+            );
+        }
         // Later steps send the script gzip-compressed: it is most of the upload.
         conn.set_gzip_scripts(probe.tools.gzip_login);
         if let Some(bytes) = probe.spool_size {
@@ -558,7 +568,8 @@ impl Run<'_> {
                 Level::Info,
                 format!(
                     "recovering claim {} ({} bytes) left by an earlier run",
-                    c.path, c.size
+                    c.shown(),
+                    c.size
                 ),
             );
             self.process(&conn, &ws, &mut journal, c, method.method)?;
@@ -568,6 +579,7 @@ impl Run<'_> {
         self.check_cancel()?;
         self.emit(FetchEvent::Stage(Stage::Claiming));
         let wait = self.account.lock_timeout.to_string();
+        let stale = self.account.stale_lock_time.to_string();
         let reply: ClaimReply = parse_claims(&script(
             &conn,
             &[
@@ -576,8 +588,18 @@ impl Run<'_> {
                 strategy.strategy.as_str().as_bytes(),
                 wait.as_bytes(),
                 me.as_bytes(),
+                stale.as_bytes(),
             ],
         )?)?;
+        for note in &reply.stale_locks {
+            self.log(
+                Level::Warn,
+                format!(
+                    "removed the stale lock {note} (stale_lock_time = {} s, as Postfix's local does)",
+                    self.account.stale_lock_time
+                ),
+            );
+        }
         for note in &reply.repaired {
             self.log(
                 Level::Warn,
@@ -617,7 +639,7 @@ impl Run<'_> {
                 "claim {} ({} bytes) was made by another mailhaul installation ({}) \
                  and is left on the server for it to deliver; if that installation is \
                  gone for good, `mailhaul fetch --adopt-claims` takes it over",
-                c.path,
+                c.shown(),
                 c.size,
                 c.owner().unwrap_or_default()
             ),
@@ -770,19 +792,22 @@ impl Run<'_> {
             (Ok(_), Ok(s)) => {
                 let _ = std::fs::remove_file(ws.staged_path(&id));
                 return Err(FetchError::ServerSend {
-                    path: remote.path.clone(),
-                    stderr: s.stderr.trim().to_string(),
+                    path: remote.shown(),
+                    stderr: claim::escape_server_text(s.stderr.trim().as_bytes()),
                 });
             }
             (Err(e), status) => {
                 let server = match status {
-                    Ok(s) if !s.success() => format!(" (server: {})", s.stderr.trim()),
+                    Ok(s) if !s.success() => format!(
+                        " (server: {})",
+                        claim::escape_server_text(s.stderr.trim().as_bytes())
+                    ),
                     _ => String::new(),
                 };
                 let _ = std::fs::remove_file(ws.partial_path(&id));
                 let source = match e {
                     TransferError::Io(e) => DownloadError::BrokeOff {
-                        path: remote.path.clone(),
+                        path: remote.shown(),
                         host: conn.host().to_string(),
                         source: e,
                     },
