@@ -442,7 +442,7 @@ check_claim_path() {
   esac
   case $1 in */../* | *'/..') fail bad-request "not a claim path" 3 ;; esac
   uid=$(id -u)
-  mine "$1" || fail missing "no such claim (a regular file of this login's)" 12
+  mine "$1" || fail missing "no such claim" 12
 }
 
 cmd_send() {
