@@ -103,19 +103,20 @@ impl Content {
         io::copy(&mut self.reader()?, out)
     }
 
-    /// Drops everything from byte `at` on.
-    pub fn truncate(&mut self, at: u64) -> io::Result<()> {
-        if at < self.len {
-            match &mut self.store {
-                Store::Memory(held) => held.truncate(at as usize),
-                Store::File(file) => {
-                    file.set_len(at)?;
-                    file.seek(SeekFrom::End(0))?;
-                }
-            }
-            self.len = at;
+    /// Bytes held in memory (0 once spilled to a file).
+    pub fn memory(&self) -> usize {
+        match &self.store {
+            Store::Memory(held) => held.capacity(),
+            Store::File(_) => 0,
         }
-        Ok(())
+    }
+
+    /// Gives back the memory a growing buffer reserved beyond its bytes,
+    /// once no more are coming.
+    pub fn shrink_to_fit(&mut self) {
+        if let Store::Memory(held) = &mut self.store {
+            held.shrink_to_fit();
+        }
     }
 }
 
@@ -154,15 +155,18 @@ mod tests {
     }
 
     #[test]
-    fn small_content_stays_in_memory_and_truncates() {
+    fn small_content_stays_in_memory_and_shrinks() {
         let mut content = Content::new();
         content.extend(b"Subject: x\n\n").unwrap();
         content.extend(b"body\n").unwrap();
         assert!(matches!(content.store, Store::Memory(_)));
         assert_eq!(read_all(&mut content), b"Subject: x\n\nbody\n");
-        content.truncate(12).unwrap();
-        assert_eq!(content.len(), 12);
-        assert_eq!(read_all(&mut content), b"Subject: x\n\n");
+        content.extend(&[b'x'; 5000]).unwrap();
+        content.extend(b"!").unwrap();
+        assert!(content.memory() > 5018, "{}", content.memory());
+        content.shrink_to_fit();
+        assert_eq!(content.memory(), 5018);
+        assert_eq!(content.len(), 5018);
     }
 
     #[test]
@@ -179,8 +183,6 @@ mod tests {
         let all = read_all(&mut content);
         assert_eq!(all.len(), 9 << 20);
         assert!(all.chunks(1 << 20).all(|c| c == chunk));
-        content.truncate(5).unwrap();
-        content.extend(b"!").unwrap();
-        assert_eq!(read_all(&mut content), [0, 1, 2, 3, 4, b'!']);
+        assert_eq!(content.memory(), 0);
     }
 }

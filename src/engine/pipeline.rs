@@ -111,6 +111,45 @@ const BUNDLE_MESSAGES: usize = 32;
 /// Bytes after which a bundle is handed over even if it is not full.
 const BUNDLE_BYTES: u64 = 1 << 20;
 
+/// Memory the messages between the splitter and the writers may hold in
+/// all; a message is let through alone when it needs more (its content is
+/// in memory up to 8 MiB, then in a temporary file).
+const IN_FLIGHT_MEMORY: usize = 16 << 20;
+
+/// The memory held by messages on their way to the writers: the splitter
+/// waits for the writers to free some before it sends more.
+struct InFlight {
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl InFlight {
+    /// Whether taking `n` bytes now would wait.
+    fn would_wait(&self, n: usize) -> bool {
+        let used = *self.used.lock().expect("no thread panics holding it");
+        used > 0 && used + n > IN_FLIGHT_MEMORY
+    }
+
+    /// Takes `n` bytes, waiting until they fit (or nothing else is held).
+    fn take(&self, n: usize) {
+        let mut used = self.used.lock().expect("no thread panics holding it");
+        while *used > 0 && *used + n > IN_FLIGHT_MEMORY {
+            used = self.freed.wait(used).expect("no thread panics holding it");
+        }
+        *used += n;
+    }
+
+    fn give(&self, n: usize) {
+        *self.used.lock().expect("no thread panics holding it") -= n;
+        self.freed.notify_all();
+    }
+}
+
+/// The memory a message holds.
+fn message_memory(message: &Message) -> usize {
+    message.content.memory() + message.header.capacity()
+}
+
 /// Files every message of `messages` (an mbox splitter, or any source of
 /// messages) with `filer`; `input` names the input in the report; `progress`
 /// gets a [`FetchEvent::Filed`] with the running count of a folder whenever
@@ -145,6 +184,11 @@ pub fn file_messages<E: fmt::Display>(
         crossbeam_channel::bounded::<Vec<(Message, Target)>>(BUNDLES_IN_FLIGHT);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
     let (sync_tx, sync_rx) = crossbeam_channel::bounded::<ToSync>(BATCHES_IN_FLIGHT);
+    let in_flight = InFlight {
+        used: std::sync::Mutex::new(0),
+        freed: std::sync::Condvar::new(),
+    };
+    let in_flight = &in_flight;
     std::thread::scope(|scope| {
         scope.spawn(move || {
             while let Ok(first) = sync_rx.recv() {
@@ -192,8 +236,11 @@ pub fn file_messages<E: fmt::Display>(
                             let Ok(bundle) = bundle else { break };
                             for (mut message, target) in bundle {
                                 let label = target.label();
+                                let memory = message_memory(&message);
                                 let result = writer.file(&mut message, target);
                                 let filed = Outcome::Filed(message.index, message.offset, label, result);
+                                drop(message);
+                                in_flight.give(memory);
                                 let _ = done.send(filed);
                                 if writer.should_commit() {
                                     send_batch(writer.take_batch(), &mut unsynced);
@@ -242,6 +289,13 @@ pub fn file_messages<E: fmt::Display>(
             let target = filer.rules().decide(&message).target.clone();
             match &target {
                 Target::Folder(name) if !name.starts_with(MBOX_PREFIX) => {
+                    let memory = message_memory(&message);
+                    if in_flight.would_wait(memory) {
+                        // The writers must have the held messages to free them.
+                        hand_over(&mut bundle);
+                        bundle_bytes = 0;
+                    }
+                    in_flight.take(memory);
                     bundle_bytes += message.content.len();
                     bundle.push((message, target));
                     if bundle.len() >= BUNDLE_MESSAGES || bundle_bytes >= BUNDLE_BYTES {

@@ -1,6 +1,9 @@
-//! The splitter's input: a fixed read buffer over the reader, with
-//! offset tracking, the tail of bytes recorded while a `Content-Length` is
-//! checked, and pushback to read such bytes again.
+//! The splitter's input: a fixed read buffer over the reader, with offset
+//! tracking, and a look far ahead (to check a `Content-Length`) that keeps
+//! the bytes it passes in a spool until the buffer reaches them. Every input
+//! byte is read once and moved at most twice (into the spool, then into the
+//! buffer): the splitter's work is linear in its input whatever the lengths
+//! claim.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -9,8 +12,17 @@ use tempfile::SpooledTempFile;
 /// Size of the read buffer.
 pub(super) const BUFFER_SIZE: usize = 256 * 1024;
 
-/// Memory that pushed-back bytes may take in all before they spill to disk.
-pub(super) const PUSHBACK_MEMORY: usize = 8 << 20;
+/// Memory the bytes read ahead may take before they spill to a temporary
+/// file.
+pub(super) const AHEAD_MEMORY: usize = 8 << 20;
+
+/// How much is read from the input at once when reading ahead.
+const AHEAD_CHUNK: usize = 64 * 1024;
+
+/// Bytes read out of the spool after which its unread rest is moved to a
+/// new one (when the rest is no bigger), so that a spool kept alive by one
+/// look-ahead after another holds only what is still to be read.
+const AHEAD_COMPACT_AT: u64 = 1 << 20;
 
 /// An I/O failure before it is tagged with the message index and offset.
 pub(super) enum Failure {
@@ -18,29 +30,19 @@ pub(super) enum Failure {
     Spool(io::Error),
 }
 
-/// A source of bytes to read again before the rest of the input.
-struct Pushback {
-    bytes: Box<dyn Read + Send>,
-    /// Memory it holds, counted against [`PUSHBACK_MEMORY`].
-    memory: usize,
-}
-
-/// Raw input bytes recorded from a possible message boundary on, while a
-/// `Content-Length` is being checked.
-pub(super) struct Tail {
+/// Input bytes read ahead of the buffer: the spool's byte `read` is the
+/// input byte just after the buffer's last.
+struct Ahead {
     spool: SpooledTempFile,
-    memory: usize,
-    /// Input offset of its first byte.
-    offset: u64,
-    len: u64,
+    written: u64,
+    read: u64,
 }
 
-/// The buffered input with pushback and offset tracking.
+/// The buffered input with look-ahead and offset tracking.
 pub(super) struct Input<R> {
     inner: R,
     inner_done: bool,
-    pushback: Vec<Pushback>,
-    pushback_memory: usize,
+    ahead: Option<Ahead>,
     pub(super) buf: Box<[u8]>,
     pub(super) start: usize,
     end: usize,
@@ -48,7 +50,9 @@ pub(super) struct Input<R> {
     pub(super) offset: u64,
     /// The byte before `offset` (`\n` at the start).
     pub(super) last: u8,
-    pub(super) tail: Option<Tail>,
+    /// Bytes moved from the reader, the spool or the buffer in all: the
+    /// measure of the splitter's work.
+    pub(super) moved: u64,
 }
 
 impl<R: Read> Input<R> {
@@ -56,14 +60,13 @@ impl<R: Read> Input<R> {
         Input {
             inner,
             inner_done: false,
-            pushback: Vec::new(),
-            pushback_memory: 0,
+            ahead: None,
             buf: vec![0; BUFFER_SIZE].into_boxed_slice(),
             start: 0,
             end: 0,
             offset: 0,
             last: b'\n',
-            tail: None,
+            moved: 0,
         }
     }
 
@@ -81,100 +84,141 @@ impl<R: Read> Input<R> {
                 self.end -= self.start;
                 self.start = 0;
             }
-            if self.read_more().map_err(Failure::Read)? == 0 {
+            if self.read_more()? == 0 {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    fn read_more(&mut self) -> io::Result<usize> {
-        let space = &mut self.buf[self.end..];
-        loop {
-            let got = if let Some(top) = self.pushback.last_mut() {
-                match top.bytes.read(space) {
-                    Ok(0) => {
-                        self.pushback_memory -= top.memory;
-                        self.pushback.pop();
-                        continue;
-                    }
-                    other => other,
-                }
-            } else if self.inner_done {
-                Ok(0)
-            } else {
-                self.inner.read(space)
-            };
-            match got {
-                Ok(n) => {
-                    if n == 0 {
-                        self.inner_done = true;
-                    }
-                    self.end += n;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+    /// Moves more bytes into the buffer: from the spool while it holds
+    /// some, else from the reader. 0 at the end of the input.
+    fn read_more(&mut self) -> Result<usize, Failure> {
+        if let Some(ahead) = &mut self.ahead {
+            let want = ((ahead.written - ahead.read) as usize).min(self.buf.len() - self.end);
+            let space = &mut self.buf[self.end..self.end + want];
+            ahead
+                .spool
+                .seek(SeekFrom::Start(ahead.read))
+                .and_then(|_| ahead.spool.read_exact(space))
+                .map_err(Failure::Spool)?;
+            ahead.read += want as u64;
+            self.end += want;
+            self.moved += want as u64;
+            let unread = ahead.written - ahead.read;
+            if unread == 0 {
+                self.ahead = None;
+            } else if ahead.read >= AHEAD_COMPACT_AT && ahead.read >= unread {
+                let mut rest = SpooledTempFile::new(AHEAD_MEMORY);
+                ahead
+                    .spool
+                    .seek(SeekFrom::Start(ahead.read))
+                    .and_then(|_| io::copy(&mut (&mut ahead.spool).take(unread), &mut rest))
+                    .map_err(Failure::Spool)?;
+                *ahead = Ahead {
+                    spool: rest,
+                    written: unread,
+                    read: 0,
+                };
+                self.moved += unread;
             }
+            return Ok(want);
         }
+        let space = &mut self.buf[self.end..];
+        let n = read_retrying(&mut self.inner, space, &mut self.inner_done)?;
+        self.end += n;
+        self.moved += n as u64;
+        Ok(n)
     }
 
-    /// Moves past `n` available bytes, recording them in the tail if one is
-    /// being kept.
-    pub(super) fn consume(&mut self, n: usize) -> Result<(), Failure> {
-        if let Some(tail) = &mut self.tail {
-            tail.spool
-                .write_all(&self.buf[self.start..self.start + n])
-                .map_err(Failure::Spool)?;
-            tail.len += n as u64;
-        }
+    /// Moves past `n` available bytes.
+    pub(super) fn consume(&mut self, n: usize) {
         if n > 0 {
             self.last = self.buf[self.start + n - 1];
         }
         self.start += n;
         self.offset += n as u64;
-        Ok(())
     }
 
-    /// Starts recording consumed bytes, from the current offset on.
-    pub(super) fn start_tail(&mut self) {
-        let memory = PUSHBACK_MEMORY.saturating_sub(self.pushback_memory);
-        self.tail = Some(Tail {
-            spool: SpooledTempFile::new(memory),
-            memory,
-            offset: self.offset,
-            len: 0,
-        });
-    }
-
-    /// Puts the recorded tail back in front of the input, so that reading
-    /// goes on from where the tail started.
-    pub(super) fn push_back_tail(&mut self) -> Result<(), Failure> {
-        let Some(mut tail) = self.tail.take() else {
-            return Ok(());
-        };
-        let rest = self.available().to_vec();
-        if !rest.is_empty() {
-            self.pushback_memory += rest.len();
-            self.pushback.push(Pushback {
-                memory: rest.len(),
-                bytes: Box::new(io::Cursor::new(rest)),
+    /// The input bytes from offset `at` (not before the current offset) on,
+    /// `n` of them or fewer at the end of the input. Reads the input up to
+    /// there, keeping what is past the buffer in the spool.
+    pub(super) fn peek(&mut self, at: u64, n: usize) -> Result<Vec<u8>, Failure> {
+        debug_assert!(at >= self.offset);
+        let buffer_end = self.offset + (self.end - self.start) as u64;
+        let wanted_end = at.saturating_add(n as u64);
+        let mut chunk = Vec::new();
+        while !self.inner_done && buffer_end + self.ahead_len() < wanted_end {
+            chunk.resize(AHEAD_CHUNK, 0);
+            let got = read_retrying(&mut self.inner, &mut chunk, &mut self.inner_done)?;
+            if got == 0 {
+                break;
+            }
+            let ahead = self.ahead.get_or_insert_with(|| Ahead {
+                spool: SpooledTempFile::new(AHEAD_MEMORY),
+                written: 0,
+                read: 0,
             });
+            ahead
+                .spool
+                .seek(SeekFrom::Start(ahead.written))
+                .and_then(|_| ahead.spool.write_all(&chunk[..got]))
+                .map_err(Failure::Spool)?;
+            ahead.written += got as u64;
+            self.moved += got as u64;
         }
-        tail.spool
-            .seek(SeekFrom::Start(0))
-            .map_err(Failure::Spool)?;
-        self.pushback_memory += tail.memory;
-        self.pushback.push(Pushback {
-            bytes: Box::new(tail.spool),
-            memory: tail.memory,
-        });
-        self.start = 0;
-        self.end = 0;
-        debug_assert_eq!(tail.offset + tail.len, self.offset);
-        self.offset = tail.offset;
-        // A tail starts at a From_ line, after a blank line.
-        self.last = b'\n';
-        Ok(())
+        let mut bytes = Vec::with_capacity(n);
+        if at < buffer_end {
+            let from = self.start + (at - self.offset) as usize;
+            let to = self.end.min(from.saturating_add(n));
+            bytes.extend_from_slice(&self.buf[from..to]);
+        }
+        let from_spool = (wanted_end.min(buffer_end + self.ahead_len()))
+            .saturating_sub(at.max(buffer_end)) as usize;
+        if let (Some(ahead), true) = (&mut self.ahead, from_spool > 0) {
+            let skip = at.saturating_sub(buffer_end);
+            let old = bytes.len();
+            bytes.resize(old + from_spool, 0);
+            ahead
+                .spool
+                .seek(SeekFrom::Start(ahead.read + skip))
+                .and_then(|_| ahead.spool.read_exact(&mut bytes[old..]))
+                .map_err(Failure::Spool)?;
+        }
+        self.moved += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// Bytes read ahead and not yet in the buffer.
+    pub(super) fn ahead_len(&self) -> u64 {
+        self.ahead.as_ref().map_or(0, |a| a.written - a.read)
+    }
+
+    /// Bytes the look-ahead spool holds, read or not.
+    #[cfg(test)]
+    pub(super) fn ahead_held(&self) -> u64 {
+        self.ahead.as_ref().map_or(0, |a| a.written)
+    }
+}
+
+/// One `read` that retries on EINTR and notes the end of the input.
+fn read_retrying(
+    inner: &mut impl Read,
+    space: &mut [u8],
+    done: &mut bool,
+) -> Result<usize, Failure> {
+    if *done {
+        return Ok(0);
+    }
+    loop {
+        match inner.read(space) {
+            Ok(0) => {
+                *done = true;
+                return Ok(0);
+            }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Failure::Read(e)),
+        }
     }
 }

@@ -62,14 +62,22 @@
 //! trailing separator; in a CRLF mbox such a length would end inside the
 //! CRLF separator.)
 //! When it is trusted the message is exactly those bytes even if its body has
-//! an unquoted `From ` line after a blank line. When it is not (spam has
-//! bogus lengths; formail trusts them blindly and merges messages), the
-//! From_ line rule above decides. To know, the splitter reads on to that
-//! offset; bytes it read past the From_ line boundary are kept in a spool
-//! and read again (pushed back) if the length turns out wrong. Pushed-back
-//! bytes take at most 8 MiB of memory in all, the rest is in temporary
-//! files. The length counts bytes as stored: mboxrd unquoting still applies
-//! within it. The first `Content-Length:` header line counts.
+//! an unquoted `From ` line after a blank line, so a length that lands
+//! exactly on a later message's From_ line takes the messages in between
+//! into its body (as mutt and Dovecot do; Solaris-style mboxes need it, and
+//! nothing is lost: their bytes are in that message). When it is not (spam
+//! has bogus lengths; formail trusts them blindly and merges messages), the
+//! From_ line rule above decides.
+//!
+//! The length is checked when the header ends, by looking at the input `N`
+//! bytes ahead; the bytes passed on the way are kept in a spool (at most 8
+//! MiB in memory, the rest in a temporary file) until the splitter reaches
+//! them, so every input byte is read once whatever the lengths say, and the
+//! splitter's work is linear in its input. A length over
+//! [`MAX_LENGTH_CHECKED`] (64 MiB) is not checked and not believed, which
+//! bounds the spool. The length counts bytes as stored: mboxrd unquoting
+//! still applies within it. The first `Content-Length:` header line (of at
+//! most 128 bytes) whose value is a number counts.
 //!
 //! Under [`MboxFormat::Mboxrd`] one `>` is removed from every line that is
 //! `>` (at most [`MAX_QUOTE_RUN`] of them) followed by `From `; under
@@ -95,6 +103,11 @@ pub use write::{asctime, write_message};
 /// Longest line, with its line ending, that can be a From_ line. Longer
 /// lines are always message text.
 pub const MAX_FROM_LINE: usize = 4096;
+
+/// Longest `Content-Length` that is checked (64 MiB). A longer one is not
+/// believed: checking it would read that far ahead, keeping what it passes
+/// in a temporary file.
+pub const MAX_LENGTH_CHECKED: u64 = 64 << 20;
 
 /// Longest run of `>` before `From ` that the reader unquotes under mboxrd.
 /// Longer runs (never seen in real mail) are left as they are; the writer

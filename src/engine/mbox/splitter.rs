@@ -7,7 +7,7 @@ use memchr::memchr;
 
 use super::from_line::{from_line_len_in, strip_line_ending};
 use super::input::{Failure, Input};
-use super::{MAX_FROM_LINE, MAX_QUOTE_RUN};
+use super::{MAX_FROM_LINE, MAX_LENGTH_CHECKED, MAX_QUOTE_RUN};
 use crate::engine::filing::MboxFormat;
 use crate::engine::message::{Content, Message};
 
@@ -54,15 +54,6 @@ enum Line {
     Text,
 }
 
-/// A message boundary seen inside a `Content-Length` body, in case the
-/// length turns out wrong.
-struct Fallback {
-    /// Content length up to the boundary (without the separator line).
-    content_len: u64,
-    /// Header length up to the boundary.
-    header_len: usize,
-}
-
 /// The message being read.
 struct Draft {
     content: Content,
@@ -77,10 +68,9 @@ struct Draft {
     /// Mid-way through a line that is being copied.
     mid_line: bool,
     content_length: Option<u64>,
-    /// Input offset where a trusted `Content-Length` body would end, while
-    /// that is still to be checked.
+    /// Input offset where the message ends by a `Content-Length` that was
+    /// checked and holds.
     cl_end: Option<u64>,
-    fallback: Option<Fallback>,
 }
 
 impl Draft {
@@ -93,13 +83,15 @@ impl Draft {
         self.content.extend(bytes).map_err(Failure::Spool)
     }
 
-    /// The pending blank line turned out to be message text.
-    fn flush_blank(&mut self) -> Result<(), Failure> {
-        if let Some((len, end)) = self.pending_blank.take() {
+    /// The pending blank line turned out to be message text; if it ends
+    /// the header, the body ends at `cl_end` (a length that holds) or by
+    /// the From_ line rule (`None`).
+    fn flush_blank(&mut self, cl_end: Option<u64>) -> Result<(), Failure> {
+        if let Some((len, _)) = self.pending_blank.take() {
             self.append(&b"\r\n"[2 - len..])?;
             if self.in_header {
                 self.in_header = false;
-                self.cl_end = self.content_length.map(|n| end.saturating_add(n));
+                self.cl_end = cl_end;
             }
         }
         Ok(())
@@ -126,6 +118,19 @@ impl<R: Read> MboxSplitter<R> {
             at_input_start: true,
             failed: false,
         }
+    }
+
+    /// Bytes the splitter has moved so far (read from the input, into and
+    /// out of its look-ahead spool, looked at to check a length): its work,
+    /// which stays within about twice the input's size.
+    pub fn bytes_moved(&self) -> u64 {
+        self.input.moved
+    }
+
+    /// Bytes its look-ahead spool holds now.
+    #[cfg(test)]
+    pub(super) fn ahead_held(&self) -> u64 {
+        self.input.ahead_held()
     }
 
     /// The next message, or `None` at the end of the input.
@@ -170,7 +175,7 @@ impl<R: Read> MboxSplitter<R> {
             Some(len) => {
                 let line = &self.input.available()[..len];
                 let envelope = strip_line_ending(line)[5..].to_vec();
-                self.input.consume(len)?;
+                self.input.consume(len);
                 Some(envelope)
             }
             None => {
@@ -188,12 +193,14 @@ impl<R: Read> MboxSplitter<R> {
             mid_line: false,
             content_length: None,
             cl_end: None,
-            fallback: None,
         };
         self.read_lines(&mut draft)?;
         if envelope.is_none() && !draft.saw_text {
             return Ok(Some(None));
         }
+        // A message may wait in memory for a while: it keeps only its bytes.
+        draft.content.shrink_to_fit();
+        draft.header.shrink_to_fit();
         Ok(Some(Some(Message {
             index,
             offset,
@@ -206,61 +213,37 @@ impl<R: Read> MboxSplitter<R> {
     /// Reads the message's lines up to its end.
     fn read_lines(&mut self, draft: &mut Draft) -> Result<(), Failure> {
         loop {
-            if let Some(cl_end) = draft.cl_end {
-                if self.input.offset == cl_end {
-                    if self.content_length_holds()? {
-                        draft.flush_blank()?;
-                        self.input.tail = None;
-                        if let Some(Line::Blank(len)) = self.peek_blank()? {
-                            self.input.consume(len)?;
-                        }
-                        return Ok(());
-                    }
-                    if self.abandon_content_length(draft)? {
-                        return Ok(());
-                    }
+            if draft.cl_end == Some(self.input.offset) {
+                // The length holds: what follows is the separator line.
+                draft.flush_blank(None)?;
+                if let Some(Line::Blank(len)) = self.peek_blank()? {
+                    self.input.consume(len);
                 }
+                return Ok(());
             }
             if draft.mid_line {
                 self.copy_text(draft)?;
                 continue;
             }
-            let before_checkpoint = draft.cl_end.map_or(u64::MAX, |end| end - self.input.offset);
             let line = self.classify(draft)?;
-            if matches!(line, Line::Blank(len) if len as u64 > before_checkpoint) {
-                // The length ends inside a CRLF blank line, so it is wrong.
-                if self.abandon_content_length(draft)? {
-                    return Ok(());
-                }
-            }
             match line {
-                Line::End => {
-                    if draft.cl_end.is_some() {
-                        self.abandon_content_length(draft)?;
-                    }
-                    return Ok(());
-                }
-                Line::From if draft.pending_blank.is_some() || draft.first_line => {
+                Line::End => return Ok(()),
+                Line::From
+                    if draft.cl_end.is_none()
+                        && (draft.pending_blank.is_some() || draft.first_line) =>
+                {
                     // A body that starts with a From_ line may still be
                     // covered by the header's Content-Length.
-                    let length_starts_here = draft.in_header
-                        && draft.pending_blank.is_some()
-                        && draft.content_length.is_some();
-                    if draft.cl_end.is_none() && !length_starts_here {
+                    let cl_end = self.header_end_length(draft)?;
+                    if cl_end.is_none() {
                         return Ok(());
                     }
-                    if draft.fallback.is_none() {
-                        draft.fallback = Some(Fallback {
-                            content_len: draft.content.len(),
-                            header_len: draft.header.len(),
-                        });
-                        self.input.start_tail();
-                    }
-                    draft.flush_blank()?;
+                    draft.flush_blank(cl_end)?;
                     continue;
                 }
                 _ if draft.pending_blank.is_some() => {
-                    draft.flush_blank()?;
+                    let cl_end = self.header_end_length(draft)?;
+                    draft.flush_blank(cl_end)?;
                     continue;
                 }
                 _ => {}
@@ -268,11 +251,11 @@ impl<R: Read> MboxSplitter<R> {
             draft.first_line = false;
             match line {
                 Line::Blank(len) => {
-                    self.input.consume(len)?;
+                    self.input.consume(len);
                     draft.pending_blank = Some((len, self.input.offset));
                 }
                 Line::Quoted => {
-                    self.input.consume(1)?;
+                    self.input.consume(1);
                     draft.saw_text = true;
                     draft.mid_line = true;
                 }
@@ -284,22 +267,21 @@ impl<R: Read> MboxSplitter<R> {
         }
     }
 
-    /// The `Content-Length` was wrong: fall back to the first From_ line
-    /// boundary seen inside it, if any. True when the message ends there.
-    fn abandon_content_length(&mut self, draft: &mut Draft) -> Result<bool, Failure> {
-        draft.cl_end = None;
-        match draft.fallback.take() {
-            Some(fallback) => {
-                draft
-                    .content
-                    .truncate(fallback.content_len)
-                    .map_err(Failure::Spool)?;
-                draft.header.truncate(fallback.header_len);
-                self.input.push_back_tail()?;
-                Ok(true)
-            }
-            None => Ok(false),
+    /// Where the body ends by the header's `Content-Length`, when the
+    /// pending blank line ends the header, there is such a length, it is at
+    /// most [`MAX_LENGTH_CHECKED`] and it holds; else `None`.
+    fn header_end_length(&mut self, draft: &Draft) -> Result<Option<u64>, Failure> {
+        let (Some((_, end)), true, Some(length)) =
+            (draft.pending_blank, draft.in_header, draft.content_length)
+        else {
+            return Ok(None);
+        };
+        if length > MAX_LENGTH_CHECKED {
+            return Ok(None);
         }
+        debug_assert_eq!(end, self.input.offset);
+        let cl_end = end + length;
+        Ok(self.content_length_holds(cl_end)?.then_some(cl_end))
     }
 
     /// Copies text from inside a line: to the end of the line and then on
@@ -338,7 +320,8 @@ impl<R: Read> MboxSplitter<R> {
         let start = self.input.start;
         let bytes = &self.input.buf[start..start + n];
         draft.append(bytes)?;
-        self.input.consume(n)
+        self.input.consume(n);
+        Ok(())
     }
 
     /// What the line at the current position is. In the header, also notes
@@ -426,22 +409,29 @@ impl<R: Read> MboxSplitter<R> {
         Ok(from_line_len_in(self.input.available()))
     }
 
-    /// Whether the input at the current position is what a correct
-    /// `Content-Length` leads to: the separator blank line, followed by the
-    /// end or a From_ line. A length that ends between the CR and LF of a
-    /// line ending is wrong.
-    fn content_length_holds(&mut self) -> Result<bool, Failure> {
-        let more = self.input.fill_to(2 + MAX_FROM_LINE)?;
-        let available = self.input.available();
-        let blank = if available.starts_with(b"\n") && self.input.last != b'\r' {
+    /// Whether the input at `cl_end` (not before the current offset) is
+    /// what a correct `Content-Length` leads to: the separator blank line,
+    /// followed by the end or a From_ line. A length that ends between the
+    /// CR and LF of a line ending is wrong.
+    fn content_length_holds(&mut self, cl_end: u64) -> Result<bool, Failure> {
+        let (before, bytes) = if cl_end == self.input.offset {
+            (self.input.last, self.input.peek(cl_end, 2 + MAX_FROM_LINE)?)
+        } else {
+            let mut bytes = self.input.peek(cl_end - 1, 3 + MAX_FROM_LINE)?;
+            if bytes.is_empty() {
+                return Ok(false);
+            }
+            (bytes.remove(0), bytes)
+        };
+        let blank = if bytes.starts_with(b"\n") && before != b'\r' {
             1
-        } else if available.starts_with(b"\r\n") {
+        } else if bytes.starts_with(b"\r\n") {
             2
         } else {
             return Ok(false);
         };
-        let after = &available[blank..];
-        Ok((after.is_empty() && !more) || from_line_len_in(after).is_some())
+        let after = &bytes[blank..];
+        Ok(after.is_empty() || from_line_len_in(after).is_some())
     }
 }
 

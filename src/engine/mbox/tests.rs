@@ -4,7 +4,7 @@ use std::io::{self, Read};
 
 use proptest::prelude::*;
 
-use super::input::PUSHBACK_MEMORY;
+use super::input::AHEAD_MEMORY;
 use super::*;
 use crate::engine::filing::MboxFormat;
 use crate::engine::message::Message;
@@ -370,26 +370,93 @@ fn big_message_spills_and_stays_exact() {
 }
 
 #[test]
-fn bytes_read_past_a_wrong_length_are_read_again_from_disk() {
-    // Message a's length points far past the end, so everything after
-    // its From_ boundary (more than the pushback memory) is kept in a
-    // spool that spills to disk, then read again.
-    let mut big: Vec<u8> = (0..PUSHBACK_MEMORY + 4096)
+fn bytes_read_ahead_for_a_wrong_length_spill_to_disk_and_are_read_once() {
+    // Message a's length points past the end of the input, so checking it
+    // reads everything after it ahead (more than the look-ahead memory,
+    // so the spool spills to disk); the messages then split by From_ lines.
+    let mut big: Vec<u8> = (0..AHEAD_MEMORY + 4096)
         .map(|i| b"0123456789abcdef>From \n"[i % 23])
         .collect();
     big.push(b'\n');
-    let mut input = format!("From a {DATE}\nContent-Length: 999999999\n\nsmall\n\n").into_bytes();
-    input.extend_from_slice(format!("From b {DATE}\nS: big\n\n").as_bytes());
-    input.extend_from_slice(&big);
-    input.extend_from_slice(format!("\nFrom c {DATE}\nS: z\n\n").as_bytes());
-    let got = split_messages(&input[..], MboxFormat::Mboxo);
+    let head = |length: usize| format!("From a {DATE}\nContent-Length: {length:09}\n\nsmall\n\n");
+    let mut rest = format!("From b {DATE}\nS: big\n\n").into_bytes();
+    rest.extend_from_slice(&big);
+    rest.extend_from_slice(format!("\nFrom c {DATE}\nS: z\n\n").as_bytes());
+    let length = head(0).len() + rest.len();
+    let mut input = head(length).into_bytes();
+    input.extend_from_slice(&rest);
+    let mut splitter = MboxSplitter::new(&input[..], MboxFormat::Mboxo);
+    let got: Vec<_> = splitter.by_ref().map(Result::unwrap).collect();
     assert_eq!(got.len(), 3);
-    assert_eq!(got[0].1, b"Content-Length: 999999999\n\nsmall\n");
-    assert_eq!(got[1].0, env("b"));
-    assert!(got[1].1[8..] == big[..]);
-    assert_eq!(got[2].1, b"S: z\n");
+    let mut contents = got.into_iter().map(|mut m| {
+        let mut content = Vec::new();
+        m.content.copy_to(&mut content).unwrap();
+        (m.envelope, m.offset, content)
+    });
+    let a = contents.next().unwrap();
+    assert_eq!(
+        a.2,
+        format!("Content-Length: {length:09}\n\nsmall\n").as_bytes()
+    );
+    let b = contents.next().unwrap();
+    assert_eq!(b.0.as_deref(), env("b").as_deref().map(str::as_bytes));
+    assert!(b.2[8..] == big[..]);
+    let c = contents.next().unwrap();
+    assert_eq!(c.2, b"S: z\n");
     let c_offset = input.len() - format!("From c {DATE}\nS: z\n\n").len();
-    assert_eq!(got[2].2.offset, c_offset as u64);
+    assert_eq!(c.1, c_offset as u64);
+    // Read once, moved into the spool and out of it once, and a few
+    // look-ups of a From_ line.
+    let moved = splitter.bytes_moved();
+    assert!(
+        moved <= 3 * input.len() as u64,
+        "{moved} bytes moved for {}",
+        input.len()
+    );
+}
+
+/// The splitter's work is linear in its input however many messages carry
+/// a wrong `Content-Length` (each one once cost a read of the rest of the
+/// input, and a copy of it kept to be read again).
+#[test]
+fn wrong_lengths_cost_linear_work() {
+    for (count, length) in [
+        (300, 999_999_999u64),
+        (300, 1 << 20),
+        (300, 50_000),
+        (4000, 2 << 20),
+    ] {
+        let mut input = Vec::new();
+        for i in 0..count {
+            input.extend_from_slice(
+                format!("From a {DATE}\nSubject: {i}\nContent-Length: {length}\n\n").as_bytes(),
+            );
+            input.extend_from_slice(&b"body line\n".repeat(200));
+            input.push(b'\n');
+        }
+        let mut splitter = MboxSplitter::new(&input[..], MboxFormat::Mboxo);
+        let mut messages = 0;
+        let mut most_held = 0;
+        while let Some(message) = splitter.next() {
+            message.unwrap();
+            messages += 1;
+            most_held = most_held.max(splitter.ahead_held());
+        }
+        assert_eq!(messages, count);
+        // The spool holds what is ahead (up to the length and a From_
+        // line), and at most as much again already read.
+        assert!(
+            most_held <= 2 * (length.min(MAX_LENGTH_CHECKED) + 64 * 1024 + 4096),
+            "length {length}: spool held {most_held}"
+        );
+        let moved = splitter.bytes_moved();
+        let bound = 3 * input.len() as u64 + count as u64 * (MAX_FROM_LINE as u64 + 3);
+        assert!(
+            moved <= bound,
+            "length {length}: {moved} bytes moved for {} bytes of input",
+            input.len()
+        );
+    }
 }
 
 #[test]
