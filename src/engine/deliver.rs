@@ -30,9 +30,11 @@
 //! ([`make_durable`]) and published by the thread that wrote them.
 //!
 //! Resumable deliveries: with a [`StableId`], Maildir names are derived from
-//! the claim and the message index, and a message whose name is already in
-//! `new/` or `cur/` of its folder (or of the quarantine) is skipped. Messages
-//! that went to an agent or an mbox file cannot be recognised that way.
+//! the claim and the message index, and when the delivery is a resumed one
+//! ([`StableId::resumed`]) a message whose name is already in `new/` or
+//! `cur/` of its folder (or of the quarantine) is skipped; a claim's first
+//! delivery lists no folder. Messages that went to an agent or an mbox file
+//! cannot be recognised that way.
 
 pub mod maildir;
 pub mod mboxfile;
@@ -232,6 +234,9 @@ pub struct Filer {
     layout: FolderLayout,
     fsync: bool,
     stable: bool,
+    /// Stable names of this claim may already be in the folders (see
+    /// [`StableId::resumed`]).
+    resumed: bool,
     namer: maildir::Namer,
     folders: HashMap<String, Folder>,
     pending: Vec<Pending>,
@@ -276,6 +281,7 @@ impl Filer {
             layout: config.layout,
             fsync: config.fsync,
             stable: stable.is_some(),
+            resumed: stable.as_ref().is_some_and(|s| s.resumed),
             namer: maildir::Namer::new(stable.as_ref()),
             folders: HashMap::new(),
             pending: Vec::new(),
@@ -299,6 +305,7 @@ impl Filer {
             layout: self.layout,
             fsync: self.fsync,
             stable: self.stable,
+            resumed: self.resumed,
             namer: self.namer.clone(),
             folders: HashMap::new(),
             pending: Vec::new(),
@@ -456,15 +463,18 @@ impl Filer {
                     source: io::Error::new(io::ErrorKind::InvalidInput, e),
                 }
             })?;
-            let delivered = if self.stable {
-                let bases =
-                    maildir::delivered_bases(&dir).map_err(|source| DeliveryError::Maildir {
-                        dir: dir.clone(),
-                        source,
-                    })?;
-                Some(bases)
-            } else {
-                None
+            let delivered = match self.namer.stable_prefix() {
+                Some(prefix) if self.resumed => {
+                    Some(maildir::delivered_bases(&dir, &prefix).map_err(|source| {
+                        DeliveryError::Maildir {
+                            dir: dir.clone(),
+                            source,
+                        }
+                    })?)
+                }
+                // A claim's first delivery: none of its names exist yet.
+                Some(_) => Some(HashSet::new()),
+                None => None,
             };
             let folder = Folder {
                 dir,

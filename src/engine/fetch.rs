@@ -484,7 +484,7 @@ impl Run<'_> {
         if !self.options.dry_run {
             for c in journal.pending().into_iter().filter(|c| c.released) {
                 self.emit(FetchEvent::Stage(Stage::Recovering));
-                self.deliver(&ws, &mut journal, &c)?;
+                self.deliver(&ws, &mut journal, &c, true)?;
             }
         }
 
@@ -546,7 +546,7 @@ impl Run<'_> {
             self.emit(FetchEvent::Stage(Stage::Recovering));
             self.release(&conn, &mut journal, &c.remote)?;
             let c = journal.get(&c.id).cloned().expect("just journalled");
-            self.deliver(&ws, &mut journal, &c)?;
+            self.deliver(&ws, &mut journal, &c, true)?;
             done.insert(c.remote.path.clone());
         }
 
@@ -718,7 +718,7 @@ impl Run<'_> {
         }
         self.release(conn, journal, remote)?;
         let c = journal.get(&id).cloned().expect("journalled above");
-        self.deliver(ws, journal, &c)
+        self.deliver(ws, journal, &c, already)
     }
 
     fn download(
@@ -847,13 +847,16 @@ impl Run<'_> {
     }
 
     /// Splits, filters and files a staged claim; names are stable per
-    /// (claim, index), so a delivery resumed after a crash skips what is
-    /// already filed.
+    /// (claim, index), so a delivery `resumed` after a crash skips what is
+    /// already filed. A claim downloaded in this run was never delivered
+    /// (delivery follows its release, and a released claim is not on the
+    /// server to be downloaded again): its delivery lists no folder.
     fn deliver(
         &mut self,
         ws: &Workspace,
         journal: &mut Journal,
         c: &JournalClaim,
+        resumed: bool,
     ) -> Result<(), FetchError> {
         self.check_cancel()?;
         self.emit(FetchEvent::Stage(Stage::Delivering));
@@ -863,6 +866,7 @@ impl Run<'_> {
         let stable = StableId {
             time: claim_time(&c.id),
             claim: c.id.clone(),
+            resumed,
         };
         let mut filer = Filer::new(
             &self.destination.filter,

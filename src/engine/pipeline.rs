@@ -581,6 +581,35 @@ mod tests {
         assert!(!root.path().join("archive.lock").exists(), "lock released");
     }
 
+    /// A claim's first delivery does not list the folders (its names cannot
+    /// be there; the cost must not grow with the folder), a resumed one
+    /// does, and finds only this claim's names.
+    #[test]
+    fn only_a_resumed_delivery_lists_the_folders() {
+        let filter = filter_section("");
+        for resumed in [false, true] {
+            let root = tempfile::tempdir().unwrap();
+            let stable = StableId {
+                time: 1_700_000_000,
+                claim: "c1".into(),
+                resumed,
+            };
+            // Message 2 of this claim, already filed and read; and a
+            // message of another claim.
+            let namer = crate::engine::deliver::maildir::Namer::new(Some(&stable));
+            let cur = root.path().join("cur");
+            std::fs::create_dir_all(&cur).unwrap();
+            std::fs::write(cur.join(format!("{},S=21:2,S", namer.base(2))), "x").unwrap();
+            std::fs::write(cur.join("1700000000.Cc2I1.host,S=21:2,S"), "y").unwrap();
+            let mut filer = Filer::new(&filter, root.path(), Some(stable)).unwrap();
+            let report =
+                file_messages(messages().into_iter().take(2), "s", &mut filer, &mut |_| {});
+            let skipped = u64::from(resumed);
+            assert_eq!(report.already_delivered, skipped, "resumed {resumed}");
+            assert_eq!(report.delivered_total(), 2 - skipped, "resumed {resumed}");
+        }
+    }
+
     #[test]
     fn stable_names_make_a_rerun_skip_what_is_there() {
         let root = tempfile::tempdir().unwrap();
@@ -588,6 +617,7 @@ mod tests {
         let stable = StableId {
             time: 1_700_000_000,
             claim: "c1".into(),
+            resumed: true,
         };
         let mut filer = Filer::new(&filter, root.path(), Some(stable.clone())).unwrap();
         let first = file_messages(messages().into_iter().take(2), "s", &mut filer, &mut |_| {});

@@ -37,6 +37,12 @@ pub struct StableId {
     pub time: u64,
     /// The claim's id; anything but `[A-Za-z0-9_-]` is replaced by `_`.
     pub claim: String,
+    /// An earlier delivery of this claim may have filed some of its
+    /// messages, so their names are looked for before filing. False for a
+    /// claim downloaded in this run: its names cannot exist yet, and no
+    /// folder is listed (the cost of a fetch then does not grow with the
+    /// folders it files into).
+    pub resumed: bool,
 }
 
 /// Why a folder name cannot be used.
@@ -177,6 +183,14 @@ impl Namer {
         }
     }
 
+    /// What every stable base of this namer starts with (`SECS.C<claim>I`);
+    /// `None` for unique names.
+    pub fn stable_prefix(&self) -> Option<String> {
+        self.stable
+            .as_ref()
+            .map(|(time, claim)| format!("{time}.C{claim}I"))
+    }
+
     /// A name base that no other delivery uses: time, microseconds, pid and a
     /// process-wide counter.
     pub fn unique_base(&self) -> String {
@@ -206,9 +220,11 @@ pub fn base_of(file_name: &str) -> &str {
     file_name.split([',', ':']).next().unwrap_or(file_name)
 }
 
-/// The bases of all messages in `new/` and `cur/` of the Maildir `dir`
-/// (empty when it does not exist yet).
-pub fn delivered_bases(dir: &Path) -> io::Result<HashSet<String>> {
+/// The bases of the messages in `new/` and `cur/` of the Maildir `dir` that
+/// start with `prefix` (empty when it does not exist yet). The directories
+/// are read through once; only the matching bases are kept, so memory
+/// follows what matches, not the folder's size.
+pub fn delivered_bases(dir: &Path, prefix: &str) -> io::Result<HashSet<String>> {
     let mut bases = HashSet::new();
     for sub in ["new", "cur"] {
         let entries = match fs::read_dir(dir.join(sub)) {
@@ -219,18 +235,14 @@ pub fn delivered_bases(dir: &Path) -> io::Result<HashSet<String>> {
         for entry in entries {
             let name = entry?.file_name();
             if let Some(name) = name.to_str() {
-                bases.insert(base_of(name).to_string());
+                let base = base_of(name);
+                if base.starts_with(prefix) {
+                    bases.insert(base.to_string());
+                }
             }
         }
     }
     Ok(bases)
-}
-
-/// Whether a message whose name has this `base` is already in `new/` or
-/// `cur/` of the Maildir `dir` (a one-off check; the filer caches
-/// [`delivered_bases`] instead).
-pub fn already_delivered(dir: &Path, base: &str) -> io::Result<bool> {
-    Ok(delivered_bases(dir)?.contains(base))
 }
 
 /// A message file being written in a Maildir's `tmp/`, open until it is
@@ -459,6 +471,7 @@ mod tests {
         let stable = StableId {
             time: 1_700_000_000,
             claim: "ab/c:d".into(),
+            resumed: false,
         };
         let a = Namer::new(Some(&stable));
         let b = Namer::new(Some(&stable));
