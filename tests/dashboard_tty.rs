@@ -1,9 +1,10 @@
 //! The dashboard in a real terminal: this test binary runs itself inside
 //! tmux as a small dashboard program (`ui::run` with an engine that records
 //! its calls), then drives it with keys. Checks what unit tests cannot: raw
-//! mode and the alternate screen work, a resize from 100x30 to 60x20 re-lays
-//! the panels, keys typed in the terminal reach the engine, `?` and Esc reach
-//! the help overlay, `q` ends `run` cleanly, `NO_COLOR` in the environment
+//! mode and the alternate screen work, every panel fits 80x24 and a resize to
+//! 60x20 re-lays them, keys typed in the terminal reach the engine, `?` and
+//! Esc reach the help overlay, a typed `/` filter takes letters that are
+//! keys elsewhere, `q` ends `run` cleanly, `NO_COLOR` in the environment
 //! removes every colour from what the terminal receives, and a panic leaves
 //! the alternate screen and mouse capture.
 //!
@@ -145,12 +146,28 @@ fn child_command(out: &Path, extra_env: &str) -> String {
 fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("calls.txt");
-    let tmux = Tmux::start("colour", &child_command(&out, ""));
-    let wide = tmux.wait_for("the dashboard", |s| s.contains("Accounts (2)"));
-    assert!(
-        wide.contains("account") && wide.contains("mail.example.org"),
-        "{wide}"
-    );
+    let tmux = Tmux::start_sized("colour", &child_command(&out, ""), 80, 24);
+    let first = tmux.wait_for("the dashboard", |s| {
+        s.contains("Accounts (2)") && s.contains("new 12.4 kB") && s.contains("? help")
+    });
+    for needle in [
+        "account",
+        "mail.example.org",
+        "Transfer",
+        "History",
+        "no fetches yet",
+        "Log",
+        "dashboard test child",
+        "new mail waiting: work",
+        "? help",
+    ] {
+        assert!(
+            first.contains(needle),
+            "{needle:?} missing at 80x24:\n{first}"
+        );
+    }
+    assert_eq!(first.lines().count(), 24, "{first}");
+    assert!(first.lines().all(|l| l.chars().count() <= 80), "{first}");
     assert!(
         has_colour(&tmux.screen(true)),
         "colours are used without NO_COLOR"
@@ -158,10 +175,14 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
 
     tmux.run(&["resize-window", "-t", "ui", "-x", "60", "-y", "20"]);
     let narrow = tmux.wait_for("the narrow layout", |s| {
-        s.lines()
-            .any(|l| l.contains("SMTP forward") && l.contains("History"))
+        // Redrawn, not just cropped: the top border ends at column 60.
+        s.lines().count() == 20
+            && s.lines().all(|l| l.chars().count() <= 60)
+            && s.lines()
+                .next()
+                .is_some_and(|l| l.ends_with('╮') && l.chars().count() == 60)
     });
-    for panel in ["Accounts (2)", "Transfer", "Log", "? help"] {
+    for panel in ["Accounts (2)", "Transfer", "History · all", "Log", "? help"] {
         assert!(
             narrow.contains(panel),
             "{panel} missing at 60x20:\n{narrow}"
@@ -180,10 +201,21 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
     tmux.wait_for("work selected", |s| s.contains("▶ work"));
     tmux.keys("F");
     tmux.keys("t");
+    // A filter: its letters are typed, not acted on; the selection moves
+    // to what it lists.
+    tmux.keys("/");
+    tmux.keys("hof");
+    tmux.wait_for("the typed filter", |s| s.contains("filter: hof"));
+    tmux.keys("BSpace");
+    tmux.keys("Enter");
+    tmux.wait_for("home listed alone", |s| {
+        s.contains("Accounts (1 of 2)") && s.contains("▶ home")
+    });
+    tmux.keys("f");
     tmux.keys("q");
     let calls = wait_for_file(&out);
     assert_eq!(
-        calls, "fetch home\nfetch_all\ntoggle_forward work\nshutdown\n",
+        calls, "fetch home\nfetch_all\ntoggle_forward work\nfetch home\nshutdown\n",
         "keys typed in the terminal reach the engine in order"
     );
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use ratatui::crossterm::event::{Event as Input, KeyEventKind};
+use ratatui::crossterm::event::{Event as Input, KeyCode, KeyEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::Frame;
@@ -18,13 +18,14 @@ use super::components::history::HistoryPanel;
 use super::components::host_key::HostKeyPrompt;
 use super::components::log::LogPanel;
 use super::components::transfer::TransferPanel;
-use super::components::{Component, Context, Handled, Intent};
+use super::components::{Component, Context, Handled, Intent, View};
 use super::engine::Engine;
 use super::keymap::{action_for, Action};
-use super::model::{Model, Moment, PastFetch};
+use super::model::{AccountView, Model, Moment, PastFetch};
+use super::stats;
 use super::theme::Theme;
 use crate::config::Config;
-use crate::engine::event::Event;
+use crate::engine::event::{Event, TunnelState};
 
 /// Which overlay covers the panels (the host-key prompt is separate: it is
 /// driven by the model's queue and comes first).
@@ -38,16 +39,88 @@ pub enum Overlay {
     ConfirmQuit,
 }
 
+/// The order the accounts table lists accounts in (`s` cycles it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortOrder {
+    /// As in the config file.
+    #[default]
+    Config,
+    /// By name.
+    Name,
+    /// Busy first, then mail waiting, then the most recent fetch.
+    Activity,
+    /// Best compression ratio of the last fetch first.
+    Ratio,
+}
+
+impl SortOrder {
+    fn next(self) -> SortOrder {
+        match self {
+            SortOrder::Config => SortOrder::Name,
+            SortOrder::Name => SortOrder::Activity,
+            SortOrder::Activity => SortOrder::Ratio,
+            SortOrder::Ratio => SortOrder::Config,
+        }
+    }
+
+    /// Its name in the accounts panel's title.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortOrder::Config => "config order",
+            SortOrder::Name => "by name",
+            SortOrder::Activity => "by activity",
+            SortOrder::Ratio => "by ratio",
+        }
+    }
+}
+
+/// How far back the history chart reaches (`r` cycles it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistoryRange {
+    /// The last 24 hours.
+    Day,
+    /// The last 7 days.
+    Week,
+    /// Everything in the history file.
+    #[default]
+    All,
+}
+
+impl HistoryRange {
+    fn next(self) -> HistoryRange {
+        match self {
+            HistoryRange::Day => HistoryRange::Week,
+            HistoryRange::Week => HistoryRange::All,
+            HistoryRange::All => HistoryRange::Day,
+        }
+    }
+
+    /// Seconds it reaches back, `None` for all.
+    pub fn seconds(self) -> Option<u64> {
+        match self {
+            HistoryRange::Day => Some(86_400),
+            HistoryRange::Week => Some(7 * 86_400),
+            HistoryRange::All => None,
+        }
+    }
+
+    /// Its name in the history panel's title.
+    pub fn label(self) -> &'static str {
+        match self {
+            HistoryRange::Day => "last day",
+            HistoryRange::Week => "last week",
+            HistoryRange::All => "all",
+        }
+    }
+}
+
 /// The whole dashboard state.
 pub struct App {
     /// What the engine reported.
     pub model: Model,
-    selected: usize,
+    view: View,
     overlay: Option<Overlay>,
     quit: bool,
-    theme: Theme,
-    utc_offset: i64,
-    now: Instant,
     accounts: AccountsPanel,
     transfer: TransferPanel,
     forward: ForwardPanel,
@@ -59,26 +132,34 @@ pub struct App {
     details: DetailsOverlay,
 }
 
-/// Below this width or height the panels stack instead of sitting side by side.
-const WIDE: (u16, u16) = (100, 24);
+/// From this width on, transfer and history sit side by side.
+const WIDE_WIDTH: u16 = 100;
 
 impl App {
-    /// A dashboard for the config's accounts and the stored fetch history.
+    /// A dashboard for the config's accounts and the stored fetch history,
+    /// started at `start` (ages and chart ranges count from its wall clock).
     pub fn new(
         config: &Config,
         history: Vec<PastFetch>,
         theme: Theme,
         utc_offset: i64,
-        now: Instant,
+        start: Moment,
     ) -> App {
         App {
-            model: Model::new(config, history),
-            selected: 0,
+            model: Model::new(config, history, start),
+            view: View {
+                selected: 0,
+                theme,
+                now: start.instant,
+                utc_offset,
+                home: None,
+                sort: SortOrder::default(),
+                filter: String::new(),
+                filter_editing: false,
+                range: HistoryRange::default(),
+            },
             overlay: None,
             quit: false,
-            theme,
-            utc_offset,
-            now,
             accounts: AccountsPanel::default(),
             transfer: TransferPanel,
             forward: ForwardPanel,
@@ -91,9 +172,21 @@ impl App {
         }
     }
 
-    /// Index of the selected account.
+    /// Shows paths under this home directory as `~/...`.
+    pub fn with_home(mut self, home: Option<String>) -> App {
+        self.view.home = home.filter(|h| h.len() > 1);
+        self
+    }
+
+    /// Index of the selected account (in config order).
     pub fn selected(&self) -> usize {
-        self.selected
+        self.view.selected
+    }
+
+    /// The accounts as the table lists them: indices into the model's
+    /// accounts, filtered by name and sorted.
+    pub fn order(&self) -> Vec<usize> {
+        account_order(&self.model, &self.view)
     }
 
     /// The open overlay.
@@ -108,7 +201,7 @@ impl App {
 
     /// Sets the time that elapsed times and ages are drawn against.
     pub fn set_now(&mut self, now: Instant) {
-        self.now = now;
+        self.view.now = now;
     }
 
     /// Applies an engine event; returns whether the screen must be redrawn.
@@ -120,16 +213,17 @@ impl App {
     /// a fetch runs (elapsed time), else when an "ago" label turns the
     /// minute; `None` when nothing on screen depends on time.
     pub fn next_timed_redraw(&self) -> Option<Instant> {
+        let now = self.view.now;
         if self.model.any_fetch_active() {
-            return Some(self.now + Duration::from_secs(1));
+            return Some(now + Duration::from_secs(1));
         }
         self.model
             .accounts
             .iter()
             .filter_map(|a| a.last.as_ref())
             .map(|last| {
-                let age = last.age(self.now).as_secs();
-                self.now + Duration::from_secs(60 - age % 60)
+                let age = last.age(now).as_secs();
+                now + Duration::from_secs(60 - age % 60)
             })
             .min()
     }
@@ -145,16 +239,24 @@ impl App {
         if let Input::Resize(..) = input {
             return true;
         }
+        let order = self.order();
         let ctx = Context {
             model: &self.model,
-            selected: self.selected,
-            theme: self.theme,
-            now: self.now,
-            utc_offset: self.utc_offset,
+            view: &self.view,
+            order: &order,
+            selected: self.view.selected,
+            theme: self.view.theme,
+            now: self.view.now,
+            utc_offset: self.view.utc_offset,
         };
         let mut handled = Handled::Ignored;
         if !ctx.model.host_keys.is_empty() {
             handled = self.host_key.handle_input(input, &ctx);
+        }
+        if handled == Handled::Ignored && self.view.filter_editing && self.overlay.is_none() {
+            if let Input::Key(key) = input {
+                return self.edit_filter(key.code);
+            }
         }
         if handled == Handled::Ignored {
             handled = match self.overlay {
@@ -189,8 +291,8 @@ impl App {
     fn carry_out(&mut self, intent: Intent, engine: &mut dyn Engine) -> bool {
         match intent {
             Intent::Select(index) => {
-                let changed = index != self.selected;
-                self.selected = index;
+                let changed = index != self.view.selected;
+                self.view.selected = index;
                 changed
             }
             Intent::AnswerHostKey(accept) => {
@@ -222,14 +324,58 @@ impl App {
         }
     }
 
+    /// A key while the filter is being typed: characters extend it,
+    /// Backspace shortens it, Enter keeps it, Esc clears it.
+    fn edit_filter(&mut self, code: KeyCode) -> bool {
+        match code {
+            KeyCode::Char(c) => self.view.filter.push(c),
+            KeyCode::Backspace => {
+                self.view.filter.pop();
+            }
+            KeyCode::Enter => self.view.filter_editing = false,
+            KeyCode::Esc => {
+                self.view.filter.clear();
+                self.view.filter_editing = false;
+            }
+            _ => return false,
+        }
+        self.keep_selection_visible();
+        true
+    }
+
+    /// After the filter or the sort changed: the selection stays on its
+    /// account if that is listed, else moves to the first one listed.
+    fn keep_selection_visible(&mut self) {
+        let order = self.order();
+        if !order.contains(&self.view.selected) {
+            if let Some(&first) = order.first() {
+                self.view.selected = first;
+            }
+        }
+    }
+
     fn act(&mut self, action: Action, engine: &mut dyn Engine) -> bool {
-        let count = self.model.accounts.len();
+        let order = self.order();
+        let position = order.iter().position(|&i| i == self.view.selected);
         let name = self
             .model
             .accounts
-            .get(self.selected)
+            .get(self.view.selected)
+            .filter(|_| position.is_some())
             .map(|a| a.name.clone());
-        let before = (self.selected, self.overlay, self.log.scroll);
+        let before = (
+            self.view.selected,
+            self.overlay,
+            self.log.scroll,
+            self.view.sort,
+            self.view.range,
+            self.view.filter_editing,
+        );
+        let step = |delta: isize| -> Option<usize> {
+            let last = order.len().checked_sub(1)?;
+            let at = position.unwrap_or(0) as isize + delta;
+            Some(order[at.clamp(0, last as isize) as usize])
+        };
         match action {
             Action::FetchSelected => {
                 if let Some(name) = name {
@@ -242,17 +388,38 @@ impl App {
                     engine.toggle_forward(&name);
                 }
             }
-            Action::SelectPrevious => self.selected = self.selected.saturating_sub(1),
-            Action::SelectNext => self.selected = (self.selected + 1).min(count.saturating_sub(1)),
-            Action::SelectFirst => self.selected = 0,
-            Action::SelectLast => self.selected = count.saturating_sub(1),
+            Action::SelectPrevious => {
+                if let Some(i) = step(-1) {
+                    self.view.selected = i;
+                }
+            }
+            Action::SelectNext => {
+                if let Some(i) = step(1) {
+                    self.view.selected = i;
+                }
+            }
+            Action::SelectFirst => {
+                if let Some(&i) = order.first() {
+                    self.view.selected = i;
+                }
+            }
+            Action::SelectLast => {
+                if let Some(&i) = order.last() {
+                    self.view.selected = i;
+                }
+            }
             Action::Details => {
                 self.overlay = match self.overlay {
                     Some(Overlay::Details) => None,
-                    _ if count > 0 => Some(Overlay::Details),
+                    _ if name.is_some() => Some(Overlay::Details),
                     other => other,
                 }
             }
+            Action::CycleSort => {
+                self.view.sort = self.view.sort.next();
+            }
+            Action::Filter => self.view.filter_editing = true,
+            Action::CycleHistoryRange => self.view.range = self.view.range.next(),
             Action::LogOlder => self.log.older(self.model.log.len()),
             Action::LogNewer => self.log.newer(),
             Action::Help => self.overlay = Some(Overlay::Help),
@@ -264,26 +431,39 @@ impl App {
                 }
             }
         }
-        before != (self.selected, self.overlay, self.log.scroll)
+        before
+            != (
+                self.view.selected,
+                self.overlay,
+                self.log.scroll,
+                self.view.sort,
+                self.view.range,
+                self.view.filter_editing,
+            )
     }
 
     /// Draws the whole screen.
     pub fn draw(&mut self, frame: &mut Frame) {
         let area = frame.area();
+        let order = self.order();
         let ctx = Context {
             model: &self.model,
-            selected: self.selected,
-            theme: self.theme,
-            now: self.now,
-            utc_offset: self.utc_offset,
+            view: &self.view,
+            order: &order,
+            selected: self.view.selected,
+            theme: self.view.theme,
+            now: self.view.now,
+            utc_offset: self.view.utc_offset,
         };
-        let panels = layout(area, ctx.model.accounts.len());
+        let panels = layout(area, &ctx, &self.log);
         self.accounts.draw(frame, panels.accounts, &ctx);
         self.transfer.draw(frame, panels.transfer, &ctx);
-        self.forward.draw(frame, panels.forward, &ctx);
+        if panels.forward.area() > 0 {
+            self.forward.draw(frame, panels.forward, &ctx);
+        }
         self.history.draw(frame, panels.history, &ctx);
         self.log.draw(frame, panels.log, &ctx);
-        frame.render_widget(footer(&ctx), panels.footer);
+        frame.render_widget(footer(&ctx, panels.footer.width), panels.footer);
         match self.overlay {
             Some(Overlay::Help) => self.help.draw(frame, area, &ctx),
             Some(Overlay::Details) => self.details.draw(frame, area, &ctx),
@@ -296,6 +476,52 @@ impl App {
     }
 }
 
+/// The accounts the table lists, in its order: those whose name contains
+/// the filter (ignoring case), sorted as the view says.
+fn account_order(model: &Model, view: &View) -> Vec<usize> {
+    let needle = view.filter.to_lowercase();
+    let mut order: Vec<usize> = (0..model.accounts.len())
+        .filter(|&i| needle.is_empty() || model.accounts[i].name.to_lowercase().contains(&needle))
+        .collect();
+    let accounts = &model.accounts;
+    match view.sort {
+        SortOrder::Config => {}
+        SortOrder::Name => order.sort_by(|&a, &b| accounts[a].name.cmp(&accounts[b].name)),
+        SortOrder::Activity => order.sort_by_key(|&i| activity_rank(&accounts[i], view.now)),
+        SortOrder::Ratio => {
+            let last_ratio = |i: usize| {
+                stats::recent_ratios(&model.history, &accounts[i].name, 1)
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0)
+            };
+            order.sort_by(|&a, &b| last_ratio(b).total_cmp(&last_ratio(a)));
+        }
+    }
+    order
+}
+
+/// Fetching first, then failed, then mail waiting (each in config order),
+/// then by how recently the last fetch ended.
+fn activity_rank(account: &AccountView, now: Instant) -> (u8, Duration) {
+    let class = if account.fetch.is_active() {
+        0
+    } else if account.fetch.error.is_some() {
+        1
+    } else if account.spool.is_some_and(|s| s.bytes > 0) {
+        2
+    } else if account.last.is_some() {
+        3
+    } else {
+        4
+    };
+    let age = match class {
+        3 => account.last.as_ref().map_or(Duration::MAX, |l| l.age(now)),
+        _ => Duration::ZERO,
+    };
+    (class, age)
+}
+
 /// Where each panel goes.
 struct Panels {
     accounts: Rect,
@@ -306,32 +532,57 @@ struct Panels {
     footer: Rect,
 }
 
-/// Lays the panels out. Wide screens: accounts across the top, transfer
-/// beside forward-over-history, the log below. Narrow or short screens: all
-/// stacked, forward and history side by side, each at its smallest useful
-/// height, the log taking what is left.
-fn layout(area: Rect, accounts: usize) -> Panels {
-    let n = accounts.max(1) as u16;
-    if area.width >= WIDE.0 && area.height >= WIDE.1 {
-        let accounts_height = (n + 3).min(area.height / 4).max(4);
-        let middle = (area.height * 2 / 5).max(10);
-        let [accounts, middle, log, footer] = Layout::vertical([
-            Constraint::Length(accounts_height),
-            Constraint::Length(middle),
-            Constraint::Min(3),
-            Constraint::Length(1),
-        ])
-        .areas(area);
+/// Lays the panels out so that space follows the data: the accounts table
+/// and the log take the rows they have (each bounded), the transfer,
+/// history and forward panels share the rest. Wide screens put transfer
+/// beside forward-over-history; narrow ones put transfer above
+/// history-beside-forward. An idle forward takes three rows.
+fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
+    let [body, footer] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let listed = ctx.order.len().max(1) as u16;
+    let accounts_height = (listed + 3).min((body.height * 2 / 5).max(4));
+    // The log: the rows its lines need, at most a fifth of the screen, but
+    // always room for the newest line whole (up to a third).
+    let log_width = body.width.saturating_sub(2);
+    let log_cap = (body.height / 5)
+        .max(log.newest_rows(ctx, log_width) + 2)
+        .min(body.height / 3)
+        .max(3);
+    let log_height = (log.rows_wanted(ctx, log_width) + 2).clamp(3, log_cap);
+    let [accounts, middle, log] = Layout::vertical([
+        Constraint::Length(accounts_height),
+        Constraint::Min(0),
+        Constraint::Length(log_height),
+    ])
+    .areas(body);
+    let forward_busy = ctx.selected_account().is_some_and(|a| {
+        !matches!(a.forward.state, TunnelState::Off)
+            || a.forward.last_error.is_some()
+            || a.forward.stats.total > 0
+    });
+    if area.width >= WIDE_WIDTH {
+        // The transfer's chart wants width while a fetch runs; otherwise
+        // the history has more to show.
+        let charting = ctx
+            .selected_account()
+            .is_some_and(|a| a.fetch.rate.per_second.len() > 1);
+        let share = match (charting, area.width >= 160) {
+            (true, false) => 50,
+            (true, true) | (false, false) => 40,
+            (false, true) => 34,
+        };
+        // At least the width of the transfer's byte counts line.
+        let transfer_width = (middle.width * share / 100).max(46);
         let [transfer, right] =
-            Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
+            Layout::horizontal([Constraint::Length(transfer_width), Constraint::Min(0)])
                 .areas(middle);
-        let forward_height = if right.height >= 16 {
-            7
+        let forward_height = if forward_busy {
+            7.min(right.height / 2)
         } else {
-            right.height / 2
+            3
         };
         let [forward, history] =
-            Layout::vertical([Constraint::Length(forward_height), Constraint::Min(3)]).areas(right);
+            Layout::vertical([Constraint::Length(forward_height), Constraint::Min(0)]).areas(right);
         Panels {
             accounts,
             transfer,
@@ -341,18 +592,36 @@ fn layout(area: Rect, accounts: usize) -> Panels {
             footer,
         }
     } else {
-        let accounts_height = (n + 2).min((area.height / 4).max(3));
-        let [accounts, transfer, lower, log, footer] = Layout::vertical([
-            Constraint::Length(accounts_height),
-            Constraint::Length(7),
-            Constraint::Length(5),
-            Constraint::Min(3),
-            Constraint::Length(1),
+        // The panel that changes takes the room: the transfer while the
+        // selected account fetches or after it failed, else the history (its chart wants ten
+        // rows, two thirds of a short middle), the transfer keeping at least
+        // its first line.
+        let wanted = TransferPanel::rows_wanted(ctx, middle.width.saturating_sub(2)) + 2;
+        // A failed fetch's error counts as news, like a running fetch.
+        let news = ctx
+            .selected_account()
+            .is_some_and(|a| a.fetch.is_active() || a.fetch.error.is_some());
+        let transfer_height = if news {
+            wanted.min(middle.height.saturating_sub(4))
+        } else {
+            let history = middle
+                .height
+                .saturating_sub(wanted)
+                .max(10.min(middle.height * 2 / 3));
+            middle.height.saturating_sub(history)
+        }
+        .max(3.min(middle.height));
+        let [transfer, lower] =
+            Layout::vertical([Constraint::Length(transfer_height), Constraint::Min(0)])
+                .areas(middle);
+        // An idle forward is a word in the accounts table; the history
+        // takes the width.
+        let forward_share = if forward_busy { 40 } else { 0 };
+        let [history, forward] = Layout::horizontal([
+            Constraint::Percentage(100 - forward_share),
+            Constraint::Percentage(forward_share),
         ])
-        .areas(area);
-        let [forward, history] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(lower);
+        .areas(lower);
         Panels {
             accounts,
             transfer,
@@ -366,7 +635,7 @@ fn layout(area: Rect, accounts: usize) -> Panels {
 
 /// The bottom line: the new-mail notice first, then key hints as far as
 /// they fit.
-fn footer(ctx: &Context) -> Line<'static> {
+fn footer(ctx: &Context, width: u16) -> Line<'static> {
     let theme = ctx.theme;
     let mut spans = Vec::new();
     let new_mail: Vec<&str> = ctx
@@ -383,16 +652,31 @@ fn footer(ctx: &Context) -> Line<'static> {
         ));
         spans.push(Span::styled(" │ ", theme.dim()));
     }
-    // Help first: on a narrow screen the tail of the hints is cut.
+    if ctx.view.filter_editing {
+        spans.push(Span::styled("filter: ", theme.label()));
+        spans.push(Span::raw(format!("{}▏", ctx.view.filter)));
+        spans.push(Span::styled("  ⏎ keep  Esc clear", theme.dim()));
+        return Line::from(spans);
+    }
+    // Help first; the rest only as far as it fits whole.
+    let width = usize::from(width);
+    let mut used = Line::from(spans.clone()).width();
     for (key, what) in [
         ("?", "help"),
         ("f", "fetch"),
         ("F", "all"),
         ("t", "forward"),
-        ("↑↓", "select"),
         ("⏎", "details"),
+        ("/", "filter"),
+        ("s", "sort"),
+        ("r", "range"),
         ("q", "quit"),
     ] {
+        let wide = key.chars().count() + what.len() + 2;
+        if used + wide > width {
+            break;
+        }
+        used += wide;
         spans.push(Span::styled(key, theme.key()));
         spans.push(Span::raw(format!(" {what} ")));
     }

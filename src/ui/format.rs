@@ -71,9 +71,98 @@ pub fn ratio(raw: u64, compressed: u64) -> String {
     }
 }
 
+/// A message made shorter for a panel: the home directory in paths shown
+/// as `~`, and paths longer than `max_path` characters elided in the middle
+/// (`/var/mail/…/new/1764320400.M1.host`), so that what tells one path from
+/// another, its start and its file name, stays.
+pub fn tidy_paths(text: &str, home: Option<&str>, max_path: usize) -> String {
+    let text = match home {
+        Some(home) => home_as_tilde(text, home),
+        None => text.to_string(),
+    };
+    text.split(' ')
+        .map(|word| {
+            if word.contains('/') && word.chars().count() > max_path {
+                elide_middle(word, max_path)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `home` at the start of a path (after a space, quote or `=`) as `~`, only
+/// where the path goes on with `/` or ends (so `/home/ann` leaves
+/// `/home/anna` alone).
+fn home_as_tilde(text: &str, home: &str) -> String {
+    let home = home.trim_end_matches('/');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(home) {
+        let before_ok = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "'\"`=(:".contains(c));
+        let after = &rest[at + home.len()..];
+        let after_ok = after
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || "_-.".contains(c)));
+        out.push_str(&rest[..at]);
+        if before_ok && after_ok {
+            out.push('~');
+        } else {
+            out.push_str(home);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A word shortened to `max` characters with `…` in the middle, keeping
+/// more of the end (a file name, a domain) than of the start.
+pub fn elide_middle(word: &str, max: usize) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    if chars.len() <= max || max < 3 {
+        return word.to_string();
+    }
+    let keep = max - 1;
+    let head = keep * 2 / 5;
+    let tail = keep - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_show_home_as_tilde_and_lose_their_middle() {
+        let home = Some("/home/ann");
+        assert_eq!(
+            tidy_paths(
+                "kept in /home/ann/.local/share/x, not /home/anna/y",
+                home,
+                80
+            ),
+            "kept in ~/.local/share/x, not /home/anna/y"
+        );
+        assert_eq!(tidy_paths("at '/home/ann'", home, 80), "at '~'");
+        let long = "/var/lib/mailhaul/journal/home/staged-1764320400.mbox";
+        let short = tidy_paths(&format!("file {long} kept"), None, 30);
+        assert_eq!(short, "file /var/lib/ma…ed-1764320400.mbox kept");
+        assert_eq!(short.split(' ').nth(1).unwrap().chars().count(), 30);
+        assert_eq!(
+            tidy_paths("a-very-long-word-without-slashes", None, 5),
+            "a-very-long-word-without-slashes",
+            "only paths are elided"
+        );
+    }
 
     #[test]
     fn bytes_keep_three_significant_digits() {

@@ -22,6 +22,13 @@ pub enum Action {
     SelectLast,
     /// Show or hide the selected account's details.
     Details,
+    /// Sort the accounts by the next key (config order, name, activity,
+    /// ratio).
+    CycleSort,
+    /// Type a filter on account names.
+    Filter,
+    /// Show the history of the last day, the last week or all of it.
+    CycleHistoryRange,
     /// Scroll the log back.
     LogOlder,
     /// Scroll the log forward.
@@ -89,6 +96,21 @@ pub const BINDINGS: &[Binding] = &[
         description: "details of the selected account",
     },
     Binding {
+        keys: &[(KeyCode::Char('s'), NONE)],
+        action: Action::CycleSort,
+        description: "sort accounts: config, name, activity, ratio",
+    },
+    Binding {
+        keys: &[(KeyCode::Char('/'), NONE)],
+        action: Action::Filter,
+        description: "filter accounts by name (Esc clears)",
+    },
+    Binding {
+        keys: &[(KeyCode::Char('r'), NONE)],
+        action: Action::CycleHistoryRange,
+        description: "history range: last day, week, all",
+    },
+    Binding {
         keys: &[(KeyCode::PageUp, NONE)],
         action: Action::LogOlder,
         description: "scroll the log back",
@@ -118,6 +140,7 @@ pub const PROMPT_KEYS: &[(&str, &str)] = &[
     ("y", "accept an unknown host key / confirm quit"),
     ("n Esc", "refuse / cancel"),
     ("Esc Enter", "close an overlay or a refusal"),
+    ("Enter", "keep the typed filter (Esc clears it)"),
     ("click", "select an account; wheel scrolls"),
 ];
 

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod format;
 pub mod keymap;
 pub mod model;
+pub mod stats;
 pub mod terminal;
 pub mod theme;
 
@@ -94,8 +95,9 @@ pub fn run(
         history,
         Theme::from_env(),
         terminal::local_utc_offset(),
-        Instant::now(),
-    );
+        Moment::now(),
+    )
+    .with_home(std::env::var("HOME").ok());
     let result = event_loop(
         &mut session.terminal,
         &mut app,

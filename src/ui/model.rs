@@ -18,6 +18,8 @@ pub const LOG_CAPACITY: usize = 1000;
 const SPARK_CAPACITY: usize = 600;
 /// The window the current throughput is averaged over.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
+/// Recent errors kept per account for the details overlay.
+pub const ERRORS_KEPT: usize = 5;
 
 /// When something happened: a monotonic instant for durations and the wall
 /// clock (seconds since the Unix epoch) for the log and the history.
@@ -45,6 +47,9 @@ impl Moment {
 /// Everything the panels draw.
 #[derive(Debug)]
 pub struct Model {
+    /// When the dashboard started: the wall clock that ages and chart
+    /// ranges are measured against (`now` is this plus monotonic time).
+    pub start: Moment,
     /// The accounts, in config order.
     pub accounts: Vec<AccountView>,
     /// Recent log lines, oldest first.
@@ -76,6 +81,31 @@ pub struct AccountView {
     pub spool: Option<SpoolCheck>,
     /// The SMTP forward.
     pub forward: ForwardView,
+    /// The latest errors (failed fetches, forward errors, error log lines),
+    /// oldest first, at most [`ERRORS_KEPT`].
+    pub errors: VecDeque<RecentError>,
+}
+
+/// An error an account met, for its details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentError {
+    /// When, in wall-clock seconds since the Unix epoch.
+    pub unix_secs: u64,
+    /// What went wrong, as the engine said it.
+    pub message: String,
+}
+
+impl AccountView {
+    fn note_error(&mut self, unix_secs: u64, message: String) {
+        // The engine often says one failure twice (event and log line).
+        if self.errors.back().is_some_and(|e| e.message == message) {
+            return;
+        }
+        if self.errors.len() == ERRORS_KEPT {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(RecentError { unix_secs, message });
+    }
 }
 
 /// The outcome of the last finished fetch of an account.
@@ -134,6 +164,9 @@ pub struct FetchView {
     pub reached: Option<Stage>,
     /// When the fetch started.
     pub started: Option<Instant>,
+    /// Each working stage entered, with when, in order: the stage track
+    /// shows how long each took.
+    pub stages: Vec<(Stage, Instant)>,
     /// When it ended.
     pub ended: Option<Instant>,
     /// Latest transfer counters.
@@ -189,6 +222,26 @@ impl RateTracker {
             self.per_second.pop_front();
             self.first_second += 1;
         }
+    }
+
+    /// The fastest whole second so far (the second under way is left out
+    /// while there are whole ones), in raw bytes.
+    pub fn peak_per_sec(&self) -> Option<u64> {
+        let whole = self.per_second.len().saturating_sub(1).max(1);
+        self.per_second.iter().take(whole).copied().max()
+    }
+
+    /// Raw bytes per second from the first counters to the last.
+    pub fn average_per_sec(&self) -> Option<f64> {
+        let start = self.start?;
+        let &(last, raw) = self.samples.back()?;
+        let secs = last.duration_since(start).as_secs_f64();
+        (secs > 0.0).then(|| raw as f64 / secs)
+    }
+
+    /// The second since the transfer began that `per_second[0]` counts.
+    pub fn first_second(&self) -> u64 {
+        self.first_second
     }
 
     /// When the last counters arrived.
@@ -274,9 +327,9 @@ fn last_from_history(history: &[PastFetch], account: &str, start: Moment) -> Opt
 }
 
 impl Model {
-    /// The model for a config's accounts, with the history read at start.
-    pub fn new(config: &Config, history: Vec<PastFetch>) -> Model {
-        let start = Moment::now();
+    /// The model for a config's accounts, with the history read at
+    /// `start`.
+    pub fn new(config: &Config, history: Vec<PastFetch>, start: Moment) -> Model {
         let accounts = config
             .accounts
             .iter()
@@ -296,14 +349,21 @@ impl Model {
                     stats: TunnelStats::default(),
                     last_error: None,
                 },
+                errors: VecDeque::new(),
             })
             .collect();
         Model {
+            start,
             accounts,
             log: VecDeque::new(),
             history,
             host_keys: VecDeque::new(),
         }
+    }
+
+    /// The wall clock at monotonic `now`, in seconds since the Unix epoch.
+    pub fn unix_at(&self, now: Instant) -> u64 {
+        self.start.unix_secs + now.saturating_duration_since(self.start.instant).as_secs()
     }
 
     /// The index of an account by name.
@@ -330,6 +390,11 @@ impl Model {
                 account,
                 message,
             } => {
+                if level == Level::Error {
+                    if let Some(i) = account.as_deref().and_then(|a| self.account_index(a)) {
+                        self.accounts[i].note_error(at.unix_secs, message.clone());
+                    }
+                }
                 if self.log.len() == LOG_CAPACITY {
                     self.log.pop_front();
                 }
@@ -346,7 +411,8 @@ impl Model {
                 let Some(i) = self.account_index(&account) else {
                     return false;
                 };
-                let forward = &mut self.accounts[i].forward;
+                let view = &mut self.accounts[i];
+                let forward = &mut view.forward;
                 match event {
                     TunnelEvent::State(state) => {
                         if state == forward.state {
@@ -363,7 +429,10 @@ impl Model {
                         }
                         forward.stats = stats;
                     }
-                    TunnelEvent::Error(message) => forward.last_error = Some(message),
+                    TunnelEvent::Error(message) => {
+                        forward.last_error = Some(message.clone());
+                        view.note_error(at.unix_secs, format!("forward: {message}"));
+                    }
                 }
                 true
             }
@@ -391,6 +460,7 @@ impl Model {
                     view.fetch.ended = Some(at.instant);
                 } else {
                     view.fetch.reached = Some(stage);
+                    view.fetch.stages.push((stage, at.instant));
                 }
             }
             FetchEvent::SpoolSize { bytes, messages } => {
@@ -436,6 +506,7 @@ impl Model {
                     view.fetch.stage = Some(Stage::Failed);
                     view.fetch.ended = Some(at.instant);
                     view.fetch.error = Some((exit, message.clone()));
+                    view.note_error(at.unix_secs, message.clone());
                     view.last = Some(LastFetch {
                         at: at.instant,
                         age_then: Duration::ZERO,

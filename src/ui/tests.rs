@@ -92,7 +92,8 @@ fn summary(messages: u64, raw: u64, payload: u64, ms: u64) -> FetchSummary {
 fn history() -> Vec<PastFetch> {
     (0..14u64)
         .map(|i| PastFetch {
-            finished_unix: None,
+            // Every 5 hours until 5 hours before the dashboard starts.
+            finished_unix: Some(BASE_UNIX - (14 - i) * 5 * 3600),
             account: if i % 5 == 4 { "work" } else { "home" }.into(),
             summary: summary(
                 20 + i * 7,
@@ -104,12 +105,22 @@ fn history() -> Vec<PastFetch> {
         .collect()
 }
 
+/// The dashboard's start: `t0` on the monotonic clock, [`BASE_UNIX`] on
+/// the wall clock.
+fn start(t0: Instant) -> Moment {
+    Moment {
+        instant: t0,
+        unix_secs: BASE_UNIX,
+    }
+}
+
 impl Harness {
     fn new(color: bool) -> Harness {
         let config = Config::parse(CONFIG, Path::new("test.toml")).expect("test config parses");
         let t0 = Instant::now();
         Harness {
-            app: App::new(&config, history(), Theme::new(color), 0, t0),
+            app: App::new(&config, history(), Theme::new(color), 0, start(t0))
+                .with_home(Some("/home/ann".into())),
             t0,
             secs: 0.0,
             engine: Recorder::default(),
@@ -358,7 +369,133 @@ fn asking_host_key() -> Harness {
     h
 }
 
-/// Snapshots of every named state at both required sizes.
+/// `home`'s transfer finished: the throughput chart stays, the stages
+/// show their durations.
+fn done() -> Harness {
+    let mut h = transferring();
+    h.fetch(407.2, "home", FetchEvent::Stage(Stage::Verifying));
+    h.fetch(407.6, "home", FetchEvent::Stage(Stage::Delivering));
+    for (folder, count) in [("INBOX", 262), ("lists", 48), ("spam", 5)] {
+        h.fetch(
+            408.0,
+            "home",
+            FetchEvent::Filed {
+                folder: folder.into(),
+                count,
+            },
+        );
+    }
+    h.fetch(
+        408.4,
+        "home",
+        FetchEvent::Ended {
+            summary: Some(summary(315, 4_970_000, 1_057_000, 8_400)),
+            failure: None,
+        },
+    );
+    h.log(408.4, Level::Info, Some("home"), FILED_LINE);
+    h.at(412.0);
+    h
+}
+
+/// A config of 20 accounts, `acct01` to `acct20`, on hosts of varied length.
+fn many_config() -> String {
+    (1..=20)
+        .map(|i| {
+            let host = match i % 4 {
+                0 => format!("mx{i}.example.org"),
+                1 => format!("shell.department-{i}.university.example.edu"),
+                2 => format!("m{i}.example"),
+                _ => format!("mail.host{i}.example.net"),
+            };
+            format!("[[account]]\nname = \"acct{i:02}\"\nhost = \"{host}\"\n")
+        })
+        .collect()
+}
+
+/// 20 accounts: a history for each, two fetching, one failed, some with
+/// mail waiting, one forward on; `acct07` selected.
+fn many() -> Harness {
+    let config = Config::parse(&many_config(), Path::new("many.toml")).expect("config parses");
+    let history: Vec<PastFetch> = (0..120u64)
+        .map(|i| {
+            let raw = 200_000 + (i * 7_919) % 900_000;
+            PastFetch {
+                account: format!("acct{:02}", i % 20 + 1),
+                finished_unix: Some(BASE_UNIX - (120 - i) * 2 * 3600),
+                summary: summary(
+                    5 + i % 30,
+                    raw,
+                    raw / (2 + (i * 7 + i / 20) % 5),
+                    700 + (i * 311) % 4_000,
+                ),
+            }
+        })
+        .collect();
+    let mut h = Harness::new(true);
+    h.app = App::new(&config, history, Theme::new(true), 0, start(h.t0));
+    h.log(0.0, Level::Info, None, "dashboard started; 20 accounts");
+    for (i, name) in ["acct03", "acct11", "acct17"].iter().enumerate() {
+        h.fetch(
+            5.0 + i as f64,
+            name,
+            FetchEvent::SpoolSize {
+                bytes: 40_000 * (i as u64 + 1),
+                messages: Some(3 + i as u64),
+            },
+        );
+    }
+    h.fetch(20.0, "acct05", FetchEvent::Stage(Stage::Connecting));
+    h.fetch(
+        21.0,
+        "acct05",
+        FetchEvent::Ended {
+            summary: None,
+            failure: Some(FetchFailure {
+                class: Failure::Local,
+                message: "cannot connect to m5.example port 22: connection refused".into(),
+            }),
+        },
+    );
+    h.log(
+        21.0,
+        Level::Error,
+        Some("acct05"),
+        "cannot connect to m5.example port 22: connection refused",
+    );
+    for name in ["acct07", "acct12"] {
+        h.fetch(30.0, name, FetchEvent::Stage(Stage::Connecting));
+        h.fetch(30.5, name, FetchEvent::Stage(Stage::Transferring));
+        for step in 0..=8u64 {
+            h.fetch(
+                30.5 + step as f64 * 0.5,
+                name,
+                FetchEvent::Progress(TransferProgress {
+                    raw_done: step * 180_000,
+                    raw_total: 3_000_000,
+                    payload_bytes: step * 40_000,
+                    socket_bytes: step * 42_000,
+                }),
+            );
+        }
+    }
+    let addr: SocketAddr = "127.0.0.1:2525".parse().expect("socket address");
+    h.tunnel(
+        31.0,
+        "acct02",
+        TunnelEvent::State(TunnelState::Listening(addr)),
+    );
+    h.key(KeyCode::Char('G'));
+    for _ in 0..13 {
+        h.key(KeyCode::Up);
+    }
+    h.at(35.0);
+    h
+}
+
+/// Snapshots of the main states at the three sizes the dashboard is made
+/// for, and of prompts and errors at the smallest supported size and one
+/// in between.
 #[test]
 fn whole_frames_match_their_snapshots() {
     type Make = fn() -> Harness;
@@ -380,24 +517,31 @@ fn whole_frames_match_their_snapshots() {
         );
         h
     };
-    let states: [(&str, Make); 7] = [
+    let main: [(&str, Make); 5] = [
         ("idle", idle),
         ("transferring", transferring),
+        ("done", done),
+        ("many", many),
+        ("help", help),
+    ];
+    for (name, make) in main {
+        for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+            let terminal = make().render(w, h);
+            insta::assert_snapshot!(format!("{name}_{w}x{h}"), terminal.backend());
+        }
+    }
+    let others: [(&str, Make); 4] = [
         ("error", failed),
         ("forward_on", forward_on),
-        ("help", help),
         ("host_key_prompt", asking_host_key),
         ("host_key_changed", changed),
     ];
-    for (name, make) in states {
+    for (name, make) in others {
         for (w, h) in [(100, 30), (60, 20)] {
             let terminal = make().render(w, h);
             insta::assert_snapshot!(format!("{name}_{w}x{h}"), terminal.backend());
         }
     }
-    // And the largest size once, to see how the room is used.
-    let terminal = transferring().render(250, 70);
-    insta::assert_snapshot!("transferring_250x70", terminal.backend());
 }
 
 #[test]
@@ -408,17 +552,24 @@ fn every_panel_stays_legible_from_60x20_to_250x70() {
         for needle in [
             "Accounts",
             "Transfer",
-            "SMTP forward",
             "History",
             "Log",
             "home",
-            "mail.example",
+            if w >= 80 { "mail.example" } else { "…" },
             "transferring",
             "ratio 4.",
             "ETA",
             "raw 2.28 MB",
             "? help",
         ] {
+            assert!(
+                screen.contains(needle),
+                "{w}x{h}: {needle:?} missing:\n{screen}"
+            );
+        }
+        // A forward that is on gets its panel at every size.
+        let screen = text(forward_on().render(w, h).backend().buffer());
+        for needle in ["SMTP forward", "on 127.0.0.1:2525", "History"] {
             assert!(
                 screen.contains(needle),
                 "{w}x{h}: {needle:?} missing:\n{screen}"
@@ -449,7 +600,7 @@ fn no_color_theme_draws_without_any_colour() {
         let mut h = make();
         h.app = {
             let config = Config::parse(CONFIG, Path::new("t.toml")).expect("parses");
-            let mut app = App::new(&config, history(), Theme::new(false), 0, h.t0);
+            let mut app = App::new(&config, history(), Theme::new(false), 0, start(h.t0));
             // Replay the same model into a colourless app.
             std::mem::swap(&mut app.model, &mut h.app.model);
             app.set_now(h.t0 + Duration::from_secs_f64(h.secs));
@@ -706,20 +857,20 @@ fn fetch_events_drive_the_account_through_a_fetch() {
 #[test]
 fn the_stage_track_marks_done_current_and_failed_stages() {
     let mut h = transferring();
-    let screen = text(h.render(100, 30).backend().buffer());
+    let screen = text(h.render(200, 60).backend().buffer());
     assert!(
-        screen.contains("✓connect ✓claim ▶transfer ·verify ·deliver"),
+        screen.contains("✓connect 800ms ✓claim 200ms ▶transfer 6.0s ·verify ·deliver"),
         "{screen}"
     );
     let mut h = failed();
-    let screen = text(h.render(100, 30).backend().buffer());
+    let screen = text(h.render(200, 60).backend().buffer());
     assert!(
-        screen.contains("✓connect ✓claim ✗transfer ·verify ·deliver"),
+        screen.contains("✓connect 800ms ✓claim 200ms ✗transfer 6.5s ·verify ·deliver"),
         "{screen}"
     );
     let mut h = asking_host_key();
     let screen = text(h.render(100, 30).backend().buffer());
-    assert!(screen.contains("▶connect ·claim"), "{screen}");
+    assert!(screen.contains("▶connect 300ms ·claim"), "{screen}");
     assert!(
         !screen.contains("0 B of 0 B"),
         "no zeros before the transfer:
@@ -747,7 +898,7 @@ fn a_transfer_without_counters_for_five_seconds_shows_as_stalled() {
 #[test]
 fn new_mail_waiting_shows_on_the_account_and_the_footer() {
     let mut h = idle();
-    let screen = text(h.render(100, 30).backend().buffer());
+    let screen = text(h.render(120, 40).backend().buffer());
     assert!(screen.contains("new: 3 msgs 12.4 kB"), "{screen}");
     assert!(screen.contains("new mail waiting: work"), "{screen}");
 }
@@ -757,7 +908,7 @@ fn forward_panel_shows_state_connections_bytes_and_errors() {
     let mut h = forward_on();
     let screen = text(h.render(100, 30).backend().buffer());
     assert!(screen.contains("on 127.0.0.1:2525"), "{screen}");
-    assert!(screen.contains("to mail.example.org:25"), "{screen}");
+    assert!(screen.contains("→ mail.example.org:25"), "{screen}");
     assert!(screen.contains("conn 1 live/12 total"), "{screen}");
     assert!(screen.contains("up 48.2 kB  down 3.10 kB"), "{screen}");
     h.tunnel(
@@ -804,6 +955,8 @@ fn clicking_an_account_selects_it() {
 #[test]
 fn the_screen_only_needs_timed_redraws_for_time_labels() {
     let mut h = Harness::new(true);
+    let config = Config::parse(CONFIG, Path::new("test.toml")).expect("test config parses");
+    h.app = App::new(&config, Vec::new(), Theme::new(true), 0, start(h.t0));
     assert_eq!(h.app.next_timed_redraw(), None, "nothing time-dependent");
     h.fetch(10.0, "home", FetchEvent::Stage(Stage::Connecting));
     let now = h.t0 + Duration::from_secs(10);
@@ -849,7 +1002,13 @@ fn log_keeps_newest_lines_and_scrolls_back() {
 
 fn loop_app() -> App {
     let config = Config::parse(CONFIG, Path::new("test.toml")).expect("test config parses");
-    App::new(&config, history(), Theme::new(true), 0, Instant::now())
+    App::new(
+        &config,
+        history(),
+        Theme::new(true),
+        0,
+        start(Instant::now()),
+    )
 }
 
 #[test]
@@ -970,7 +1129,7 @@ fn tiny_and_odd_sizes_draw_without_panicking() {
 fn a_config_without_accounts_still_draws_and_ignores_account_keys() {
     let config = Config::parse("", Path::new("empty.toml")).expect("an empty config parses");
     let mut h = Harness::new(true);
-    h.app = App::new(&config, Vec::new(), Theme::new(true), 0, h.t0);
+    h.app = App::new(&config, Vec::new(), Theme::new(true), 0, start(h.t0));
     for key in ['f', 't', 'j', 'k', 'G'] {
         h.key(KeyCode::Char(key));
     }
@@ -1016,7 +1175,7 @@ fn each_account_shows_its_last_fetch_from_the_history_file_with_its_age() {
             summary: summary(5, 1_000, 250, 900),
         },
     ];
-    let model = super::model::Model::new(&config, history);
+    let model = super::model::Model::new(&config, history, now);
     let home = model.accounts.iter().find(|a| a.name == "home").unwrap();
     let last = home
         .last
@@ -1029,4 +1188,286 @@ fn each_account_shows_its_last_fetch_from_the_history_file_with_its_age() {
     );
     let work = model.accounts.iter().find(|a| a.name == "work").unwrap();
     assert!(work.last.is_none(), "an entry without a time seeds nothing");
+}
+
+/// The rows of the panel whose top border carries `title`, inside its
+/// borders, as text.
+fn panel_rows(screen: &str, title: &str) -> Vec<String> {
+    let lines: Vec<&str> = screen.lines().collect();
+    let top = lines
+        .iter()
+        .position(|l| l.contains(&format!("╭{title}")))
+        .unwrap_or_else(|| panic!("no panel {title:?}:\n{screen}"));
+    let top_chars: Vec<char> = lines[top].chars().collect();
+    let start = top_chars.iter().position(|&c| c == '╭').expect("corner");
+    let end = start
+        + top_chars[start..]
+            .iter()
+            .position(|&c| c == '╮')
+            .expect("right corner");
+    let mut rows = Vec::new();
+    for line in &lines[top + 1..] {
+        let chars: Vec<char> = line.chars().collect();
+        if chars.get(start) != Some(&'│') || chars.get(end) != Some(&'│') {
+            break;
+        }
+        rows.push(chars[start + 1..end].iter().collect());
+    }
+    rows
+}
+
+#[test]
+fn history_chart_has_axes_with_times_and_units_and_the_totals() {
+    let mut h = idle();
+    let screen = text(h.render(120, 40).backend().buffer());
+    let history = panel_rows(&screen, "History").join("\n");
+    // 13 fetches of `home` from the file, every 5 h until 5 h before the
+    // start (Tuesday 11:00 UTC on), and the one of this session.
+    assert!(screen.contains("History · all (13 fetches)"), "{screen}");
+    for needle in [
+        "saved today 2.12 MB · 7 days 9.79 MB · all 9.79 MB",
+        "compression ratio per fetch",
+        "6.0x",
+        "bytes on the wire per fetch",
+        "522 kB",
+        "0 B",
+        "Tue 11h",
+        "Fri 09h",
+        "last 4.70x  wire 283 kB  of 1.25 MB  in 2.6s",
+    ] {
+        assert!(history.contains(needle), "{needle:?} missing:\n{history}");
+    }
+    let wide = text(h.render(200, 60).backend().buffer());
+    assert!(
+        wide.contains(
+            "saved today 2.12 MB · 7 days 9.79 MB · all 9.79 MB · 836 msgs in 13 fetches"
+        ),
+        "{wide}"
+    );
+    // `r` narrows to the last day: times of day on the axis.
+    assert!(h.key(KeyCode::Char('r')));
+    let screen = text(h.render(120, 40).backend().buffer());
+    let history = panel_rows(&screen, "History").join("\n");
+    assert!(
+        screen.contains("History · last day (5 fetches)"),
+        "{screen}"
+    );
+    assert!(
+        history.contains("09:05") && history.contains("21:05") && !history.contains("Tue"),
+        "{history}"
+    );
+    h.key(KeyCode::Char('r'));
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(
+        screen.contains("History · last week (13 fetches)"),
+        "{screen}"
+    );
+    h.key(KeyCode::Char('r'));
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(screen.contains("History · all"), "{screen}");
+}
+
+#[test]
+fn the_history_of_an_account_without_fetches_in_range_says_so() {
+    let mut h = idle();
+    h.key(KeyCode::Char('j'));
+    h.key(KeyCode::Char('r'));
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(
+        screen.contains("no fetches in the last day (r: range)"),
+        "work's fetches are older than a day:\n{screen}"
+    );
+}
+
+#[test]
+fn throughput_chart_is_labelled_with_now_peak_average_and_axes() {
+    let mut h = transferring();
+    let screen = text(h.render(120, 40).backend().buffer());
+    let transfer = panel_rows(&screen, "Transfer").join("\n");
+    for needle in [
+        "throughput  now 380 kB/s  peak 400 kB/s  avg 380 kB/s",
+        "400 kB/s│",
+        "0 B/s",
+        "0s",
+        "6s",
+    ] {
+        assert!(transfer.contains(needle), "{needle:?} missing:\n{transfer}");
+    }
+    // Once done, "now" goes; peak and average stay.
+    let mut h = done();
+    let screen = text(h.render(120, 40).backend().buffer());
+    let transfer = panel_rows(&screen, "Transfer").join("\n");
+    assert!(
+        transfer.contains("throughput  peak 400 kB/s  avg 380 kB/s"),
+        "{transfer}"
+    );
+    let screen = text(h.render(200, 60).backend().buffer());
+    assert!(
+        screen.contains("✓verify 400ms ✓deliver 800ms"),
+        "{transfer}"
+    );
+}
+
+/// The long log line of [`done`].
+const FILED_LINE: &str = "315 messages filed (INBOX 262, lists 48, spam 5) into /home/ann/Mail; \
+     journal /home/ann/.local/share/mailhaul/journal/home/1764320801.staged removed";
+
+#[test]
+fn long_log_lines_wrap_at_spaces_with_home_as_tilde_and_short_paths() {
+    let mut h = done();
+    for (w, height) in [(80, 24), (120, 40), (200, 60)] {
+        let screen = text(h.render(w, height).backend().buffer());
+        let log = panel_rows(&screen, "Log");
+        let first = log
+            .iter()
+            .position(|r| r.starts_with("09:06:48"))
+            .unwrap_or_else(|| panic!("{w}x{height}: the newest line is missing:\n{screen}"));
+        // Rows joined again at single spaces give the line back exactly:
+        // it was broken only at spaces, and nothing was cut.
+        let rejoined: Vec<&str> = log[first..].iter().map(|r| r.trim()).collect();
+        let max_path = (usize::from(w - 2) * 2 / 3).max(24);
+        let expected = format!(
+            "09:06:48 info  home: {}",
+            super::format::tidy_paths(FILED_LINE, Some("/home/ann"), max_path)
+        );
+        assert_eq!(
+            rejoined.join(" "),
+            expected,
+            "{w}x{height}:\n{}",
+            log.join("\n")
+        );
+        assert!(expected.contains("~/Mail;") && !expected.contains("/home/ann"));
+        let rows = log.len() - first;
+        match w {
+            80 => {
+                assert_eq!(rows, 3, "{}", log.join("\n"));
+                assert!(
+                    expected.contains("…"),
+                    "the long path is elided: {expected}"
+                );
+            }
+            120 => assert_eq!(rows, 2, "{}", log.join("\n")),
+            _ => assert_eq!(rows, 1, "{}", log.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn twenty_accounts_sort_filter_and_keep_the_selection() {
+    let mut h = many();
+    assert_eq!(h.app.model.accounts[h.app.selected()].name, "acct07");
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(screen.contains("Accounts (20)"), "{screen}");
+    let table = panel_rows(&screen, "Accounts (20)").join("\n");
+    for needle in [
+        "▶ acct07",
+        "transfer 48%",
+        "error just now",
+        "new: 3 msgs 40.0 kB",
+        " on ",
+    ] {
+        assert!(table.contains(needle), "{needle:?} missing:\n{table}");
+    }
+    // Sort by activity: the two fetching accounts first, then the failed
+    // one, then those with mail waiting.
+    assert!(h.key(KeyCode::Char('s')));
+    assert!(h.key(KeyCode::Char('s')));
+    let order: Vec<String> = h
+        .app
+        .order()
+        .iter()
+        .map(|&i| h.app.model.accounts[i].name.clone())
+        .collect();
+    assert_eq!(
+        order[..6],
+        ["acct07", "acct12", "acct05", "acct03", "acct11", "acct17"]
+    );
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(screen.contains("Accounts (20) by activity"), "{screen}");
+    assert_eq!(
+        h.app.model.accounts[h.app.selected()].name,
+        "acct07",
+        "sorting keeps the selected account"
+    );
+    // Down moves in the listed order.
+    h.key(KeyCode::Down);
+    assert_eq!(h.app.model.accounts[h.app.selected()].name, "acct12");
+    // `/` filters by name; typed keys go to the filter, not to actions.
+    assert!(h.key(KeyCode::Char('/')));
+    for c in "ct1".chars() {
+        assert!(h.key(KeyCode::Char(c)));
+    }
+    assert!(h.engine.calls.is_empty(), "{:?}", h.engine.calls);
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(
+        screen.contains("Accounts (10 of 20) by activity /ct1"),
+        "{screen}"
+    );
+    assert!(screen.contains("filter: ct1"), "{screen}");
+    assert!(h.key(KeyCode::Char('7')));
+    assert_eq!(h.app.order().len(), 1);
+    assert_eq!(
+        h.app.model.accounts[h.app.selected()].name,
+        "acct17",
+        "the selection moves to what the filter lists"
+    );
+    h.key(KeyCode::Enter);
+    h.key(KeyCode::Char('f'));
+    assert_eq!(h.engine.calls, ["fetch acct17"], "Enter ends typing");
+    // A filter that matches nothing says so; Esc clears it.
+    h.key(KeyCode::Char('/'));
+    h.key(KeyCode::Char('x'));
+    let screen = text(h.render(80, 24).backend().buffer());
+    assert!(
+        screen.contains("no account name contains \"ct17x\""),
+        "{screen}"
+    );
+    h.key(KeyCode::Char('f'));
+    assert_eq!(h.engine.calls.len(), 1, "typed, not fetched");
+    h.key(KeyCode::Esc);
+    assert_eq!(h.app.order().len(), 20);
+    // By name, by ratio, back to config order.
+    h.key(KeyCode::Char('s'));
+    let ratios: Vec<f64> = h
+        .app
+        .order()
+        .iter()
+        .map(|&i| {
+            super::stats::recent_ratios(&h.app.model.history, &h.app.model.accounts[i].name, 1)[0]
+        })
+        .collect();
+    assert!(ratios.windows(2).all(|w| w[0] >= w[1]), "{ratios:?}");
+    h.key(KeyCode::Char('s'));
+    assert_eq!(h.app.order(), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn details_list_the_accounts_recent_errors_newest_first() {
+    let mut h = many();
+    h.key(KeyCode::Char('g'));
+    for _ in 0..4 {
+        h.key(KeyCode::Down);
+    }
+    assert_eq!(h.app.model.accounts[h.app.selected()].name, "acct05");
+    h.tunnel(
+        36.0,
+        "acct05",
+        TunnelEvent::Error("listen address 127.0.0.1:2525 is in use".into()),
+    );
+    h.key(KeyCode::Enter);
+    let screen = text(h.render(120, 40).backend().buffer());
+    let details = panel_rows(&screen, "acct05 (Esc closes)").join("\n");
+    assert!(details.contains("recent errors"), "{details}");
+    let forward = details
+        .find("09:00:36 forward: listen address 127.0.0.1:2525 is in use")
+        .unwrap_or_else(|| panic!("{details}"));
+    let connect = details
+        .find("09:00:21 cannot connect to m5.example port 22")
+        .unwrap_or_else(|| panic!("{details}"));
+    assert!(forward < connect, "newest first:\n{details}");
+    assert_eq!(
+        details.matches("cannot connect").count(),
+        2,
+        "the last outcome and one recent error (the log line repeats it):\n{details}"
+    );
 }

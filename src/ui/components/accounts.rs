@@ -1,5 +1,8 @@
-//! The accounts panel: one row per account with its host, connection state,
-//! last fetch, and what waits on the server. Click or wheel to select.
+//! The accounts panel: one row per listed account (filtered and sorted as
+//! the view says) with its host, connection state, forward state, last
+//! fetch, a small trend of its recent compression ratios, and what waits on
+//! the server. Click or wheel to select; the table scrolls to keep the
+//! selection in view.
 
 use ratatui::crossterm::event::{Event as Input, MouseButton, MouseEventKind};
 use ratatui::layout::{Constraint, Flex, Position, Rect};
@@ -8,9 +11,11 @@ use ratatui::widgets::{Row, Table, TableState};
 use ratatui::Frame;
 
 use super::{panel, Component, Context, Handled, Intent};
-use crate::engine::event::Stage;
+use crate::engine::event::{Stage, TunnelState};
+use crate::ui::app::SortOrder;
 use crate::ui::format;
 use crate::ui::model::{AccountView, Outcome};
+use crate::ui::stats;
 use crate::ui::theme::Theme;
 
 /// The accounts list.
@@ -57,15 +62,38 @@ pub fn last_fetch(account: &AccountView, ctx: &Context, compact: bool) -> Span<'
     match &account.last {
         None => Span::styled("never", ctx.theme.dim()),
         Some(last) => {
-            let ago = format::ago(last.age(ctx.now));
+            let mut ago = format::ago(last.age(ctx.now));
+            if compact && ago == "just now" {
+                ago = "now".into();
+            }
             match &last.outcome {
                 Outcome::Done(_) if compact => Span::styled(format!("ok {ago}"), ctx.theme.ok()),
+                Outcome::Failed { .. } if compact => {
+                    Span::styled(format!("err {ago}"), ctx.theme.error())
+                }
                 Outcome::Done(s) => {
                     Span::styled(format!("ok {} msgs {ago}", s.messages), ctx.theme.ok())
                 }
                 Outcome::Failed { .. } => Span::styled(format!("error {ago}"), ctx.theme.error()),
             }
         }
+    }
+}
+
+/// Ratios shown in the trend column (fewer on a narrow table).
+const TREND: usize = 8;
+const TREND_NARROW: usize = 5;
+
+/// The SMTP forward's state in a few letters, styled.
+pub fn forward_state(account: &AccountView, theme: Theme) -> Span<'static> {
+    match account.forward.state {
+        TunnelState::Off if account.forward.last_error.is_some() => {
+            Span::styled("err", theme.error())
+        }
+        TunnelState::Off => Span::styled("off", theme.dim()),
+        TunnelState::Connecting => Span::styled("conn", theme.busy()),
+        TunnelState::Listening(_) => Span::styled("on", theme.ok()),
+        TunnelState::Reconnecting { .. } => Span::styled("retry", theme.warn()),
     }
 }
 
@@ -89,72 +117,149 @@ pub fn waiting(account: &AccountView, theme: Theme, compact: bool) -> Span<'stat
 impl Component for AccountsPanel {
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Context) {
         let theme = ctx.theme;
-        let block = panel(format!("Accounts ({})", ctx.model.accounts.len()), theme);
+        let total = ctx.model.accounts.len();
+        let mut title = vec![Span::styled(
+            if ctx.order.len() == total {
+                format!("Accounts ({total})")
+            } else {
+                format!("Accounts ({} of {total})", ctx.order.len())
+            },
+            theme.title(),
+        )];
+        if ctx.view.sort != SortOrder::Config {
+            title.push(Span::styled(
+                format!(" {}", ctx.view.sort.label()),
+                theme.dim(),
+            ));
+        }
+        if !ctx.view.filter.is_empty() || ctx.view.filter_editing {
+            title.push(Span::styled(format!(" /{}", ctx.view.filter), theme.warn()));
+        }
+        let block = panel(Line::from(title), theme);
         let inner = block.inner(area);
         frame.render_widget(block, area);
+        self.rows_area = Rect::default();
         if ctx.model.accounts.is_empty() {
             frame.render_widget(
                 Line::styled("no accounts: add [[account]] to the config", theme.warn()),
                 inner,
             );
-            self.rows_area = Rect::default();
             return;
         }
-        let with_header = inner.height as usize > ctx.model.accounts.len();
-        let wide = inner.width >= 90;
-        let name_width = ctx
-            .model
-            .accounts
+        if ctx.order.is_empty() {
+            frame.render_widget(
+                Line::styled(
+                    format!("no account name contains {:?}", ctx.view.filter),
+                    theme.dim(),
+                ),
+                inner,
+            );
+            return;
+        }
+        let listed: Vec<&AccountView> = ctx.order.iter().map(|&i| &ctx.model.accounts[i]).collect();
+        let with_header = inner.height as usize > listed.len().min(2);
+        let wide = inner.width >= 110;
+        let roomy = inner.width >= 76;
+        // The forward's column from 90 columns on (below, the selected
+        // account's forward panel shows it when it is on).
+        let with_forward = inner.width >= 90;
+        let name_width = listed
             .iter()
             .map(|a| a.name.chars().count())
             .max()
             .unwrap_or(4)
             .clamp(if with_header { 7 } else { 4 }, if wide { 16 } else { 10 })
             as u16;
-        let rows = ctx.model.accounts.iter().map(|a| {
-            let asking = ctx.model.host_keys.iter().any(|p| p.account == a.name);
-            Row::new(vec![
-                Line::raw(a.name.clone()),
-                Line::raw(a.host.clone()),
-                Line::from(connection_state(a, asking, theme)),
-                Line::from(last_fetch(a, ctx, !wide)),
-                Line::from(waiting(a, theme, !wide)),
-            ])
-        });
-        let host_width = ctx
-            .model
-            .accounts
+        let very_wide = inner.width >= 150;
+        let trend_len = if wide { TREND } else { TREND_NARROW };
+        // Room the host column gets: what the other columns leave, at most
+        // the longest host and 40.
+        let others: u16 = 2
+            + name_width
+            + if wide { 13 + 22 + 22 } else { 12 + 11 + 11 }
+            + if with_forward { 5 } else { 0 }
+            + if roomy { trend_len as u16 + 6 } else { 0 }
+            + if very_wide { 10 } else { 0 }
+            + if wide { 2 } else { 1 }
+                * (4 + u16::from(with_forward) + u16::from(roomy) + u16::from(very_wide));
+        let longest_host = listed
             .iter()
             .map(|a| a.host.chars().count())
             .max()
-            .unwrap_or(4)
-            .clamp(4, 40) as u16;
-        // Wide: every column as wide as its content, the spare room at the
-        // right; narrow: the host gives way first.
-        let host = if wide {
-            Constraint::Length(host_width)
-        } else {
-            Constraint::Fill(1)
-        };
-        let widths = [
+            .unwrap_or(4);
+        let host_width = (longest_host as u16)
+            .min(inner.width.saturating_sub(others))
+            .clamp(4, 40);
+        let rows = listed.iter().map(|a| {
+            let asking = ctx.model.host_keys.iter().any(|p| p.account == a.name);
+            let trend = stats::trend_glyphs(&stats::recent_ratios(
+                &ctx.model.history,
+                &a.name,
+                trend_len,
+            ));
+            let last_ratio = stats::recent_ratios(&ctx.model.history, &a.name, 1)
+                .first()
+                .map_or(String::new(), |r| format!(" {r:.1}x"));
+            let mut cells = vec![
+                Line::raw(a.name.clone()),
+                Line::raw(format::elide_middle(&a.host, usize::from(host_width))),
+                Line::from(connection_state(a, asking, theme)),
+            ];
+            if with_forward {
+                cells.push(Line::from(forward_state(a, theme)));
+            }
+            cells.push(Line::from(last_fetch(a, ctx, !wide)));
+            if roomy {
+                cells.push(Line::from(vec![
+                    Span::styled(trend, theme.gauge()),
+                    Span::styled(last_ratio, theme.dim()),
+                ]));
+            }
+            if very_wide {
+                let t = stats::totals(
+                    &ctx.model.history,
+                    Some(&a.name),
+                    ctx.now_unix(),
+                    ctx.utc_offset,
+                );
+                cells.push(Line::styled(format::bytes(t.saved_all), theme.dim()));
+            }
+            cells.push(Line::from(waiting(a, theme, !wide)));
+            Row::new(cells)
+        });
+        let host = Constraint::Length(host_width);
+        let mut widths = vec![
             Constraint::Length(name_width),
             host,
             Constraint::Length(if wide { 13 } else { 12 }),
-            Constraint::Length(if wide { 22 } else { 12 }),
-            Constraint::Length(if wide { 22 } else { 11 }),
         ];
+        let mut header = vec!["account", "host", "state"];
+        if with_forward {
+            widths.push(Constraint::Length(5));
+            header.push("fwd");
+        }
+        widths.push(Constraint::Length(if wide { 22 } else { 11 }));
+        header.push("last fetch");
+        if roomy {
+            widths.push(Constraint::Length(trend_len as u16 + 6));
+            header.push("ratio trend");
+        }
+        if very_wide {
+            widths.push(Constraint::Length(10));
+            header.push("saved");
+        }
+        widths.push(Constraint::Length(if wide { 22 } else { 11 }));
+        header.push("on server");
         let mut table = Table::new(rows, widths)
             .column_spacing(if wide { 2 } else { 1 })
             .flex(Flex::Start)
             .row_highlight_style(theme.selected())
             .highlight_symbol("▶ ");
         if with_header {
-            table = table.header(
-                Row::new(["account", "host", "state", "last fetch", "on server"])
-                    .style(theme.label()),
-            );
+            table = table.header(Row::new(header).style(theme.label()));
         }
-        self.state.select(Some(ctx.selected));
+        self.state
+            .select(ctx.order.iter().position(|&i| i == ctx.selected));
         frame.render_stateful_widget(table, inner, &mut self.state);
         let header = u16::from(with_header);
         self.rows_area = Rect {
@@ -174,21 +279,23 @@ impl Component for AccountsPanel {
         {
             return Handled::Ignored;
         }
-        let count = ctx.model.accounts.len();
-        match mouse.kind {
+        let listed = ctx.order.len();
+        let position = ctx
+            .order
+            .iter()
+            .position(|&i| i == ctx.selected)
+            .unwrap_or(0);
+        let row = match mouse.kind {
             MouseEventKind::Down(MouseButton::Left) => {
-                let index = self.state.offset() + usize::from(mouse.row - self.rows_area.y);
-                if index < count {
-                    Handled::Intent(Intent::Select(index))
-                } else {
-                    Handled::Consumed
-                }
+                self.state.offset() + usize::from(mouse.row - self.rows_area.y)
             }
-            MouseEventKind::ScrollUp => {
-                Handled::Intent(Intent::Select(ctx.selected.saturating_sub(1)))
-            }
-            MouseEventKind::ScrollDown if count > 0 => {
-                Handled::Intent(Intent::Select((ctx.selected + 1).min(count - 1)))
+            MouseEventKind::ScrollUp => position.saturating_sub(1),
+            MouseEventKind::ScrollDown => position + 1,
+            _ => return Handled::Consumed,
+        };
+        match ctx.order.get(row.min(listed.saturating_sub(1))) {
+            Some(&index) if row < listed || mouse.kind == MouseEventKind::ScrollDown => {
+                Handled::Intent(Intent::Select(index))
             }
             _ => Handled::Consumed,
         }

@@ -1,5 +1,6 @@
 //! The details overlay (Enter): the selected account's settings as the
-//! dashboard knows them, its last outcome in full and its spool check.
+//! dashboard knows them, its last outcome in full, its spool check and its
+//! recent errors (newest first).
 
 use ratatui::crossterm::event::{Event as Input, KeyCode};
 use ratatui::layout::Rect;
@@ -139,6 +140,21 @@ impl Component for DetailsOverlay {
                     .to_vec(),
                 ));
                 lines.push(Line::styled(message.clone(), theme.error()));
+            }
+        }
+        if !a.errors.is_empty() {
+            lines.push(Line::styled("recent errors", theme.label()));
+            for e in a.errors.iter().rev() {
+                lines.push(Line::from(vec![
+                    ratatui::text::Span::styled(
+                        format!("{} ", clock(e.unix_secs, ctx.utc_offset)),
+                        theme.dim(),
+                    ),
+                    ratatui::text::Span::styled(
+                        format::tidy_paths(&e.message, ctx.view.home.as_deref(), 60),
+                        theme.error(),
+                    ),
+                ]));
             }
         }
         let width = 76.min(area.width);

@@ -1,5 +1,8 @@
 //! The log panel: the newest engine log lines at the bottom, with local
-//! times, one row each; PgUp/PgDn and the mouse wheel scroll back through older ones.
+//! times, word-wrapped (home shown as `~`, long paths shortened in the
+//! middle); PgUp/PgDn and the mouse wheel scroll back through older ones.
+//! It asks the layout for the rows its lines need, so a quiet log stays
+//! small.
 
 use ratatui::crossterm::event::{Event as Input, MouseEventKind};
 use ratatui::layout::{Position, Rect};
@@ -7,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::{panel, Component, Context, Handled};
+use super::{panel, wrap_line, Component, Context, Handled};
 use crate::engine::event::Level;
 use crate::ui::model::LogLine;
 use crate::ui::theme::Theme;
@@ -21,7 +24,33 @@ pub struct LogPanel {
     page: usize,
 }
 
+/// The most rows the layout is asked for (it bounds them further).
+const ROWS_WANTED_MAX: u16 = 40;
+
+/// Continuation rows start under the message, after `HH:MM:SS level `.
+const INDENT: u16 = 15;
+
 impl LogPanel {
+    /// Rows the newest line needs at `width` columns (0 without lines).
+    pub fn newest_rows(&self, ctx: &Context, width: u16) -> u16 {
+        ctx.model
+            .log
+            .back()
+            .map_or(0, |line| rows_of(line, ctx, width).len() as u16)
+    }
+
+    /// Rows the newest lines need at `width` columns (at least one).
+    pub fn rows_wanted(&self, ctx: &Context, width: u16) -> u16 {
+        let mut rows = 0u16;
+        for line in ctx.model.log.iter().rev() {
+            rows = rows.saturating_add(rows_of(line, ctx, width).len() as u16);
+            if rows >= ROWS_WANTED_MAX {
+                return ROWS_WANTED_MAX;
+            }
+        }
+        rows.max(1)
+    }
+
     /// Scrolls one page back, not beyond the oldest line.
     pub fn older(&mut self, total: usize) {
         self.scroll = (self.scroll + self.page.max(1)).min(total.saturating_sub(1));
@@ -69,6 +98,16 @@ fn render_line(line: &LogLine, ctx: &Context, theme: Theme) -> Line<'static> {
     Line::from(spans)
 }
 
+/// A log line as the rows it takes at `width`.
+fn rows_of(line: &LogLine, ctx: &Context, width: u16) -> Vec<Line<'static>> {
+    let max_path = (usize::from(width) * 2 / 3).max(24);
+    let tidy = LogLine {
+        message: crate::ui::format::tidy_paths(&line.message, ctx.view.home.as_deref(), max_path),
+        ..line.clone()
+    };
+    wrap_line(&render_line(&tidy, ctx, ctx.theme), width, INDENT)
+}
+
 impl Component for LogPanel {
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Context) {
         let theme = ctx.theme;
@@ -88,14 +127,24 @@ impl Component for LogPanel {
             frame.render_widget(Line::styled("nothing logged yet", theme.dim()), inner);
             return;
         }
-        // The newest lines that fit, one row each (long ones are cut; the
-        // details overlay shows an account's full last error).
+        // The newest whole lines that fit, wrapped; a line taller than the
+        // panel shows its first rows.
         let end = log.len() - self.scroll;
-        let start = end.saturating_sub(inner.height as usize);
-        let lines: Vec<Line> = log
-            .range(start..end)
-            .map(|l| render_line(l, ctx, theme))
-            .collect();
+        let height = usize::from(inner.height);
+        let mut shown: Vec<Vec<Line>> = Vec::new();
+        let mut rows = 0;
+        for line in log.range(..end).rev() {
+            let wrapped = rows_of(line, ctx, inner.width);
+            if rows + wrapped.len() > height && !shown.is_empty() {
+                break;
+            }
+            rows += wrapped.len();
+            shown.push(wrapped);
+            if rows >= height {
+                break;
+            }
+        }
+        let lines: Vec<Line> = shown.into_iter().rev().flatten().collect();
         frame.render_widget(Paragraph::new(lines), inner);
     }
 

@@ -1,17 +1,19 @@
 //! The transfer panel: the selected account's fetch — stage, a gauge of raw
-//! bytes, raw/payload/socket bytes, ratio, throughput with a sparkline, ETA
-//! and messages filed per folder. Lines are laid out by priority, so a short
-//! panel keeps the most telling ones.
+//! bytes, raw/payload/socket bytes, ratio, throughput with a sparkline, ETA,
+//! messages filed per folder, the stages with their durations, and a
+//! throughput chart with labelled axes (now, peak, average). Lines are laid
+//! out by priority, so a short panel keeps the most telling ones.
 
 use std::time::Duration;
 
 use ratatui::layout::Rect;
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{LineGauge, Paragraph, Sparkline, Wrap};
+use ratatui::widgets::{Axis, Chart, Dataset, GraphType, LineGauge, Paragraph, Sparkline, Wrap};
 use ratatui::Frame;
 
 use super::accounts::stage_name;
-use super::{field, panel, Component, Context};
+use super::{field, panel, wrap_line, Component, Context};
 use crate::engine::event::{Stage, TransferProgress};
 use crate::ui::format;
 use crate::ui::model::AccountView;
@@ -64,7 +66,8 @@ fn header(account: &AccountView, ctx: &Context) -> Line<'static> {
 }
 
 /// The stages in a row, each marked done (`✓`), current (`▶`), failed
-/// (`✗`) or to come (`·`); recovery shows only while it runs.
+/// (`✗`) or to come (`·`), with how long each took (the current one so
+/// far); recovery shows only when it ran.
 fn track(account: &AccountView, ctx: &Context) -> Line<'static> {
     let theme = ctx.theme;
     let fetch = &account.fetch;
@@ -79,9 +82,20 @@ fn track(account: &AccountView, ctx: &Context) -> Line<'static> {
         Stage::Verifying,
         Stage::Delivering,
     ] {
-        if stage == Stage::Recovering && fetch.stage != Some(Stage::Recovering) {
+        let entered = fetch.stages.iter().position(|&(s, _)| s == stage);
+        if stage == Stage::Recovering && entered.is_none() {
             continue;
         }
+        let took = entered.map(|i| {
+            let start = fetch.stages[i].1;
+            let end = fetch
+                .stages
+                .get(i + 1)
+                .map(|&(_, t)| t)
+                .or(fetch.ended)
+                .unwrap_or(ctx.now);
+            end.saturating_duration_since(start)
+        });
         let (mark, style) = match fetch.stage {
             Some(Stage::Done) => ("✓", theme.ok()),
             Some(Stage::Failed) if stage == reached => ("✗", theme.error()),
@@ -93,6 +107,12 @@ fn track(account: &AccountView, ctx: &Context) -> Line<'static> {
             spans.push(Span::raw(" "));
         }
         spans.push(Span::styled(format!("{mark}{}", stage_verb(stage)), style));
+        if let Some(took) = took {
+            spans.push(Span::styled(
+                format!(" {}", format::duration(took)),
+                theme.dim(),
+            ));
+        }
     }
     Line::from(spans)
 }
@@ -119,6 +139,7 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
         return parts;
     }
     if let Some((exit, message)) = &fetch.error {
+        let message = format::tidy_paths(message, ctx.view.home.as_deref(), 48);
         parts.push(Part::Error(format!("{exit:?}: {message}")));
     }
     let p = fetch.progress;
@@ -136,7 +157,7 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
     bytes.extend(field("raw ", format::bytes(raw), theme));
     bytes.extend(field("  payload ", format::bytes(payload), theme));
     bytes.extend(field("  socket ", format::bytes(socket), theme));
-    parts.push(Part::Text(Line::from(bytes)));
+    let bytes = Line::from(bytes);
 
     let mut rate = Vec::new();
     rate.extend(field("ratio ", format::ratio(raw, payload), theme));
@@ -166,7 +187,10 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
         }
     }
     rate.push(Span::raw(" "));
+    // The ratio and speed come before the byte counts: a short panel keeps
+    // what tells most.
     parts.push(Part::RateWithSpark(Line::from(rate)));
+    parts.push(Part::Text(bytes));
 
     if !fetch.filed.is_empty() || summary.is_some() {
         let mut filed = vec![Span::styled("filed ", theme.label())];
@@ -194,6 +218,99 @@ fn parts(account: &AccountView, ctx: &Context) -> Vec<Part> {
     parts
 }
 
+/// The smallest throughput chart worth drawing: a title row, three plot
+/// rows, the axis and its labels.
+const CHART_ROWS: u16 = 6;
+
+impl TransferPanel {
+    /// Rows the panel's contents need (without its border), the chart at
+    /// its smallest.
+    pub fn rows_wanted(ctx: &Context, width: u16) -> u16 {
+        let Some(account) = ctx.selected_account() else {
+            return 1;
+        };
+        parts(account, ctx)
+            .iter()
+            .map(|part| match part {
+                Part::Error(_) => 2,
+                Part::Spark => CHART_ROWS,
+                Part::Text(line) => wrap_line(line, width, 1).len() as u16,
+                _ => 1,
+            })
+            .sum()
+    }
+}
+
+/// `throughput  now 380 kB/s  peak 400 kB/s  avg 380 kB/s` (now only while
+/// the fetch runs).
+fn throughput_title(account: &AccountView, ctx: &Context) -> Line<'static> {
+    let theme = ctx.theme;
+    let rate = &account.fetch.rate;
+    let mut title = vec![Span::styled("throughput", theme.label())];
+    if let Some(now) = rate.bytes_per_sec().filter(|_| account.fetch.is_active()) {
+        title.extend(field("  now ", format::rate(now), theme));
+    }
+    let peak = rate.peak_per_sec().unwrap_or(0) as f64;
+    title.extend(field("  peak ", format::rate(peak), theme));
+    if let Some(avg) = rate.average_per_sec() {
+        title.extend(field("  avg ", format::rate(avg), theme));
+    }
+    Line::from(title)
+}
+
+/// Throughput over the transfer's seconds as a chart: bytes per second on
+/// the y axis (0, half the peak, the peak), seconds since the transfer
+/// began on the x axis, and a title line with now / peak / average.
+fn throughput_chart(frame: &mut Frame, area: Rect, account: &AccountView, ctx: &Context) {
+    let theme = ctx.theme;
+    let rate = &account.fetch.rate;
+    let first = rate.first_second();
+    let points: Vec<(f64, f64)> = rate
+        .per_second
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| ((first + i as u64) as f64, b as f64))
+        .collect();
+    let peak = rate.peak_per_sec().unwrap_or(0).max(1) as f64;
+    frame.render_widget(throughput_title(account, ctx), Rect { height: 1, ..area });
+    let plot = Rect {
+        y: area.y + 1,
+        height: area.height.saturating_sub(1),
+        ..area
+    };
+    let last = (first + rate.per_second.len() as u64)
+        .saturating_sub(1)
+        .max(first + 1);
+    let y_max = peak * 1.1;
+    let y_labels: Vec<Span> = [0.0, peak / 2.0, peak]
+        .iter()
+        .map(|&v| Span::styled(format::rate(v), theme.dim()))
+        .collect();
+    let x_labels: Vec<Span> = [first, (first + last) / 2, last]
+        .iter()
+        .map(|&s| Span::styled(format!("{s}s"), theme.dim()))
+        .collect();
+    let dataset = Dataset::default()
+        .graph_type(GraphType::Line)
+        .marker(Marker::Braille)
+        .style(theme.gauge())
+        .data(&points);
+    let chart = Chart::new(vec![dataset])
+        .x_axis(
+            Axis::default()
+                .bounds([first as f64, last as f64])
+                .labels(x_labels)
+                .style(theme.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, y_max])
+                .labels(y_labels)
+                .style(theme.dim()),
+        );
+    frame.render_widget(chart, plot);
+}
+
 impl Component for TransferPanel {
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Context) {
         let theme = ctx.theme;
@@ -217,7 +334,24 @@ impl Component for TransferPanel {
                 ..inner
             };
             match part {
-                Part::Text(line) => frame.render_widget(line, row),
+                Part::Text(line) => {
+                    // Wrapped at spaces (the stage track on a narrow panel).
+                    let rows = wrap_line(&line, inner.width, 1);
+                    let last = rows.len() - 1;
+                    for (i, text) in rows.into_iter().enumerate() {
+                        if y + i as u16 >= bottom {
+                            break;
+                        }
+                        frame.render_widget(
+                            text,
+                            Rect {
+                                y: y + i as u16,
+                                ..row
+                            },
+                        );
+                    }
+                    y += last as u16;
+                }
                 Part::Error(message) => {
                     // Up to two rows, more when the panel is tall.
                     let spare = bottom - y;
@@ -232,7 +366,11 @@ impl Component for TransferPanel {
                     y += height - 1;
                 }
                 Part::Gauge => {
-                    let p = fetch.progress;
+                    let mut p = fetch.progress;
+                    if let Some(s) = &fetch.summary {
+                        p.raw_done = p.raw_done.max(s.raw_bytes);
+                        p.raw_total = p.raw_total.max(p.raw_done);
+                    }
                     let ratio = if fetch.stage == Some(Stage::Done) {
                         1.0
                     } else if p.raw_total > 0 {
@@ -276,21 +414,22 @@ impl Component for TransferPanel {
                 }
                 Part::Spark => {
                     let height = bottom - y;
-                    if height < 3 {
-                        break;
+                    if height >= CHART_ROWS - 1 {
+                        throughput_chart(frame, Rect { y, height, ..inner }, account, ctx);
+                    } else {
+                        // No room for axes: the figures, and bars below.
+                        frame.render_widget(throughput_title(account, ctx), row);
+                        let width = inner.width as usize;
+                        let tail = &spark_data[spark_data.len().saturating_sub(width)..];
+                        frame.render_widget(
+                            Sparkline::default().data(tail).style(theme.gauge()),
+                            Rect {
+                                y: y + 1,
+                                height: height - 1,
+                                ..inner
+                            },
+                        );
                     }
-                    let label = Line::styled("throughput per second", theme.label());
-                    frame.render_widget(label, row);
-                    let width = inner.width as usize;
-                    let tail = &spark_data[spark_data.len().saturating_sub(width)..];
-                    frame.render_widget(
-                        Sparkline::default().data(tail).style(theme.gauge()),
-                        Rect {
-                            y: y + 1,
-                            height: height - 1,
-                            ..inner
-                        },
-                    );
                     y = bottom;
                 }
             }
