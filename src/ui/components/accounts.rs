@@ -84,6 +84,78 @@ pub fn last_fetch(account: &AccountView, ctx: &Context, compact: bool) -> Span<'
 const TREND: usize = 8;
 const TREND_NARROW: usize = 5;
 
+/// Width of the detailed "last fetch" column (`ok 315 msgs 59m ago`).
+const LAST_DETAILED: u16 = 20;
+/// Width of the detailed "on server" column (`new: 315 msgs 4.97 MB`).
+const WAITING_DETAILED: u16 = 21;
+/// The narrowest a host is shown before columns are given up for it.
+const HOST_MIN: u16 = 16;
+
+/// Which columns the table shows at a width: the richest set of these, in
+/// order, that leaves the host its room.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    /// Message counts in "last fetch" and "on server".
+    detailed: bool,
+    /// The forward's state.
+    forward: bool,
+    /// Ratios in the trend column (0: no column).
+    trend_len: usize,
+    /// Bytes saved in all.
+    saved: bool,
+    /// Blank columns between columns.
+    spacing: u16,
+}
+
+impl Columns {
+    fn fitting(width: u16, name: u16, host: u16) -> Columns {
+        let c = |detailed, forward, trend_len, saved, spacing| Columns {
+            detailed,
+            forward,
+            trend_len,
+            saved,
+            spacing,
+        };
+        let candidates = [
+            c(true, true, TREND, true, 2),
+            c(true, true, TREND, false, 2),
+            c(true, true, TREND, false, 1),
+            c(true, false, TREND_NARROW, false, 1),
+            c(false, true, TREND_NARROW, false, 1),
+            c(false, false, TREND_NARROW, false, 1),
+        ];
+        candidates
+            .into_iter()
+            .find(|c| c.others(name) + host.min(HOST_MIN) <= width)
+            .unwrap_or(c(false, false, 0, false, 1))
+    }
+
+    /// Columns other than the host's, with the selection mark and spacing.
+    fn others(&self, name: u16) -> u16 {
+        let (last, state, waiting) = if self.detailed {
+            (LAST_DETAILED, 13, WAITING_DETAILED)
+        } else {
+            (11, 12, 11)
+        };
+        let optional = [
+            (self.forward, 5),
+            (self.trend_len > 0, self.trend_len as u16 + 6),
+            (self.saved, 10),
+        ];
+        let gaps = 4 + optional.iter().filter(|(on, _)| *on).count() as u16;
+        2 + name
+            + state
+            + last
+            + waiting
+            + optional
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, w)| w)
+                .sum::<u16>()
+            + gaps * self.spacing
+    }
+}
+
 /// The SMTP forward's state in a few letters, styled.
 pub fn forward_state(account: &AccountView, theme: Theme) -> Span<'static> {
     match account.forward.state {
@@ -158,37 +230,32 @@ impl Component for AccountsPanel {
         }
         let listed: Vec<&AccountView> = ctx.order.iter().map(|&i| &ctx.model.accounts[i]).collect();
         let with_header = inner.height as usize > listed.len().min(2);
-        let wide = inner.width >= 110;
-        let roomy = inner.width >= 76;
-        // The forward's column from 90 columns on (below, the selected
-        // account's forward panel shows it when it is on).
-        let with_forward = inner.width >= 90;
         let name_width = listed
             .iter()
             .map(|a| a.name.chars().count())
             .max()
             .unwrap_or(4)
-            .clamp(if with_header { 7 } else { 4 }, if wide { 16 } else { 10 })
-            as u16;
-        let very_wide = inner.width >= 150;
-        let trend_len = if wide { TREND } else { TREND_NARROW };
-        // Room the host column gets: what the other columns leave, at most
-        // the longest host and 40.
-        let others: u16 = 2
-            + name_width
-            + if wide { 13 + 22 + 22 } else { 12 + 11 + 11 }
-            + if with_forward { 5 } else { 0 }
-            + if roomy { trend_len as u16 + 6 } else { 0 }
-            + if very_wide { 10 } else { 0 }
-            + if wide { 2 } else { 1 }
-                * (4 + u16::from(with_forward) + u16::from(roomy) + u16::from(very_wide));
+            .clamp(if with_header { 7 } else { 4 }, 16) as u16;
         let longest_host = listed
             .iter()
             .map(|a| a.host.chars().count())
             .max()
-            .unwrap_or(4);
-        let host_width = (longest_host as u16)
-            .min(inner.width.saturating_sub(others))
+            .unwrap_or(4) as u16;
+        let columns = Columns::fitting(inner.width, name_width, longest_host.min(16));
+        let Columns {
+            detailed,
+            forward: with_forward,
+            trend_len,
+            saved: very_wide,
+            spacing,
+        } = columns;
+        let wide = detailed;
+        let roomy = trend_len > 0;
+        let name_width = name_width.min(if detailed { 16 } else { 10 });
+        // The host gets what the other columns leave, at most the longest
+        // host and 40; longer ones lose their middle.
+        let host_width = longest_host
+            .min(inner.width.saturating_sub(columns.others(name_width)))
             .clamp(4, 40);
         let rows = listed.iter().map(|a| {
             let asking = ctx.model.host_keys.iter().any(|p| p.account == a.name);
@@ -238,7 +305,7 @@ impl Component for AccountsPanel {
             widths.push(Constraint::Length(5));
             header.push("fwd");
         }
-        widths.push(Constraint::Length(if wide { 22 } else { 11 }));
+        widths.push(Constraint::Length(if wide { LAST_DETAILED } else { 11 }));
         header.push("last fetch");
         if roomy {
             widths.push(Constraint::Length(trend_len as u16 + 6));
@@ -248,10 +315,10 @@ impl Component for AccountsPanel {
             widths.push(Constraint::Length(10));
             header.push("saved");
         }
-        widths.push(Constraint::Length(if wide { 22 } else { 11 }));
+        widths.push(Constraint::Length(if wide { WAITING_DETAILED } else { 11 }));
         header.push("on server");
         let mut table = Table::new(rows, widths)
-            .column_spacing(if wide { 2 } else { 1 })
+            .column_spacing(spacing)
             .flex(Flex::Start)
             .row_highlight_style(theme.selected())
             .highlight_symbol("▶ ");
