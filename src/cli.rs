@@ -39,6 +39,14 @@ pub enum Command {
     /// delivered (kept and named), 9 the server lacks a tool a safe claim
     /// needs. With several accounts, the first failing account's code.
     Fetch(FetchArgs),
+    /// Keep every named (or every) account connected, watch its spool over
+    /// that one SSH session and fetch within seconds of a delivery, until
+    /// SIGINT or SIGTERM; one log line per fetch or state change.
+    ///
+    /// Reconnects with backoff when a link drops. Exit codes: 0 stopped by a
+    /// signal; when every account has given up, the first one's code (3
+    /// config, 4 host key, 5 authentication, 9 the server lacks a tool).
+    Watch(WatchArgs),
     /// Connect to accounts and say which spool, claim strategy and
     /// compression a fetch would use and why, or what the server lacks;
     /// claims nothing.
@@ -109,6 +117,20 @@ pub struct FetchArgs {
     #[arg(long)]
     pub adopt_claims: bool,
     /// Accounts to fetch (default: all).
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
+}
+
+/// Arguments of `mailhaul watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Also keep the accounts' SMTP forwards up.
+    #[arg(long)]
+    pub forward: bool,
+    /// Print errors only.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Accounts to watch (default: all).
     #[arg(value_name = "ACCOUNT")]
     pub accounts: Vec<String>,
 }

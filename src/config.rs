@@ -190,6 +190,21 @@ impl Config {
                     format!("duplicate account name `{}`", a.name),
                 ));
             }
+            if let Some(hook) = &a.on_new_mail {
+                if hook
+                    .get_ref()
+                    .first()
+                    .is_none_or(|program| program.is_empty())
+                {
+                    return Err(invalid(
+                        hook.span(),
+                        format!("{key}.on_new_mail"),
+                        "empty command: give the program and its arguments, e.g. \
+                         [\"notify-send\", \"new mail\"]"
+                            .into(),
+                    ));
+                }
+            }
             let listen = &a.forward.listen;
             match listen.get_ref().parse::<std::net::SocketAddr>() {
                 Err(e) => {
@@ -492,5 +507,23 @@ mod tests {
             e.starts_with("/x/config.toml:2: general.check_interval:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_empty_new_mail_hook_is_refused_with_its_line() {
+        let e = err("[[account]]\nname = \"a\"\nhost = \"h\"\non_new_mail = []\n");
+        assert!(
+            e.starts_with("/x/config.toml:4: account[0].on_new_mail: empty command"),
+            "{e}"
+        );
+        let e = err("[[account]]\nname = \"a\"\nhost = \"h\"\non_new_mail = \"notify-send\"\n");
+        assert!(
+            e.starts_with("/x/config.toml:4: account.on_new_mail:"),
+            "{e}"
+        );
+        let ok = "[[account]]\nname = \"a\"\nhost = \"h\"\non_new_mail = [\"true\"]\n";
+        let c = Config::parse(ok, Path::new("/x/config.toml")).unwrap();
+        let hook = c.accounts[0].on_new_mail.as_ref().unwrap();
+        assert_eq!(hook.get_ref(), &vec!["true".to_string()]);
     }
 }

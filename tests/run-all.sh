@@ -12,6 +12,7 @@ packages=(
   strace                                  # durability tests watch fsync/syncfs order
   time                                    # peak RSS in bench/filter.sh (/usr/bin/time -v)
   inotify-tools                           # the spool watcher's inotifywait on the "server"
+  systemd                                 # systemd-analyze verify of assets/systemd/
 )
 missing=()
 for p in "${packages[@]}"; do

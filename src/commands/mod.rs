@@ -8,6 +8,7 @@ mod filter;
 pub mod init;
 pub mod prompt;
 pub mod tunnel;
+mod watch;
 
 use clap::CommandFactory;
 
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Exit {
         None => dashboard::run(cli.config.as_deref()),
         Some(Command::Fetch(args)) => fetch::run_fetch(cli.config.as_deref(), &args),
         Some(Command::Check(args)) => fetch::run_check(cli.config.as_deref(), &args),
+        Some(Command::Watch(args)) => watch::run(cli.config.as_deref(), &args),
         Some(Command::Filter(args)) => filter::run(cli.config.as_deref(), &args),
         Some(Command::Init { force }) => init::run(cli.config.as_deref(), force),
         Some(Command::Completions { shell }) => {

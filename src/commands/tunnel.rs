@@ -127,7 +127,7 @@ impl Printer<'_> {
 /// Blocks SIGINT and SIGTERM in the calling thread (and so in threads it
 /// starts later) and returns a channel that receives one of them when it
 /// arrives.
-fn termination_signals() -> Receiver<libc::c_int> {
+pub(super) fn termination_signals() -> Receiver<libc::c_int> {
     // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls
     // only change this thread's signal mask.
     let set = unsafe {

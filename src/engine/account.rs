@@ -136,6 +136,9 @@ pub struct Account {
     /// Fetch automatically when the dashboard sees new mail.
     #[serde(default)]
     pub auto_fetch: bool,
+    /// Command (argv, no shell) run after a fetch that filed messages, with
+    /// the account and the counts in its environment (`engine::hook`).
+    pub on_new_mail: Option<Spanned<Vec<String>>>,
     /// The SMTP forward for this account.
     #[serde(default)]
     pub forward: ForwardConfig,

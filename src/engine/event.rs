@@ -150,6 +150,9 @@ pub struct FetchSummary {
     pub socket_bytes: u64,
     /// Compression method used (`zstd -3`, `gzip`, `ssh`, `none`).
     pub method: String,
+    /// Messages filed per folder (or `mbox:PATH`, `mda:COMMAND`); not in
+    /// the history file.
+    pub folders: std::collections::BTreeMap<String, u64>,
     /// Wall time.
     pub elapsed: Duration,
 }

@@ -29,6 +29,7 @@ use crate::engine::event::{
 use crate::engine::failure::Failure;
 use crate::engine::filing::Destination;
 use crate::engine::history;
+use crate::engine::hook;
 use crate::engine::journal::{self, AccountBusy, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::file_messages;
@@ -293,6 +294,20 @@ pub fn fetch(
     options: &FetchOptions,
     events: &Sender<Event>,
 ) -> Result<FetchSummary, FetchError> {
+    fetch_over(&mut None, account, destination, options, events)
+}
+
+/// [`fetch`] over the open session in `session` (no new handshake), or over
+/// a new one left there for the next fetch. The caller drops a session that
+/// failed (a fetch failing on it may mean it is dead). A fetch that needs
+/// SSH transport compression the session lacks opens its own connection.
+pub fn fetch_over(
+    session: &mut Option<Connection>,
+    account: &Account,
+    destination: &Destination,
+    options: &FetchOptions,
+    events: &Sender<Event>,
+) -> Result<FetchSummary, FetchError> {
     let started = Instant::now();
     let mut run = Run {
         account,
@@ -304,8 +319,9 @@ pub fn fetch(
         raw_before: 0,
         payload_before: 0,
         socket_bytes: 0,
+        socket_base: 0,
     };
-    let result = run.fetch();
+    let result = run.fetch(session);
     run.summary.elapsed = started.elapsed();
     // A failed fetch that still moved mail is in the history too.
     let moved = run.summary.messages > 0 || run.summary.raw_bytes > 0;
@@ -315,6 +331,18 @@ pub fn fetch(
             run.log(
                 Level::Warn,
                 format!("cannot append to {}: {e}", path.display()),
+            );
+        }
+    }
+    // The new-mail hook, on its own thread: it never delays or fails a fetch.
+    if let Some(argv) = &account.on_new_mail {
+        if run.summary.messages > 0 && !options.dry_run {
+            hook::spawn(
+                argv.get_ref(),
+                &account.name,
+                &run.summary,
+                hook::HOOK_TIMEOUT,
+                events.clone(),
             );
         }
     }
@@ -441,6 +469,8 @@ struct Run<'a> {
     /// Payload bytes of claims already downloaded in this run.
     payload_before: u64,
     socket_bytes: u64,
+    /// Bytes the session had received before this fetch (a reused session).
+    socket_base: u64,
 }
 
 impl Run<'_> {
@@ -469,7 +499,14 @@ impl Run<'_> {
         }
     }
 
-    fn fetch(&mut self) -> Result<(), FetchError> {
+    /// Bytes received on `conn` during this fetch.
+    fn socket_received(&self, conn: &Connection) -> u64 {
+        conn.socket_bytes_received()
+            .unwrap_or(0)
+            .saturating_sub(self.socket_base)
+    }
+
+    fn fetch(&mut self, session: &mut Option<Connection>) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Connecting));
         let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
             Ok(ws) => ws,
@@ -490,8 +527,12 @@ impl Run<'_> {
 
         self.check_cancel()?;
         let compress_first = self.account.compression == Compression::Ssh;
-        let mut conn = self.connect(compress_first)?;
-        let (mut probe, mut leftovers) = survey(&conn, self.account)?;
+        let reused = match session {
+            Some(conn) => conn,
+            None => session.insert(self.connect(compress_first)?),
+        };
+        self.socket_base = reused.socket_bytes_received().unwrap_or(0);
+        let (mut probe, mut leftovers) = survey(reused, self.account)?;
         for name in &leftovers.ignored {
             self.log(
                 Level::Warn,
@@ -503,7 +544,7 @@ impl Run<'_> {
             );
         }
         // Later steps send the script gzip-compressed: it is most of the upload.
-        conn.set_gzip_scripts(probe.tools.gzip_login);
+        reused.set_gzip_scripts(probe.tools.gzip_login);
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
@@ -511,18 +552,24 @@ impl Run<'_> {
             });
         }
         let method = choose_method(&probe, self.account.compression, self.account.zstd_level)?;
-        if method.method.needs_transport_compression() && !compress_first {
-            conn = self.connect(true)?;
-            (probe, leftovers) = survey(&conn, self.account)?;
-            conn.set_gzip_scripts(probe.tools.gzip_login);
-        }
+        let compressed;
+        let conn: &Connection = if method.method.needs_transport_compression() && !compress_first {
+            let mut own = self.connect(true)?;
+            self.socket_base = 0;
+            (probe, leftovers) = survey(&own, self.account)?;
+            own.set_gzip_scripts(probe.tools.gzip_login);
+            compressed = own;
+            &compressed
+        } else {
+            reused
+        };
         self.summary.method = method.method.label();
         let strategy = choose_strategy(&probe, self.account.claim);
 
         if self.options.dry_run {
-            let inspection = inspect(&conn, self.account)?;
+            let inspection = inspect(conn, self.account)?;
             self.log(Level::Info, describe(&inspection));
-            self.socket_bytes = conn.socket_bytes_received().unwrap_or(0);
+            self.socket_bytes = self.socket_received(conn);
             self.summary.socket_bytes = self.socket_bytes;
             return Ok(());
         }
@@ -544,7 +591,7 @@ impl Run<'_> {
         let mut done = std::collections::HashSet::new();
         for c in journal.pending() {
             self.emit(FetchEvent::Stage(Stage::Recovering));
-            self.release(&conn, &mut journal, &c.remote)?;
+            self.release(conn, &mut journal, &c.remote)?;
             let c = journal.get(&c.id).cloned().expect("just journalled");
             self.deliver(&ws, &mut journal, &c, true)?;
             done.insert(c.remote.path.clone());
@@ -572,7 +619,7 @@ impl Run<'_> {
                     c.size
                 ),
             );
-            self.process(&conn, &ws, &mut journal, c, method.method)?;
+            self.process(conn, &ws, &mut journal, c, method.method)?;
             done.insert(c.path.clone());
         }
 
@@ -581,7 +628,7 @@ impl Run<'_> {
         let wait = self.account.lock_timeout.to_string();
         let stale = self.account.stale_lock_time.to_string();
         let reply: ClaimReply = parse_claims(&script(
-            &conn,
+            conn,
             &[
                 b"claim",
                 spool_arg(self.account),
@@ -618,9 +665,11 @@ impl Run<'_> {
             self.log(Level::Info, "no new mail".into());
         }
         for c in fresh {
-            self.process(&conn, &ws, &mut journal, c, method.method)?;
+            self.process(conn, &ws, &mut journal, c, method.method)?;
         }
-        self.summary.socket_bytes = conn.socket_bytes_received().unwrap_or(self.socket_bytes);
+        self.summary.socket_bytes = conn
+            .socket_bytes_received()
+            .map_or(self.socket_bytes, |n| n.saturating_sub(self.socket_base));
         journal
             .compact()
             .map_err(|e| FetchError::local("journal", e))?;
@@ -740,15 +789,22 @@ impl Run<'_> {
                 level.as_bytes(),
             ],
         )?;
-        let (raw_before, payload_before, raw_total) =
-            (self.raw_before, self.payload_before, self.raw_total);
+        let (raw_before, payload_before, raw_total, socket_base) = (
+            self.raw_before,
+            self.payload_before,
+            self.raw_total,
+            self.socket_base,
+        );
         let mut halfway_crash = false;
         let mut report = |raw: u64, payload: u64| {
             let progress = TransferProgress {
                 raw_done: raw_before + raw,
                 raw_total,
                 payload_bytes: payload_before + payload,
-                socket_bytes: conn.socket_bytes_received().unwrap_or(0),
+                socket_bytes: conn
+                    .socket_bytes_received()
+                    .unwrap_or(0)
+                    .saturating_sub(socket_base),
             };
             let _ = self.events.send(Event::Fetch {
                 account: self.account.name.clone(),
@@ -822,7 +878,7 @@ impl Run<'_> {
         self.payload_before += transferred.payload;
         self.summary.raw_bytes += transferred.raw;
         self.summary.payload_bytes += transferred.payload;
-        self.socket_bytes = conn.socket_bytes_received().unwrap_or(0);
+        self.socket_bytes = self.socket_received(conn);
         self.summary.socket_bytes = self.socket_bytes;
         Ok(())
     }
@@ -895,6 +951,9 @@ impl Run<'_> {
             },
         );
         self.summary.messages += report.delivered_total();
+        for (folder, n) in &report.delivered {
+            *self.summary.folders.entry(folder.clone()).or_default() += n;
+        }
         self.summary.undelivered += report.undelivered.len() as u64;
         for u in &report.undelivered {
             self.log(Level::Warn, u.to_string());

@@ -87,6 +87,7 @@ pub fn read(path: &Path) -> io::Result<Vec<HistoryEntry>> {
                     socket_bytes: socket.parse().ok()?,
                     method: method.to_string(),
                     elapsed: Duration::from_secs_f64(seconds.parse().ok()?),
+                    ..Default::default()
                 },
             })
         })
@@ -172,6 +173,7 @@ mod tests {
             socket_bytes: 900,
             method: "zstd -3".into(),
             elapsed: Duration::from_millis(1500),
+            ..Default::default()
         };
         append(&path, "work", &s).unwrap();
         append(&path, "home", &FetchSummary::default()).unwrap();

@@ -86,6 +86,7 @@ fn summary(messages: u64, raw: u64, payload: u64, ms: u64) -> FetchSummary {
         socket_bytes: payload + payload / 20 + 4_000,
         method: "zstd -3".into(),
         elapsed: Duration::from_millis(ms),
+        ..Default::default()
     }
 }
 

@@ -258,3 +258,12 @@ pub fn listening_addresses(port: u16) -> Vec<std::net::SocketAddr> {
     }
     found
 }
+
+/// The PIDs of every live process whose real UID is `uid` (zombies left out).
+pub fn processes_of(uid: u32) -> Vec<i32> {
+    all_processes()
+        .into_iter()
+        .filter(|p| p.2 == uid && !matches!(state(p.0), None | Some('Z' | 'X' | 'x')))
+        .map(|p| p.0)
+        .collect()
+}

@@ -1,0 +1,256 @@
+//! `mailhaul watch` against a real sshd and Postfix: mail sent after it
+//! started is filed with no key press (and the new-mail hook runs); a
+//! dropped link (the session's sshd processes killed) is reconnected and
+//! mail sent meanwhile filed once; Postfix delivering a few hundred tagged
+//! messages while it runs ends with each filed exactly once; SIGTERM stops
+//! it with exit 0; after SIGTERM, a kill -9, or a frozen client that sshd's
+//! ClientAlive check drops, no watcher process is left on the server.
+
+mod common;
+mod fetch_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{proc, Postfix, TestSshd, TestUser};
+use crossbeam_channel::Receiver;
+use fetch_support::{maildir_files, Client};
+
+/// A running `mailhaul watch` and its output lines.
+struct Watch {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watch {
+    fn start(client: &Client) -> Watch {
+        let mut child = client
+            .command(&["watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mailhaul watch");
+        let (tx, lines) = crossbeam_channel::unbounded();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("watch| {line}");
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Watch {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text` (after the lines already seen).
+    fn wait_line(&mut self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {text:?} within {limit:?}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn message(tag: &str) -> Vec<u8> {
+    format!(
+        "From: sender@example.org\nTo: someone\nSubject: {tag}\nMessage-ID: <{tag}@example.org>\n\nbody of {tag}\n"
+    )
+    .into_bytes()
+}
+
+/// How many filed messages carry each `Subject: TAG` line.
+fn filed_tags(client: &Client) -> std::collections::BTreeMap<String, usize> {
+    let mut tags = std::collections::BTreeMap::new();
+    for file in maildir_files(&client.maildir) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        if let Some(tag) = text.lines().find_map(|l| l.strip_prefix("Subject: ")) {
+            *tags.entry(tag.to_string()).or_insert(0) += 1;
+        }
+    }
+    tags
+}
+
+/// Waits until `n` messages are filed; returns how long it took.
+fn wait_filed(client: &Client, n: usize, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let have = maildir_files(&client.maildir).len();
+        if have >= n {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{have} of {n} messages filed after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the user has no process left on the server; returns how long.
+fn wait_no_processes(user: &TestUser, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let left = proc::processes_of(user.uid);
+        if left.is_empty() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "processes of {} still on the server after {limit:?}: {:?}",
+            user.name,
+            left.iter()
+                .map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .replace('\0', " "))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn mail_is_pushed_reconnected_after_a_drop_and_the_hook_runs() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "push");
+    let postfix = Postfix::ensure_running();
+    let hook_dir = tempfile::tempdir().unwrap();
+    let hook_out = hook_dir.path().join("hook.log");
+    let client = Client::new(
+        &sshd,
+        &user.name,
+        &format!(
+            "on_new_mail = [\"sh\", \"-c\", \"echo \\\"$MAILHAUL_ACCOUNT $MAILHAUL_COUNT $MAILHAUL_FOLDERS\\\" >> {}\"]",
+            hook_out.display()
+        ),
+    );
+    let mut watch = Watch::start(&client);
+    watch.wait_line("watching the spool (inotify)", Duration::from_secs(30));
+
+    // Sent after watch started: filed with no key press.
+    postfix.send(&user.name, &message("pushed-1"));
+    let took = wait_filed(&client, 1, Duration::from_secs(30));
+    eprintln!("sendmail -> filed in {took:?}");
+    watch.wait_line("filed 1 message(s) (INBOX 1)", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&hook_out).is_ok_and(|t| t.contains("acct 1 1 INBOX")) {
+        assert!(Instant::now() < deadline, "the hook did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The link drops (the session's sshd processes are killed): mail sent
+    // meanwhile is filed once after the reconnect.
+    let killed = proc::kill_connection_holders(sshd.port);
+    assert!(!killed.is_empty(), "no connection to drop");
+    postfix.send(&user.name, &message("while-down-2"));
+    watch.wait_line("reconnecting in", Duration::from_secs(30));
+    watch.wait_line("watching the spool", Duration::from_secs(30));
+    wait_filed(&client, 2, Duration::from_secs(30));
+    postfix.send(&user.name, &message("after-3"));
+    wait_filed(&client, 3, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let tags = filed_tags(&client);
+    assert_eq!(
+        tags.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("after-3".to_string(), 1),
+            ("pushed-1".to_string(), 1),
+            ("while-down-2".to_string(), 1)
+        ]
+    );
+
+    // SIGTERM: a clean stop, exit 0, nothing left on the server.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGTERM) };
+    let status = watch.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{:#?}", watch.seen);
+    let gone = wait_no_processes(&user, Duration::from_secs(10));
+    eprintln!("after SIGTERM the server side was gone in {gone:?}");
+}
+
+#[test]
+fn no_watcher_is_left_after_kill_9_or_a_frozen_client() {
+    // sshd notices a silent client after ClientAliveInterval x CountMax.
+    let sshd = TestSshd::start_with_config("ClientAliveInterval 1\nClientAliveCountMax 2\n");
+    let user = TestUser::create_for(&sshd, "pushk");
+    let client = Client::new(&sshd, &user.name, "");
+
+    let mut watch = Watch::start(&client);
+    watch.wait_line("watching the spool (inotify)", Duration::from_secs(30));
+    assert!(!proc::processes_of(user.uid).is_empty());
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGKILL) };
+    let gone = wait_no_processes(&user, Duration::from_secs(10));
+    eprintln!("after kill -9 of the client the watcher was gone in {gone:?}");
+
+    // A frozen client (no FIN, no answers: like a cut link).
+    let mut watch = Watch::start(&client);
+    watch.wait_line("watching the spool (inotify)", Duration::from_secs(30));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGSTOP) };
+    let gone = wait_no_processes(&user, Duration::from_secs(20));
+    eprintln!(
+        "with ClientAliveInterval 1, CountMax 2, a frozen client's watcher was gone in {gone:?}"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGKILL) };
+}
+
+#[test]
+fn postfix_delivering_hundreds_while_watched_files_each_once() {
+    const N: usize = 300;
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "pushn");
+    let postfix = Postfix::ensure_running();
+    let client = Client::new(&sshd, &user.name, "");
+    let mut watch = Watch::start(&client);
+    watch.wait_line("watching the spool (inotify)", Duration::from_secs(30));
+    let start = Instant::now();
+    for i in 0..N {
+        postfix.send(&user.name, &message(&format!("bulk-{i:04}")));
+    }
+    wait_filed(&client, N, Duration::from_secs(240));
+    eprintln!("{N} messages sent and filed in {:?}", start.elapsed());
+    std::thread::sleep(Duration::from_secs(1));
+    let tags = filed_tags(&client);
+    let wrong: Vec<_> = (0..N)
+        .map(|i| format!("bulk-{i:04}"))
+        .filter(|t| tags.get(t) != Some(&1))
+        .map(|t| (tags.get(&t).copied().unwrap_or(0), t))
+        .collect();
+    assert!(wrong.is_empty(), "not filed exactly once: {wrong:?}");
+    assert_eq!(tags.len(), N);
+    assert!(user.spool_contents().is_empty(), "all fetched");
+}
