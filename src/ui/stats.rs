@@ -124,6 +124,7 @@ mod tests {
                 socket_bytes: socket,
                 method: "zstd -3".into(),
                 elapsed: Duration::from_secs(1),
+                ..Default::default()
             },
         }
     }
