@@ -3,14 +3,16 @@
 #
 # Builds mailhaul (release), starts a private sshd on loopback (its own host
 # and client keys, nothing of the system's touched) with a spool seeded from
-# assets/sample-spool.mbox, optionally keeps new mail arriving through
-# procmail (which takes the spool's dot-lock, as on a real server), points the
+# assets/sample-spool.mbox, optionally keeps new mail arriving as an MTA
+# delivers it (a From_ line and Postfix's headers, appended by procmail under
+# the spool's dot-lock: assets/demo-arrive.sh), points the
 # SMTP forward at the local Postfix, and writes a config for that account.
 # Everything it starts is stopped, and its directory removed, on exit.
 #
 # Settings (environment, all optional):
 #   DEMO_SPOOL_FILES="A B"  mbox files to seed the spool with (default the sample)
 #   DEMO_ARRIVALS=0         no new mail arriving (default 1: one every 7 s)
+#   DEMO_ARRIVAL_EVERY=S    seconds between arrivals (default 7)
 #   DEMO_CHECK_INTERVAL=S   the dashboard's spool check interval (default 10)
 #   DEMO_ACCOUNT_EXTRA=...  lines appended to the account's table
 # Sets: repo, mailhaul (the binary), demo (its directory), port, spool,
@@ -82,10 +84,11 @@ spool="$demo/spool/$user"
 for f in ${DEMO_SPOOL_FILES:-assets/sample-spool.mbox}; do cat "$f" >> "$spool"; done
 chmod 600 "$spool"
 
-# One file per message of the sample (the first 40), for new mail to arrive.
-awk -v dir="$demo/messages" '
-  /^From / && (NR == 1 || blank) { n++; if (n > 40) exit; file = sprintf("%s/%03d", dir, n); next }
-  { blank = ($0 == ""); if (file) print > file }' assets/sample-spool.mbox
+# One file per message of the sample (the first 40), for new mail to arrive
+# as an MTA delivers it (assets/demo-arrive.sh).
+# shellcheck source=assets/demo-arrive.sh
+source "$repo/assets/demo-arrive.sh"
+demo_messages "$demo/messages" 40
 cat > "$demo/procmailrc" <<RC
 DEFAULT=$spool
 LOGFILE=$demo/procmail.log
@@ -94,8 +97,8 @@ if [ "${DEMO_ARRIVALS:-1}" != 0 ]; then
   (
     while true; do
       for m in "$demo"/messages/*; do
-        sleep 7
-        procmail -m "$demo/procmailrc" < "$m" || true
+        sleep "${DEMO_ARRIVAL_EVERY:-7}"
+        demo_arrive "$demo/procmailrc" "$m" || true
       done
     done
   ) &
