@@ -184,7 +184,7 @@ CFG
   # Each log line gets the seconds since the start, for the stage times.
   HOME=$bench/run XDG_CONFIG_HOME=$bench/run/xdg-config XDG_DATA_HOME=$bench/run/xdg-data \
     XDG_STATE_HOME=$bench/run/xdg-state XDG_CACHE_HOME=$bench/run/xdg-cache \
-    "$mailhaul" --config "$bench/run/config.toml" fetch bench 2>&1 \
+    "$mailhaul" --config "$bench/run/config.toml" fetch --verbose bench 2>&1 \
     | perl -MTime::HiRes=time -ne "BEGIN { \$| = 1 } printf '%6.2f %s', time - $t0, \$_" \
     > "$bench/run/mailhaul.log" \
     || { echo "mailhaul failed:" >&2; cat "$bench/run/mailhaul.log" >&2; }

@@ -116,6 +116,10 @@ pub struct FetchArgs {
     /// installation is gone for good.
     #[arg(long)]
     pub adopt_claims: bool,
+    /// Without a terminal, also print each stage and progress note as it
+    /// happens (otherwise: one summary line per account, and problems).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
     /// Accounts to fetch (default: all).
     #[arg(value_name = "ACCOUNT")]
     pub accounts: Vec<String>,

@@ -7,13 +7,12 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::context::Context;
 use crate::cli::{CheckArgs, FetchArgs};
-use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage, TransferProgress};
+use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, Stage};
 use crate::engine::fetch::{self, FetchOptions};
 use crate::exit::Exit;
 use crate::ui::format::bytes;
@@ -58,7 +57,10 @@ pub fn run_fetch(config_path: Option<&Path>, args: &FetchArgs) -> Exit {
     let mut display = if std::io::stderr().is_terminal() {
         Display::Bars(Bars::new(&names))
     } else {
-        Display::Lines(Lines::default())
+        Display::Lines(Lines {
+            info: args.dry_run || args.verbose,
+            stages: args.verbose,
+        })
     };
     for event in receiver {
         display.show(event);
@@ -160,8 +162,9 @@ fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-/// The one-line result of a fetch: counts, bytes raw / payload / socket, ratio.
-pub fn summary_line(s: &FetchSummary) -> String {
+/// The one-line result of a fetch: counts (per folder with `folders`),
+/// bytes raw / payload / socket, ratio, seconds.
+pub fn summary_line(s: &FetchSummary, folders: bool) -> String {
     let ratio = if s.payload_bytes > 0 {
         format!(
             ", ratio {:.2}x",
@@ -170,8 +173,14 @@ pub fn summary_line(s: &FetchSummary) -> String {
     } else {
         String::new()
     };
+    let per_folder = if folders && !s.folders.is_empty() {
+        let list: Vec<String> = s.folders.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        format!(" ({})", list.join(", "))
+    } else {
+        String::new()
+    };
     format!(
-        "{} message(s){}, {} raw, {} payload ({}), {} on the socket{ratio}, {:.1} s",
+        "{} message(s){per_folder}{}, {} raw, {} payload ({}), {} on the socket{ratio}, {:.1} s",
         s.messages,
         if s.undelivered > 0 {
             format!(" ({} undelivered)", s.undelivered)
@@ -186,67 +195,51 @@ pub fn summary_line(s: &FetchSummary) -> String {
     )
 }
 
-fn progress_line(p: &TransferProgress) -> String {
-    format!(
-        "{} / {} raw, {} payload, {} socket",
-        bytes(p.raw_done),
-        bytes(p.raw_total),
-        bytes(p.payload_bytes),
-        bytes(p.socket_bytes)
-    )
-}
-
-/// Plain log lines on stderr; transfer progress at most every 5 s.
-#[derive(Default)]
+/// Plain lines for logs (cron, systemd, pipes): one summary line per account
+/// on stdout when its fetch ends, and on stderr what needs a reader's eye
+/// (warnings, errors). A dry run also prints its report (the info lines);
+/// `--verbose` also each stage as it starts.
 struct Lines {
-    last_progress: HashMap<String, Instant>,
+    /// Print info lines too.
+    info: bool,
+    /// Print each stage as it starts, and `done` at the end.
+    stages: bool,
 }
 
 impl Lines {
     fn show(&mut self, event: Event) {
         match event {
-            Event::Fetch { account, event } => match event {
-                FetchEvent::Stage(stage) => {
-                    eprintln!("mailhaul: {account}: {}", stage_name(stage))
+            Event::Fetch {
+                account,
+                event: FetchEvent::Ended { summary, failure },
+            } => {
+                if let Some(s) = summary {
+                    println!("{account}: {}", summary_line(&s, true));
                 }
-                // A headless run refuses unknown and changed keys; the
-                // failure that ends the fetch explains what to do.
-                FetchEvent::HostKeyUnknown(_) | FetchEvent::HostKeyChanged { .. } => {}
-                FetchEvent::SpoolSize { bytes: n, .. } => {
-                    eprintln!("mailhaul: {account}: spool holds {}", bytes(n))
-                }
-                FetchEvent::Progress(p) => {
-                    let due = self
-                        .last_progress
-                        .get(&account)
-                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
-                    if due {
-                        self.last_progress.insert(account.clone(), Instant::now());
-                        eprintln!("mailhaul: {account}: {}", progress_line(&p));
+                match failure {
+                    Some(f) => eprintln!(
+                        "mailhaul: {account}: error (exit {}): {}",
+                        Exit::from(f.class).code(),
+                        f.message
+                    ),
+                    None if self.stages => {
+                        eprintln!("mailhaul: {account}: {}", stage_name(Stage::Done))
                     }
+                    None => {}
                 }
-                FetchEvent::Filed { folder, count } => {
-                    eprintln!("mailhaul: {account}: {count} filed into {folder}")
-                }
-                FetchEvent::Ended { summary, failure } => {
-                    if let Some(s) = summary {
-                        println!("{account}: {}", summary_line(&s));
-                    }
-                    match failure {
-                        Some(f) => eprintln!(
-                            "mailhaul: {account}: error (exit {}): {}",
-                            Exit::from(f.class).code(),
-                            f.message
-                        ),
-                        None => eprintln!("mailhaul: {account}: {}", stage_name(Stage::Done)),
-                    }
-                }
-            },
+            }
+            Event::Fetch {
+                account,
+                event: FetchEvent::Stage(stage),
+            } if self.stages => eprintln!("mailhaul: {account}: {}", stage_name(stage)),
+            // A headless run refuses unknown and changed keys; the failure
+            // that ends the fetch explains what to do.
+            Event::Fetch { .. } => {}
             Event::Log {
                 level,
                 account,
                 message,
-            } if level >= Level::Info => {
+            } if level >= Level::Warn || (self.info && level >= Level::Info) => {
                 let who = account.map(|a| format!("{a}: ")).unwrap_or_default();
                 let tag = match level {
                     Level::Warn => "warning: ",
@@ -319,7 +312,10 @@ impl Bars {
                     }
                     FetchEvent::Ended { summary, failure } => match failure {
                         None => bar.finish_with_message(
-                            summary.as_ref().map(summary_line).unwrap_or_default(),
+                            summary
+                                .as_ref()
+                                .map(|s| summary_line(s, false))
+                                .unwrap_or_default(),
                         ),
                         Some(f) => {
                             bar.abandon_with_message(format!(
