@@ -176,6 +176,9 @@ pub struct ForwardConfig {
     pub target: Option<String>,
     /// Must be true to listen on anything but loopback.
     pub allow_non_loopback: bool,
+    /// Serve connections of other local users too; by default (on Linux)
+    /// only connections whose client socket belongs to this user are served.
+    pub allow_other_users: bool,
     /// Transport compression of the forward's SSH session.
     pub compression: TransportCompression,
 }
@@ -186,6 +189,7 @@ impl Default for ForwardConfig {
             listen: Spanned::new(0..0, "127.0.0.1:2525".to_string()),
             target: None,
             allow_non_loopback: false,
+            allow_other_users: false,
             compression: TransportCompression::Zlib,
         }
     }

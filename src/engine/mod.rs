@@ -17,6 +17,7 @@ pub mod journal;
 pub mod mbox;
 pub mod message;
 pub mod os;
+pub mod peer;
 pub mod pipeline;
 pub mod push;
 pub mod rules;

@@ -33,6 +33,7 @@ use libssh2_sys::LIBSSH2_ERROR_EAGAIN as EAGAIN;
 use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use super::event::{Event, TunnelEvent, TunnelState, TunnelStats};
+use super::peer::{self, PeerOwner};
 use super::ssh::{self, Connection, SshError};
 use crate::engine::account::Account;
 
@@ -108,6 +109,8 @@ pub struct TunnelSpec {
     pub target_host: String,
     /// Target port.
     pub target_port: u16,
+    /// Serve other local users' connections too (`forward.allow_other_users`).
+    pub allow_other_users: bool,
 }
 
 impl TunnelSpec {
@@ -134,6 +137,7 @@ impl TunnelSpec {
             listen,
             target_host,
             target_port,
+            allow_other_users: account.forward.allow_other_users,
         })
     }
 }
@@ -181,6 +185,23 @@ fn parse_target(target: &str) -> Result<(String, u16), ForwardSpecError> {
     Ok((host.to_string(), port))
 }
 
+/// A bind error, with who holds the address when it is in use: a mail
+/// client pointed at this port would otherwise hand its AUTH to them.
+fn address_taken(e: io::Error, listen: SocketAddr) -> io::Error {
+    if e.kind() != io::ErrorKind::AddrInUse {
+        return e;
+    }
+    let who = peer::describe_listener(listen.port())
+        .unwrap_or_else(|| "another program (its owner cannot be told)".into());
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "{listen} is already in use by {who}; the forward does not start (a mail client \
+             pointed at it would give its mail and AUTH to that program)"
+        ),
+    )
+}
+
 /// The SSH socket hung up (seen by poll(2)).
 struct HungUp;
 
@@ -195,14 +216,15 @@ pub struct Tunnel;
 
 impl Tunnel {
     /// Binds the listener now (so that a busy or forbidden address is an
-    /// immediate error) and starts the worker thread, which connects with
-    /// `connect` and reports on `events` until stopped.
+    /// immediate error, naming who holds a busy one where /proc tells) and
+    /// starts the worker thread, which connects with `connect` and reports
+    /// on `events` until stopped.
     pub fn start(
         spec: TunnelSpec,
         connect: Connect,
         events: Sender<Event>,
     ) -> io::Result<TunnelHandle> {
-        let listener = TcpListener::bind(spec.listen)?;
+        let listener = TcpListener::bind(spec.listen).map_err(|e| address_taken(e, spec.listen))?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let (wake_tx, wake_rx) = UnixStream::pair()?;
@@ -222,6 +244,8 @@ impl Tunnel {
             sent_stats: None,
             last_stats: Instant::now() - STATS_INTERVAL,
             accept_paused_until: None,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            uid: unsafe { libc::geteuid() },
         };
         let thread = std::thread::Builder::new()
             .name(format!("tunnel-{}", worker.spec.account))
@@ -312,6 +336,8 @@ struct Worker {
     last_stats: Instant,
     /// No accepting until then (after an accept error such as EMFILE).
     accept_paused_until: Option<Instant>,
+    /// This process's user: the only one served unless `allow_other_users`.
+    uid: u32,
 }
 
 impl Worker {
@@ -501,6 +527,10 @@ impl Worker {
         loop {
             match self.listener.accept() {
                 Ok((client, peer)) => {
+                    if let Some(why) = self.refusal(&client, peer) {
+                        self.error(why);
+                        continue;
+                    }
                     if client.set_nonblocking(true).is_err() {
                         continue;
                     }
@@ -519,6 +549,40 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Why a just-accepted connection is not served, if it is not: its
+    /// client socket belongs to another local user (the owner of a local
+    /// TCP peer is in /proc/net/tcp*), or a loopback client cannot be found
+    /// there. A peer on another machine (only with `allow_non_loopback`)
+    /// is not in those tables and is served; so is any peer where no such
+    /// tables exist (not Linux).
+    fn refusal(&self, client: &TcpStream, peer: SocketAddr) -> Option<String> {
+        if self.spec.allow_other_users {
+            return None;
+        }
+        let refused = |why: String| {
+            Some(format!(
+                "refused a connection from {peer}: {why}; `forward.allow_other_users = true` \
+                 lets other local users send mail through your SSH login"
+            ))
+        };
+        let ours = match client.local_addr() {
+            Ok(ours) => ours,
+            Err(e) => return refused(format!("its local address is unknown ({e})")),
+        };
+        match peer::owner_of_peer(ours, peer) {
+            Ok(PeerOwner::Uid(uid)) if uid == self.uid => None,
+            Ok(PeerOwner::Uid(uid)) => refused(format!(
+                "it belongs to {}, not to this forward's user",
+                peer::user_label(uid)
+            )),
+            Ok(PeerOwner::NotFound) if peer.ip().is_loopback() => {
+                refused("its owner is not in /proc/net/tcp".into())
+            }
+            Ok(PeerOwner::NotFound | PeerOwner::Unknowable) => None,
+            Err(e) => refused(format!("/proc/net/tcp cannot be read ({e})")),
         }
     }
 
