@@ -12,13 +12,16 @@
 //! sends N progress events a second (an engine reporting every 64 kB of a
 //! 64 MB/s transfer sends about 1000). Then the event
 //! sender is dropped, which ends `ui::run` (its documented contract).
+//! The dashboard starts with a history of 500 fetches (two accounts, one
+//! every 3 hours for two months), so that the charts and totals are drawn.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailhaul::config::Config;
+use mailhaul::engine::event::FetchSummary;
 use mailhaul::engine::event::{Event, FetchEvent, Stage, TransferProgress};
-use mailhaul::ui::{self, Engine};
+use mailhaul::ui::{self, Engine, PastFetch};
 
 /// Accepts every request and does nothing: the load comes from the feeder.
 struct Idle;
@@ -54,6 +57,32 @@ fn cpu_seconds(stat_file: &str) -> f64 {
     // SAFETY: sysconf has no preconditions.
     let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / per_sec
+}
+
+/// 500 past fetches, alternating accounts, one every 3 hours until now.
+fn history() -> Vec<PastFetch> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (0..500u64)
+        .map(|i| {
+            let raw = 200_000 + (i * 7_919) % 2_000_000;
+            let payload = raw / (3 + i % 4);
+            PastFetch {
+                account: if i % 2 == 0 { "home" } else { "work" }.into(),
+                finished_unix: Some(now - (500 - i) * 3 * 3600),
+                summary: FetchSummary {
+                    messages: 5 + i % 40,
+                    undelivered: 0,
+                    raw_bytes: raw,
+                    payload_bytes: payload,
+                    socket_bytes: payload + payload / 20,
+                    method: "zstd -3".into(),
+                    elapsed: Duration::from_millis(500 + (i * 311) % 4_000),
+                },
+            }
+        })
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,7 +143,7 @@ fn main() -> anyhow::Result<()> {
     let cpu_before = cpu_seconds("/proc/self/stat");
     let ui_before = cpu_seconds(&main_thread);
     let start = Instant::now();
-    let stats = ui::run(&config, Vec::new(), Idle, rx)?;
+    let stats = ui::run(&config, history(), Idle, rx)?;
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds("/proc/self/stat") - cpu_before;
     let ui_cpu = cpu_seconds(&main_thread) - ui_before;

@@ -270,7 +270,16 @@ impl Component for AccountsPanel {
             let mut cells = vec![
                 Line::raw(a.name.clone()),
                 Line::raw(format::elide_middle(&a.host, usize::from(host_width))),
-                Line::from(connection_state(a, asking, theme)),
+                if with_forward || matches!(a.forward.state, TunnelState::Off) {
+                    Line::from(connection_state(a, asking, theme))
+                } else {
+                    // No forward column: a mark that the forward is up.
+                    let mark = forward_state(a, theme);
+                    Line::from(vec![
+                        connection_state(a, asking, theme),
+                        Span::styled(" ⇄", mark.style),
+                    ])
+                },
             ];
             if with_forward {
                 cells.push(Line::from(forward_state(a, theme)));
