@@ -1223,7 +1223,7 @@ fn history_chart_has_axes_with_times_and_units_and_the_totals() {
     let screen = text(h.render(120, 40).backend().buffer());
     let history = panel_rows(&screen, "History").join("\n");
     // 13 fetches of `home` from the file, every 5 h until 5 h before the
-    // start (Tuesday 11:00 UTC on), and the one of this session.
+    // start (Tuesday 11:00 UTC on; the axis starts a twentieth earlier), and the one of this session.
     assert!(screen.contains("History · all (13 fetches)"), "{screen}");
     for needle in [
         "saved today 2.12 MB · 7 days 9.79 MB · all 9.79 MB",
@@ -1232,7 +1232,7 @@ fn history_chart_has_axes_with_times_and_units_and_the_totals() {
         "bytes on the wire per fetch",
         "522 kB",
         "0 B",
-        "Tue 11h",
+        "Tue 07h",
         "Fri 09h",
         "last 4.70x  wire 283 kB  of 1.25 MB  in 2.6s",
     ] {

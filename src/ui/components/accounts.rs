@@ -72,11 +72,31 @@ pub fn last_fetch(account: &AccountView, ctx: &Context, compact: bool) -> Span<'
                     Span::styled(format!("err {ago}"), ctx.theme.error())
                 }
                 Outcome::Done(s) => {
-                    Span::styled(format!("ok {} msgs {ago}", s.messages), ctx.theme.ok())
+                    Span::styled(format!("ok {} {ago}", messages(s.messages)), ctx.theme.ok())
                 }
                 Outcome::Failed { .. } => Span::styled(format!("error {ago}"), ctx.theme.error()),
             }
         }
+    }
+}
+
+/// `1 msg`, `315 msgs`.
+fn messages(n: u64) -> String {
+    if n == 1 {
+        "1 msg".to_string()
+    } else {
+        format!("{n} msgs")
+    }
+}
+
+/// The detailed form if it fits `width` columns, else the compact one, so
+/// that a cell is never cut.
+fn fitting(width: u16, detailed: bool, make: impl Fn(bool) -> Span<'static>) -> Line<'static> {
+    let span = make(!detailed);
+    if detailed && span.width() > usize::from(width) {
+        Line::from(make(true))
+    } else {
+        Line::from(span)
     }
 }
 
@@ -86,8 +106,8 @@ const TREND_NARROW: usize = 5;
 
 /// Width of the detailed "last fetch" column (`ok 315 msgs 59m ago`).
 const LAST_DETAILED: u16 = 20;
-/// Width of the detailed "on server" column (`new: 315 msgs 4.97 MB`).
-const WAITING_DETAILED: u16 = 21;
+/// Width of the detailed "on server" column (`new: 7885 msgs 32.5 MB`).
+const WAITING_DETAILED: u16 = 22;
 /// The narrowest a host is shown before columns are given up for it.
 const HOST_MIN: u16 = 16;
 
@@ -178,7 +198,7 @@ pub fn waiting(account: &AccountView, theme: Theme, compact: bool) -> Span<'stat
         Some(s) if compact => Span::styled(format!("new {}", format::bytes(s.bytes)), theme.warn()),
         Some(s) => {
             let text = match s.messages {
-                Some(m) => format!("new: {m} msgs {}", format::bytes(s.bytes)),
+                Some(m) => format!("new: {} {}", messages(m), format::bytes(s.bytes)),
                 None => format!("new: {}", format::bytes(s.bytes)),
             };
             Span::styled(text, theme.warn())
@@ -284,7 +304,9 @@ impl Component for AccountsPanel {
             if with_forward {
                 cells.push(Line::from(forward_state(a, theme)));
             }
-            cells.push(Line::from(last_fetch(a, ctx, !wide)));
+            cells.push(fitting(LAST_DETAILED, wide, |compact| {
+                last_fetch(a, ctx, compact)
+            }));
             if roomy {
                 cells.push(Line::from(vec![
                     Span::styled(trend, theme.gauge()),
@@ -300,7 +322,9 @@ impl Component for AccountsPanel {
                 );
                 cells.push(Line::styled(format::bytes(t.saved_all), theme.dim()));
             }
-            cells.push(Line::from(waiting(a, theme, !wide)));
+            cells.push(fitting(WAITING_DETAILED, wide, |compact| {
+                waiting(a, theme, compact)
+            }));
             Row::new(cells)
         });
         let host = Constraint::Length(host_width);

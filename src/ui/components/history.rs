@@ -27,7 +27,7 @@ const TWO_CHARTS: u16 = 13;
 
 /// The shortest span the x axis covers, so that a few fetches close in time
 /// do not stretch over the whole width.
-const MIN_SPAN: u64 = 3600;
+const MIN_SPAN: u64 = 300;
 
 /// A time on the x axis, as precise as the span needs: `14:05` within a
 /// day, `Fri 14h` within a week, `Nov 28` beyond.
@@ -234,7 +234,11 @@ impl Component for HistoryPanel {
             return;
         }
         let first = timed.first().map_or(now, |&(at, _)| at);
-        let from = since.unwrap_or(first).min(now.saturating_sub(MIN_SPAN));
+        // All: from the first fetch, with a margin of a twentieth so that
+        // it does not sit on the axis.
+        let from = since
+            .unwrap_or_else(|| first.saturating_sub(now.saturating_sub(first) / 20))
+            .min(now.saturating_sub(MIN_SPAN));
         let bounds = (from, now);
         let last = timed.last().map(|&(_, p)| p).expect("not empty");
         let last_line = Line::from(
