@@ -79,6 +79,7 @@ fn history() -> Vec<PastFetch> {
                     socket_bytes: payload + payload / 20,
                     method: "zstd -3".into(),
                     elapsed: Duration::from_millis(500 + (i * 311) % 4_000),
+                    ..FetchSummary::default()
                 },
             }
         })
