@@ -271,18 +271,18 @@ repair_due() {
 }
 
 # Prints `claim HEXPATH SIZE SHA256` for every finished claim of this spool,
-# and `ignored HEXPATH` for anything else named like one (another user's
-# file, a symbolic link, a file with more links), which is never opened.
+# and `ignored HEXPATH` for anything named like one that is not the user's
+# regular file (another user's file, a symbolic link, a directory), which is
+# never opened.
 list_claims() {
   for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
     if mine "$f"; then
       _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
       say "claim $(hex "$f") $(fsize "$f") $_sum"
-    elif [ -e "$f" ] || [ -h "$f" ]; then
-      # A rename cut short (a second link to the spool) waits for repair.
-      owned "$f" && [ -e "$spool" ] && [ "$(inode "$f")" = "$(inode "$spool")" ] && continue
+    elif [ -h "$f" ] || { [ -e "$f" ] && ! owned "$f"; }; then
       say "ignored $(hex "$f")"
     fi
+    # Files of ours with a second link are claims cut short: left to repair.
   done
 }
 
