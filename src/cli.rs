@@ -70,6 +70,26 @@ pub enum Command {
     /// everything goes to INBOX. Exits 8 when some message was not delivered
     /// where the rules say, naming each and where it is kept.
     Filter(FilterArgs),
+    /// The sendmail drop-in (`set sendmail="mailhaul send"`): reads a
+    /// message on stdin, queues it durably in the local outbox and exits 0;
+    /// `mailhaul queue flush`, `mailhaul watch` or the dashboard hand it to
+    /// the server's sendmail over the SSH login, exactly once.
+    ///
+    /// Exit codes (sysexits, as sendmail's): 0 queued (or, with --now,
+    /// sent); 64 bad command line or no recipients; 65 an address holds a
+    /// line break; 73 the outbox cannot be written; 74 reading stdin failed;
+    /// 75 --now could not deliver it yet (it stays queued); 78 config;
+    /// with --now a permanent refusal gives the server sendmail's status
+    /// (67 no such user, 77 not permitted, else 69).
+    Send(SendArgs),
+    /// List queued and failed outgoing messages; `queue flush` sends them
+    /// now, `queue drop ID` removes one.
+    ///
+    /// Exit codes of `flush`: 0 all sent; 7 some could not be sent now
+    /// (still queued, or the server could not be reached); 8 some were
+    /// refused for good (moved to the failed folder, named); 4, 5 host key
+    /// and authentication as for fetch.
+    Queue(QueueArgs),
     /// Runs an account's SMTP forward (like `ssh -C -L2525:mailhost:25`)
     /// until interrupted, printing its state and traffic.
     Tunnel {
@@ -78,6 +98,80 @@ pub enum Command {
         /// Seconds between stats lines (printed only when they changed).
         #[arg(long, default_value_t = 10, value_name = "SECS")]
         stats_every: u64,
+    },
+}
+
+/// Arguments of `mailhaul send`: sendmail's, as mail clients pass them.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Take recipients from the To, Cc and Bcc headers (added to those
+    /// given as arguments); Bcc is never sent.
+    #[arg(short = 't')]
+    pub extract_recipients: bool,
+    /// A line with a lone `.` does not end the message.
+    #[arg(short = 'i')]
+    pub ignore_dots: bool,
+    /// sendmail `-o` options: `-oi` is `-i`; others (`-oem`, `-odb`, ...) are
+    /// accepted and ignored.
+    #[arg(short = 'o', value_name = "OPTION", action = clap::ArgAction::Append)]
+    pub options: Vec<String>,
+    /// Envelope sender (default: the account's `address`, else the server
+    /// login's own).
+    #[arg(short = 'f', short_alias = 'r', value_name = "FROM")]
+    pub from: Option<String>,
+    /// Full name for the From: header the server's sendmail adds when the
+    /// message has none.
+    #[arg(short = 'F', value_name = "NAME")]
+    pub full_name: Option<String>,
+    /// Body type (`7BIT`, `8BITMIME`): accepted and ignored; 8-bit passes
+    /// unchanged.
+    #[arg(short = 'B', value_name = "TYPE")]
+    pub body_type: Option<String>,
+    /// Mode: only `-bm` (read a message from stdin, the default) is known.
+    #[arg(short = 'b', value_name = "MODE")]
+    pub mode: Option<String>,
+    /// DSN notify option: accepted and ignored.
+    #[arg(short = 'N', value_name = "DSN")]
+    pub dsn: Option<String>,
+    /// Verbose: accepted and ignored.
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// The account to send through (default: the one whose `address`
+    /// matches the sender or the From: header, else the first).
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Wait until the server's sendmail has taken it; fail if it cannot.
+    #[arg(long)]
+    pub now: bool,
+    /// Recipients; put `--` before any that starts with a dash.
+    #[arg(value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+}
+
+/// Arguments of `mailhaul queue`.
+#[derive(Debug, clap::Args)]
+pub struct QueueArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<QueueAction>,
+}
+
+/// `mailhaul queue` actions.
+#[derive(Debug, Subcommand)]
+pub enum QueueAction {
+    /// List queued and failed messages (the default).
+    List,
+    /// Send every queued message of the named (or every) account now,
+    /// ignoring the backoff.
+    Flush {
+        /// Accounts (default: all).
+        #[arg(value_name = "ACCOUNT")]
+        accounts: Vec<String>,
+    },
+    /// Remove a queued or failed message for good.
+    Drop {
+        /// Its id, as `mailhaul queue` lists it.
+        id: String,
     },
 }
 

@@ -27,6 +27,31 @@ pub enum Exit {
     PartialDelivery = 8,
     /// The server lacks a tool a safe claim needs (the message says which).
     ServerUnsupported = 9,
+    /// sendmail interface (`send`): bad command line or no recipients
+    /// (sysexits EX_USAGE).
+    SysUsage = 64,
+    /// sendmail interface: bad input data, e.g. a line break in an address
+    /// (EX_DATAERR).
+    SysDataErr = 65,
+    /// sendmail interface: the server's sendmail said the recipient does not
+    /// exist (EX_NOUSER).
+    SysNoUser = 67,
+    /// sendmail interface: the server's sendmail refused for another
+    /// permanent reason (EX_UNAVAILABLE).
+    SysUnavailable = 69,
+    /// sendmail interface: the message could not be written to the outbox
+    /// (EX_CANTCREAT).
+    SysCantCreat = 73,
+    /// sendmail interface: reading the message failed (EX_IOERR).
+    SysIoErr = 74,
+    /// sendmail interface: queued but not delivered yet (`--now`), or a
+    /// temporary failure (EX_TEMPFAIL).
+    SysTempFail = 75,
+    /// sendmail interface: the server's sendmail refused, not permitted
+    /// (EX_NOPERM).
+    SysNoPerm = 77,
+    /// sendmail interface: the config is missing or wrong (EX_CONFIG).
+    SysConfig = 78,
 }
 
 impl Exit {

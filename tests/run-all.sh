@@ -13,6 +13,7 @@ packages=(
   time                                    # peak RSS in bench/filter.sh (/usr/bin/time -v)
   inotify-tools                           # the spool watcher's inotifywait on the "server"
   systemd                                 # systemd-analyze verify of assets/systemd/
+  msmtp                                   # a sendmail that refuses at once, for mailhaul send
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -7,6 +7,7 @@ pub mod fetch;
 mod filter;
 pub mod init;
 pub mod prompt;
+pub mod send;
 pub mod tunnel;
 mod watch;
 
@@ -22,6 +23,8 @@ pub fn run(cli: Cli) -> Exit {
         Some(Command::Fetch(args)) => fetch::run_fetch(cli.config.as_deref(), &args),
         Some(Command::Check(args)) => fetch::run_check(cli.config.as_deref(), &args),
         Some(Command::Watch(args)) => watch::run(cli.config.as_deref(), &args),
+        Some(Command::Send(args)) => send::run_send(cli.config.as_deref(), &args),
+        Some(Command::Queue(args)) => send::run_queue(cli.config.as_deref(), &args),
         Some(Command::Filter(args)) => filter::run(cli.config.as_deref(), &args),
         Some(Command::Init { force }) => init::run(cli.config.as_deref(), force),
         Some(Command::Completions { shell }) => {

@@ -109,6 +109,14 @@ pub struct Account {
     pub use_agent: bool,
     /// Remote spool path; default `/var/mail/USER`, then `/var/spool/mail/USER`.
     pub spool: Option<String>,
+    /// Your address on this server: `mailhaul send` picks the account whose
+    /// address matches the sender (`@domain` matches a whole domain), and
+    /// uses it as envelope sender when no `-f` is given.
+    pub address: Option<String>,
+    /// The server's sendmail command (a path) that `mailhaul send` hands
+    /// messages to; default `/usr/sbin/sendmail`, `/usr/lib/sendmail`,
+    /// `/usr/bin/sendmail`, else the login's PATH.
+    pub sendmail: Option<String>,
     /// Claim strategy.
     #[serde(default)]
     pub claim: ClaimStrategy,

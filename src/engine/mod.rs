@@ -17,6 +17,7 @@ pub mod journal;
 pub mod mbox;
 pub mod message;
 pub mod os;
+pub mod outbox;
 pub mod peer;
 pub mod pipeline;
 pub mod push;

@@ -1,0 +1,230 @@
+# send.sh: the server's half of `mailhaul send`: hands queued messages to the
+# server's own sendmail, each exactly once.
+#
+# Run by mailhaul as a long script (see src/engine/outbox/relay.rs): the
+# arguments arrive hex-encoded on a fixed command line, this text on stdin,
+# and the messages on fd 3 (the channel's stdin) only after this script has
+# said `ready`, so sh never reads message bytes as script.
+#
+# Arguments: $1 protocol version (1); $2 the compressors the client can
+# produce, best first ("zstd gzip", or "none"); $3 the sendmail command's
+# path (empty: /usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/sendmail,
+# else the PATH's).
+#
+# Protocol on fd 3, per message:
+#   m ID xFROM xNAME xRCPT...   envelope, hex-encoded as on the command line
+#   d LEN                       then LEN bytes of the compressed message
+#   ...                         (as many d chunks as needed)
+#   e SIZE SHA256               size and sha256 of the uncompressed message
+# Replies on stdout, one line per message:
+#   ok ID                       sendmail exited 0 and the ledger says so
+#   dup ID                      the ledger says it was accepted before
+#   unsure ID                   an earlier run began it and died before it
+#                               learnt sendmail's answer: not sent again
+#   bad ID WHY                  the upload did not verify (the client retries)
+#   fail ID STATUS HEXTEXT      sendmail refused it: its exit status and words
+#
+# Exactly once: every message's state is in the ledger
+# ($HOME/.mailhaul/sent-ledger), read and written under one flock held for
+# the whole run: `begin ID` is written and synced before sendmail runs,
+# `done ID` (exit 0) or `undo ID` (refused) after it, synced again. A cut
+# link cannot stop this script between sendmail's acceptance and the ledger
+# line (HUP, PIPE, INT and TERM are ignored, and sendmail reads a file, not
+# the link); only a kill -9 or a crash of the server can, and then the
+# `begin` without an outcome makes any retry answer `unsure` instead of
+# sending twice.
+
+trap '' HUP INT PIPE TERM
+umask 077
+if [ "$1" != 1 ]; then
+  echo "error version this server script speaks protocol 1, not $1"
+  exit 2
+fi
+mh_dir=$HOME/.mailhaul
+mh_out=$mh_dir/outgoing
+mh_ledger=$mh_dir/sent-ledger
+if ! mkdir -p "$mh_out" 2>/dev/null; then
+  echo "error setup cannot create $mh_out"
+  exit 1
+fi
+mh_sm=$3
+if [ -n "$mh_sm" ]; then
+  if [ ! -x "$mh_sm" ]; then
+    echo "error nosendmail the configured sendmail $mh_sm is not an executable file"
+    exit 1
+  fi
+else
+  for mh_c in /usr/sbin/sendmail /usr/lib/sendmail /usr/bin/sendmail; do
+    if [ -x "$mh_c" ]; then
+      mh_sm=$mh_c
+      break
+    fi
+  done
+  if [ -z "$mh_sm" ]; then
+    mh_sm=$(command -v sendmail 2>/dev/null) || mh_sm=
+  fi
+  if [ -z "$mh_sm" ]; then
+    echo "error nosendmail the server has no sendmail command (Postfix, Exim and OpenSMTPD provide one)"
+    exit 1
+  fi
+fi
+if ! command -v flock >/dev/null 2>&1; then
+  echo "error noflock the server has no flock (package util-linux)"
+  exit 1
+fi
+if command -v sha256sum >/dev/null 2>&1; then
+  mh_hash="sha256sum"
+elif command -v shasum >/dev/null 2>&1; then
+  mh_hash="shasum -a 256"
+else
+  echo "error nosha256 the server has neither sha256sum nor shasum"
+  exit 1
+fi
+mh_z=none
+for mh_c in $2; do
+  case $mh_c in
+    zstd | gzip)
+      if command -v "$mh_c" >/dev/null 2>&1; then
+        mh_z=$mh_c
+        break
+      fi
+      ;;
+  esac
+done
+exec 9>>"$mh_ledger.lock"
+if ! flock -w 60 9; then
+  echo "error busy another mailhaul has been sending for this login for 60 s"
+  exit 75
+fi
+: >>"$mh_ledger"
+
+mh_unhex() {
+  mh_h=${1#x} mh_f=
+  while [ -n "$mh_h" ]; do
+    mh_r=${mh_h#??}
+    mh_n=$((0x${mh_h%"$mh_r"}))
+    mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"
+    mh_h=$mh_r
+  done
+  printf "${mh_f}x"
+}
+mh_sync() {
+  sync "$mh_ledger" 2>/dev/null || sync
+}
+mh_decompress() {
+  case $mh_z in
+    zstd) zstd -dcq ;;
+    gzip) gzip -dc ;;
+    *) cat ;;
+  esac
+}
+
+echo "ready $mh_z"
+while read -r mh_k mh_id mh_rest <&3; do
+  if [ "$mh_k" != m ]; then
+    echo "error protocol expected a message, got '$mh_k'"
+    exit 1
+  fi
+  case $mh_id in
+    '' | *[!0-9a-f]*)
+      echo "error protocol bad message id"
+      exit 1
+      ;;
+  esac
+  mh_t=$mh_out/$mh_id
+  : >"$mh_t.z"
+  mh_size= mh_sum=
+  while read -r mh_k mh_a mh_b <&3; do
+    case $mh_k in
+      d)
+        case $mh_a in
+          '' | *[!0-9]*)
+            echo "error protocol bad chunk length"
+            exit 1
+            ;;
+        esac
+        head -c "$mh_a" <&3 >>"$mh_t.z"
+        ;;
+      e)
+        mh_size=$mh_a mh_sum=$mh_b
+        break
+        ;;
+      *)
+        echo "error protocol expected a chunk, got '$mh_k'"
+        exit 1
+        ;;
+    esac
+  done
+  if [ -z "$mh_sum" ]; then
+    # The stream ended inside a message: the client is gone.
+    rm -f "$mh_t.z"
+    break
+  fi
+  mh_decompress <"$mh_t.z" >"$mh_t" 2>/dev/null
+  rm -f "$mh_t.z"
+  mh_got=$(wc -c <"$mh_t")
+  mh_got=$((mh_got + 0))
+  mh_gsum=$($mh_hash <"$mh_t")
+  mh_gsum=${mh_gsum%% *}
+  if [ "$mh_got" != "$mh_size" ] || [ "$mh_gsum" != "$mh_sum" ]; then
+    echo "bad $mh_id the upload did not verify ($mh_got bytes, want $mh_size)"
+    rm -f "$mh_t"
+    continue
+  fi
+  set -- $mh_rest
+  mh_from=$(mh_unhex "$1")
+  mh_from=${mh_from%x}
+  mh_name=$(mh_unhex "$2")
+  mh_name=${mh_name%x}
+  shift 2
+  mh_i=$#
+  while [ "$mh_i" -gt 0 ]; do
+    mh_v=$(mh_unhex "$1")
+    shift
+    set -- "$@" "${mh_v%x}"
+    mh_i=$((mh_i - 1))
+  done
+  set -- -- "$@"
+  if [ -n "$mh_from" ]; then
+    set -- -f "$mh_from" "$@"
+  fi
+  if [ -n "$mh_name" ]; then
+    set -- -F "$mh_name" "$@"
+  fi
+  mh_state=$(grep -E "^(begin|done|undo) $mh_id\$" "$mh_ledger" | tail -n 1)
+  case ${mh_state%% *} in
+    done)
+      echo "dup $mh_id"
+      rm -f "$mh_t"
+      continue
+      ;;
+    begin)
+      echo "unsure $mh_id"
+      rm -f "$mh_t"
+      continue
+      ;;
+  esac
+  if ! { echo "begin $mh_id" >>"$mh_ledger" && mh_sync; }; then
+    echo "error ledger cannot write $mh_ledger"
+    exit 1
+  fi
+  "$mh_sm" -oi "$@" <"$mh_t" >"$mh_t.err" 2>&1
+  mh_s=$?
+  if [ "$mh_s" -eq 0 ]; then
+    echo "done $mh_id" >>"$mh_ledger"
+  else
+    echo "undo $mh_id" >>"$mh_ledger"
+  fi
+  mh_sync
+  if [ "$mh_s" -eq 0 ]; then
+    echo "ok $mh_id"
+  else
+    echo "fail $mh_id $mh_s x$(head -c 2000 "$mh_t.err" | od -An -tx1 | tr -d ' \n')"
+  fi
+  rm -f "$mh_t" "$mh_t.err"
+done
+# Keep the ledger small: the newest 20,000 lines (10,000 messages) stay.
+if [ "$(wc -c <"$mh_ledger")" -gt 2000000 ]; then
+  tail -n 20000 "$mh_ledger" >"$mh_ledger.new" && mv "$mh_ledger.new" "$mh_ledger"
+fi
+exit 0
