@@ -1,0 +1,578 @@
+//! The protocol's steps for one account, in order: recover what earlier
+//! runs left, claim the spool, download each claim into a verified staging
+//! file, release it on the server, deliver it; each step journalled first
+//! (durable-before-release, exactly-once in docs/design.md).
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::engine::account::{Account, Compression};
+use crate::engine::claim::{
+    self, choose_method, choose_strategy, parse_claims, ClaimReply, Method, RemoteClaim,
+};
+use crate::engine::deliver::{Filer, StableId};
+use crate::engine::event::{
+    Event, FetchEvent, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
+};
+use crate::engine::filing::Destination;
+use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
+use crate::engine::mbox::MboxSplitter;
+use crate::engine::pipeline::file_messages;
+use crate::engine::ssh::{Connection, SshError};
+use crate::engine::transfer::{self, TransferError};
+
+use super::{
+    claim_time, connect_ssh, crash_point, describe, inspect, script, spool_arg, survey,
+    DownloadError, FetchError, FetchOptions, CRASH_ENV,
+};
+
+/// How often transfer progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// The state of one fetch in progress.
+pub(super) struct Run<'a> {
+    pub(super) account: &'a Account,
+    /// Where the claims' messages are filed.
+    pub(super) destination: &'a Destination,
+    pub(super) options: &'a FetchOptions,
+    pub(super) events: &'a Sender<Event>,
+    pub(super) summary: FetchSummary,
+    /// Raw bytes of every claim known to need downloading in this run.
+    pub(super) raw_total: u64,
+    /// Raw bytes of claims already downloaded in this run.
+    pub(super) raw_before: u64,
+    /// Payload bytes of claims already downloaded in this run.
+    pub(super) payload_before: u64,
+    pub(super) socket_bytes: u64,
+    /// Bytes the session had received before this fetch (a reused session).
+    pub(super) socket_base: u64,
+}
+
+impl Run<'_> {
+    pub(super) fn emit(&self, event: FetchEvent) {
+        let _ = self.events.send(Event::Fetch {
+            account: self.account.name.clone(),
+            event,
+        });
+    }
+
+    pub(super) fn log(&self, level: Level, message: String) {
+        let _ = self.events.send(Event::Log {
+            level,
+            account: Some(self.account.name.clone()),
+            message,
+        });
+    }
+
+    /// Stops here if the watcher asked to stop; every caller sits at a
+    /// point a later run resumes from.
+    fn check_cancel(&self) -> Result<(), FetchError> {
+        if self.options.cancel.load(Ordering::Relaxed) {
+            Err(FetchError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Bytes received on `conn` during this fetch.
+    fn socket_received(&self, conn: &Connection) -> u64 {
+        conn.socket_bytes_received()
+            .unwrap_or(0)
+            .saturating_sub(self.socket_base)
+    }
+
+    pub(super) fn fetch(&mut self, session: &mut Option<Connection>) -> Result<(), FetchError> {
+        self.emit(FetchEvent::Stage(Stage::Connecting));
+        let ws = match Workspace::open(&self.options.data_dir, &self.account.name) {
+            Ok(ws) => ws,
+            Err(WorkspaceError::Busy(b)) => return Err(FetchError::Busy(b)),
+            Err(e) => return Err(FetchError::local("data dir", e)),
+        };
+        let mut journal =
+            Journal::open(&ws.journal_path()).map_err(|e| FetchError::local("journal", e))?;
+        self.drop_partials(&ws)?;
+
+        // Claims downloaded and released by an earlier run need no server.
+        if !self.options.dry_run {
+            for c in journal.pending().into_iter().filter(|c| c.released) {
+                self.emit(FetchEvent::Stage(Stage::Recovering));
+                self.deliver(&ws, &mut journal, &c, true)?;
+            }
+        }
+
+        self.check_cancel()?;
+        let compress_first = self.account.compression == Compression::Ssh;
+        let reused = match session {
+            Some(conn) => conn,
+            None => session.insert(self.connect(compress_first)?),
+        };
+        self.socket_base = reused.socket_bytes_received().unwrap_or(0);
+        let (mut probe, mut leftovers) = survey(reused, self.account)?;
+        for name in &leftovers.ignored {
+            self.log(
+                Level::Warn,
+                format!(
+                    "ignored {name} on the server: named like a claim, but not a regular file \
+                     of {} with one link (another user may have planted it); left alone",
+                    probe.user
+                ),
+            );
+        }
+        // Later steps send the script gzip-compressed: it is most of the upload.
+        reused.set_gzip_scripts(probe.tools.gzip_login);
+        if let Some(bytes) = probe.spool_size {
+            self.emit(FetchEvent::SpoolSize {
+                bytes,
+                messages: probe.spool_messages,
+            });
+        }
+        let method = choose_method(&probe, self.account.compression, self.account.zstd_level)?;
+        let compressed;
+        let conn: &Connection = if method.method.needs_transport_compression() && !compress_first {
+            let mut own = self.connect(true)?;
+            self.socket_base = 0;
+            (probe, leftovers) = survey(&own, self.account)?;
+            own.set_gzip_scripts(probe.tools.gzip_login);
+            compressed = own;
+            &compressed
+        } else {
+            reused
+        };
+        self.summary.method = method.method.label();
+        let strategy = choose_strategy(&probe, self.account.claim);
+
+        if self.options.dry_run {
+            let inspection = inspect(conn, self.account)?;
+            self.log(Level::Info, describe(&inspection));
+            self.socket_bytes = self.socket_received(conn);
+            self.summary.socket_bytes = self.socket_bytes;
+            return Ok(());
+        }
+        let strategy = strategy?;
+        self.log(
+            Level::Info,
+            format!(
+                "{}: {} ({}); compression {} ({})",
+                probe.spool,
+                strategy.strategy.as_str(),
+                strategy.reason,
+                method.method.label(),
+                method.reason
+            ),
+        );
+
+        // Staged but not yet released: the server copy may still be there.
+        // Released now, it is no leftover any more.
+        let mut done = std::collections::HashSet::new();
+        for c in journal.pending() {
+            self.emit(FetchEvent::Stage(Stage::Recovering));
+            self.release(conn, &mut journal, &c.remote)?;
+            let c = journal.get(&c.id).cloned().expect("just journalled");
+            self.deliver(&ws, &mut journal, &c, true)?;
+            done.insert(c.remote.path.clone());
+        }
+
+        // Claims left on the server by an interrupted run come first.
+        self.emit(FetchEvent::Stage(Stage::Recovering));
+        let me = journal::installation_id(&self.options.data_dir)
+            .map_err(|e| FetchError::local("installation id", e))?;
+        leftovers.claims.retain(|c| !done.contains(&c.path));
+        let (mine, theirs): (Vec<RemoteClaim>, Vec<RemoteClaim>) = leftovers
+            .claims
+            .into_iter()
+            .partition(|c| self.may_take(c, &me));
+        leftovers.claims = mine;
+        // Left to the installation that made them; not warned about twice.
+        let left: std::collections::HashSet<String> = theirs.into_iter().map(|c| c.path).collect();
+        self.raw_total += leftovers.claims.iter().map(|c| c.size).sum::<u64>();
+        for c in &leftovers.claims {
+            self.log(
+                Level::Info,
+                format!(
+                    "recovering claim {} ({} bytes) left by an earlier run",
+                    c.shown(),
+                    c.size
+                ),
+            );
+            self.process(conn, &ws, &mut journal, c, method.method)?;
+            done.insert(c.path.clone());
+        }
+
+        self.check_cancel()?;
+        self.emit(FetchEvent::Stage(Stage::Claiming));
+        let wait = self.account.lock_timeout.to_string();
+        let stale = self.account.stale_lock_time.to_string();
+        let reply: ClaimReply = parse_claims(&script(
+            conn,
+            &[
+                b"claim",
+                spool_arg(self.account),
+                strategy.strategy.as_str().as_bytes(),
+                wait.as_bytes(),
+                me.as_bytes(),
+                stale.as_bytes(),
+            ],
+        )?)?;
+        for note in &reply.stale_locks {
+            self.log(
+                Level::Warn,
+                format!(
+                    "removed the stale lock {note} (stale_lock_time = {} s, as Postfix's local does)",
+                    self.account.stale_lock_time
+                ),
+            );
+        }
+        for note in &reply.repaired {
+            self.log(
+                Level::Warn,
+                format!("repaired an interrupted claim: {note}"),
+            );
+        }
+        crash_point("claimed");
+        let fresh: Vec<&RemoteClaim> = reply
+            .claims
+            .iter()
+            .filter(|c| !done.contains(&c.path) && !left.contains(&c.path))
+            .filter(|c| self.may_take(c, &me))
+            .collect();
+        self.raw_total += fresh.iter().map(|c| c.size).sum::<u64>();
+        if fresh.is_empty() {
+            self.log(Level::Info, "no new mail".into());
+        }
+        for c in fresh {
+            self.process(conn, &ws, &mut journal, c, method.method)?;
+        }
+        self.summary.socket_bytes = conn
+            .socket_bytes_received()
+            .map_or(self.socket_bytes, |n| n.saturating_sub(self.socket_base));
+        journal
+            .compact()
+            .map_err(|e| FetchError::local("journal", e))?;
+        Ok(())
+    }
+
+    /// Whether this run takes claim `c` (made by installation `me` or by
+    /// none, or any with `adopt_claims`); says why it leaves one alone.
+    fn may_take(&self, c: &RemoteClaim, me: &str) -> bool {
+        if self.options.adopt_claims || c.belongs_to(me) {
+            return true;
+        }
+        self.log(
+            Level::Warn,
+            format!(
+                "claim {} ({} bytes) was made by another mailhaul installation ({}) \
+                 and is left on the server for it to deliver; if that installation is \
+                 gone for good, `mailhaul fetch --adopt-claims` takes it over",
+                c.shown(),
+                c.size,
+                c.owner().unwrap_or_default()
+            ),
+        );
+        false
+    }
+
+    /// Connects, telling the watcher about a changed or revoked host key.
+    fn connect(&self, compress: bool) -> Result<Connection, FetchError> {
+        connect_ssh(self.account, compress, &*self.options.prompter).map_err(|e| {
+            let key = match &e {
+                SshError::HostKeyChanged(c) => Some(HostKeyInfo {
+                    host: c.host.clone(),
+                    port: c.port,
+                    key_type: c.key_type.clone(),
+                    fingerprint: c.got.clone(),
+                }),
+                SshError::HostKeyRevoked {
+                    host,
+                    port,
+                    fingerprint,
+                    ..
+                } => Some(HostKeyInfo {
+                    host: host.clone(),
+                    port: *port,
+                    key_type: String::new(),
+                    fingerprint: fingerprint.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(key) = key {
+                self.emit(FetchEvent::HostKeyChanged {
+                    key,
+                    detail: e.to_string(),
+                });
+            }
+            FetchError::from(e)
+        })
+    }
+
+    /// Removes downloads cut short by an earlier run (their claims are still
+    /// on the server, since nothing is released before it is verified).
+    fn drop_partials(&self, ws: &Workspace) -> Result<(), FetchError> {
+        let dir = ws.staging_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|e| FetchError::local("staging", e))?;
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// Download (unless already staged), release, deliver one claim.
+    fn process(
+        &mut self,
+        conn: &Connection,
+        ws: &Workspace,
+        journal: &mut Journal,
+        remote: &RemoteClaim,
+        method: Method,
+    ) -> Result<(), FetchError> {
+        self.check_cancel()?;
+        let id = remote.id();
+        let staged = ws.staged_path(&id);
+        let already = journal
+            .get(&id)
+            .is_some_and(|c| c.remote.sha256 == remote.sha256)
+            && transfer::verify_staged(&staged, remote).unwrap_or(false);
+        if !already {
+            self.download(conn, ws, remote, method)?;
+            journal
+                .staged(remote)
+                .map_err(|e| FetchError::local("journal", e))?;
+            crash_point("verified");
+        }
+        self.release(conn, journal, remote)?;
+        let c = journal.get(&id).cloned().expect("journalled above");
+        self.deliver(ws, journal, &c, already)
+    }
+
+    fn download(
+        &mut self,
+        conn: &Connection,
+        ws: &Workspace,
+        remote: &RemoteClaim,
+        method: Method,
+    ) -> Result<(), FetchError> {
+        self.emit(FetchEvent::Stage(Stage::Transferring));
+        let id = remote.id();
+        let (name, level) = method.send_args();
+        let mut stream = conn.start_script(
+            claim::script(),
+            &[
+                b"send".as_slice(),
+                remote.path.as_bytes(),
+                name.as_bytes(),
+                level.as_bytes(),
+            ],
+        )?;
+        let (raw_before, payload_before, raw_total, socket_base) = (
+            self.raw_before,
+            self.payload_before,
+            self.raw_total,
+            self.socket_base,
+        );
+        let mut halfway_crash = false;
+        let mut report = |raw: u64, payload: u64| {
+            let progress = TransferProgress {
+                raw_done: raw_before + raw,
+                raw_total,
+                payload_bytes: payload_before + payload,
+                socket_bytes: conn
+                    .socket_bytes_received()
+                    .unwrap_or(0)
+                    .saturating_sub(socket_base),
+            };
+            let _ = self.events.send(Event::Fetch {
+                account: self.account.name.clone(),
+                event: FetchEvent::Progress(progress),
+            });
+            if !halfway_crash && raw * 2 >= remote.size && raw < remote.size {
+                halfway_crash = true;
+                crash_point("mid-transfer");
+            }
+        };
+        let staged = transfer::stage(
+            Cancellable {
+                inner: &mut stream,
+                cancel: &self.options.cancel,
+            },
+            method,
+            remote,
+            &ws.partial_path(&id),
+            &ws.staged_path(&id),
+            // A crash test needs the mid-transfer point reached at any speed.
+            if std::env::var_os(CRASH_ENV).is_some() {
+                Duration::ZERO
+            } else {
+                PROGRESS_EVERY
+            },
+            &mut report,
+        );
+        // On a stop or a local failure, dropping the channel abandons the
+        // rest of the stream; the claim stays on the server.
+        if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
+            let _ = std::fs::remove_file(ws.partial_path(&id));
+            return Err(FetchError::Cancelled);
+        }
+        if let Err(e @ TransferError::Local { .. }) = staged {
+            let _ = std::fs::remove_file(ws.partial_path(&id));
+            return Err(FetchError::Staging { source: e });
+        }
+        let status = stream.finish();
+        let transferred = match (staged, status) {
+            (Ok(t), Ok(s)) if s.success() => t,
+            (Ok(_), Ok(s)) => {
+                let _ = std::fs::remove_file(ws.staged_path(&id));
+                return Err(FetchError::ServerSend {
+                    path: remote.shown(),
+                    stderr: claim::escape_server_text(s.stderr.trim().as_bytes()),
+                });
+            }
+            (Err(e), status) => {
+                let server = match status {
+                    Ok(s) if !s.success() => format!(
+                        " (server: {})",
+                        claim::escape_server_text(s.stderr.trim().as_bytes())
+                    ),
+                    _ => String::new(),
+                };
+                let _ = std::fs::remove_file(ws.partial_path(&id));
+                let source = match e {
+                    TransferError::Io(e) => DownloadError::BrokeOff {
+                        path: remote.shown(),
+                        host: conn.host().to_string(),
+                        source: e,
+                    },
+                    other => DownloadError::Transfer(other),
+                };
+                return Err(FetchError::Download { server, source });
+            }
+            (Ok(_), Err(e)) => return Err(e.into()),
+        };
+        self.emit(FetchEvent::Stage(Stage::Verifying));
+        self.raw_before += transferred.raw;
+        self.payload_before += transferred.payload;
+        self.summary.raw_bytes += transferred.raw;
+        self.summary.payload_bytes += transferred.payload;
+        self.socket_bytes = self.socket_received(conn);
+        self.summary.socket_bytes = self.socket_bytes;
+        Ok(())
+    }
+
+    /// Deletes the server copy of a verified, journalled claim.
+    fn release(
+        &mut self,
+        conn: &Connection,
+        journal: &mut Journal,
+        remote: &RemoteClaim,
+    ) -> Result<(), FetchError> {
+        let id = remote.id();
+        if journal.get(&id).is_some_and(|c| c.released) {
+            return Ok(());
+        }
+        script(conn, &[b"release", remote.path.as_bytes()])?;
+        journal
+            .released(&id)
+            .map_err(|e| FetchError::local("journal", e))?;
+        crash_point("released");
+        Ok(())
+    }
+
+    /// Splits, filters and files a staged claim; names are stable per
+    /// (claim, index), so a delivery `resumed` after a crash skips what is
+    /// already filed. A claim downloaded in this run was never delivered
+    /// (delivery follows its release, and a released claim is not on the
+    /// server to be downloaded again): its delivery lists no folder.
+    fn deliver(
+        &mut self,
+        ws: &Workspace,
+        journal: &mut Journal,
+        c: &JournalClaim,
+        resumed: bool,
+    ) -> Result<(), FetchError> {
+        self.check_cancel()?;
+        self.emit(FetchEvent::Stage(Stage::Delivering));
+        let staged = ws.staged_path(&c.id);
+        let file = std::fs::File::open(&staged)
+            .map_err(|e| FetchError::local(&format!("staged claim {}", staged.display()), e))?;
+        let stable = StableId {
+            time: claim_time(&c.id),
+            claim: c.id.clone(),
+            resumed,
+        };
+        let mut filer = Filer::new(
+            &self.destination.filter,
+            &self.destination.maildir,
+            Some(stable),
+        )?;
+        let events = self.events;
+        let account = &self.account.name;
+        let mut filed_events = 0u64;
+        let report = file_messages(
+            MboxSplitter::new(
+                std::io::BufReader::new(file),
+                self.destination.filter.format,
+            ),
+            &staged.display().to_string(),
+            &mut filer,
+            &mut |event| {
+                let _ = events.send(Event::Fetch {
+                    account: account.clone(),
+                    event,
+                });
+                filed_events += 1;
+                if filed_events == 1 {
+                    crash_point("mid-delivery");
+                }
+            },
+        );
+        self.summary.messages += report.delivered_total();
+        for (folder, n) in &report.delivered {
+            *self.summary.folders.entry(folder.clone()).or_default() += n;
+        }
+        self.summary.undelivered += report.undelivered.len() as u64;
+        for u in &report.undelivered {
+            self.log(Level::Warn, u.to_string());
+        }
+        if let Some(e) = report.read_error {
+            return Err(FetchError::ReadStaged { staged, reason: e });
+        }
+        // A message neither filed nor quarantined exists only in the staged
+        // claim: keep it (and leave the claim undelivered in the journal) so
+        // that the next fetch delivers it; stable names skip the rest.
+        let unkept = report
+            .undelivered
+            .iter()
+            .filter(|u| u.kept.is_none())
+            .count();
+        if unkept > 0 {
+            return Err(FetchError::Unkept {
+                count: unkept,
+                staged,
+            });
+        }
+        journal
+            .delivered(&c.id, report.messages)
+            .map_err(|e| FetchError::local("journal", e))?;
+        std::fs::remove_file(&staged).map_err(|e| FetchError::local("staging", e))?;
+        Ok(())
+    }
+}
+
+/// A reader that fails once the fetch is asked to stop, so a long download
+/// ends promptly (the claim stays on the server).
+struct Cancellable<'a, R> {
+    inner: R,
+    cancel: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Cancellable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped on request"));
+        }
+        self.inner.read(buf)
+    }
+}
