@@ -1,7 +1,8 @@
 //! A 200 MB spool (real messages repeated, plus 10 MB attachments that spill
 //! to disk) fetched end to end as root, with the peak resident memory of the
 //! `mailhaul` process measured by the kernel (wait4's ru_maxrss): it must
-//! stay under 50 MB whatever the spool's size (I4).
+//! stay under 50 MB whatever the spool's size (bounded-memory,
+//! docs/design.md).
 
 mod common;
 mod fetch_support;

@@ -1,5 +1,5 @@
 //! Kill -9 of `mailhaul fetch` at every step of the protocol, then a rerun:
-//! every message must be filed exactly once (I2), and nothing may be left on
+//! every message must be filed exactly once (exactly-once, docs/design.md), and nothing may be left on
 //! the server or in staging. The crash points are set with
 //! `MAILHAUL_TEST_CRASH_AT`, at which the binary sends itself SIGKILL.
 

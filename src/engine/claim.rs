@@ -1,7 +1,9 @@
 //! The server side of a fetch: the POSIX sh script that probes, claims,
 //! sends and releases a spool (`assets/remote/claim.sh`), the hex-encoded
 //! arguments it takes, the line records it answers with, and the choices
-//! (claim strategy, compression) the client makes from a probe.
+//! (claim strategy, compression) the client makes from a probe. The claim
+//! takes the delivery agents' lock and holds it only for a server-local
+//! rename or copy (lock-honoured, docs/design.md).
 //!
 //! Choosing lives here, in plain functions of the probe, so that `mailhaul
 //! check`, `mailhaul fetch` and the dashboard give the same answer and the

@@ -7,7 +7,8 @@
 //! `delivered` once every message is filed. Each record is one line, appended
 //! and fsynced before the step it enables; a torn last line (a crash while
 //! writing it) is dropped on the next open, which is safe because the step it
-//! would have recorded is then simply done again, idempotently.
+//! would have recorded is then simply done again, idempotently
+//! (durable-before-release and exactly-once, docs/design.md).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

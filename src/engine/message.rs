@@ -1,7 +1,7 @@
 //! One message as the mbox splitter hands it to the filter and delivery:
 //! its position in the input (for error reports and idempotent names), its
 //! envelope, and its exact bytes, kept in memory when small and spilled to an
-//! anonymous temporary file when large, so memory stays bounded (I4).
+//! anonymous temporary file when large, so memory stays bounded (bounded-memory, docs/design.md).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 

@@ -1,7 +1,7 @@
 //! Filter rules: the config's `[[filter.rule]]` entries compiled into
 //! matchers, and the choice of where one message goes (first match wins).
 //!
-//! Rules look only at [`Message::header`] (never the body, I4) and at the
+//! Rules look only at [`Message::header`] (never the body: bounded-memory, docs/design.md) and at the
 //! content length. A header test passes when *any* occurrence of the header
 //! (name compared case-insensitively) matches, either on its unfolded raw
 //! value or on its RFC 2047-decoded value. A message whose header section

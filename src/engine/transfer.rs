@@ -2,7 +2,8 @@
 //! file: decompressing (zstd or gzip) on the fly, hashing the raw bytes with
 //! sha256 as they are written, then checking size and hash against what the
 //! server computed, fsyncing, and only then giving the file its final name.
-//! Memory stays bounded (one buffer), whatever the claim's size (I4).
+//! Memory stays bounded (one buffer), whatever the claim's size (bounded-memory,
+//! docs/design.md).
 
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};

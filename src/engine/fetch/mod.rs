@@ -5,7 +5,7 @@
 //! delivery agents' dot-lock, stream each claim compressed into a verified,
 //! fsynced staging file, release it on the server, deliver it idempotently,
 //! and journal each step so that a kill -9 anywhere loses and duplicates
-//! nothing (I1, I2). Progress goes out as typed [`FetchEvent`]s on the one
+//! nothing (durable-before-release, exactly-once). Progress goes out as typed [`FetchEvent`]s on the one
 //! event channel; [`spawn`] runs a fetch on its own worker thread.
 
 mod error;

@@ -1,7 +1,7 @@
 //! Streaming mbox splitter and writer.
 //!
 //! The splitter turns one mbox byte stream (a fetched spool, or stdin for
-//! `mailhaul filter`) into [`Message`]s with bounded memory (I4): it reads
+//! `mailhaul filter`) into [`Message`]s with bounded memory (bounded-memory, docs/design.md): it reads
 //! through a fixed buffer, and each message's bytes go into a [`Content`]
 //! that spills to a temporary file when large. The writer is its inverse and
 //! is what delivery uses for mbox targets.
