@@ -176,6 +176,43 @@ fn auto_fetch_fetches_new_mail_without_a_key() {
     finish_fetch_and_quit(&tmux, &client, &md5s);
 }
 
+/// The dashboard's spool check follows the server-side watcher, not its
+/// interval: with `check_interval` an hour, mail Postfix delivers after
+/// the dashboard started is fetched (`auto_fetch`) within seconds.
+#[test]
+fn the_watcher_makes_auto_fetch_react_within_seconds() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashpush");
+    let postfix = common::Postfix::ensure_running();
+    let (client, _) = client_with_sample(&sshd, &user, &sshd.known_hosts, "auto_fetch = true");
+    fill_spool(&user.spool, b"");
+    let config = std::fs::read_to_string(&client.config).unwrap();
+    std::fs::write(
+        &client.config,
+        config.replacen("check_interval = 1\n", "check_interval = 3600\n", 1),
+    )
+    .unwrap();
+    let tmux = Tmux::start("push", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    // The first check has run (an empty spool) before the mail comes.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    postfix.send(
+        &user.name,
+        b"From: a@example.org\nTo: b\nSubject: pushed to the dashboard\n\nhello\n",
+    );
+    tmux.wait_for_within(
+        std::time::Duration::from_secs(30),
+        "the automatic fetch of the pushed mail",
+        |s| s.contains("auto_fetch"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while fetch_support::maildir_files(&client.maildir).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not filed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    tmux.keys("q");
+}
+
 /// The quit must interrupt the fetch, provably: the server trickles the
 /// transfer (2 KiB every 100 ms, so the sample's ~270 kB at zstd -9 would
 /// take over ten seconds), `q` and `y` come mid-transfer, and then the

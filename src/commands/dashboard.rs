@@ -28,6 +28,7 @@ use crate::engine::history;
 use crate::engine::journal::Workspace;
 use crate::engine::ssh::{Connection, NoPrompts};
 use crate::engine::tunnel::{self, Tunnel, TunnelHandle, TunnelSpec};
+use crate::engine::watch::{self, SpoolWatcher, WatchReport};
 use crate::exit::Exit;
 use crate::ui;
 
@@ -329,7 +330,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One account's spool watcher: keeps a session open (never prompting),
-/// reports the spool size every `general.check_interval` seconds, starts a
+/// runs the server-side watcher (`engine::watch`) on it and checks the spool
+/// as soon as that reports a change, else every `general.check_interval`
+/// seconds (the fallback where the watcher cannot run), starts a
 /// fetch on new mail when `auto_fetch` is set (not again for the same spool
 /// size, so a fetch that fails is not retried every interval until more mail
 /// comes), and stays quiet while the server stays unreachable (one line when
@@ -337,13 +340,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
     let interval = Duration::from_secs(shared.config.general.check_interval.max(1));
     let mut session: Option<Connection> = None;
+    let mut watcher: Option<SpoolWatcher> = None;
+    let mut probe: Option<Probe> = None;
     let mut failing: Option<String> = None;
     // The spool size the last automatic fetch started at.
     let mut auto_fetched_at: Option<u64> = None;
     loop {
         if !shared.fetch_running(&account.name) {
-            match check_spool(account, &mut session) {
-                Ok((bytes, messages)) => {
+            match check_spool(account, &mut session, &mut watcher) {
+                Ok(checked) => {
+                    let (bytes, messages) =
+                        (checked.spool_size.unwrap_or(0), checked.spool_messages);
+                    probe = Some(checked);
                     if failing.take().is_some() {
                         shared.log(
                             Level::Info,
@@ -388,29 +396,125 @@ fn watch_spool(shared: &Shared, account: &Account, stopped: &Receiver<()>) {
                 }
             }
         }
-        match stopped.recv_timeout(interval) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        let watching = match (&session, &mut watcher, &probe) {
+            (Some(conn), slot @ None, Some(p)) => {
+                let claims = format!("{}/.mailhaul/claims", p.home.trim_end_matches('/'));
+                match SpoolWatcher::start(
+                    conn,
+                    &p.spool,
+                    &claims,
+                    watch::DEFAULT_POLL,
+                    watch::DEFAULT_HEARTBEAT,
+                ) {
+                    Ok(w) => {
+                        *slot = Some(w);
+                        true
+                    }
+                    Err(e) => {
+                        shared.log(
+                            Level::Info,
+                            Some(&account.name),
+                            format!(
+                                "no spool watcher ({e}); checking every {} s",
+                                interval.as_secs()
+                            ),
+                        );
+                        false
+                    }
+                }
+            }
+            (Some(_), Some(_), _) => true,
+            _ => false,
+        };
+        let wait = if watching {
+            wait_for_change(&mut session, &mut watcher, interval, stopped)
+        } else {
+            match stopped.recv_timeout(interval) {
+                Err(RecvTimeoutError::Timeout) => Wake::Check,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => Wake::Stop,
+            }
+        };
+        if wait == Wake::Stop {
+            if let (Some(conn), Some(w)) = (&session, watcher.take()) {
+                w.close(conn);
+            }
+            return;
         }
     }
 }
 
-/// The spool's size and message count, over the open session or a new one
+/// Why a spool watcher's wait ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// Check the spool now (a change was reported, the interval passed, or
+    /// the session broke).
+    Check,
+    /// The dashboard is quitting.
+    Stop,
+}
+
+/// Waits for the server-side watcher to report a change of the spool, at
+/// most `interval`; a watcher (or session) that fails is dropped, and the
+/// next check reconnects. Looks for a stop four times a second.
+fn wait_for_change(
+    session: &mut Option<Connection>,
+    watcher: &mut Option<SpoolWatcher>,
+    interval: Duration,
+    stopped: &Receiver<()>,
+) -> Wake {
+    let deadline = Instant::now() + interval;
+    loop {
+        match stopped.try_recv() {
+            Ok(()) | Err(crossbeam_channel::TryRecvError::Disconnected) => return Wake::Stop,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        let (Some(conn), Some(w)) = (session.as_ref(), watcher.as_mut()) else {
+            return Wake::Check;
+        };
+        match w.read_available(conn) {
+            Ok(reports) => {
+                if reports
+                    .iter()
+                    .any(|r| matches!(r, WatchReport::Spool { .. }))
+                {
+                    return Wake::Check;
+                }
+            }
+            Err(_) => {
+                *watcher = None;
+                *session = None;
+                return Wake::Check;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Wake::Check;
+        }
+        watch::wait_readable(conn.raw_fd(), None, left.min(Duration::from_millis(250)));
+    }
+}
+
+/// The spool probe (path, size, message count), over the open session or a new one
 /// (never prompting); a session that fails is dropped and replaced once.
 fn check_spool(
     account: &Account,
     session: &mut Option<Connection>,
-) -> Result<(u64, Option<u64>), FetchError> {
-    let size = |probe: Probe| (probe.spool_size.unwrap_or(0), probe.spool_messages);
+    watcher: &mut Option<SpoolWatcher>,
+) -> Result<Probe, FetchError> {
     if let Some(conn) = session.as_ref() {
         match fetch::probe(conn, account) {
-            Ok(probe) => return Ok(size(probe)),
-            // The session dropped (server restart, idle timeout): reconnect.
-            Err(_) => *session = None,
+            Ok(probe) => return Ok(probe),
+            // The session dropped (server restart, idle timeout): reconnect;
+            // its watcher went with it.
+            Err(_) => {
+                *watcher = None;
+                *session = None;
+            }
         }
     }
+    *watcher = None;
     let conn = fetch::connect(account, false, &NoPrompts)?;
     let probe = fetch::probe(&conn, account)?;
     *session = Some(conn);
-    Ok(size(probe))
+    Ok(probe)
 }
