@@ -66,27 +66,10 @@ pub const MBOX_PREFIX: &str = "mbox:";
 fn max_batch() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MAX.get_or_init(|| {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        let Some(limit) = os::raise_open_file_limit() else {
+            return DEFAULT_BATCH;
         };
-        // SAFETY: getrlimit and setrlimit only read and write `limit`.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return DEFAULT_BATCH;
-            }
-            let wanted = limit.rlim_max.min(1 << 16);
-            if limit.rlim_cur < wanted {
-                let raised = libc::rlimit {
-                    rlim_cur: wanted,
-                    rlim_max: limit.rlim_max,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                    limit = raised;
-                }
-            }
-        }
-        usize::try_from(limit.rlim_cur)
+        usize::try_from(limit)
             .unwrap_or(usize::MAX)
             .saturating_sub(64)
             .max(8)
@@ -633,7 +616,7 @@ pub fn make_durable(batches: &[Batch]) -> io::Result<()> {
             devices.entry(dev).or_insert(tmp_dir);
         }
         for dir in devices.values() {
-            syncfs(dir)?;
+            os::syncfs(dir)?;
         }
         return Ok(());
     }
@@ -644,17 +627,6 @@ pub fn make_durable(batches: &[Batch]) -> io::Result<()> {
         for dir in &batch.new_dirs {
             os::sync_dir(dir)?;
         }
-    }
-    Ok(())
-}
-
-#[cfg(target_os = "linux")]
-fn syncfs(dir: &Path) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(dir)?;
-    // SAFETY: syncfs only reads the descriptor, which `f` keeps open.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
-        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -17,16 +17,15 @@
 //! `\072`, `\054`. Directories are made with mode 0700, files with 0600.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::engine::filing::FolderLayout;
+use crate::engine::os;
 
 /// The identity that makes names deterministic across a resumed delivery:
 /// the claim a message came from and the claim's time.
@@ -113,16 +112,7 @@ pub fn ensure(dir: &Path, subfolder: bool) -> io::Result<()> {
 
 /// This host's name as it goes into Maildir file names.
 pub fn host_part() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // or truncates within it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
-    let raw = if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "localhost".to_string()
-    };
+    let raw = os::hostname().unwrap_or_else(|| "localhost".to_string());
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         match c {
@@ -339,10 +329,10 @@ fn create_named_tmp(tmp_dir: &Path, namer: &Namer) -> io::Result<TmpFile> {
 pub fn publish(tmp: &TmpFile, dir: &Path, name: &str) -> io::Result<bool> {
     let target = dir.join("new").join(name);
     let Some(path) = &tmp.path else {
-        return link_unnamed(&tmp.file, &target);
+        return os::link_unnamed(&tmp.file, &target);
     };
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    match rename_noreplace(path, &target) {
+    match os::rename_noreplace(path, &target) {
         Ok(()) => return Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             fs::remove_file(path)?;
@@ -358,75 +348,6 @@ pub fn publish(tmp: &TmpFile, dir: &Path, name: &str) -> io::Result<bool> {
     };
     fs::remove_file(path)?;
     Ok(linked)
-}
-
-/// Gives the unnamed `file` the name `target`; false when that exists.
-/// linkat(2) with `AT_EMPTY_PATH` links the descriptor itself (Linux 6.10
-/// allows it to the file's opener; before, only with CAP_DAC_READ_SEARCH);
-/// where that is refused, through its `/proc/self/fd` link.
-#[cfg(target_os = "linux")]
-fn link_unnamed(file: &File, target: &Path) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    static EMPTY_PATH_REFUSED: std::sync::atomic::AtomicBool =
-        std::sync::atomic::AtomicBool::new(false);
-    let fd = file.as_raw_fd();
-    let to = c_path(target)?;
-    let link = |from_dir: libc::c_int, from: &CString, flags: libc::c_int| {
-        // SAFETY: both paths are NUL-terminated strings that outlive the
-        // call; `from_dir` is an open descriptor or AT_FDCWD.
-        let rc =
-            unsafe { libc::linkat(from_dir, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags) };
-        if rc == 0 {
-            Ok(true)
-        } else {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Ok(false)
-            } else {
-                Err(e)
-            }
-        }
-    };
-    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
-        match link(fd, &CString::default(), libc::AT_EMPTY_PATH) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EPERM)) => {
-                EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
-            }
-            done => return done,
-        }
-    }
-    let proc_link = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a /proc path");
-    link(libc::AT_FDCWD, &proc_link, libc::AT_SYMLINK_FOLLOW)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn link_unnamed(_file: &File, _target: &Path) -> io::Result<bool> {
-    unreachable!("unnamed tmp files are only made on Linux")
-}
-
-fn c_path(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let (from, to) = (c_path(from)?, c_path(to)?);
-    // SAFETY: both paths are NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub use script::{
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
 use crate::engine::account::{HostKeyPolicy, TransportCompression};
+use crate::engine::os;
 
 /// A host known_hosts has no key for, as shown to whoever decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,34 +311,11 @@ impl Connection {
     /// yet, unsent ones included (SIOCOUTQ): while it is not 0,
     /// [`Connection::socket_bytes_sent`] is still going to grow.
     pub fn socket_bytes_unacked(&self) -> std::io::Result<u64> {
-        let mut queued: libc::c_int = 0;
-        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one c_int through the pointer;
-        // the fd stays open while `self.socket` lives.
-        let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(u64::try_from(queued).unwrap_or(0))
+        os::tcp_unacked_bytes(self.socket.as_raw_fd())
     }
 
     fn tcp_info(&self) -> std::io::Result<libc::tcp_info> {
-        // SAFETY: tcp_info is plain old data; getsockopt writes at most `len`
-        // bytes into it, and the fd stays open while `self.socket` lives.
-        unsafe {
-            let mut info: libc::tcp_info = std::mem::zeroed();
-            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-            let rc = libc::getsockopt(
-                self.socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            );
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(info)
-        }
+        os::tcp_info(self.socket.as_raw_fd())
     }
 
     /// Compression negotiated in each direction (client to server, server
