@@ -536,7 +536,9 @@ struct Panels {
 /// and the log take the rows they have (each bounded), the transfer,
 /// history and forward panels share the rest. Wide screens put transfer
 /// beside forward-over-history; narrow ones put transfer above
-/// history-beside-forward. An idle forward takes three rows.
+/// history-beside-forward; before the first fetch of this session the
+/// history takes the width under a strip of transfer and forward. An idle
+/// forward takes three rows.
 fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
     let [body, footer] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
     let listed = ctx.order.len().max(1) as u16;
@@ -560,7 +562,26 @@ fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
             || a.forward.last_error.is_some()
             || a.forward.stats.total > 0
     });
-    if area.width >= WIDE_WIDTH {
+    let no_fetch_yet = ctx
+        .selected_account()
+        .is_none_or(|a| a.fetch.stage.is_none());
+    if area.width >= WIDE_WIDTH && no_fetch_yet {
+        // Nothing fetched in this session: the transfer is one line, beside
+        // the forward, and the history takes the width.
+        let strip = if forward_busy { 7 } else { 3 }.min(middle.height / 2);
+        let [top, history] =
+            Layout::vertical([Constraint::Length(strip), Constraint::Min(0)]).areas(middle);
+        let [transfer, forward] =
+            Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(top);
+        Panels {
+            accounts,
+            transfer,
+            forward,
+            history,
+            log,
+            footer,
+        }
+    } else if area.width >= WIDE_WIDTH {
         // The transfer's chart wants width while a fetch runs; otherwise
         // the history has more to show.
         let charting = ctx

@@ -1294,6 +1294,14 @@ fn throughput_chart_is_labelled_with_now_peak_average_and_axes() {
     ] {
         assert!(transfer.contains(needle), "{needle:?} missing:\n{transfer}");
     }
+    // A narrower panel drops the word, never a figure's end.
+    let screen = text(h.render(100, 30).backend().buffer());
+    let transfer = panel_rows(&screen, "Transfer").join("\n");
+    assert!(
+        transfer.contains("now 380 kB/s  peak 400 kB/s  avg 380 kB/s")
+            && !transfer.contains("throughput"),
+        "{transfer}"
+    );
     // Once done, "now" goes; peak and average stay.
     let mut h = done();
     let screen = text(h.render(120, 40).backend().buffer());
@@ -1470,5 +1478,39 @@ fn details_list_the_accounts_recent_errors_newest_first() {
         details.matches("cannot connect").count(),
         2,
         "the last outcome and one recent error (the log line repeats it):\n{details}"
+    );
+}
+
+#[test]
+fn before_the_first_fetch_the_history_takes_the_width() {
+    let mut h = Harness::new(true);
+    let screen = text(h.render(120, 40).backend().buffer());
+    let lines: Vec<&str> = screen.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("╭Transfer") && l.contains("╭SMTP forward")),
+        "transfer and forward share a strip:\n{screen}"
+    );
+    let history = lines
+        .iter()
+        .find(|l| l.contains("╭History"))
+        .expect("a history panel");
+    assert!(
+        history.starts_with("╭History") && history.ends_with('╮'),
+        "the history spans the width:\n{screen}"
+    );
+    // Once a fetch starts, the transfer gets its column back.
+    h.fetch(1.0, "home", FetchEvent::Stage(Stage::Connecting));
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("╭Transfer") && l.contains("╭SMTP forward")),
+        "{screen}"
+    );
+    assert!(
+        !screen.lines().any(|l| l.starts_with("╭History")),
+        "{screen}"
     );
 }

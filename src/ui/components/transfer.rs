@@ -242,20 +242,45 @@ impl TransferPanel {
 }
 
 /// `throughput  now 380 kB/s  peak 400 kB/s  avg 380 kB/s` (now only while
-/// the fetch runs).
-fn throughput_title(account: &AccountView, ctx: &Context) -> Line<'static> {
+/// the fetch runs), shortened from the left to fit `width`: without the
+/// word `throughput`, then without `now`.
+fn throughput_title(account: &AccountView, ctx: &Context, width: u16) -> Line<'static> {
     let theme = ctx.theme;
     let rate = &account.fetch.rate;
-    let mut title = vec![Span::styled("throughput", theme.label())];
-    if let Some(now) = rate.bytes_per_sec().filter(|_| account.fetch.is_active()) {
-        title.extend(field("  now ", format::rate(now), theme));
-    }
-    let peak = rate.peak_per_sec().unwrap_or(0) as f64;
-    title.extend(field("  peak ", format::rate(peak), theme));
-    if let Some(avg) = rate.average_per_sec() {
-        title.extend(field("  avg ", format::rate(avg), theme));
-    }
-    Line::from(title)
+    let now = rate
+        .bytes_per_sec()
+        .filter(|_| account.fetch.is_active())
+        .map(|now| field("now ", format::rate(now), theme));
+    let peak = field(
+        "peak ",
+        format::rate(rate.peak_per_sec().unwrap_or(0) as f64),
+        theme,
+    );
+    let avg = rate
+        .average_per_sec()
+        .map(|avg| field("avg ", format::rate(avg), theme));
+    let join = |label: bool, with_now: bool| {
+        let mut spans = Vec::new();
+        if label {
+            spans.push(Span::styled("throughput", theme.label()));
+        }
+        let parts = [
+            now.clone().filter(|_| with_now),
+            Some(peak.clone()),
+            avg.clone(),
+        ];
+        for part in parts.into_iter().flatten() {
+            if !spans.is_empty() {
+                spans.push(Span::raw("  "));
+            }
+            spans.extend(part);
+        }
+        Line::from(spans)
+    };
+    [join(true, true), join(false, true), join(false, false)]
+        .into_iter()
+        .find(|line| line.width() <= usize::from(width))
+        .unwrap_or_else(|| join(false, false))
 }
 
 /// Throughput over the transfer's seconds as a chart: bytes per second on
@@ -272,7 +297,10 @@ fn throughput_chart(frame: &mut Frame, area: Rect, account: &AccountView, ctx: &
         .map(|(i, &b)| ((first + i as u64) as f64, b as f64))
         .collect();
     let peak = rate.peak_per_sec().unwrap_or(0).max(1) as f64;
-    frame.render_widget(throughput_title(account, ctx), Rect { height: 1, ..area });
+    frame.render_widget(
+        throughput_title(account, ctx, area.width),
+        Rect { height: 1, ..area },
+    );
     let plot = Rect {
         y: area.y + 1,
         height: area.height.saturating_sub(1),
@@ -418,7 +446,7 @@ impl Component for TransferPanel {
                         throughput_chart(frame, Rect { y, height, ..inner }, account, ctx);
                     } else {
                         // No room for axes: the figures, and bars below.
-                        frame.render_widget(throughput_title(account, ctx), row);
+                        frame.render_widget(throughput_title(account, ctx, row.width), row);
                         let width = inner.width as usize;
                         let tail = &spark_data[spark_data.len().saturating_sub(width)..];
                         frame.render_widget(
