@@ -135,10 +135,24 @@ fn inotify_reports_a_postfix_delivery_a_claim_and_heartbeats() {
     // The watcher watches the claims directory only once it exists: restart.
     watch.watcher.close(&conn);
     let (mut watch, _) = Watch::start(&conn, &user.spool, &claims);
-    std::fs::write(claims.join("x.0123456789ab.1-2-3.mbox"), b"From a\n\n").unwrap();
+    // The user's claim, moved in once it is the user's file.
+    let made = user.home.join("x.mbox");
+    std::fs::write(&made, b"From a\n\n").unwrap();
+    std::os::unix::fs::chown(&made, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::rename(&made, claims.join("x.0123456789ab.1-2-3.mbox")).unwrap();
     watch.wait_for(&conn, Duration::from_secs(5), |r| {
         matches!(r, WatchReport::Spool { claims: 1, .. })
     });
+    // A file of another user's (root's) named like a claim is no claim of
+    // the user's: the report it causes still counts one.
+    std::fs::write(claims.join("y.0123456789ab.1-2-4.mbox"), b"From b\n\n").unwrap();
+    let (next, _) = watch.wait_for(&conn, Duration::from_secs(5), |r| {
+        matches!(r, WatchReport::Spool { .. })
+    });
+    assert!(
+        matches!(next, WatchReport::Spool { claims: 1, .. }),
+        "{next:?}"
+    );
 
     // Silence is broken by a heartbeat.
     let (_, took) = watch.wait_for(&conn, HEARTBEAT * 3, |r| *r == WatchReport::Alive);

@@ -33,6 +33,7 @@ export PATH LC_ALL
 
 spool=$1
 cdir=$2
+uid=$(id -u)
 poll=$3
 heartbeat=$4
 case $poll in ''|*[!0-9]*|0) poll=1 ;; esac
@@ -55,8 +56,12 @@ look() {
     size=${6:-0}
   fi
   claims=0
+  # Claims as claim.sh takes them: regular files of this login, no symbolic
+  # links (another user's file planted in a shared spool directory is none).
   for _f in "$spool".mailhaul-claim.* "$cdir"/*.mbox; do
-    [ -f "$_f" ] && claims=$((claims + 1))
+    [ -f "$_f" ] && [ ! -h "$_f" ] &&
+      [ "$(ls -ldn -- "$_f" | awk 'NR == 1 {print $3}')" = "$uid" ] &&
+      claims=$((claims + 1))
   done
   sig="$sig $claims"
 }
