@@ -99,9 +99,8 @@ const WRITERS: usize = 2;
 /// batch waiting durable with one sync while the writers go on writing.
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// Bundles of messages waiting between the splitter and the writers: bounds
-/// memory (a bundle holds up to [`BUNDLE_BYTES`] plus one message, whose
-/// content is in memory up to 8 MiB) while keeping writers busy.
+/// Bundles of messages waiting between the splitter and the writers, to keep
+/// the writers busy (their memory is bounded by [`IN_FLIGHT_MEMORY`]).
 const BUNDLES_IN_FLIGHT: usize = 4;
 
 /// Messages handed to a writer at once: one channel operation (and at most
