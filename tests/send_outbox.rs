@@ -545,3 +545,45 @@ fn kills_and_cut_links_never_send_twice_or_lose_a_message() {
     }
     assert!(wrong.is_empty(), "seed {seed}: not exactly once: {wrong:?}");
 }
+
+/// A 50 MB message goes up gzip-compressed (`compression = "gzip"`) in
+/// chunks and arrives intact (size and md5 of its body in the spool).
+#[test]
+fn a_50_mb_message_arrives_intact_over_gzip() {
+    use md5::{Digest, Md5};
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "sndg");
+    let client = Client::new(&sshd, &user.name, "compression = \"gzip\"\n");
+    let mut body = Vec::with_capacity(50 << 20);
+    let mut i = 0u64;
+    while body.len() < 50 << 20 {
+        // Varied enough that gzip does not shrink it to nothing.
+        body.extend_from_slice(
+            format!("line {i} {:x} of a big message\n", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .as_bytes(),
+        );
+        i += 1;
+    }
+    let mut message = format!("Subject: big-{}\n\n", user.name).into_bytes();
+    message.extend_from_slice(&body);
+    let rcpt = format!("{}@localhost", user.name);
+    let out = run_with_input(&client, &["send", "-oi", "--", &rcpt], &message);
+    assert!(out.status.success(), "send: {}", describe(&out));
+    let out = client.run(&["queue", "flush"]);
+    assert!(out.status.success(), "flush: {}", describe(&out));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("1 sent") && summary.contains("gzip"), "{summary}");
+    postfix.wait_delivered(&user, body.len());
+    let spool = user.spool_contents();
+    let start = spool
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|p| p + 2)
+        .unwrap();
+    let got = &spool[start..start + body.len()];
+    assert_eq!(
+        format!("{:x}", Md5::digest(got)),
+        format!("{:x}", Md5::digest(&body))
+    );
+}

@@ -11,11 +11,12 @@
 # path (empty: /usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/sendmail,
 # else the PATH's).
 #
-# Protocol on fd 3, per message:
+# Protocol on fd 3: one stream, compressed as `ready` said, holding per
+# message:
 #   m ID xFROM xNAME xRCPT...   envelope, hex-encoded as on the command line
-#   d LEN                       then LEN bytes of the compressed message
+#   d LEN                       then LEN bytes of the message
 #   ...                         (as many d chunks as needed)
-#   e SIZE SHA256               size and sha256 of the uncompressed message
+#   e SIZE SHA256               size and sha256 of the whole message
 # Replies on stdout, one line per message:
 #   ok ID                       sendmail exited 0 and the ledger says so
 #   dup ID                      the ledger says it was accepted before
@@ -120,7 +121,8 @@ mh_decompress() {
 }
 
 echo "ready $mh_z"
-while read -r mh_k mh_id mh_rest <&3; do
+mh_decompress <&3 2>/dev/null | {
+while read -r mh_k mh_id mh_rest; do
   if [ "$mh_k" != m ]; then
     echo "error protocol expected a message, got '$mh_k'"
     exit 1
@@ -132,9 +134,9 @@ while read -r mh_k mh_id mh_rest <&3; do
       ;;
   esac
   mh_t=$mh_out/$mh_id
-  : >"$mh_t.z"
+  : >"$mh_t"
   mh_size= mh_sum=
-  while read -r mh_k mh_a mh_b <&3; do
+  while read -r mh_k mh_a mh_b; do
     case $mh_k in
       d)
         case $mh_a in
@@ -143,7 +145,7 @@ while read -r mh_k mh_id mh_rest <&3; do
             exit 1
             ;;
         esac
-        head -c "$mh_a" <&3 >>"$mh_t.z"
+        head -c "$mh_a" >>"$mh_t"
         ;;
       e)
         mh_size=$mh_a mh_sum=$mh_b
@@ -157,11 +159,9 @@ while read -r mh_k mh_id mh_rest <&3; do
   done
   if [ -z "$mh_sum" ]; then
     # The stream ended inside a message: the client is gone.
-    rm -f "$mh_t.z"
+    rm -f "$mh_t"
     break
   fi
-  mh_decompress <"$mh_t.z" >"$mh_t" 2>/dev/null
-  rm -f "$mh_t.z"
   mh_got=$(wc -c <"$mh_t")
   mh_got=$((mh_got + 0))
   mh_gsum=$($mh_hash <"$mh_t")
@@ -227,4 +227,5 @@ done
 if [ "$(wc -c <"$mh_ledger")" -gt 2000000 ]; then
   tail -n 20000 "$mh_ledger" >"$mh_ledger.new" && mv "$mh_ledger.new" "$mh_ledger"
 fi
+}
 exit 0

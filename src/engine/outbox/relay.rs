@@ -5,10 +5,12 @@
 //!
 //! On the channel: the script (arguments hex-encoded on the fixed command
 //! line, as for the claim script) answers `ready METHOD` with the best
-//! compressor both sides have; then every message goes up compressed on
-//! its own, in chunks (`d LEN` + bytes, so memory stays bounded whatever the
-//! message's size), closed by its size and sha256, which the server checks
-//! before sendmail sees a byte. The server answers one line per message.
+//! compressor both sides have; then the step's messages go up as one
+//! compressed stream (each message compressed with those before it as
+//! history, and flushed at its end), each as its envelope, its bytes in
+//! chunks (`d LEN` + bytes, so memory stays bounded whatever the message's
+//! size) and its size and sha256, which the server checks before sendmail
+//! sees a byte. The server answers one line per message.
 //! A message leaves the outbox only on `ok` or `dup`.
 
 use std::io::{self, Read, Write};
@@ -30,7 +32,7 @@ pub fn script() -> &'static str {
     COMPACT.get_or_init(|| compact(SCRIPT_SOURCE))
 }
 
-/// Compressed bytes per chunk.
+/// Message bytes per `d` chunk.
 const CHUNK: usize = 256 * 1024;
 
 /// How a message goes up.
@@ -185,17 +187,26 @@ pub fn relay(
     };
     let mut wire = Vec::with_capacity(messages.len());
     let mut broken: Option<String> = None;
+    let mut upstream = Upstream::new(Counting::new(&mut link), method)?;
     for message in messages {
-        match link.send_message(outbox, message, method) {
-            Ok(bytes) => wire.push(bytes),
+        let before = upstream.counted();
+        match send_message(&mut upstream, outbox, message) {
+            Ok(()) => wire.push(upstream.counted() - before),
             Err(e) => {
                 broken = Some(format!("sending to {}: {e}", conn.host()));
                 break;
             }
         }
     }
+    let ended = match broken {
+        None => upstream.finish(),
+        Some(_) => {
+            drop(upstream);
+            Ok(())
+        }
+    };
     if broken.is_none() {
-        if let Err(e) = link.send_eof() {
+        if let Err(e) = ended.and_then(|()| link.send_eof()) {
             broken = Some(format!("sending to {}: {e}", conn.host()));
         }
     }
@@ -358,58 +369,6 @@ struct Link<'c> {
 }
 
 impl Link<'_> {
-    /// Uploads one message; returns the bytes it took on the channel.
-    fn send_message(
-        &mut self,
-        outbox: &Outbox,
-        message: &OutboxMessage,
-        method: Method,
-    ) -> io::Result<u64> {
-        let mut head = format!(
-            "m {} {} {}",
-            message.id,
-            hex_arg(message.envelope.sender.as_deref().unwrap_or("")),
-            hex_arg(message.envelope.full_name.as_deref().unwrap_or(""))
-        );
-        for r in &message.envelope.recipients {
-            head.push(' ');
-            head.push_str(&hex_arg(r));
-        }
-        head.push('\n');
-        self.write_all(head.as_bytes())?;
-        let mut wire = head.len() as u64;
-        let mut input = outbox.open_message(message)?;
-        let mut sink = ChunkSink {
-            link: self,
-            buf: Vec::with_capacity(CHUNK + 64 * 1024),
-            wire: 0,
-        };
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
-        match method {
-            Method::Zstd(level) => {
-                let mut enc = zstd::stream::write::Encoder::new(&mut sink, level)?;
-                copy_hashing(&mut input, &mut enc, &mut hasher, &mut size, &mut buf)?;
-                enc.finish()?;
-            }
-            Method::Gzip => {
-                let mut enc = flate2::write::GzEncoder::new(&mut sink, flate2::Compression::best());
-                copy_hashing(&mut input, &mut enc, &mut hasher, &mut size, &mut buf)?;
-                enc.finish()?;
-            }
-            Method::Plain => {
-                copy_hashing(&mut input, &mut sink, &mut hasher, &mut size, &mut buf)?;
-            }
-        }
-        sink.flush_chunk()?;
-        wire += sink.wire;
-        let tail = format!("e {size} {:x}\n", hasher.finalize());
-        self.write_all(tail.as_bytes())?;
-        wire += tail.len() as u64;
-        Ok(wire)
-    }
-
     fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let mut idle = Duration::ZERO;
         while !data.is_empty() {
@@ -487,51 +446,139 @@ impl Link<'_> {
     }
 }
 
-fn copy_hashing(
-    input: &mut impl Read,
-    out: &mut impl Write,
-    hasher: &mut Sha256,
-    size: &mut u64,
-    buf: &mut [u8],
+/// Uploads one message into the step's compressed stream: its envelope,
+/// its bytes in `d LEN` chunks, its size and sha256; then flushes the
+/// compressor, so the server has all of it while the next one is read.
+fn send_message<W: Write>(
+    up: &mut Upstream<W>,
+    outbox: &Outbox,
+    message: &OutboxMessage,
 ) -> io::Result<()> {
+    let mut head = format!(
+        "m {} {} {}",
+        message.id,
+        hex_arg(message.envelope.sender.as_deref().unwrap_or("")),
+        hex_arg(message.envelope.full_name.as_deref().unwrap_or(""))
+    );
+    for r in &message.envelope.recipients {
+        head.push(' ');
+        head.push_str(&hex_arg(r));
+    }
+    head.push('\n');
+    up.write_all(head.as_bytes())?;
+    let mut input = outbox.open_message(message)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = input.read(buf)?;
-        if n == 0 {
-            return Ok(());
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = input.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
         }
-        hasher.update(&buf[..n]);
-        *size += n as u64;
-        out.write_all(&buf[..n])?;
+        if filled == 0 {
+            break;
+        }
+        hasher.update(&buf[..filled]);
+        size += filled as u64;
+        up.write_all(format!("d {filled}\n").as_bytes())?;
+        up.write_all(&buf[..filled])?;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    up.write_all(format!("e {size} {:x}\n", hasher.finalize()).as_bytes())?;
+    up.flush()
+}
+
+/// The step's upload stream: one compressor for all its messages, so a
+/// message is compressed with the ones before it as history (small
+/// messages alone compress poorly).
+enum Upstream<W: Write> {
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Gzip(flate2::write::GzEncoder<W>),
+    Plain(W),
+}
+
+impl<W: Write + CountsBytes> Upstream<W> {
+    fn new(sink: W, method: Method) -> io::Result<Upstream<W>> {
+        Ok(match method {
+            Method::Zstd(level) => Upstream::Zstd(zstd::stream::write::Encoder::new(sink, level)?),
+            Method::Gzip => Upstream::Gzip(flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::best(),
+            )),
+            Method::Plain => Upstream::Plain(sink),
+        })
+    }
+
+    /// Bytes that went to the channel so far.
+    fn counted(&self) -> u64 {
+        match self {
+            Upstream::Zstd(e) => e.get_ref().count(),
+            Upstream::Gzip(e) => e.get_ref().count(),
+            Upstream::Plain(w) => w.count(),
+        }
+    }
+
+    /// Ends the compressed stream.
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Upstream::Zstd(e) => e.finish()?.flush(),
+            Upstream::Gzip(e) => e.finish()?.flush(),
+            Upstream::Plain(mut w) => w.flush(),
+        }
     }
 }
 
-/// Collects compressed bytes and sends them as `d LEN` chunks.
-struct ChunkSink<'l, 'c> {
-    link: &'l mut Link<'c>,
-    buf: Vec<u8>,
-    wire: u64,
-}
-
-impl ChunkSink<'_, '_> {
-    fn flush_chunk(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let head = format!("d {}\n", self.buf.len());
-        self.link.write_all(head.as_bytes())?;
-        self.link.write_all(&self.buf)?;
-        self.wire += (head.len() + self.buf.len()) as u64;
-        self.buf.clear();
-        Ok(())
-    }
-}
-
-impl Write for ChunkSink<'_, '_> {
+impl<W: Write> Write for Upstream<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush_chunk()?;
+        match self {
+            Upstream::Zstd(e) => e.write(data),
+            Upstream::Gzip(e) => e.write(data),
+            Upstream::Plain(w) => w.write(data),
         }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Upstream::Zstd(e) => e.flush(),
+            Upstream::Gzip(e) => e.flush(),
+            Upstream::Plain(w) => w.flush(),
+        }
+    }
+}
+
+/// A writer that knows how many bytes went through it.
+trait CountsBytes {
+    fn count(&self) -> u64;
+}
+
+/// Counts what goes to the channel.
+struct Counting<'l, 'c> {
+    link: &'l mut Link<'c>,
+    bytes: u64,
+}
+
+impl<'l, 'c> Counting<'l, 'c> {
+    fn new(link: &'l mut Link<'c>) -> Self {
+        Counting { link, bytes: 0 }
+    }
+}
+
+impl CountsBytes for Counting<'_, '_> {
+    fn count(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Write for Counting<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.link.write_all(data)?;
+        self.bytes += data.len() as u64;
         Ok(data.len())
     }
 
