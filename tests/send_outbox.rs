@@ -560,8 +560,11 @@ fn a_50_mb_message_arrives_intact_over_gzip() {
     while body.len() < 50 << 20 {
         // Varied enough that gzip does not shrink it to nothing.
         body.extend_from_slice(
-            format!("line {i} {:x} of a big message\n", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                .as_bytes(),
+            format!(
+                "line {i} {:x} of a big message\n",
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            )
+            .as_bytes(),
         );
         i += 1;
     }
@@ -573,7 +576,10 @@ fn a_50_mb_message_arrives_intact_over_gzip() {
     let out = client.run(&["queue", "flush"]);
     assert!(out.status.success(), "flush: {}", describe(&out));
     let summary = String::from_utf8_lossy(&out.stdout);
-    assert!(summary.contains("1 sent") && summary.contains("gzip"), "{summary}");
+    assert!(
+        summary.contains("1 sent") && summary.contains("gzip"),
+        "{summary}"
+    );
     postfix.wait_delivered(&user, body.len());
     let spool = user.spool_contents();
     let start = spool
