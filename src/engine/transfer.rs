@@ -231,6 +231,55 @@ mod tests {
         }
     }
 
+    /// The right length is not enough: one changed byte is a mismatch, and
+    /// neither the staging file nor the partial one is left.
+    #[test]
+    fn a_stream_of_the_right_length_with_one_changed_byte_is_refused() {
+        let data = b"From a\nbody\n\n".repeat(100);
+        let mut wire = data.clone();
+        wire[700] ^= 0x20;
+        let dir = tempfile::tempdir().unwrap();
+        let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
+        let err = stage(
+            &wire[..],
+            Method::Plain,
+            &claim_of(&data),
+            &part,
+            &staged,
+            Duration::ZERO,
+            &mut |_, _| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, TransferError::Mismatch { got_size, .. } if got_size == data.len() as u64),
+            "{err}"
+        );
+        assert!(!staged.exists() && !part.exists());
+    }
+
+    /// A staged claim is trusted after a restart only if it still has the
+    /// server's size and sha256: one changed byte or one byte less fails.
+    #[test]
+    fn a_staged_file_verifies_only_with_the_servers_size_and_sha256() {
+        let data = b"From a\nbody\n\n".repeat(100);
+        let claim = claim_of(&data);
+        let dir = tempfile::tempdir().unwrap();
+        let staged = dir.path().join("a.mbox");
+        std::fs::write(&staged, &data).unwrap();
+        assert!(verify_staged(&staged, &claim).unwrap());
+        let mut flipped = data.clone();
+        flipped[700] ^= 0x20;
+        std::fs::write(&staged, &flipped).unwrap();
+        assert!(!verify_staged(&staged, &claim).unwrap(), "one byte changed");
+        std::fs::write(&staged, &data[..data.len() - 1]).unwrap();
+        assert!(!verify_staged(&staged, &claim).unwrap(), "one byte short");
+        // Same size and bytes, but the server reported another size.
+        std::fs::write(&staged, &data).unwrap();
+        let mut bigger = claim.clone();
+        bigger.size += 1;
+        assert!(!verify_staged(&staged, &bigger).unwrap(), "size differs");
+    }
+
     #[test]
     fn a_cut_stream_does_not_verify_and_leaves_nothing() {
         let data = b"From a\nbody\n\n".repeat(1000);
