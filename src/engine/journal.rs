@@ -317,9 +317,16 @@ mod tests {
             1,
             "no temporary left"
         );
-        std::fs::write(&file, "not an id\n").unwrap();
-        let e = installation_id(&data).unwrap_err();
-        assert!(e.to_string().contains("installation-id"), "{e}");
+        for bad in [
+            "not an id\n",
+            "0123456789abcdef\n",
+            "0123456789ag\n",
+            "0123456789AB\n",
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            let e = installation_id(&data).unwrap_err();
+            assert!(e.to_string().contains("installation-id"), "{bad:?}: {e}");
+        }
     }
 
     fn claim(id: &str) -> RemoteClaim {
@@ -355,6 +362,24 @@ mod tests {
         j.compact().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert!(Journal::open(&path).unwrap().pending().is_empty());
+    }
+
+    /// Compaction empties the journal only when nothing is pending: a claim
+    /// staged but not delivered survives it, and a reopen still has it.
+    #[test]
+    fn compaction_keeps_a_pending_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let mut j = Journal::open(&path).unwrap();
+        j.staged(&claim("1-1-1")).unwrap();
+        j.delivered("1-1-1", 1).unwrap();
+        j.staged(&claim("2-2-2")).unwrap();
+        j.compact().unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
+        let pending = Journal::open(&path).unwrap().pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, "2-2-2");
+        assert!(!pending[0].released && !pending[0].delivered);
     }
 
     #[test]
