@@ -257,6 +257,45 @@ mod tests {
         assert!(!staged.exists() && !part.exists());
     }
 
+    /// A read interrupted by a signal (EINTR) is retried, not taken for a
+    /// broken download.
+    #[test]
+    fn an_interrupted_read_is_retried() {
+        struct Flaky<'a> {
+            data: &'a [u8],
+            interrupt_next: bool,
+        }
+        impl Read for Flaky<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.interrupt_next = !self.interrupt_next;
+                if !self.interrupt_next {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                let n = buf.len().min(100);
+                self.data.read(&mut buf[..n])
+            }
+        }
+        let data = b"From a\nbody\n\n".repeat(100);
+        let dir = tempfile::tempdir().unwrap();
+        let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
+        let flaky = Flaky {
+            data: &data,
+            interrupt_next: true,
+        };
+        let t = stage(
+            flaky,
+            Method::Plain,
+            &claim_of(&data),
+            &part,
+            &staged,
+            Duration::ZERO,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(t.raw, data.len() as u64);
+        assert_eq!(std::fs::read(&staged).unwrap(), data);
+    }
+
     /// A staged claim is trusted after a restart only if it still has the
     /// server's size and sha256: one changed byte or one byte less fails.
     #[test]
