@@ -327,6 +327,17 @@ mod tests {
             let e = installation_id(&data).unwrap_err();
             assert!(e.to_string().contains("installation-id"), "{bad:?}: {e}");
         }
+        // Unreadable (here a directory) is an error, not a reason to make a
+        // new id: another installation's claims would then look foreign.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(installation_id(&data).is_err()));
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Ok(true),
+            "an unreadable id must be an error, promptly"
+        );
     }
 
     fn claim(id: &str) -> RemoteClaim {
