@@ -254,3 +254,47 @@ fn postfix_delivering_hundreds_while_watched_files_each_once() {
     assert_eq!(tags.len(), N);
     assert!(user.spool_contents().is_empty(), "all fetched");
 }
+
+/// The account's lock is push's guard against filing twice: while another
+/// mailhaul (cron's `fetch`, the dashboard) holds the account, `watch`
+/// claims nothing even though the watcher reports mail; once the lock is
+/// free, the next report fetches everything, each message once.
+#[test]
+fn watch_never_fetches_while_another_mailhaul_holds_the_account() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "pushl");
+    let postfix = Postfix::ensure_running();
+    let client = Client::new(&sshd, &user.name, "");
+    // A fetch of this account is running elsewhere.
+    let held = mailhaul::engine::journal::Workspace::open(&client.data_dir(), "acct")
+        .expect("hold the account's lock");
+    let mut watch = Watch::start(&client);
+    watch.wait_line("watching the spool (inotify)", Duration::from_secs(30));
+    postfix.deliver(&user, &message("held-1"));
+    watch.wait_line("another mailhaul is fetching", Duration::from_secs(30));
+    assert!(
+        maildir_files(&client.maildir).is_empty(),
+        "filed while another mailhaul held the account"
+    );
+    assert!(
+        String::from_utf8_lossy(&user.spool_contents()).contains("Subject: held-1"),
+        "claimed while another mailhaul held the account"
+    );
+
+    drop(held);
+    postfix.send(&user.name, &message("after-2"));
+    wait_filed(&client, 2, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        filed_tags(&client).into_iter().collect::<Vec<_>>(),
+        vec![("after-2".to_string(), 1), ("held-1".to_string(), 1)]
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGTERM) };
+    assert_eq!(
+        watch.child.wait().unwrap().code(),
+        Some(0),
+        "{:#?}",
+        watch.seen
+    );
+}
