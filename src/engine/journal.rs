@@ -202,7 +202,9 @@ pub fn installation_id(data_dir: &Path) -> io::Result<String> {
         let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
         // Written aside, then linked into place: a concurrent first run
         // keeps whichever id was linked first, and nobody reads half a file.
-        let tmp = data_dir.join(format!("installation-id.{}", std::process::id()));
+        // Named for this attempt: threads of one process (parallel fetches
+        // of a first run) must not share, truncate or remove each other's.
+        let tmp = data_dir.join(format!("installation-id.{}.{id}", std::process::id()));
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -338,6 +340,30 @@ mod tests {
             Ok(true),
             "an unreadable id must be an error, promptly"
         );
+    }
+
+    /// Two first runs at once (a cron fetch and the dashboard) agree on one
+    /// id: the loser of the race to link it reads the winner's.
+    #[test]
+    fn concurrent_first_runs_agree_on_one_installation_id() {
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let ids: Vec<String> = (0..8)
+                .map(|_| {
+                    let (data, start) = (data.clone(), std::sync::Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        installation_id(&data).unwrap()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        }
     }
 
     fn claim(id: &str) -> RemoteClaim {
