@@ -61,13 +61,16 @@ trap cleanup EXIT INT TERM
 
 postfix status >/dev/null 2>&1 || { newaliases; postfix start; }
 
-for i in $(seq "$ACCOUNTS"); do
+# ACCOUNTS watched users, and one more nobody watches (the MTA's own latency).
+for i in $(seq $((ACCOUNTS + 1))); do
   u=$(printf 'mhb%04d%04d' $$ "$i" | cut -c1-16)
   useradd -m -s /bin/sh -U "$u"
   usermod -p '*' "$u"
   : > "/var/mail/$u"; chown "$u:mail" "/var/mail/$u"; chmod 660 "/var/mail/$u"
   users+=("$u")
 done
+baseline_user=${users[-1]}
+watched=("${users[@]:0:$ACCOUNTS}")
 
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
@@ -109,7 +112,7 @@ done
 write_config() { # PORT
   {
     printf '[general]\nmaildir = "%s/Maildir"\n\n[filter]\nformat = "mboxo"\n' "$bench"
-    for u in "${users[@]}"; do
+    for u in "${watched[@]}"; do
       printf '\n[[account]]\nname = "%s"\nhost = "127.0.0.1"\nport = %s\nuser = "%s"\n' "$u" "$1" "$u"
       printf 'identity_file = "%s/client_key"\nuse_agent = false\n' "$bench"
       printf 'known_hosts_file = "%s/known_hosts"\nmaildir = "%s/Maildir/%s"\n' "$bench" "$bench" "$u"
@@ -118,7 +121,7 @@ write_config() { # PORT
   echo "[127.0.0.1]:$1 $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 }
 
-printf "profile\tmode\taccounts\tsamples\tp50_s\tp95_s\tmax_s\tidle_s\tclient_cpu_pct\tserver_cpu_pct_per_account\tpayload_bytes_per_min_per_account\twire_bytes_per_min_per_account\n" > "$bench/results.tsv"
+printf "profile\tmode\taccounts\tsamples\tp50_s\tp95_s\tmax_s\tidle_s\tclient_cpu_pct\tserver_cpu_pct_per_account\tpayload_bytes_per_min_per_account\twire_bytes_per_min_per_account\tmta_p50_s\n" > "$bench/results.tsv"
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores" >&2
 
 for profile in $PROFILES; do
@@ -145,7 +148,7 @@ for profile in $PROFILES; do
       { echo "not every account is watching ($want):" >&2; cat "$bench/watch.log" >&2; exit 1; }
     sleep 2
     python3 "$repo/bench/push_measure.py" --profile "$profile" --mode "$mode" \
-      --maildir "$bench/Maildir" --users "${users[*]}" --samples "$SAMPLES" \
+      --maildir "$bench/Maildir" --users "${watched[*]}" --baseline-user "$baseline_user" --samples "$SAMPLES" \
       --idle-secs "$IDLE_SECS" --watch-pid "$watch_pid" --port "$port" \
       --link-stats "$([ "$profile" = dsl ] && echo "$bench/link.stats" || true)" \
       --proxy-pid "${proxy_pid:-0}" >> "$bench/results.tsv"

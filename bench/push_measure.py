@@ -5,7 +5,9 @@ Prints one TSV line: profile, mode, accounts, samples, p50, p95, max latency
 (s), idle seconds, client CPU % (the watch process), server CPU % per
 account (every process of the accounts' users, reaped children included),
 TCP payload bytes per minute per account (client sockets, both ways, from
-`ss -ti`), and the same with 52 bytes of IPv4+TCP headers per segment.
+`ss -ti`), the same with 52 bytes of IPv4+TCP headers per segment, and the
+MTA's own median latency (sendmail -> spool written and unlocked, for an
+unwatched user whose spool is empty each time).
 """
 import argparse
 import os
@@ -76,13 +78,32 @@ def percentile(values, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ["profile", "mode", "maildir", "users", "link-stats"]:
+    for a in ["profile", "mode", "maildir", "users", "link-stats", "baseline-user"]:
         ap.add_argument("--" + a, default="")
     for a in ["samples", "idle-secs", "watch-pid", "port", "proxy-pid"]:
         ap.add_argument("--" + a, type=int, default=0)
     args = ap.parse_args()
     users = args.users.split()
     uids = {pwd.getpwnam(u).pw_uid for u in users}
+
+    # The MTA alone: sendmail -> the message in an unwatched user's spool and
+    # the spool's lock gone (the floor of any fetcher's latency).
+    baseline = []
+    if args.baseline_user:
+        spool = f"/var/mail/{args.baseline_user}"
+        for k in range(min(args.samples, 10)):
+            with open(spool, "w"):
+                pass  # empty, as after a fetch (procmail treats that case its own way)
+            message = f"From: bench@example.org\nSubject: baseline-{k}\n\nbaseline {k}\n"
+            t0 = time.time()
+            subprocess.run(["/usr/sbin/sendmail", "-i", args.baseline_user],
+                           input=message.encode(), check=True)
+            while not (os.path.getsize(spool) > 0 and not os.path.exists(spool + ".lock")):
+                if time.time() - t0 > 60:
+                    raise SystemExit("baseline delivery not done within 60 s")
+                time.sleep(0.002)
+            baseline.append(time.time() - t0)
+            time.sleep(random.uniform(0.5, 1.0))
 
     latencies = []
     for k in range(args.samples):
@@ -123,7 +144,8 @@ def main():
            f"{percentile(latencies, 0.95):.3f}" if latencies else "-",
            f"{max(latencies):.3f}" if latencies else "-",
            f"{elapsed:.0f}", f"{client_pct:.3f}", f"{server_pct:.4f}",
-           f"{payload:.0f}", f"{wire:.0f}"]
+           f"{payload:.0f}", f"{wire:.0f}",
+           f"{percentile(baseline, 0.5):.3f}" if baseline else "-"]
     print("\t".join(str(x) for x in row), flush=True)
 
 

@@ -95,8 +95,10 @@ pub fn run(config_path: Option<&Path>, args: &WatchArgs) -> Exit {
     let mut printer = Printer {
         quiet: args.quiet,
         fetching: HashMap::new(),
+        stopping: false,
     };
     let stopped_by_signal = print_until_stopped(&mut printer, &events, &signals, &workers);
+    printer.stopping = true;
     stop.stop();
     for handle in forwards {
         handle.request_stop();
@@ -153,6 +155,9 @@ struct Printer {
     quiet: bool,
     /// Accounts with a fetch running: their progress lines are not shown.
     fetching: HashMap<String, bool>,
+    /// Stopping on a signal: a fetch that ends now was stopped at a safe
+    /// point on request, which is no error.
+    stopping: bool,
 }
 
 impl Printer {
@@ -187,7 +192,16 @@ impl Printer {
                     if let Some(s) = summary.filter(|s| s.messages > 0 || s.undelivered > 0) {
                         self.line(Level::Info, &account, &fetch_line(&s));
                     }
-                    if let Some(f) = failure {
+                    if let Some(f) = failure.as_ref().filter(|_| self.stopping) {
+                        self.line(
+                            Level::Info,
+                            &account,
+                            &format!(
+                                "fetch stopped at a safe point ({}); the next run completes it",
+                                f.message
+                            ),
+                        );
+                    } else if let Some(f) = failure {
                         self.line(
                             Level::Error,
                             &account,
