@@ -129,7 +129,7 @@ for profile in $PROFILES; do
     port=${sshd_port[$mode]}
     if [ "$profile" = dsl ]; then
       "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$port" \
-        --down-bps 10000000 --up-bps 1000000 --rtt-ms 40 --stats "$bench/link.stats" > "$bench/proxy.log" &
+        --down-bps 10000000 --up-bps 1000000 --rtt-ms 40 > "$bench/proxy.log" &
       proxy_pid=$!
       for _ in $(seq 50); do grep -q listening "$bench/proxy.log" 2>/dev/null && break; sleep 0.05; done
       port=$proxy_port
@@ -150,8 +150,7 @@ for profile in $PROFILES; do
     python3 "$repo/bench/push_measure.py" --profile "$profile" --mode "$mode" \
       --maildir "$bench/Maildir" --users "${watched[*]}" --baseline-user "$baseline_user" --samples "$SAMPLES" \
       --idle-secs "$IDLE_SECS" --watch-pid "$watch_pid" --port "$port" \
-      --link-stats "$([ "$profile" = dsl ] && echo "$bench/link.stats" || true)" \
-      --proxy-pid "${proxy_pid:-0}" >> "$bench/results.tsv"
+      >> "$bench/results.tsv"
     kill "$watch_pid"; wait "$watch_pid" || true; watch_pid=
     if [ -n "$proxy_pid" ]; then kill "$proxy_pid"; wait "$proxy_pid" || true; proxy_pid=; fi
     tail -n 1 "$bench/results.tsv" >&2

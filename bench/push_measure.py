@@ -78,9 +78,9 @@ def percentile(values, p):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ["profile", "mode", "maildir", "users", "link-stats", "baseline-user"]:
+    for a in ["profile", "mode", "maildir", "users", "baseline-user"]:
         ap.add_argument("--" + a, default="")
-    for a in ["samples", "idle-secs", "watch-pid", "port", "proxy-pid"]:
+    for a in ["samples", "idle-secs", "watch-pid", "port"]:
         ap.add_argument("--" + a, type=int, default=0)
     args = ap.parse_args()
     users = args.users.split()
