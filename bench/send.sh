@@ -164,7 +164,7 @@ run_msmtp() {
   tunnel_pid=$!
   for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$fwd_port") 2>/dev/null && break; sleep 0.02; done
   msmtp_each "$1" "$fwd_port"
-  kill "$tunnel_pid"; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=
+  kill "$tunnel_pid" 2>/dev/null || true; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=
   t1=$(now)
   wall=$(elapsed "$t0" "$t1")
   steps=
@@ -173,11 +173,13 @@ run_msmtp() {
 run_forward() {
   local t0 t1
   t0=$(now)
-  mh tunnel bench > "$bench/run/tunnel.log" 2>&1 &
+  # exec: $! must be mailhaul itself, so that the kill below ends it.
+  (HOME=$bench/run XDG_CONFIG_HOME=$bench/run/xdg-config XDG_DATA_HOME=$bench/run/xdg-data \
+    exec "$mailhaul" --config "$bench/run/config.toml" tunnel bench) > "$bench/run/tunnel.log" 2>&1 &
   tunnel_pid=$!
   for _ in $(seq 500); do grep -q forwarding "$bench/run/tunnel.log" 2>/dev/null && break; sleep 0.02; done
   msmtp_each "$1" "$fwd_port"
-  kill "$tunnel_pid"; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=
+  kill "$tunnel_pid" 2>/dev/null || true; wait "$tunnel_pid" 2>/dev/null || true; tunnel_pid=
   t1=$(now)
   wall=$(elapsed "$t0" "$t1")
   steps=

@@ -147,9 +147,11 @@ fn choose_account<'c>(config: &'c Config, sender: Option<&str>) -> &'c Account {
 
 /// How the account's messages go up, best first, from `account.compression`.
 fn methods(account: &Account) -> Vec<Method> {
+    // What goes up is small next to the link: the client's zstd takes its
+    // best level unless the account says otherwise.
     let level = match account.zstd_level {
         Some(ZstdLevel::Fixed(n)) => n,
-        _ => 9,
+        _ => 19,
     };
     match account.compression {
         Compression::Auto => vec![Method::Zstd(level), Method::Gzip],

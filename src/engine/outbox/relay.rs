@@ -7,7 +7,7 @@
 //! line, as for the claim script) answers `ready METHOD` with the best
 //! compressor both sides have; then the step's messages go up as one
 //! compressed stream (each message compressed with those before it as
-//! history, and flushed at its end), each as its envelope, its bytes in
+//! history; flushed every 256 KiB and at the end), each as its envelope, its bytes in
 //! chunks (`d LEN` + bytes, so memory stays bounded whatever the message's
 //! size) and its size and sha256, which the server checks before sendmail
 //! sees a byte. The server answers one line per message.
@@ -188,9 +188,22 @@ pub fn relay(
     let mut wire = Vec::with_capacity(messages.len());
     let mut broken: Option<String> = None;
     let mut upstream = Upstream::new(Counting::new(&mut link), method)?;
+    let mut unflushed = 0u64;
     for message in messages {
         let before = upstream.counted();
-        match send_message(&mut upstream, outbox, message) {
+        // Flushing ends a compressed block (new tables): only once 256 KiB
+        // have gone in, so small messages share blocks; the stream's end
+        // flushes the rest.
+        unflushed += message.size;
+        let sent = send_message(&mut upstream, outbox, message).and_then(|()| {
+            if unflushed >= CHUNK as u64 {
+                unflushed = 0;
+                upstream.flush()
+            } else {
+                Ok(())
+            }
+        });
+        match sent {
             Ok(()) => wire.push(upstream.counted() - before),
             Err(e) => {
                 broken = Some(format!("sending to {}: {e}", conn.host()));
@@ -446,9 +459,8 @@ impl Link<'_> {
     }
 }
 
-/// Uploads one message into the step's compressed stream: its envelope,
-/// its bytes in `d LEN` chunks, its size and sha256; then flushes the
-/// compressor, so the server has all of it while the next one is read.
+/// Writes one message into the step's compressed stream: its envelope,
+/// its bytes in `d LEN` chunks, its size and sha256.
 fn send_message<W: Write>(
     up: &mut Upstream<W>,
     outbox: &Outbox,
@@ -490,8 +502,7 @@ fn send_message<W: Write>(
             break;
         }
     }
-    up.write_all(format!("e {size} {:x}\n", hasher.finalize()).as_bytes())?;
-    up.flush()
+    up.write_all(format!("e {size} {:x}\n", hasher.finalize()).as_bytes())
 }
 
 /// The step's upload stream: one compressor for all its messages, so a
