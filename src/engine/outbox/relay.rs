@@ -185,12 +185,11 @@ pub fn relay(
         method: Some(method.name()),
         ..RelayReport::default()
     };
-    let mut wire = Vec::with_capacity(messages.len());
+    let mut written = 0usize;
     let mut broken: Option<String> = None;
     let mut upstream = Upstream::new(Counting::new(&mut link), method)?;
     let mut unflushed = 0u64;
     for message in messages {
-        let before = upstream.counted();
         // Flushing ends a compressed block (new tables): only once 256 KiB
         // have gone in, so small messages share blocks; the stream's end
         // flushes the rest.
@@ -204,20 +203,32 @@ pub fn relay(
             }
         });
         match sent {
-            Ok(()) => wire.push(upstream.counted() - before),
+            Ok(()) => written += 1,
             Err(e) => {
                 broken = Some(format!("sending to {}: {e}", conn.host()));
                 break;
             }
         }
     }
+    // What the whole stream took on the channel, shared out among the
+    // messages by size (a compressed stream has no per-message bytes).
+    let mut stream_bytes = upstream.counted();
     let ended = match broken {
-        None => upstream.finish(),
+        None => upstream.finish().map(|total| stream_bytes = total),
         Some(_) => {
             drop(upstream);
             Ok(())
         }
     };
+    let sizes: u64 = messages[..written]
+        .iter()
+        .map(|m| m.size)
+        .sum::<u64>()
+        .max(1);
+    let wire: Vec<u64> = messages[..written]
+        .iter()
+        .map(|m| (u128::from(stream_bytes) * u128::from(m.size) / u128::from(sizes)) as u64)
+        .collect();
     if broken.is_none() {
         if let Err(e) = ended.and_then(|()| link.send_eof()) {
             broken = Some(format!("sending to {}: {e}", conn.host()));
@@ -535,13 +546,14 @@ impl<W: Write + CountsBytes> Upstream<W> {
         }
     }
 
-    /// Ends the compressed stream.
-    fn finish(self) -> io::Result<()> {
-        match self {
-            Upstream::Zstd(e) => e.finish()?.flush(),
-            Upstream::Gzip(e) => e.finish()?.flush(),
-            Upstream::Plain(mut w) => w.flush(),
-        }
+    /// Ends the compressed stream; returns the bytes it took in all.
+    fn finish(self) -> io::Result<u64> {
+        let sink = match self {
+            Upstream::Zstd(e) => e.finish()?,
+            Upstream::Gzip(e) => e.finish()?,
+            Upstream::Plain(w) => w,
+        };
+        Ok(sink.count())
     }
 }
 
