@@ -593,3 +593,42 @@ fn a_50_mb_message_arrives_intact_over_gzip() {
         format!("{:x}", Md5::digest(&body))
     );
 }
+
+/// The server died (kill -9, power) between `begin` and sendmail's answer:
+/// the ledger's last word for the message is `begin`. A later flush must
+/// not send it again: it goes to the failed folder, named as possibly sent.
+#[test]
+fn a_message_the_server_may_have_sent_is_not_sent_again() {
+    Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "sndu");
+    let client = Client::new(&sshd, &user.name, "");
+    let rcpt = format!("{}@localhost", user.name);
+    let out = run_with_input(
+        &client,
+        &["send", "-i", &rcpt],
+        b"Subject: maybe-sent\n\nbody\n",
+    );
+    assert!(out.status.success(), "send: {}", describe(&out));
+    let listing = queue_listing(&client);
+    let id = listing.split(' ').nth(1).unwrap().to_string();
+    // What a server killed between the ledger's `begin` and sendmail's exit leaves.
+    let dir = user.home.join(".mailhaul");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sent-ledger"), format!("begin {id}\n")).unwrap();
+    for path in [dir.clone(), dir.join("sent-ledger")] {
+        std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
+    }
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may have been sent"),
+        "{}",
+        describe(&out)
+    );
+    let listing = queue_listing(&client);
+    assert!(listing.contains(" FAILED "), "{listing}");
+    assert!(listing.contains("it may have been sent"), "{listing}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&user.spool_contents(), "Subject: maybe-sent"), 0);
+}
