@@ -24,6 +24,7 @@ pub mod model;
 pub mod stats;
 pub mod terminal;
 pub mod theme;
+pub mod view_options;
 
 #[cfg(test)]
 mod tests;

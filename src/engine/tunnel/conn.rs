@@ -7,11 +7,10 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 
 use libssh2_sys::LIBSSH2_ERROR_EAGAIN as EAGAIN;
-use ssh2::{Channel, ErrorCode, Session};
+use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use crate::engine::event::TunnelStats;
 
-use super::worker::RoundIo;
 use super::*;
 
 /// A byte buffer with a read position: bytes `start..end` wait to be written.
@@ -339,4 +338,40 @@ pub(super) fn is_eagain(e: &ssh2::Error) -> bool {
 
 pub(super) fn is_channel_error(e: &ssh2::Error) -> bool {
     matches!(e.code(), ErrorCode::Session(code) if CHANNEL_ERRORS.contains(&code))
+}
+
+/// What one round of work found out.
+#[derive(Default)]
+pub(super) struct RoundIo {
+    /// Something moved (bytes, EOF, an open or a close finished).
+    pub(super) progress: bool,
+    /// libssh2 waits for the SSH socket to become readable.
+    pub(super) want_read: bool,
+    /// libssh2 waits for the SSH socket to become writable.
+    pub(super) want_write: bool,
+    /// A packet is partly sent: nothing else may be sent (keepalive) until
+    /// the same call completes it.
+    pub(super) send_pending: bool,
+    /// Per-connection errors to report.
+    pub(super) errors: Vec<String>,
+    /// The session is dead, and why.
+    pub(super) fatal: Option<String>,
+}
+
+impl RoundIo {
+    /// Records which way libssh2 is blocked after an EAGAIN; `sending` when
+    /// the call that blocked was sending a packet. True when a packet is
+    /// left half-sent (the socket is full), so the same call must come again.
+    pub(super) fn blocked(&mut self, session: &Session, sending: bool) -> bool {
+        let (read, write) = match session.block_directions() {
+            BlockDirections::Inbound | BlockDirections::None => (true, false),
+            BlockDirections::Outbound => (false, true),
+            BlockDirections::Both => (true, true),
+        };
+        self.want_read |= read;
+        self.want_write |= write;
+        let half_sent = sending && write;
+        self.send_pending |= half_sent;
+        half_sent
+    }
 }

@@ -12,11 +12,11 @@ use ratatui::Frame;
 
 use super::{panel, Component, Context, Handled, Intent};
 use crate::engine::event::{Stage, TunnelState};
-use crate::ui::app::SortOrder;
 use crate::ui::format;
 use crate::ui::model::{AccountView, Outcome};
 use crate::ui::stats;
 use crate::ui::theme::Theme;
+use crate::ui::view_options::SortOrder;
 
 /// The accounts list.
 #[derive(Debug, Default)]

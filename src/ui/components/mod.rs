@@ -21,9 +21,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders};
 use ratatui::Frame;
 
-use super::app::{HistoryRange, SortOrder};
 use super::model::Model;
 use super::theme::Theme;
+use super::view_options::{HistoryRange, SortOrder};
 
 /// The user's view of the model: selection, sort, filter, history range and
 /// how to draw. Kept by the app, read by every component.
