@@ -115,8 +115,9 @@ proptest! {
     }
 }
 
-/// Inputs the fuzz target found a difference or a crash on, and the edge
-/// cases written while writing the reference.
+/// Edge cases written with the reference. A difference or crash the fuzz
+/// targets find is added here (none in the 10 million runs of
+/// docs/reliability.md).
 #[test]
 fn known_cases_agree() {
     let cases: &[&[u8]] = &[
