@@ -22,7 +22,6 @@ use super::components::{Component, Context, Handled, Intent, View};
 use super::engine::Engine;
 use super::keymap::{action_for, Action};
 use super::model::{AccountView, Model, Moment, PastFetch};
-use super::stats;
 use super::theme::Theme;
 use super::view_options::{HistoryRange, SortOrder};
 use crate::config::Config;
@@ -371,6 +370,8 @@ impl App {
     /// Draws the whole screen.
     pub fn draw(&mut self, frame: &mut Frame) {
         let area = frame.area();
+        self.model
+            .refresh_totals(self.model.unix_at(self.view.now), self.view.utc_offset);
         let order = self.order();
         let ctx = Context {
             model: &self.model,
@@ -415,12 +416,7 @@ fn account_order(model: &Model, view: &View) -> Vec<usize> {
         SortOrder::Name => order.sort_by(|&a, &b| accounts[a].name.cmp(&accounts[b].name)),
         SortOrder::Activity => order.sort_by_key(|&i| activity_rank(&accounts[i], view.now)),
         SortOrder::Ratio => {
-            let last_ratio = |i: usize| {
-                stats::recent_ratios(&model.history, &accounts[i].name, 1)
-                    .first()
-                    .copied()
-                    .unwrap_or(0.0)
-            };
+            let last_ratio = |i: usize| accounts[i].digest.last_ratio().unwrap_or(0.0);
             order.sort_by(|&a, &b| last_ratio(b).total_cmp(&last_ratio(a)));
         }
     }

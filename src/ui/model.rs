@@ -11,6 +11,7 @@ use crate::engine::event::{
     TunnelEvent, TunnelState, TunnelStats,
 };
 use crate::exit::Exit;
+use crate::ui::stats::Digest;
 
 /// Log lines kept for the log panel; older ones are dropped.
 pub const LOG_CAPACITY: usize = 1000;
@@ -84,6 +85,9 @@ pub struct AccountView {
     /// The latest errors (failed fetches, forward errors, error log lines),
     /// oldest first, at most [`ERRORS_KEPT`].
     pub errors: VecDeque<RecentError>,
+    /// Its figures from the history (kept up to date by [`Model::apply`]
+    /// and [`Model::refresh_totals`]).
+    pub digest: Digest,
 }
 
 /// An error an account met, for its details.
@@ -350,6 +354,7 @@ impl Model {
                     last_error: None,
                 },
                 errors: VecDeque::new(),
+                digest: Digest::of(&history, &a.name),
             })
             .collect();
         Model {
@@ -369,6 +374,16 @@ impl Model {
     /// The index of an account by name.
     pub fn account_index(&self, name: &str) -> Option<usize> {
         self.accounts.iter().position(|a| a.name == name)
+    }
+
+    /// Brings every account's time-bound totals up to `now_unix` (a no-op
+    /// within the minute they were computed in): called before a frame.
+    pub fn refresh_totals(&mut self, now_unix: u64, utc_offset: i64) {
+        for account in &mut self.accounts {
+            account
+                .digest
+                .refresh_totals(&self.history, now_unix, utc_offset);
+        }
     }
 
     /// Whether any account is fetching.
@@ -496,10 +511,11 @@ impl Model {
                     self.host_keys
                         .retain(|p| p.refusal.is_some() || p.account != name);
                     self.history.push(PastFetch {
-                        account: name,
+                        account: name.clone(),
                         finished_unix: Some(at.unix_secs),
                         summary,
                     });
+                    view.digest = Digest::of(&self.history, &name);
                 }
                 if let Some(FetchFailure { class, message }) = failure {
                     let exit = Exit::from(class);

@@ -1,6 +1,8 @@
 //! Figures the dashboard derives from the fetch history: compression ratios,
 //! the small ratio trend of the accounts table, and the bytes saved today,
-//! in the last week and in all. Pure functions over [`PastFetch`] lists.
+//! in the last week and in all. Pure functions over [`PastFetch`] lists, and
+//! [`Digest`], which keeps one account's figures between frames so that a
+//! frame never scans the whole history.
 
 use super::model::PastFetch;
 use crate::engine::event::FetchSummary;
@@ -34,10 +36,18 @@ pub fn recent_ratios(history: &[PastFetch], account: &str, n: usize) -> Vec<f64>
     ratios
 }
 
+/// The glyphs of a trend, lowest first.
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// Whether a cell's symbol is one of a trend's glyphs.
+pub fn is_trend_glyph(symbol: &str) -> bool {
+    let mut chars = symbol.chars();
+    chars.next().is_some_and(|c| BARS.contains(&c)) && chars.next().is_none()
+}
+
 /// Block glyphs for values from zero to the largest of them (`▃▅█▆`), one
 /// column per value.
 pub fn trend_glyphs(values: &[f64]) -> String {
-    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let max = values.iter().copied().fold(0.0, f64::max);
     values
         .iter()
@@ -49,6 +59,68 @@ pub fn trend_glyphs(values: &[f64]) -> String {
             }
         })
         .collect()
+}
+
+/// Ratios a [`Digest`] keeps: the most the accounts table's trend shows.
+pub const TREND_KEPT: usize = 8;
+
+/// One account's figures from the history, derived when the history changes
+/// (a fetch ended) and, for the totals that depend on the time of day, at
+/// most once a minute, instead of on every frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Digest {
+    /// Where the account's fetches are in the history, oldest first.
+    pub entries: Vec<usize>,
+    /// The ratios of its last [`TREND_KEPT`] fetches that moved something,
+    /// oldest first.
+    pub ratios: Vec<f64>,
+    /// Its totals, as of the last [`Digest::refresh_totals`].
+    pub totals: Totals,
+    /// The minute (Unix seconds / 60) and UTC offset the totals are for;
+    /// `None` once the history changed.
+    totals_for: Option<(u64, i64)>,
+}
+
+impl Digest {
+    /// The digest of `account`'s fetches in `history` (totals not yet
+    /// computed: see [`Digest::refresh_totals`]).
+    pub fn of(history: &[PastFetch], account: &str) -> Digest {
+        Digest {
+            entries: history
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.account == account)
+                .map(|(i, _)| i)
+                .collect(),
+            ratios: recent_ratios(history, account, TREND_KEPT),
+            totals: Totals::default(),
+            totals_for: None,
+        }
+    }
+
+    /// The last `n` ratios (at most [`TREND_KEPT`]), oldest first.
+    pub fn last_ratios(&self, n: usize) -> &[f64] {
+        &self.ratios[self.ratios.len().saturating_sub(n)..]
+    }
+
+    /// The ratio of the last fetch that moved something.
+    pub fn last_ratio(&self) -> Option<f64> {
+        self.ratios.last().copied()
+    }
+
+    /// Computes the totals again when the minute or the offset changed
+    /// since they were computed, or the history did.
+    pub fn refresh_totals(&mut self, history: &[PastFetch], now_unix: u64, utc_offset: i64) {
+        let key = (now_unix / 60, utc_offset);
+        if self.totals_for != Some(key) {
+            self.totals = totals_of(
+                self.entries.iter().filter_map(|&i| history.get(i)),
+                now_unix,
+                utc_offset,
+            );
+            self.totals_for = Some(key);
+        }
+    }
 }
 
 /// When the local day of `now_unix` began, in seconds since the Unix epoch.
@@ -74,21 +146,17 @@ pub struct Totals {
     pub fetches: u64,
 }
 
-/// Totals over an account's fetches (`None`: every account's). Fetches
-/// without a time count only in the all-time figures.
-pub fn totals(
-    history: &[PastFetch],
-    account: Option<&str>,
+/// Totals over the given fetches. Fetches without a time count only in the
+/// all-time figures.
+pub fn totals_of<'a>(
+    fetches: impl Iterator<Item = &'a PastFetch>,
     now_unix: u64,
     utc_offset: i64,
 ) -> Totals {
     let midnight = local_midnight(now_unix, utc_offset);
     let week_ago = now_unix.saturating_sub(7 * 86_400);
     let mut t = Totals::default();
-    for p in history
-        .iter()
-        .filter(|p| account.is_none_or(|a| p.account == a))
-    {
+    for p in fetches {
         let saved = saved(&p.summary);
         t.saved_all += saved;
         t.raw_all += p.summary.raw_bytes;
@@ -111,6 +179,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Totals over an account's fetches (`None`: every account's). Fetches
+    /// without a time count only in the all-time figures.
+    fn totals(
+        history: &[PastFetch],
+        account: Option<&str>,
+        now_unix: u64,
+        utc_offset: i64,
+    ) -> Totals {
+        totals_of(
+            history
+                .iter()
+                .filter(|p| account.is_none_or(|a| p.account == a)),
+            now_unix,
+            utc_offset,
+        )
+    }
 
     fn fetch(account: &str, at: Option<u64>, raw: u64, socket: u64) -> PastFetch {
         PastFetch {
@@ -165,6 +250,36 @@ mod tests {
         assert_eq!(trend_glyphs(&ratios), "▅█");
         assert_eq!(trend_glyphs(&[0.0, 0.0]), "▁▁");
         assert_eq!(recent_ratios(&history, "home", 1), [4.0]);
+    }
+
+    #[test]
+    fn a_digest_keeps_its_accounts_figures_and_totals_for_a_minute() {
+        let now = 1_764_320_400;
+        let mut history: Vec<PastFetch> = (0..12)
+            .map(|i| {
+                fetch(
+                    if i % 3 == 0 { "work" } else { "home" },
+                    Some(now - 600 + i),
+                    100 + i * 100,
+                    100,
+                )
+            })
+            .collect();
+        let mut d = Digest::of(&history, "home");
+        assert_eq!(d.entries, [1, 2, 4, 5, 7, 8, 10, 11]);
+        assert_eq!(d.ratios, recent_ratios(&history, "home", TREND_KEPT));
+        assert_eq!(d.last_ratios(2), &[11.0, 12.0]);
+        assert_eq!(d.last_ratio(), Some(12.0));
+        d.refresh_totals(&history, now, 0);
+        assert_eq!(d.totals, totals(&history, Some("home"), now, 0));
+        // Within the same minute the totals are not computed again...
+        history[1].summary.raw_bytes = 10_000;
+        d.refresh_totals(&history, now + 1, 0);
+        assert_ne!(d.totals, totals(&history, Some("home"), now, 0));
+        // ...the next minute they are.
+        d.refresh_totals(&history, now + 60, 0);
+        assert_eq!(d.totals, totals(&history, Some("home"), now + 60, 0));
+        assert_eq!(Digest::of(&history, "nobody"), Digest::default());
     }
 
     #[test]

@@ -97,6 +97,17 @@ impl Theme {
     pub fn gauge(self) -> Style {
         self.fg(Color::Green)
     }
+
+    /// Patched over a trend's bars on the selected row: the bars as on any
+    /// other row (their colour on the terminal's background; without
+    /// colour, not reversed), so that they do not merge into a block.
+    pub fn trend_on_selection(self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Green).bg(Color::Reset)
+        } else {
+            Style::new().remove_modifier(Modifier::REVERSED)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +129,7 @@ mod tests {
             t.dim(),
             t.key(),
             t.gauge(),
+            t.trend_on_selection(),
         ] {
             assert_eq!(style.fg, None);
             assert_eq!(style.bg, None);

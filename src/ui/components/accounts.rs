@@ -5,7 +5,7 @@
 //! selection in view.
 
 use ratatui::crossterm::event::{Event as Input, MouseButton, MouseEventKind};
-use ratatui::layout::{Constraint, Flex, Position, Rect};
+use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, TableState};
 use ratatui::Frame;
@@ -99,6 +99,10 @@ fn fitting(width: u16, detailed: bool, make: impl Fn(bool) -> Span<'static>) -> 
         Line::from(span)
     }
 }
+
+/// What marks the selected row, and its width.
+const SELECTION_SYMBOL: &str = "▶ ";
+const SELECTION_MARK: u16 = 2;
 
 /// Ratios shown in the trend column (fewer on a narrow table).
 const TREND: usize = 8;
@@ -279,13 +283,10 @@ impl Component for AccountsPanel {
             .clamp(4, 40);
         let rows = listed.iter().map(|a| {
             let asking = ctx.model.host_keys.iter().any(|p| p.account == a.name);
-            let trend = stats::trend_glyphs(&stats::recent_ratios(
-                &ctx.model.history,
-                &a.name,
-                trend_len,
-            ));
-            let last_ratio = stats::recent_ratios(&ctx.model.history, &a.name, 1)
-                .first()
+            let trend = stats::trend_glyphs(a.digest.last_ratios(trend_len));
+            let last_ratio = a
+                .digest
+                .last_ratio()
                 .map_or(String::new(), |r| format!(" {r:.1}x"));
             let mut cells = vec![
                 Line::raw(a.name.clone()),
@@ -314,13 +315,10 @@ impl Component for AccountsPanel {
                 ]));
             }
             if very_wide {
-                let t = stats::totals(
-                    &ctx.model.history,
-                    Some(&a.name),
-                    ctx.now_unix(),
-                    ctx.utc_offset,
-                );
-                cells.push(Line::styled(format::bytes(t.saved_all), theme.dim()));
+                cells.push(Line::styled(
+                    format::bytes(a.digest.totals.saved_all),
+                    theme.dim(),
+                ));
             }
             cells.push(fitting(WAITING_DETAILED, wide, |compact| {
                 waiting(a, theme, compact)
@@ -350,11 +348,20 @@ impl Component for AccountsPanel {
         }
         widths.push(Constraint::Length(if wide { WAITING_DETAILED } else { 11 }));
         header.push("on server");
+        let trend_column = roomy.then(|| header.iter().position(|&h| h == "ratio trend"));
+        let column_areas = Layout::horizontal(widths.clone())
+            .flex(Flex::Start)
+            .spacing(spacing)
+            .split(Rect {
+                x: inner.x + SELECTION_MARK,
+                width: inner.width.saturating_sub(SELECTION_MARK),
+                ..inner
+            });
         let mut table = Table::new(rows, widths)
             .column_spacing(spacing)
             .flex(Flex::Start)
             .row_highlight_style(theme.selected())
-            .highlight_symbol("▶ ");
+            .highlight_symbol(SELECTION_SYMBOL);
         if with_header {
             table = table.header(Row::new(header).style(theme.label()));
         }
@@ -367,6 +374,26 @@ impl Component for AccountsPanel {
             height: inner.height.saturating_sub(header),
             ..inner
         };
+        // The selection's colours (white on blue, or reverse video without
+        // colour) would turn the bars into one solid block: on the selected
+        // row they keep the look they have on every other row.
+        let trend_area = trend_column.flatten().and_then(|k| column_areas.get(k));
+        let row = self
+            .state
+            .selected()
+            .and_then(|s| s.checked_sub(self.state.offset()));
+        if let (Some(column), Some(row)) = (trend_area, row) {
+            let y = self.rows_area.y + row as u16;
+            if y < self.rows_area.bottom() {
+                let buffer = frame.buffer_mut();
+                for x in column.x..column.right().min(inner.right()) {
+                    let cell = &mut buffer[(x, y)];
+                    if stats::is_trend_glyph(cell.symbol()) {
+                        cell.set_style(theme.trend_on_selection());
+                    }
+                }
+            }
+        }
     }
 
     fn handle_input(&mut self, input: &Input, ctx: &Context) -> Handled {

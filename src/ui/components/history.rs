@@ -189,11 +189,11 @@ impl Component for HistoryPanel {
             return;
         };
         let now = ctx.now_unix();
-        let all: Vec<&PastFetch> = ctx
-            .model
-            .history
+        let all: Vec<&PastFetch> = account
+            .digest
+            .entries
             .iter()
-            .filter(|e| e.account == account.name)
+            .filter_map(|&i| ctx.model.history.get(i))
             .collect();
         let since = range.seconds().map(|s| now.saturating_sub(s));
         let timed: Vec<(u64, &PastFetch)> = all
@@ -211,9 +211,8 @@ impl Component for HistoryPanel {
         if inner.height == 0 {
             return;
         }
-        let totals = stats::totals(&ctx.model.history, Some(&account.name), now, ctx.utc_offset);
         frame.render_widget(
-            totals_line(&totals, inner.width, theme),
+            totals_line(&account.digest.totals, inner.width, theme),
             Rect { height: 1, ..inner },
         );
         let body = Rect {

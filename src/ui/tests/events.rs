@@ -75,6 +75,8 @@ fn fetch_events_drive_the_account_through_a_fetch() {
         },
     );
     assert_eq!(home(&h).fetch.filed, [("INBOX".to_string(), 2)]);
+    h.app.model.refresh_totals(BASE_UNIX + 402, 0);
+    let totals = home(&h).digest.totals;
     h.fetch(
         402.7,
         "home",
@@ -88,6 +90,14 @@ fn fetch_events_drive_the_account_through_a_fetch() {
     let last = h.app.model.history.last().expect("appended");
     assert_eq!(last.account, "home");
     assert_eq!(last.summary.raw_bytes, 2_000);
+    // The account's figures follow at once (the frames draw from them).
+    let digest = &home(&h).digest;
+    assert_eq!(digest.entries.last(), Some(&history_before));
+    assert_eq!(digest.last_ratio(), Some(4.0));
+    h.app.model.refresh_totals(BASE_UNIX + 403, 0);
+    let digest = &home(&h).digest;
+    assert_eq!(digest.totals.fetches, totals.fetches + 1);
+    assert_eq!(digest.totals.raw_all, totals.raw_all + 2_000);
     assert!(home(&h).spool.is_none());
     assert!(!h.fetch(403.0, "nobody", FetchEvent::Stage(Stage::Connecting)));
 }

@@ -3,6 +3,7 @@
 //! long log lines, details, tiny sizes and configs without accounts.
 
 use super::*;
+use ratatui::style::Modifier;
 
 #[test]
 fn every_panel_stays_legible_from_60x20_to_250x70() {
@@ -268,4 +269,53 @@ fn details_list_the_accounts_recent_errors_newest_first() {
         2,
         "the last outcome and one recent error (the log line repeats it):\n{details}"
     );
+}
+
+/// On the selected row the trend's bars keep the look they have on other
+/// rows (green on the terminal's background; without colour, not reversed)
+/// instead of merging into one block, while the rest of the row shows the
+/// selection.
+#[test]
+fn the_selected_rows_trend_stays_readable() {
+    for color in [true, false] {
+        let mut h = idle();
+        let mut app = {
+            let config = Config::parse(CONFIG, Path::new("t.toml")).expect("parses");
+            App::new(&config, history(), Theme::new(color), 0, start(h.t0))
+        };
+        std::mem::swap(&mut app.model, &mut h.app.model);
+        app.set_now(h.t0 + Duration::from_secs_f64(h.secs));
+        h.app = app;
+        for (width, height) in [(80, 24), (120, 40), (200, 60)] {
+            let terminal = h.render(width, height);
+            let buffer = terminal.backend().buffer();
+            let screen = text(buffer);
+            let y = screen
+                .lines()
+                .position(|l| l.contains("▶ home"))
+                .expect("home selected") as u16;
+            let row: Vec<&ratatui::buffer::Cell> = (0..width).map(|x| &buffer[(x, y)]).collect();
+            let bars: Vec<_> = row
+                .iter()
+                .filter(|c| crate::ui::stats::is_trend_glyph(c.symbol()))
+                .collect();
+            assert!(bars.len() >= 5, "a trend on the row at {width}x{height}");
+            let name = row
+                .iter()
+                .find(|c| c.symbol() == "h")
+                .expect("the name's first letter");
+            let reversed = |c: &ratatui::buffer::Cell| c.modifier.contains(Modifier::REVERSED);
+            if color {
+                assert_eq!(name.bg, Color::Blue, "the row is selected");
+                for bar in bars {
+                    assert_eq!((bar.fg, bar.bg), (Color::Green, Color::Reset), "{bar:?}");
+                }
+            } else {
+                assert!(reversed(name), "the row is selected");
+                for bar in bars {
+                    assert!(!reversed(bar), "{bar:?} at {width}x{height}");
+                }
+            }
+        }
+    }
 }
