@@ -192,8 +192,14 @@ lock() {
           fail failed "cannot create $lockf: the spool directory is not writable" 12 ;;
       dotlockfile)
         if [ ! -e "$lockf" ]; then
-          if _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1); then locked=dotlockfile; return 0; fi
-          [ -e "$lockf" ] || fail failed "dotlockfile could not lock $lockf: $_err" 12
+          _rc=0
+          _err=$(dotlockfile -p -r 0 -l "$lockf" 2>&1) || _rc=$?
+          if [ "$_rc" -eq 0 ]; then locked=dotlockfile; return 0; fi
+          # Exit 4 (L_MAXTRYS) means another program held the lock at that
+          # moment: a delivery agent may take and release it between our
+          # look and dotlockfile's try, so it is waited on like a lock seen.
+          [ "$_rc" -eq 4 ] || [ -e "$lockf" ] ||
+            fail failed "dotlockfile could not lock $lockf (exit $_rc): $_err" 12
         fi ;;
       lockfile)
         if [ ! -e "$lockf" ]; then
