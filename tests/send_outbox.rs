@@ -552,6 +552,7 @@ fn kills_and_cut_links_never_send_twice_or_lose_a_message() {
 fn a_50_mb_message_arrives_intact_over_gzip() {
     use md5::{Digest, Md5};
     let postfix = Postfix::ensure_running();
+    postfix.allow_messages_of(64 << 20);
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "sndg");
     let client = Client::new(&sshd, &user.name, "compression = \"gzip\"\n");

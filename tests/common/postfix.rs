@@ -50,6 +50,22 @@ impl Postfix {
         })
     }
 
+    /// Raises Postfix's `message_size_limit` to at least `bytes` (the
+    /// Debian default is 10 MB), for tests that send big messages.
+    pub fn allow_messages_of(&self, bytes: u64) {
+        let _lock = SystemLock::acquire("postfix");
+        let out = run(Command::new("/usr/sbin/postconf").args(["-h", "message_size_limit"]));
+        let limit: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if limit != 0 && limit < bytes {
+            run(Command::new("/usr/sbin/postconf")
+                .args(["-e", &format!("message_size_limit={bytes}")]));
+            run(Command::new("/usr/sbin/postfix").arg("reload"));
+        }
+    }
+
     /// Queues `message` (a complete RFC 5322 message, no `From ` line) for
     /// `user` with `sendmail -i`, without waiting for delivery.
     pub fn send(&self, user: &str, message: &[u8]) {
