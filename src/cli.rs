@@ -168,6 +168,16 @@ pub enum QueueAction {
         #[arg(value_name = "ACCOUNT")]
         accounts: Vec<String>,
     },
+    /// Put failed messages back into the queue (after fixing what made
+    /// them fail); each gets a new id and its attempts start again.
+    Retry {
+        /// The failed message's id, as `mailhaul queue` lists it.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every failed message of every account.
+        #[arg(long)]
+        all: bool,
+    },
     /// Remove a queued or failed message for good.
     Drop {
         /// Its id, as `mailhaul queue` lists it.

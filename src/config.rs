@@ -226,6 +226,14 @@ impl Config {
                 }
                 Ok(_) => {}
             }
+            if let Err(e) = crate::engine::tunnel::forward_target(a) {
+                let at = account_key_offset(text, i, "target").unwrap_or(0);
+                return Err(invalid(
+                    at..at,
+                    format!("{key}.forward.target"),
+                    format!("{e}: give it as host:port, e.g. \"localhost:587\""),
+                ));
+            }
         }
         Ok(())
     }
@@ -456,6 +464,44 @@ mod tests {
         assert!(
             e.starts_with("/x/config.toml:5: account.forward.compression:"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn send_is_sendmail_or_smtp_and_the_target_host_port() {
+        use crate::engine::account::SendVia;
+        let account = |lines: &str| format!("[[account]]\nname = \"a\"\nhost = \"h\"\n{lines}\n");
+        let send = |lines: &str| {
+            Config::parse(&account(lines), Path::new("c"))
+                .unwrap()
+                .accounts[0]
+                .send
+        };
+        assert_eq!(send(""), SendVia::Sendmail);
+        assert_eq!(send("send = \"sendmail\""), SendVia::Sendmail);
+        assert_eq!(send("send = \"smtp\""), SendVia::Smtp);
+        let e = err(&account("send = \"smtps\""));
+        assert!(e.starts_with("/x/config.toml:4: account.send:"), "{e}");
+        assert!(e.contains("expected `sendmail` or `smtp`"), "{e}");
+        let e = err(&account(
+            "send = \"smtp\"\n[account.forward]\ntarget = \"mail.example.org\"",
+        ));
+        assert!(
+            e.starts_with("/x/config.toml:6: account[0].forward.target:"),
+            "{e}"
+        );
+        assert!(e.contains("is not host:port"), "{e}");
+        assert_eq!(
+            Config::parse(
+                &account("send = \"smtp\"\n[account.forward]\ntarget = \"[::1]:587\""),
+                Path::new("c")
+            )
+            .unwrap()
+            .accounts[0]
+                .forward
+                .target
+                .as_deref(),
+            Some("[::1]:587")
         );
     }
 

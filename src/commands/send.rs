@@ -1,16 +1,16 @@
 //! `mailhaul send` (the sendmail drop-in) and `mailhaul queue` (list,
-//! flush, drop): the command side of the outbox (`engine::outbox`).
+//! flush, retry, drop): the command side of the outbox (`engine::outbox`).
 
 use std::path::Path;
 
 use crate::cli::{QueueAction, QueueArgs, SendArgs};
 use crate::config::Config;
-use crate::engine::account::{Account, Compression, TransportCompression, ZstdLevel};
+use crate::engine::account::Account;
 use crate::engine::journal::Workspace;
-use crate::engine::outbox::relay::{self, Method, Outcome, RelayError, RelayReport};
+use crate::engine::outbox::flush::{self, Due};
+use crate::engine::outbox::relay::{Outcome, RelayReport};
 use crate::engine::outbox::submit::{Submission, SubmitError, SubmitOptions};
 use crate::engine::outbox::{self, Outbox, OutboxMessage, Place};
-use crate::engine::ssh::{self, Target};
 use crate::exit::Exit;
 
 /// Runs `mailhaul send`.
@@ -145,80 +145,22 @@ fn choose_account<'c>(config: &'c Config, sender: Option<&str>) -> &'c Account {
     &config.accounts[0]
 }
 
-/// How the account's messages go up, best first, from `account.compression`.
-fn methods(account: &Account) -> Vec<Method> {
-    // What goes up is small next to the link: the client's zstd takes its
-    // best level unless the account says otherwise.
-    let level = match account.zstd_level {
-        Some(ZstdLevel::Fixed(n)) => n,
-        _ => 19,
-    };
-    match account.compression {
-        Compression::Auto => vec![Method::Zstd(level), Method::Gzip],
-        Compression::Zstd => vec![Method::Zstd(level)],
-        Compression::Gzip => vec![Method::Gzip],
-        Compression::Ssh | Compression::None => vec![Method::Plain],
-    }
-}
-
-/// Connects to the account and relays its whole queue (backoff ignored).
-/// The error is an exit code and the reason; every message then stays
-/// queued, its attempt counted.
+/// Relays the account's whole queue now (backoff ignored) through the
+/// transport its `send` names; the error is an exit code and the reason
+/// (every message then stays queued, its attempt counted).
 fn flush_account(account: &Account, outbox: &Outbox) -> Result<RelayReport, (Exit, String)> {
-    let _lock = outbox
-        .lock_sending()
-        .map_err(|e| (Exit::Failure, format!("cannot lock the outbox: {e}")))?;
-    let queued = outbox
-        .queued()
-        .map_err(|e| (Exit::Failure, format!("cannot read the outbox: {e}")))?;
-    if queued.is_empty() {
-        return Ok(RelayReport::default());
-    }
-    let defer_all = |why: &str| {
-        for m in &queued {
-            let _ = outbox.mark_deferred(&m.id, why);
-        }
-    };
-    let target = match Target::resolve_with_user_config(account) {
-        Ok(t) => t,
-        Err(e) => return Err((Exit::from(e.failure()), e.to_string())),
-    };
-    let transport = if account.compression == Compression::Ssh {
-        TransportCompression::Zlib
-    } else {
-        TransportCompression::Off
-    };
     let prompter = super::prompt::TerminalPrompter::if_interactive();
-    let conn = match ssh::connect(&target, transport, prompter.as_ref()) {
-        Ok(c) => c,
-        Err(e) => {
-            defer_all(&e.to_string());
-            return Err((Exit::from(e.failure()), e.to_string()));
-        }
-    };
-    match relay::relay(
-        &conn,
-        outbox,
-        &queued,
-        &methods(account),
-        account.sendmail.as_deref(),
-    ) {
-        Ok(report) => Ok(report),
-        Err(e) => {
-            let exit = match &e {
-                RelayError::Ssh(s) => Exit::from(s.failure()),
-                RelayError::Server { .. } => Exit::Transfer,
-                RelayError::Io(_) => Exit::Failure,
-            };
-            defer_all(&e.to_string());
-            Err((exit, e.to_string()))
-        }
-    }
+    flush::flush(account, outbox, prompter.as_ref(), Due::All)
+        .map_err(|e| (Exit::from(e.failure()), e.to_string()))
 }
 
 fn print_failures(account: &str, report: &RelayReport) {
     for (id, outcome) in &report.outcomes {
         match outcome {
+            Outcome::Refused { words, .. } if report.method == Some("smtp") => eprintln!(
+                "{account}: {id} refused by the SMTP server: {words}; kept in the failed folder \
+                 (`mailhaul queue retry {id}` once fixed)"
+            ),
             Outcome::Refused { status, words } => eprintln!(
                 "{account}: {id} refused by the server's sendmail (exit status {status}): {words}; \
                  kept in the failed folder"
@@ -295,6 +237,50 @@ pub fn run_queue(config_path: Option<&Path>, args: &QueueArgs) -> Exit {
             }
             eprintln!("mailhaul: no queued or failed message {id}");
             Exit::Usage
+        }
+        QueueAction::Retry { id, all } => {
+            let mut moved = 0;
+            for account in &config.accounts {
+                let outbox = match open(account) {
+                    Ok(o) => o,
+                    Err(e) => return e,
+                };
+                let ids: Vec<String> = if *all {
+                    match outbox.failed() {
+                        Ok(list) => list.into_iter().map(|m| m.id).collect(),
+                        Err(e) => {
+                            eprintln!("mailhaul: cannot read the outbox of {}: {e}", account.name);
+                            return Exit::Failure;
+                        }
+                    }
+                } else {
+                    id.iter().cloned().collect()
+                };
+                for old in &ids {
+                    match outbox.retry(old) {
+                        Ok(Some(new)) => {
+                            println!("{}: {old} queued again as {new}", account.name);
+                            moved += 1;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            eprintln!("mailhaul: cannot queue {old} again: {e}");
+                            return Exit::Failure;
+                        }
+                    }
+                }
+            }
+            match (moved, id) {
+                (0, Some(id)) => {
+                    eprintln!("mailhaul: no failed message {id}");
+                    Exit::Usage
+                }
+                (0, None) => {
+                    println!("no failed messages");
+                    Exit::Ok
+                }
+                _ => Exit::Ok,
+            }
         }
         QueueAction::Flush { accounts } => {
             let chosen: Vec<&Account> = if accounts.is_empty() {

@@ -76,6 +76,20 @@ impl<'de> Deserialize<'de> for ZstdLevel {
     }
 }
 
+/// How the outbox is delivered (`account.send`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendVia {
+    /// The server's `sendmail`, fed over one exec channel, with the
+    /// server-side ledger that makes it exactly once (`outbox::relay`).
+    #[default]
+    Sendmail,
+    /// SMTP to the forward's target over a `direct-tcpip` channel of the
+    /// account's session (`outbox::smtp`): for servers where the login may
+    /// not run sendmail, or a submission server elsewhere.
+    Smtp,
+}
+
 /// What to do with a host key that known_hosts does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,6 +131,10 @@ pub struct Account {
     /// messages to; default `/usr/sbin/sendmail`, `/usr/lib/sendmail`,
     /// `/usr/bin/sendmail`, else the login's PATH.
     pub sendmail: Option<String>,
+    /// How `mailhaul send`'s outbox reaches the server: its `sendmail` over
+    /// an exec channel (the default), or SMTP to `forward.target`.
+    #[serde(default)]
+    pub send: SendVia,
     /// Claim strategy.
     #[serde(default)]
     pub claim: ClaimStrategy,

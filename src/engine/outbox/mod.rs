@@ -9,7 +9,8 @@
 //!   removed);
 //! - `queue/ID`: queued: an envelope block, an empty line, the message;
 //!   `queue/ID.state` its attempts, next try and last error (losing it
-//!   loses only the backoff);
+//!   loses only the backoff); `queue/ID.sending` while SMTP's end of data
+//!   is out and its answer not recorded (see `smtp`);
 //! - `failed/ID` and `failed/ID.error`: refused for good, with the server's
 //!   words; kept until `mailhaul queue drop ID`;
 //! - `sent.log`: one line per message the server accepted (time, id, bytes
@@ -19,7 +20,9 @@
 //! A message enters `queue/` by rename after its file and then the
 //! directory were fsynced, so once `send` exits 0 it survives a crash.
 
+pub mod flush;
 pub mod relay;
+pub mod smtp;
 pub mod submit;
 
 use std::fs::{self, File, OpenOptions};
@@ -265,7 +268,11 @@ impl Outbox {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        sync_dir(&self.root.join("queue"))
+        sync_dir(&self.root.join("queue"))?;
+        // Only now: the message is gone, so a crash cannot leave it queued
+        // without its marker.
+        self.clear_sending(id);
+        Ok(())
     }
 
     /// A temporary failure: counts the attempt, records `error` and when to
@@ -289,7 +296,9 @@ impl Outbox {
         let mut f = private_file(&tmp)?;
         f.write_all(text.as_bytes())?;
         drop(f);
-        fs::rename(&tmp, &state_path)
+        fs::rename(&tmp, &state_path)?;
+        self.clear_sending(id);
+        Ok(())
     }
 
     /// A permanent refusal: writes the reason to `failed/ID.error`, moves
@@ -305,6 +314,7 @@ impl Outbox {
         fs::rename(self.queue_path(id), self.failed_path(id))?;
         sync_dir(&self.root.join("failed"))?;
         let _ = fs::remove_file(self.queue_path(id).with_extension("state"));
+        self.clear_sending(id);
         sync_dir(&self.root.join("queue"))
     }
 
@@ -323,10 +333,119 @@ impl Outbox {
             }
         }
         let _ = fs::remove_file(self.queue_path(id).with_extension("state"));
+        self.clear_sending(id);
         let _ = fs::remove_file(self.failed_path(id).with_extension("error"));
         sync_dir(&self.root.join("queue"))?;
         sync_dir(&self.root.join("failed"))?;
         Ok(found)
+    }
+
+    fn sending_path(&self, id: &str) -> PathBuf {
+        self.queue_path(id).with_extension("sending")
+    }
+
+    /// Records, durably, that the message's end of data is about to go to
+    /// an SMTP server: from here until its answer is recorded, a crash or a
+    /// cut link leaves the message's fate unknown (SMTP has no ledger to
+    /// ask), and [`Outbox::was_sending`] tells the next flush so.
+    pub fn mark_sending(&self, id: &str) -> io::Result<()> {
+        private_file(&self.sending_path(id))?.sync_all()?;
+        sync_dir(&self.root.join("queue"))
+    }
+
+    /// Whether an earlier run sent the message's end of data over SMTP and
+    /// never recorded the answer (see [`Outbox::mark_sending`]).
+    pub fn was_sending(&self, id: &str) -> bool {
+        self.sending_path(id).exists()
+    }
+
+    /// The answer to the end of data was recorded (or it never went out):
+    /// the marker goes.
+    fn clear_sending(&self, id: &str) {
+        let _ = fs::remove_file(self.sending_path(id));
+    }
+
+    /// Moves a failed message back into the queue (`mailhaul queue retry`)
+    /// under a new id, so that neither the server's ledger nor an old
+    /// marker takes it for the message that failed; its attempts start
+    /// again. Returns the new id, `None` when there is no such failed
+    /// message.
+    pub fn retry(&self, id: &str) -> io::Result<Option<String>> {
+        if !is_id(id) || !self.failed_path(id).exists() {
+            return Ok(None);
+        }
+        let new = new_id()?;
+        fs::rename(self.failed_path(id), self.queue_path(&new))?;
+        sync_dir(&self.root.join("queue"))?;
+        let _ = fs::remove_file(self.failed_path(id).with_extension("error"));
+        sync_dir(&self.root.join("failed"))?;
+        Ok(Some(new))
+    }
+
+    /// Writes a copy of `message` addressed to `recipients` only, durably,
+    /// into the queue or (with `reason`) the failed folder; returns its id.
+    /// For a message some of whose recipients an SMTP server took and some
+    /// it refused: each part goes its own way.
+    pub fn copy_for(
+        &self,
+        message: &OutboxMessage,
+        recipients: &[String],
+        place: Place,
+        reason: &str,
+    ) -> io::Result<String> {
+        let id = new_id()?;
+        let dest = match place {
+            Place::Queued => self.queue_path(&id),
+            Place::Failed => {
+                let mut f = private_file(&self.failed_path(&id).with_extension("error"))?;
+                writeln!(f, "{}", reason.trim_end())?;
+                f.sync_all()?;
+                self.failed_path(&id)
+            }
+        };
+        self.write_with_recipients(message, recipients, &id, &dest)?;
+        if place == Place::Queued {
+            self.mark_deferred(&id, reason)?;
+        }
+        Ok(id)
+    }
+
+    /// Rewrites a queued message so that it goes to `recipients` only (the
+    /// others were taken care of), durably and atomically.
+    pub fn set_recipients(&self, message: &OutboxMessage, recipients: &[String]) -> io::Result<()> {
+        self.write_with_recipients(
+            message,
+            recipients,
+            &message.id,
+            &self.queue_path(&message.id),
+        )
+    }
+
+    fn write_with_recipients(
+        &self,
+        message: &OutboxMessage,
+        recipients: &[String],
+        tmp_name: &str,
+        dest: &Path,
+    ) -> io::Result<()> {
+        let tmp = self.root.join("tmp").join(format!("{tmp_name}.copy"));
+        let result = (|| {
+            let envelope = Envelope {
+                recipients: recipients.to_vec(),
+                ..message.envelope.clone()
+            };
+            let mut out = io::BufWriter::new(private_file(&tmp)?);
+            out.write_all(envelope_block(&envelope, message.queued_at).as_bytes())?;
+            io::copy(&mut self.open_message(message)?, &mut out)?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            fs::rename(&tmp, dest)?;
+            sync_dir(dest.parent().unwrap_or(&self.root))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
     }
 
     /// Takes the account's relay lock (flock on `send.lock`), waiting for
@@ -577,6 +696,82 @@ mod tests {
             }
         );
         assert_eq!(outbox.sent_since(now() + 10).unwrap().messages, 0);
+    }
+
+    #[test]
+    fn split_copies_keep_the_body_and_retry_gives_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), "acct").unwrap();
+        let stored = queue_one(&outbox, b"To: a@b.c, d@e.f, g@h.i\n\nbody\n");
+        let m = outbox.queued().unwrap().remove(0);
+        let body = |m: &OutboxMessage| {
+            let mut v = Vec::new();
+            outbox.open_message(m).unwrap().read_to_end(&mut v).unwrap();
+            v
+        };
+        let original_body = body(&m);
+        let failed = outbox
+            .copy_for(&m, &["d@e.f".into()], Place::Failed, "550 no such user")
+            .unwrap();
+        let later = outbox
+            .copy_for(&m, &["g@h.i".into()], Place::Queued, "450 later")
+            .unwrap();
+        outbox.set_recipients(&m, &["a@b.c".into()]).unwrap();
+        let queued = outbox.queued().unwrap();
+        assert_eq!(queued.len(), 2);
+        for q in &queued {
+            assert_eq!(body(q), original_body);
+            assert_eq!(q.queued_at, m.queued_at);
+        }
+        let original = queued.iter().find(|q| q.id == stored.id).unwrap();
+        assert_eq!(original.envelope.recipients, ["a@b.c"]);
+        let copy = queued.iter().find(|q| q.id == later).unwrap();
+        assert_eq!(copy.envelope.recipients, ["g@h.i"]);
+        assert_eq!(
+            (copy.attempts, copy.last_error.as_deref()),
+            (1, Some("450 later"))
+        );
+        let f = outbox.failed().unwrap().remove(0);
+        assert_eq!(
+            (f.id.as_str(), f.envelope.recipients.as_slice()),
+            (failed.as_str(), &["d@e.f".to_string()][..])
+        );
+        assert_eq!(f.last_error.as_deref(), Some("550 no such user"));
+
+        let again = outbox.retry(&failed).unwrap().unwrap();
+        assert_ne!(again, failed);
+        assert!(outbox.failed().unwrap().is_empty());
+        assert!(outbox
+            .queued()
+            .unwrap()
+            .iter()
+            .any(|q| q.id == again && q.attempts == 0));
+        assert_eq!(outbox.retry(&failed).unwrap(), None);
+        assert_eq!(outbox.retry("../x").unwrap(), None);
+        assert!(fs::read_dir(outbox.root().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+
+    #[test]
+    fn the_sending_marker_lasts_until_the_answer_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), "acct").unwrap();
+        let a = queue_one(&outbox, b"To: a@b.c\n\none\n");
+        let b = queue_one(&outbox, b"To: a@b.c\n\ntwo\n");
+        outbox.mark_sending(&a.id).unwrap();
+        outbox.mark_sending(&b.id).unwrap();
+        assert!(outbox.was_sending(&a.id));
+        assert_eq!(
+            outbox.queued().unwrap().len(),
+            2,
+            "the marker is no message"
+        );
+        outbox.mark_sent(&a.id, a.size, 1).unwrap();
+        assert!(!outbox.was_sending(&a.id));
+        outbox.mark_failed(&b.id, "may have been sent").unwrap();
+        assert!(!outbox.was_sending(&b.id));
     }
 
     #[test]

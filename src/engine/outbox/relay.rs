@@ -95,7 +95,7 @@ pub struct RelayReport {
     pub sent_bytes: u64,
     /// Bytes of those on the wire (compressed, framing included).
     pub wire_bytes: u64,
-    /// The method the server agreed to.
+    /// The method the server agreed to (`smtp` for SMTP).
     pub method: Option<&'static str>,
 }
 
@@ -149,12 +149,7 @@ pub fn relay(
             sendmail.unwrap_or("").as_bytes(),
         ],
     )?;
-    let mut link = Link {
-        conn,
-        channel,
-        pending: Vec::new(),
-        idle_limit: Duration::from_secs(120),
-    };
+    let mut link = Link::new(conn, channel);
     let ready = link
         .read_line()
         .map_err(|source| SshError::Io {
@@ -377,14 +372,15 @@ fn hex_arg(value: &str) -> String {
 /// For the crash tests: `MAILHAUL_TEST_CRASH_AT=answered` kills the process
 /// right after the server's first answer arrived, before the outbox has
 /// recorded it.
-fn crash_point(point: &str) {
+pub(super) fn crash_point(point: &str) {
     if std::env::var("MAILHAUL_TEST_CRASH_AT").is_ok_and(|p| p == point) {
         std::process::abort();
     }
 }
 
-/// The channel, read and written with keepalives while the server is busy.
-struct Link<'c> {
+/// The channel, read and written with keepalives while the server is busy
+/// (the send script's exec channel, or the SMTP relay's direct-tcpip one).
+pub(super) struct Link<'c> {
     conn: &'c Connection,
     channel: Channel,
     /// Bytes read past the last complete line.
@@ -392,8 +388,18 @@ struct Link<'c> {
     idle_limit: Duration,
 }
 
-impl Link<'_> {
-    fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+impl<'c> Link<'c> {
+    /// Wraps `channel` of `conn`; a peer silent for 120 s is given up.
+    pub(super) fn new(conn: &'c Connection, channel: Channel) -> Link<'c> {
+        Link {
+            conn,
+            channel,
+            pending: Vec::new(),
+            idle_limit: Duration::from_secs(120),
+        }
+    }
+
+    pub(super) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let mut idle = Duration::ZERO;
         while !data.is_empty() {
             match self.channel.write(data) {
@@ -421,12 +427,12 @@ impl Link<'_> {
         Ok(())
     }
 
-    fn send_eof(&mut self) -> io::Result<()> {
+    pub(super) fn send_eof(&mut self) -> io::Result<()> {
         self.channel.send_eof().map_err(io::Error::from)
     }
 
     /// The next line the server wrote, `None` at end of stream.
-    fn read_line(&mut self) -> io::Result<Option<String>> {
+    pub(super) fn read_line(&mut self) -> io::Result<Option<String>> {
         let mut buf = [0u8; 4096];
         let mut idle = Duration::ZERO;
         loop {
@@ -464,7 +470,7 @@ impl Link<'_> {
         }
     }
 
-    fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         let _ = self.channel.close();
         let _ = self.channel.wait_close();
     }

@@ -129,10 +129,7 @@ impl TunnelSpec {
         if !listen.ip().is_loopback() && !account.forward.allow_non_loopback {
             return Err(ForwardSpecError::NotLoopback { listen });
         }
-        let (target_host, target_port) = match &account.forward.target {
-            None => ("localhost".to_string(), 25),
-            Some(t) => parse_target(t)?,
-        };
+        let (target_host, target_port) = forward_target(account)?;
         Ok(TunnelSpec {
             account: account.name.clone(),
             listen,
@@ -170,6 +167,17 @@ pub enum ForwardSpecError {
         /// As written.
         target: String,
     },
+}
+
+/// Where the forward's connections go, as the SSH server resolves it:
+/// `forward.target`, else port 25 on the server itself (`localhost:25`
+/// seen from there, which is the mail host). `send = "smtp"` delivers the
+/// outbox there too.
+pub fn forward_target(account: &Account) -> Result<(String, u16), ForwardSpecError> {
+    match &account.forward.target {
+        None => Ok(("localhost".to_string(), 25)),
+        Some(t) => parse_target(t),
+    }
 }
 
 /// Splits `host:port` (`[v6]:port` too).

@@ -1,0 +1,336 @@
+//! `send = "smtp"`: the outbox delivered with SMTP to the forward's target
+//! over a direct-tcpip channel of the account's SSH login, against the real
+//! sshd and the system Postfix's smtpd (port 25 on the "server", the
+//! forward's default target): messages arrive exactly once, a recipient
+//! refused for good goes to the failed folder with the server's words, one
+//! put off stays queued, `queue retry` queues failed messages again, and a
+//! client killed between the server's 250 and its record never sends twice.
+
+mod common;
+mod fetch_support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Postfix, SystemLock, TestSshd, TestUser};
+use fetch_support::{describe, Client};
+
+/// A second smtpd of the system Postfix, on loopback, that puts off every
+/// recipient (`smtpd_recipient_restrictions = defer`: 450). Added to
+/// master.cf once and left there (other test processes may use it).
+const DEFERRING_SMTPD: &str = "127.0.0.1:10026";
+
+fn ensure_deferring_smtpd() {
+    Postfix::ensure_running();
+    let _lock = SystemLock::acquire("postfix");
+    let service = format!("{DEFERRING_SMTPD}/inet");
+    let present = Command::new("/usr/sbin/postconf")
+        .args(["-M", &service])
+        .output()
+        .expect("run postconf");
+    if String::from_utf8_lossy(&present.stdout).trim().is_empty() {
+        common::run(Command::new("/usr/sbin/postconf").arg("-M").arg(format!(
+            "{service}={DEFERRING_SMTPD} inet n - y - - smtpd \
+             -o smtpd_recipient_restrictions=defer"
+        )));
+        common::run(Command::new("/usr/sbin/postfix").arg("reload"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(DEFERRING_SMTPD).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "Postfix's deferring smtpd on {DEFERRING_SMTPD} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A client of `user` on `sshd` that sends with SMTP; `target` is the
+/// forward's target (`None`: the default, Postfix's port 25).
+fn smtp_client(sshd: &TestSshd, user: &TestUser, extra: &str, target: Option<&str>) -> Client {
+    let target = target.map_or(String::new(), |t| format!("target = \"{t}\"\n"));
+    Client::new(
+        sshd,
+        &user.name,
+        &format!("send = \"smtp\"\n{extra}[account.forward]\n{target}"),
+    )
+}
+
+fn run_with_input(client: &Client, args: &[&str], input: &[u8]) -> Output {
+    let mut child = client
+        .command(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn count(haystack: &[u8], needle: &str) -> usize {
+    String::from_utf8_lossy(haystack).matches(needle).count()
+}
+
+fn wait_for_in_spool(user: &TestUser, needle: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&user.spool_contents(), needle) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not {n} times in {}'s spool within 60 s",
+            user.name
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn queue_listing(client: &Client) -> String {
+    let out = client.run(&["queue"]);
+    assert!(out.status.success(), "queue: {}", describe(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Real messages (the committed sample), each with a tag header.
+fn tagged_messages(n: usize, run: &str) -> Vec<Vec<u8>> {
+    let spool = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample-spool.mbox"),
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&spool).into_owned();
+    let out: Vec<Vec<u8>> = text
+        .split("\nFrom ")
+        .take(n)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let body = chunk.split_once('\n').map_or("", |(_, rest)| rest);
+            format!("X-Mailhaul-Test-Tag: {run}-{i}\n{body}\n").into_bytes()
+        })
+        .collect();
+    assert_eq!(out.len(), n);
+    out
+}
+
+fn queue_tagged(client: &Client, rcpt: &str, messages: &[Vec<u8>]) {
+    for m in messages {
+        let out = run_with_input(client, &["send", "-oi", "--", rcpt], m);
+        assert!(out.status.success(), "send: {}", describe(&out));
+    }
+}
+
+fn assert_each_tag_once(user: &TestUser, run: &str, n: usize) {
+    let spool = user.spool_contents();
+    let wrong: Vec<String> = (0..n)
+        .filter_map(|i| {
+            let c = count(&spool, &format!("X-Mailhaul-Test-Tag: {run}-{i}\n"));
+            (c != 1).then(|| format!("{run}-{i}: {c} times"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "not exactly once: {wrong:?}");
+}
+
+/// Twelve real messages and one with CRLF, 8-bit bytes and lines that
+/// start with a dot go through Postfix's smtpd: each arrives once, the
+/// dots and bytes intact, the envelope sender from `address`.
+#[test]
+fn smtp_delivers_every_message_once_and_intact() {
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smtd");
+    let client = smtp_client(&sshd, &user, "address = \"me@example.org\"\n", None);
+    let rcpt = format!("{}@localhost", user.name);
+    let messages = tagged_messages(12, "d");
+    queue_tagged(&client, &rcpt, &messages);
+    let subject = format!("dots-{}", user.name);
+    let odd =
+        format!("Subject: {subject}\r\nX-Eight-Bit: caf\u{e9}\r\n\r\n.\r\n..two\r\n.three\r\nend");
+    let out = run_with_input(&client, &["send", "-oi", &rcpt], odd.as_bytes());
+    assert!(out.status.success(), "send: {}", describe(&out));
+
+    let out = client.run(&["queue", "flush"]);
+    assert!(out.status.success(), "flush: {}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("acct: 13 sent") && stdout.contains("smtp"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(queue_listing(&client), "the outbox is empty\n");
+
+    // `send --now` over SMTP waits for the server's answer.
+    let out = run_with_input(
+        &client,
+        &["send", "--now", "-oi", &rcpt],
+        format!("Subject: now-{}\n\nbody\n", user.name).as_bytes(),
+    );
+    assert!(out.status.success(), "send --now: {}", describe(&out));
+    assert_eq!(queue_listing(&client), "the outbox is empty\n");
+
+    wait_for_in_spool(&user, &format!("Subject: now-{}", user.name), 1);
+    wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: d-11\n", 1);
+    postfix.wait_delivered(&user, 0);
+    assert_each_tag_once(&user, "d", messages.len());
+    let spool = user.spool_contents();
+    let text = String::from_utf8_lossy(&spool);
+    assert_eq!(count(&spool, &format!("Subject: {subject}\n")), 1, "{text}");
+    assert!(
+        text.contains("\n\n.\n..two\n.three\nend\n"),
+        "the dots as sent, LF line ends: {text}"
+    );
+    assert!(spool
+        .windows("X-Eight-Bit: caf\u{e9}\n".len())
+        .any(|w| w == "X-Eight-Bit: caf\u{e9}\n".as_bytes()));
+    assert!(
+        text.contains("Return-Path: <me@example.org>"),
+        "envelope sender from account.address: {text}"
+    );
+}
+
+/// A recipient Postfix does not know (550 5.1.1) goes to the failed folder
+/// with Postfix's words, on a copy of its own; the other recipient gets
+/// the message; flush exits 8; `queue retry` queues the failed one again
+/// under a new id.
+#[test]
+fn a_refused_recipient_goes_to_failed_and_retry_queues_it_again() {
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smtr");
+    let client = smtp_client(&sshd, &user, "", None);
+    let good = format!("{}@localhost", user.name);
+    let nobody = format!("nosuch-{}@localhost", user.name);
+    let subject = format!("split-{}", user.name);
+    let out = run_with_input(
+        &client,
+        &["send", "-i", &good, &nobody],
+        format!("Subject: {subject}\n\nbody\n").as_bytes(),
+    );
+    assert!(out.status.success(), "send: {}", describe(&out));
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused by the SMTP server"), "{stderr}");
+    assert!(stderr.contains("550 5.1.1"), "{stderr}");
+    let listing = queue_listing(&client);
+    assert_eq!(listing.matches(" FAILED ").count(), 1, "{listing}");
+    assert!(
+        listing.contains(&format!("bytes -> {nobody}\n")),
+        "the failed copy is for the refused recipient only: {listing}"
+    );
+    assert!(listing.contains("User unknown"), "{listing}");
+    wait_for_in_spool(&user, &format!("Subject: {subject}"), 1);
+    postfix.wait_delivered(&user, 0);
+
+    // Later flushes leave it alone; retry puts it back (new id).
+    let out = client.run(&["queue", "flush"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let id = listing.split(' ').nth(1).unwrap().to_string();
+    let out = client.run(&["queue", "retry", &id]);
+    assert!(out.status.success(), "retry: {}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("{id} queued again as ")),
+        "{}",
+        describe(&out)
+    );
+    let listing = queue_listing(&client);
+    assert!(
+        listing.contains(" queued ") && !listing.contains(" FAILED ") && !listing.contains(&id),
+        "{listing}"
+    );
+    let out = client.run(&["queue", "retry", &id]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    // Still unknown: refused again, failed again.
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    assert!(queue_listing(&client).contains(" FAILED "));
+    let out = client.run(&["queue", "retry", "--all"]);
+    assert!(out.status.success(), "retry --all: {}", describe(&out));
+    assert!(!queue_listing(&client).contains(" FAILED "));
+    assert_eq!(
+        count(&user.spool_contents(), &format!("Subject: {subject}\n")),
+        1
+    );
+}
+
+/// Every recipient put off (450): the message stays queued with the
+/// server's words and a backoff, flush exits 7; once the target takes mail
+/// the next flush sends it, once.
+#[test]
+fn a_temporary_refusal_stays_queued_with_backoff() {
+    ensure_deferring_smtpd();
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smtt");
+    let client = smtp_client(&sshd, &user, "", Some(DEFERRING_SMTPD));
+    let rcpt = format!("{}@localhost", user.name);
+    let subject = format!("later-{}", user.name);
+    let out = run_with_input(
+        &client,
+        &["send", "-i", &rcpt],
+        format!("Subject: {subject}\n\nbody\n").as_bytes(),
+    );
+    assert!(out.status.success(), "send: {}", describe(&out));
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    let listing = queue_listing(&client);
+    assert!(listing.contains(" queued, 1 attempts "), "{listing}");
+    assert!(listing.contains("put it off"), "{listing}");
+    assert!(listing.contains(": 450 4."), "{listing}");
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
+    assert!(queue_listing(&client).contains(" queued, 2 attempts "));
+
+    let text = std::fs::read_to_string(&client.config).unwrap();
+    std::fs::write(
+        &client.config,
+        text.replace(&format!("target = \"{DEFERRING_SMTPD}\"\n"), ""),
+    )
+    .unwrap();
+    let out = client.run(&["queue", "flush"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(queue_listing(&client), "the outbox is empty\n");
+    wait_for_in_spool(&user, &format!("Subject: {subject}\n"), 1);
+    postfix.wait_delivered(&user, 0);
+    assert_eq!(
+        count(&user.spool_contents(), &format!("Subject: {subject}\n")),
+        1
+    );
+}
+
+/// The client dies right after the server's 250 to the first message's
+/// data, before it records it. SMTP keeps no ledger to ask, so the next
+/// flush must not send that message again: it goes to the failed folder
+/// as "may have been sent" (it was: once in the spool); the others are
+/// sent once.
+#[test]
+fn a_client_killed_after_the_servers_250_never_sends_twice() {
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smtk");
+    let client = smtp_client(&sshd, &user, "", None);
+    let rcpt = format!("{}@localhost", user.name);
+    let messages = tagged_messages(4, "k");
+    queue_tagged(&client, &rcpt, &messages);
+    let out = client
+        .command(&["queue", "flush"])
+        .env("MAILHAUL_TEST_CRASH_AT", "answered")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "crashed: {}", describe(&out));
+    assert_eq!(queue_listing(&client).matches(" queued").count(), 4);
+
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("acct: 3 sent"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may have been sent"),
+        "{}",
+        describe(&out)
+    );
+    let listing = queue_listing(&client);
+    assert_eq!(listing.matches(" FAILED ").count(), 1, "{listing}");
+    assert!(listing.contains("SMTP keeps no record"), "{listing}");
+    wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: k-3\n", 1);
+    postfix.wait_delivered(&user, 0);
+    assert_each_tag_once(&user, "k", messages.len());
+}
