@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Medians of bench/fetch.sh's runs as the Markdown table of docs/bench-fetch.md,
 with the targets (bytes down <= 0.8x the recipe's, wall time below the
-recipe's) checked against the recipe on the same profile.
+recipe's) checked for mailhaul's variants against the recipe on the same
+profile, and the peers (fetchmail, mpop, mbsync) beside them.
 
     python3 bench/fetch-summary.py bench/fetch-results.tsv
 """
@@ -11,6 +12,9 @@ import sys
 
 LABELS = {
     "recipe": "recipe: ssh mv + scp -C + formail -s procmail",
+    "fetchmail": "fetchmail (POP3, each message to procmail)",
+    "mpop": "mpop (pipelined POP3, Maildir)",
+    "mbsync": "mbsync (IMAP, COMPRESS=DEFLATE, Maildir)",
     "auto": "mailhaul, default config (compression auto: zstd -9)",
     "ssh": "mailhaul, compression = \"ssh\"",
     "zstd3": "mailhaul, zstd_level = 3",
@@ -19,6 +23,9 @@ LABELS = {
     "zstd19": "mailhaul, zstd_level = 19",
     "adapt": "mailhaul, zstd_level = \"adapt\" (--adapt=min=9,max=19)",
 }
+
+
+PEERS = ("fetchmail", "mpop", "mbsync")
 
 
 def main():
@@ -47,8 +54,12 @@ def main():
             counts = sorted({r["delivered"] for r in g})
             expected = g[0]["expected"]
             delivered = "/".join(counts) + f" / {expected}"
-            if v == "recipe" or base is None:
+            if base is None or v == "recipe":
                 vs_down = vs_wall = targets = "–"
+            elif v in PEERS:
+                vs_down = f"{down / base_down:.2f}x"
+                vs_wall = f"{wall / base_wall:.2f}x"
+                targets = "–"
             else:
                 vs_down = f"{down / base_down:.2f}x"
                 vs_wall = f"{wall / base_wall:.2f}x"
@@ -72,7 +83,7 @@ def main():
     for p in profiles:
         for v in variants:
             g = groups.get((p, v))
-            if not g:
+            if not g or v in PEERS:
                 continue
             steps = [dict(kv.split("=", 1) for kv in r["steps"].split()) for r in g]
             if v == "recipe":

@@ -3,8 +3,12 @@
 #
 #   ssh mv SPOOL SPOOL_fetchme; scp -C ...:SPOOL_fetchme newmail; formail -s procmail < newmail
 #
-# on the same spool (1,300 real messages, 4.92 MB) through the link emulator
-# examples/link_proxy.rs, on two profiles:
+# and against POP3/IMAP peers served by a private Dovecot on 127.0.0.1
+# (bench/dovecot.sh) from the same mbox spool: fetchmail (POP3, each message
+# through procmail), mpop (pipelined POP3) and mbsync (IMAP, COMPRESS=DEFLATE).
+# Every candidate fetches the same spool (1,300 real messages, 4.92 MB) into a
+# Maildir, whose count is checked, through the link emulator
+# examples/link_proxy.rs in front of sshd or Dovecot, on two profiles:
 #   modem  1 Mbit/s down, 256 kbit/s up, 100 ms RTT
 #   dsl   10 Mbit/s down,   1 Mbit/s up,  40 ms RTT
 # Each run gets a fresh spool, a fresh Maildir and a fresh proxy (whose counters
@@ -13,7 +17,11 @@
 #   bash bench/fetch.sh [RESULTS.tsv]      # as root (a private sshd on loopback)
 #   RUNS=1 PROFILES=modem VARIANTS="recipe zstd19" KEEP_LOGS=/tmp/logs bash bench/fetch.sh
 #
-# Variants: recipe; auto (mailhaul's default config: compression auto, which
+# The SSH candidates log in as a throwaway user made for the run with
+# `useradd -m -s /bin/bash` (Debian's stock /etc/skel start-up files), who also
+# owns the spool; the Dovecot candidates log in as the same user.
+#
+# Variants: recipe; fetchmail, mpop, mbsync (the peers); auto (mailhaul's default config: compression auto, which
 # is remote zstd at the default level 9); ssh (compression = "ssh"); zstd3,
 # zstd6, zstd9 and zstd19 (compression = "zstd", zstd_level = N); adapt
 # (zstd_level = "adapt": zstd --adapt=min=9,max=19).
@@ -25,12 +33,37 @@ repo=$(pwd)
 results=${1:-$repo/bench/fetch-results.tsv}
 RUNS=${RUNS:-3}
 PROFILES=${PROFILES:-"modem dsl"}
-VARIANTS=${VARIANTS:-"recipe auto ssh zstd3 zstd6 zstd19 adapt"}
+VARIANTS=${VARIANTS:-"recipe auto fetchmail mpop mbsync"}
 
-[ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
-for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3 perl; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install openssh-server openssh-client procmail zstd python3)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd and Dovecot, and makes a throwaway user)" >&2; exit 1; }
+
+# The bench's own packages. A Dovecot that the package would start system-wide
+# (listening on every address) is kept from starting while it installs: the
+# bench runs its own instance on loopback with its own config.
+packages=(openssh-server openssh-client procmail zstd python3 perl
+  dovecot-core dovecot-pop3d dovecot-imapd fetchmail mpop isync)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+if ((${#missing[@]})); then
+  echo "# installing: ${missing[*]}" >&2
+  policy_made=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy_made=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  [ -z "$policy_made" ] || rm -f /usr/sbin/policy-rc.d
+  if [[ " ${missing[*]} " == *" dovecot-core "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now dovecot.service dovecot.socket >/dev/null 2>&1 || true
+  fi
+fi
+for tool in /usr/sbin/sshd ssh scp formail procmail zstd python3 perl /usr/sbin/dovecot fetchmail mpop mbsync; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+# shellcheck source=bench/dovecot.sh
+. "$repo/bench/dovecot.sh"
 
 cargo build --release --quiet --bin mailhaul --example link_proxy
 mailhaul=${MAILHAUL_BIN:-$repo/target/release/mailhaul}
@@ -41,15 +74,22 @@ if ! "$mailhaul" fetch --help >/dev/null 2>&1; then
 fi
 
 bench=$(mktemp -d /tmp/mailhaul-fetch-bench.XXXXXX)
-chmod 700 "$bench"
+# The login user must reach the spool and authorized_keys below it.
+chmod 711 "$bench"
 sshd_pid=
 proxy_pid=
+user=
 cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
+  dovecot_stop
   if [ -n "$sshd_pid" ]; then
     kill "$sshd_pid" 2>/dev/null || true
     # sshd's session children outlive it: end them by parent PID.
     pkill -P "$sshd_pid" 2>/dev/null || true
+  fi
+  if [ -n "$user" ]; then
+    pkill -KILL -U "$user" 2>/dev/null || true
+    userdel -r -f "$user" >/dev/null 2>&1 || true
   fi
   rm -rf "$bench"
 }
@@ -70,11 +110,17 @@ fi
 expected=$(grep -c '^From ' "$bench/spool.orig")
 echo "# spool: $spool_source; $expected messages, $(stat -c %s "$bench/spool.orig") bytes" >&2
 
+# The login user: stock shell start-up (Debian's /etc/skel), made for this run.
+user=$(printf 'mhf%d' $$ | cut -c1-16)
+useradd -m -s /bin/bash -U "$user"
+usermod -p '*' "$user"
+password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
 # The server: a private sshd on loopback with its own keys.
-user=$(id -un)
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
+chmod 644 "$bench/authorized_keys"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sshd_port=$(free_port)
 proxy_port=$(free_port)
@@ -95,10 +141,16 @@ sshd_pid=$!
 echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshd_port") 2>/dev/null && break; sleep 0.1; done
 
-# The spool lives in a directory the login user may write to: the recipe's
-# `mv` works there, and mailhaul's claim is a rename.
+# The spool lives in a directory the login user owns: the recipe's `mv` works
+# there, mailhaul's claim is a rename, and Dovecot serves it as INBOX.
 spool_dir=$bench/spool
 spool=$spool_dir/$user
+pop3_port=$(free_port)
+imap_port=$(free_port)
+if [[ " $VARIANTS " =~ \ (fetchmail|mpop|mbsync)\  ]]; then
+  dovecot_start "$bench/dovecot" "$user" "$password" "$spool" "$pop3_port" "$imap_port"
+  echo "# dovecot $(/usr/sbin/dovecot --version | cut -d' ' -f1), fetchmail $(fetchmail --version 2>/dev/null | awk '/release/ { print $5; exit }'), $(mpop --version | head -1), $(mbsync --version)" >&2
+fi
 
 profile_args() {
   case $1 in
@@ -108,9 +160,9 @@ profile_args() {
   esac
 }
 
-start_proxy() {
+start_proxy() { # PROFILE TARGET_PORT
   # shellcheck disable=SC2046
-  "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$sshd_port" \
+  "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$2" \
     $(profile_args "$1") --stats "$bench/link.stats" > "$bench/proxy.log" &
   proxy_pid=$!
   for _ in $(seq 50); do grep -q listening "$bench/proxy.log" 2>/dev/null && break; sleep 0.05; done
@@ -132,6 +184,10 @@ fresh_run() {
   mkdir -p "$spool_dir" "$bench/run/Maildir"/{new,cur,tmp}
   cp "$bench/spool.orig" "$spool"
   chmod 600 "$spool"
+  chown -R "$user:" "$spool_dir"
+  chmod 700 "$spool_dir"
+  # Dovecot starts each run cold: no index of an earlier run's spool.
+  [ ! -d "$bench/dovecot/index" ] || find "$bench/dovecot/index" -mindepth 1 -delete
 }
 
 delivered() { find "$1/new" "$1/cur" -type f | wc -l; }
@@ -195,14 +251,100 @@ CFG
   wall=$(elapsed "$t0" "$t1")
 }
 
+# (c) The peers, from Dovecot through the same link proxy, each into the run's
+# Maildir. The password sits in the run's own 0600 files (the peers have no
+# SSH keys to use); Dovecot's passwd-file holds the same throwaway password.
+peer_rc() { # FILE: the peer's config from stdin, 0600 as the tools demand
+  cat > "$1"; chmod 600 "$1"
+}
+
+run_peer() { # TOOL: the peer's command, timed; steps names it and its exit code
+  local t0 t1 rc=0
+  t0=$(now)
+  case $1 in
+    fetchmail)
+      # POP3, one message at a time, each handed to procmail (Maildir delivery):
+      # what a fetchmail user with a .procmailrc runs.
+      cat > "$bench/run/procmailrc" <<RC
+MAILDIR=$bench/run/Maildir
+DEFAULT=$bench/run/Maildir/
+RC
+      peer_rc "$bench/run/fetchmailrc" <<RC
+set no bouncemail
+set no syslog
+poll 127.0.0.1 with protocol POP3 port $proxy_port
+  user "$user" there with password "$password" is root here
+  sslproto ''
+  fetchall
+  mda "/usr/bin/procmail -m $bench/run/procmailrc"
+RC
+      HOME=$bench/run fetchmail -f "$bench/run/fetchmailrc" -i "$bench/run/fetchids" \
+        --pidfile "$bench/run/fetchmail.pid" --nosyslog > "$bench/run/peer.log" 2>&1 || rc=$? ;;
+    mpop)
+      # POP3 with PIPELINING (Dovecot offers it), straight into the Maildir;
+      # messages are deleted on the server after delivery (keep off).
+      peer_rc "$bench/run/mpoprc" <<RC
+account bench
+host 127.0.0.1
+port $proxy_port
+tls off
+auth plain
+user $user
+password $password
+delivery maildir $bench/run/Maildir
+uidls_file $bench/run/mpop_uidls
+keep off
+RC
+      HOME=$bench/run mpop -C "$bench/run/mpoprc" bench > "$bench/run/peer.log" 2>&1 || rc=$? ;;
+    mbsync)
+      # IMAP, pipelined, COMPRESS=DEFLATE (isync uses it when the server offers
+      # it); Sync Pull copies the mailbox and deletes nothing on the server.
+      peer_rc "$bench/run/mbsyncrc" <<RC
+IMAPAccount bench
+Host 127.0.0.1
+Port $proxy_port
+User $user
+Pass $password
+SSLType None
+AuthMechs PLAIN
+
+IMAPStore remote
+Account bench
+
+MaildirStore local
+Path $bench/run/mail/
+Inbox $bench/run/Maildir
+
+Channel bench
+Far :remote:INBOX
+Near :local:INBOX
+Sync Pull
+Create Near
+SyncState $bench/run/mbsync-state/
+RC
+      mkdir -p "$bench/run/mbsync-state" "$bench/run/mail"
+      HOME=$bench/run mbsync -c "$bench/run/mbsyncrc" bench > "$bench/run/peer.log" 2>&1 || rc=$? ;;
+  esac
+  t1=$(now)
+  [ "$rc" -eq 0 ] || { echo "$1 exited $rc:" >&2; tail -n 5 "$bench/run/peer.log" >&2; }
+  steps="tool=$1 exit=$rc"
+  wall=$(elapsed "$t0" "$t1")
+}
+
 printf 'profile\tvariant\trun\twall_s\tup_bytes\tdown_bytes\tconnections\tdelivered\texpected\tsteps\n' > "$results"
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for profile in $PROFILES; do
   for run in $(seq "$RUNS"); do
     for variant in $VARIANTS; do
       fresh_run
-      start_proxy "$profile"
       case $variant in
+        fetchmail|mpop) target=$pop3_port ;;
+        mbsync) target=$imap_port ;;
+        *) target=$sshd_port ;;
+      esac
+      start_proxy "$profile" "$target"
+      case $variant in
+        fetchmail|mpop|mbsync) run_peer "$variant" ;;
         recipe) run_recipe ;;
         auto) run_mailhaul 'compression = "auto"' ;;
         ssh) run_mailhaul 'compression = "ssh"' ;;
@@ -214,6 +356,7 @@ for profile in $PROFILES; do
       if [ -n "${KEEP_LOGS:-}" ]; then
         mkdir -p "$KEEP_LOGS"
         cp "$bench/proxy.log" "$KEEP_LOGS/$profile-$variant-$run.proxy.log"
+        [ ! -f "$bench/run/peer.log" ] || cp "$bench/run/peer.log" "$KEEP_LOGS/$profile-$variant-$run.peer.log"
         [ ! -f "$bench/run/mailhaul.log" ] || cp "$bench/run/mailhaul.log" "$KEEP_LOGS/$profile-$variant-$run.mailhaul.log"
       fi
       line=$(printf '%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s' "$profile" "$variant" "$run" "$wall" \
