@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 ACCOUNTS=${ACCOUNTS:-20}
 SAMPLES=${SAMPLES:-40}
-IDLE_SECS=${IDLE_SECS:-120}
+IDLE_SECS=${IDLE_SECS:-600}   # the idle target is stated over 10 minutes
 PROFILES=${PROFILES:-"loopback dsl"}
 MODES=${MODES:-"inotify poll"}
 
