@@ -17,33 +17,48 @@ use common::{Postfix, SystemLock, TestSshd, TestUser};
 use fetch_support::{describe, Client};
 
 /// A second smtpd of the system Postfix, on loopback, that puts off every
-/// recipient (`smtpd_recipient_restrictions = defer`: 450). Added to
-/// master.cf once and left there (other test processes may use it).
+/// recipient (`smtpd_recipient_restrictions = defer`: 450).
 const DEFERRING_SMTPD: &str = "127.0.0.1:10026";
 
-fn ensure_deferring_smtpd() {
+/// A third one that does not offer PIPELINING.
+const UNPIPELINED_SMTPD: &str = "127.0.0.1:10027";
+
+/// A fourth one with Postfix 3.9's default, on this 3.7:
+/// `smtpd_forbid_unauth_pipelining = yes` disconnects a client that sends
+/// commands ahead where RFC 2920 does not allow it.
+const STRICT_SMTPD: &str = "127.0.0.1:10028";
+
+/// Makes master.cf hold the smtpd on `addr` with `options` (`-o
+/// name=value`), reloads Postfix if it changed, and waits for it to
+/// listen. Left there: other test processes may use it.
+fn ensure_smtpd(addr: &str, options: &str) {
     Postfix::ensure_running();
     let _lock = SystemLock::acquire("postfix");
-    let service = format!("{DEFERRING_SMTPD}/inet");
+    let service = format!("{addr}/inet");
     let present = Command::new("/usr/sbin/postconf")
         .args(["-M", &service])
         .output()
         .expect("run postconf");
-    if String::from_utf8_lossy(&present.stdout).trim().is_empty() {
-        common::run(Command::new("/usr/sbin/postconf").arg("-M").arg(format!(
-            "{service}={DEFERRING_SMTPD} inet n - y - - smtpd \
-             -o smtpd_recipient_restrictions=defer"
-        )));
+    if !String::from_utf8_lossy(&present.stdout).contains(options) {
+        common::run(
+            Command::new("/usr/sbin/postconf")
+                .arg("-M")
+                .arg(format!("{service}={addr} inet n - y - - smtpd {options}")),
+        );
         common::run(Command::new("/usr/sbin/postfix").arg("reload"));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(DEFERRING_SMTPD).is_err() {
+    while std::net::TcpStream::connect(addr).is_err() {
         assert!(
             Instant::now() < deadline,
-            "Postfix's deferring smtpd on {DEFERRING_SMTPD} did not start"
+            "Postfix's smtpd on {addr} did not start"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn ensure_deferring_smtpd() {
+    ensure_smtpd(DEFERRING_SMTPD, "-o smtpd_recipient_restrictions=defer");
 }
 
 /// A client of `user` on `sshd` that sends with SMTP; `target` is the
@@ -333,4 +348,241 @@ fn a_client_killed_after_the_servers_250_never_sends_twice() {
     wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: k-3\n", 1);
     postfix.wait_delivered(&user, 0);
     assert_each_tag_once(&user, "k", messages.len());
+}
+
+/// A server that does not offer PIPELINING: the commands go one at a time
+/// and four messages (one with a refused second recipient) arrive once
+/// each. (Postfix cannot tell us whether a client pipelined anyway: under
+/// ESMTP it lets MAIL, RCPT and DATA come ahead even when it did not offer
+/// PIPELINING, `smtpd_forbid_unauth_pipelining` included.)
+#[test]
+fn without_pipelining_each_command_waits_and_all_arrive_once() {
+    ensure_smtpd(
+        UNPIPELINED_SMTPD,
+        "-o smtpd_discard_ehlo_keywords=pipelining",
+    );
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smtn");
+    let client = smtp_client(&sshd, &user, "", Some(UNPIPELINED_SMTPD));
+    let rcpt = format!("{}@localhost", user.name);
+    let messages = tagged_messages(3, "n");
+    queue_tagged(&client, &rcpt, &messages);
+    let nobody = format!("nosuch-{}@localhost", user.name);
+    let out = run_with_input(
+        &client,
+        &["send", "-i", &rcpt, &nobody],
+        b"X-Mailhaul-Test-Tag: n-3\nSubject: two\n\nbody\n",
+    );
+    assert!(out.status.success(), "send: {}", describe(&out));
+    let out = client.run(&["queue", "flush"]);
+    assert_eq!(out.status.code(), Some(8), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("acct: 4 sent"),
+        "{}",
+        describe(&out)
+    );
+    let listing = queue_listing(&client);
+    assert_eq!(listing.matches(" FAILED ").count(), 1, "{listing}");
+    assert!(
+        listing.contains(&format!("bytes -> {nobody}\n")),
+        "{listing}"
+    );
+    wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: n-3\n", 1);
+    postfix.wait_delivered(&user, 0);
+    assert_each_tag_once(&user, "n", 4);
+}
+
+/// A TCP proxy whose connections can all be cut at once.
+struct CutProxy {
+    port: u16,
+    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CutProxy {
+    fn start(target: u16) -> CutProxy {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
+        let registry = live.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let mut reg = registry.lock().unwrap();
+                reg.push(client.try_clone().unwrap());
+                reg.push(server.try_clone().unwrap());
+                drop(reg);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CutProxy { port, live }
+    }
+
+    fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// Real messages sent with SMTP while the client is killed -9 and the link
+/// cut at random moments, then flushed in peace: no message is in the
+/// spool twice, and none is lost: each is in the spool once, or in the
+/// failed folder as "may have been sent" (the SMTP window), and then in
+/// the spool at most once. `MAILHAUL_SMTP_RACE_MESSAGES` sets the count.
+#[test]
+fn smtp_under_kills_and_cuts_never_sends_twice_nor_loses_a_message() {
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smtx");
+    let n: usize = std::env::var("MAILHAUL_SMTP_RACE_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let proxy = CutProxy::start(sshd.port);
+    let client = smtp_client(&sshd, &user, "known_hosts = \"accept-new\"\n", None);
+    let text = std::fs::read_to_string(&client.config).unwrap();
+    std::fs::write(
+        &client.config,
+        text.replace(
+            &format!("port = {}", sshd.port),
+            &format!("port = {}", proxy.port),
+        ),
+    )
+    .unwrap();
+    let sample = tagged_messages(n.min(300), "y");
+    let messages: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            String::from_utf8_lossy(&sample[i % sample.len()])
+                .replacen(
+                    "X-Mailhaul-Test-Tag: y-",
+                    &format!("X-Mailhaul-Test-Tag: x-{i}-was-"),
+                    1,
+                )
+                .into_bytes()
+        })
+        .collect();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let mut below = |k: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % k
+    };
+    let rcpt = format!("{}@localhost", user.name);
+    let (mut queued, mut kills, mut cuts) = (0, 0, 0);
+    while queued < n {
+        let group = (n - queued).min(1 + below(6) as usize);
+        queue_tagged(&client, &rcpt, &messages[queued..queued + group]);
+        queued += group;
+        let mut child = client
+            .command(&["queue", "flush"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(below(900)));
+        match below(3) {
+            0 => {
+                // SAFETY: kill(2) on the child this test started.
+                unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+                kills += 1;
+            }
+            1 => {
+                proxy.cut();
+                cuts += 1;
+            }
+            _ => {}
+        }
+        child.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let out = client.run(&["queue", "flush"]);
+        let listing = queue_listing(&client);
+        if !listing.contains(" queued") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queue not empty after 300 s: {}\n{listing}",
+            describe(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let listing = queue_listing(&client);
+    let unsure = listing.matches("may have been sent").count();
+    assert_eq!(
+        unsure,
+        listing.matches(" FAILED ").count(),
+        "only the SMTP window fails: {listing}"
+    );
+    eprintln!("{n} messages, {kills} kills, {cuts} cuts, {unsure} in the failed folder as unsure");
+    std::thread::sleep(Duration::from_secs(2));
+    postfix.wait_delivered(&user, 0);
+    let spool = user.spool_contents();
+    let failed_text = {
+        // The failed messages' tags, read from their files.
+        let dir = client.data_dir().join("outbox/acct/failed");
+        let mut text = String::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            text.push_str(&String::from_utf8_lossy(
+                &std::fs::read(entry.path()).unwrap(),
+            ));
+        }
+        text
+    };
+    let mut wrong = Vec::new();
+    for i in 0..n {
+        let tag = format!("X-Mailhaul-Test-Tag: x-{i}-was-");
+        let c = count(&spool, &tag);
+        let failed = failed_text.contains(&tag);
+        if c > 1 || (c == 0 && !failed) {
+            wrong.push(format!("x-{i}: {c} times, failed: {failed}"));
+        }
+    }
+    assert!(wrong.is_empty(), "seed: see above; {wrong:?}");
+}
+
+/// Postfix 3.9's default strictness (`smtpd_forbid_unauth_pipelining`):
+/// the end of data sent together with the next message's MAIL, RCPT and
+/// DATA is allowed pipelining (RFC 2920), so the session is not dropped and
+/// six messages arrive once each.
+#[test]
+fn pipelined_end_of_data_passes_postfix_39s_strict_pipelining_check() {
+    ensure_smtpd(STRICT_SMTPD, "-o smtpd_forbid_unauth_pipelining=yes");
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "smts");
+    let client = smtp_client(&sshd, &user, "", Some(STRICT_SMTPD));
+    let rcpt = format!("{}@localhost", user.name);
+    let messages = tagged_messages(6, "s");
+    queue_tagged(&client, &rcpt, &messages);
+    let out = client.run(&["queue", "flush"]);
+    assert!(out.status.success(), "flush: {}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("acct: 6 sent"),
+        "{}",
+        describe(&out)
+    );
+    wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: s-5\n", 1);
+    postfix.wait_delivered(&user, 0);
+    assert_each_tag_once(&user, "s", 6);
 }
