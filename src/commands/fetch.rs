@@ -248,7 +248,10 @@ impl Lines {
                 };
                 eprintln!("mailhaul: {who}{tag}{message}");
             }
-            Event::Log { .. } | Event::Tunnel { .. } => {}
+            Event::Log { .. }
+            | Event::Tunnel { .. }
+            | Event::Link { .. }
+            | Event::Outbox { .. } => {}
         }
     }
 }
@@ -335,7 +338,10 @@ impl Bars {
                 let who = account.map(|a| format!("{a}: ")).unwrap_or_default();
                 let _ = self.multi.println(format!("{who}{message}"));
             }
-            Event::Log { .. } | Event::Tunnel { .. } => {}
+            Event::Log { .. }
+            | Event::Tunnel { .. }
+            | Event::Link { .. }
+            | Event::Outbox { .. } => {}
         }
     }
 }

@@ -1,22 +1,25 @@
-//! `mailhaul watch [ACCOUNT...]`: headless and long-running. Per account a
-//! push worker (`engine::push`) keeps one SSH session, watches the spool
-//! over it and fetches within seconds of a delivery; `--forward` also keeps
-//! the accounts' SMTP forwards up. Plain log lines, one per fetch or state
-//! change, each naming its account; SIGINT/SIGTERM stop it cleanly.
+//! `mailhaul watch [ACCOUNT...]`: headless and long-running, a thin driver
+//! of the engine's supervisor (`engine::supervisor`): per account it keeps
+//! one SSH session, watches the spool over it, fetches within seconds of a
+//! delivery and sends the outbox when the link is up; `--forward` also
+//! keeps the accounts' SMTP forwards up. Plain log lines, one per fetch or
+//! state change, each naming its account; SIGINT/SIGTERM stop it cleanly.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{select, Receiver};
 
 use crate::cli::WatchArgs;
 use crate::engine::civil::UtcTime;
 use crate::engine::event::{Event, FetchEvent, FetchSummary, Level, TunnelEvent, TunnelState};
-use crate::engine::fetch::FetchOptions;
-use crate::engine::push::{self, PushSettings, Stop};
-use crate::engine::tunnel::{connector, Tunnel, TunnelSpec};
+use crate::engine::journal::Workspace;
+use crate::engine::supervisor::{self, Supervised, Supervisor, Timings};
 use crate::exit::Exit;
+
+/// How long a stop waits for fetches to reach a safe point.
+const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `mailhaul watch` until SIGINT or SIGTERM (or until every account
 /// has failed for good: host key, authentication, server).
@@ -30,108 +33,69 @@ pub fn run(config_path: Option<&Path>, args: &WatchArgs) -> Exit {
         Err(e) => return e,
     };
     let config = &context.config;
-    let options = match FetchOptions::headless(false) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("mailhaul: {e}");
-            return e.failure().into();
-        }
+    let Some(data_dir) = Workspace::default_data_dir() else {
+        eprintln!("mailhaul: cannot find the home directory for the data dir");
+        return Exit::Failure;
     };
     // Blocked in every thread started from here on; taken by one thread.
     let signals = super::tunnel::termination_signals();
-    let stop = match Stop::new() {
-        Ok(s) => Arc::new(s),
+    let (events_tx, events) = crossbeam_channel::unbounded();
+    let supervised = accounts
+        .iter()
+        .map(|account| Supervised {
+            account: account.clone(),
+            destination: config.destination(account),
+        })
+        .collect();
+    let options = supervisor::Options {
+        data_dir,
+        timings: Timings {
+            check_every: Duration::from_secs(config.general.check_interval.max(1)),
+            ..Timings::default()
+        },
+        headless: true,
+    };
+    let supervisor = match Supervisor::start(supervised, options, events_tx) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("mailhaul: {e}");
+            eprintln!("mailhaul: cannot start the workers: {e}");
             return Exit::Failure;
         }
     };
-    let options = FetchOptions {
-        cancel: stop.flag(),
-        ..options
-    };
-    let (events_tx, events) = crossbeam_channel::unbounded();
-    let mut forwards = Vec::new();
-    if args.forward {
-        for account in &accounts {
-            let spec = match TunnelSpec::from_account(account) {
-                Ok(s) => s,
-                Err(message) => {
-                    eprintln!("mailhaul: account {}: {message}", account.name);
-                    return Exit::Config;
-                }
-            };
-            let listen = spec.listen;
-            match Tunnel::start(spec, connector(account), events_tx.clone()) {
-                Ok(handle) => forwards.push(handle),
-                Err(e) => {
-                    eprintln!("mailhaul: {}: cannot listen on {listen}: {e}", account.name);
-                    return Exit::Failure;
-                }
-            }
-        }
-    }
-    let settings = PushSettings::default();
-    let workers: Vec<_> = accounts
-        .iter()
-        .map(|account| {
-            let (account, destination, options, settings, events, stop) = (
-                account.clone(),
-                config.destination(account),
-                options.clone(),
-                settings.clone(),
-                events_tx.clone(),
-                Arc::clone(&stop),
-            );
-            std::thread::Builder::new()
-                .name(format!("push {}", account.name))
-                .spawn(move || {
-                    push::run(&account, &destination, &options, &settings, &events, &stop)
-                })
-                .expect("spawn a push worker")
-        })
-        .collect();
-    drop(events_tx);
     let mut printer = Printer {
         quiet: args.quiet,
         fetching: HashMap::new(),
         stopping: false,
     };
-    let stopped_by_signal = print_until_stopped(&mut printer, &events, &signals, &workers);
-    printer.stopping = true;
-    stop.stop();
-    for handle in forwards {
-        handle.request_stop();
-    }
-    let mut exit = Exit::Ok;
-    for worker in workers {
-        match worker.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                if exit == Exit::Ok {
-                    exit = e.failure().into();
-                }
+    if args.forward {
+        for account in &accounts {
+            if let Err((class, message)) = supervisor.toggle_forward(&account.name) {
+                eprintln!("mailhaul: {}: {message}", account.name);
+                supervisor.shut_down(STOP_WAIT);
+                return class.into();
             }
-            Err(_) => exit = Exit::Failure,
         }
     }
+    let stopped_by_signal = print_until_stopped(&mut printer, &events, &signals, &supervisor);
+    printer.stopping = true;
+    let failures = supervisor.shut_down(STOP_WAIT);
     for event in events.try_iter() {
         printer.show(event);
     }
-    if stopped_by_signal && exit == Exit::Ok {
-        Exit::Ok
-    } else {
-        exit
+    match failures.first() {
+        Some((_, e)) => e.failure().into(),
+        None if stopped_by_signal => Exit::Ok,
+        None => Exit::Failure,
     }
 }
 
 /// Prints events until a signal arrives (true) or every worker has ended
 /// (false: each gave up on its account).
-fn print_until_stopped<T>(
+fn print_until_stopped(
     printer: &mut Printer,
     events: &Receiver<Event>,
     signals: &Receiver<libc::c_int>,
-    workers: &[std::thread::JoinHandle<T>],
+    supervisor: &Supervisor,
 ) -> bool {
     loop {
         select! {
@@ -140,8 +104,8 @@ fn print_until_stopped<T>(
                 Err(_) => return false,
             },
             recv(signals) -> _ => return true,
-            default(std::time::Duration::from_millis(500)) => {
-                if workers.iter().all(|w| w.is_finished()) {
+            default(Duration::from_millis(500)) => {
+                if supervisor.all_ended() {
                     return false;
                 }
             }
@@ -244,6 +208,9 @@ impl Printer {
                 }
                 TunnelEvent::State(TunnelState::Connecting) | TunnelEvent::Stats(_) => {}
             },
+            // State changes are logged as lines already; counts are for
+            // the dashboard.
+            Event::Link { .. } | Event::Outbox { .. } => {}
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::engine::failure::Failure;
+use crate::engine::watch::WatchMode;
 
 /// Everything a worker reports.
 #[derive(Debug, Clone)]
@@ -21,6 +22,22 @@ pub enum Event {
         account: String,
         /// What happened.
         event: TunnelEvent,
+    },
+    /// What an account's supervisor worker is doing, on every change.
+    Link {
+        /// The account's name.
+        account: String,
+        /// The new state.
+        state: LinkState,
+        /// When it changed (seconds since the epoch).
+        since: u64,
+    },
+    /// The counts of an account's outbox, whenever they change.
+    Outbox {
+        /// The account's name.
+        account: String,
+        /// The counts.
+        counts: OutboxCounts,
     },
     /// A line for the log panel or stderr.
     Log {
@@ -214,4 +231,55 @@ pub struct TunnelStats {
     pub socket_received: u64,
     /// Errors since start.
     pub errors: u64,
+}
+
+/// What an account's supervisor worker is doing (see
+/// `engine::supervisor`), reported on every change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Opening the account's SSH session (host key, authentication, the
+    /// spool probe).
+    Connecting,
+    /// Connected; the server-side watcher reports every change of the spool
+    /// at once.
+    Watching(WatchMode),
+    /// Connected, but the watcher cannot run there: the spool is checked
+    /// every `every` instead.
+    Polling {
+        /// The interval between checks.
+        every: Duration,
+    },
+    /// The link is down (or a connection failed): the next attempt is due
+    /// at `until` (seconds since the epoch).
+    BackingOff {
+        /// When the next attempt starts.
+        until: u64,
+        /// Why the last attempt failed.
+        reason: String,
+    },
+    /// A fetch of the account is running.
+    Fetching,
+    /// The outbox's messages are going up.
+    Sending,
+    /// The worker ended: on request, or because of a failure no reconnect
+    /// can cure (the reason).
+    Stopped(Option<String>),
+}
+
+/// The counts of an account's outbox, for the dashboard's outbox panel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Messages waiting to be sent.
+    pub queued: u64,
+    /// Messages going up right now.
+    pub sending: u64,
+    /// Messages the server accepted since local midnight.
+    pub sent_today: u64,
+    /// Messages the server refused for good (kept in the failed folder).
+    pub failed: u64,
+    /// Bytes of the messages sent today.
+    pub sent_bytes: u64,
+    /// What they took on the wire (compressed): `sent_bytes / wire_bytes`
+    /// is the compression ratio.
+    pub wire_bytes: u64,
 }

@@ -224,3 +224,67 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// An inotify watch of one directory (names created, moved in or out,
+/// removed), to poll(2) on beside other descriptors: how a long-running
+/// worker learns at once that another process (`mailhaul send`) put a file
+/// there.
+#[derive(Debug)]
+pub struct DirWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl DirWatch {
+    /// Watches `dir`.
+    pub fn new(dir: &Path) -> io::Result<DirWatch> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: inotify_init1 takes flags only; a non-negative result is a
+        // new descriptor that we own from here on.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let path = c_path(dir)?;
+        let mask = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_MOVED_FROM | libc::IN_DELETE;
+        // SAFETY: `path` is a NUL-terminated string that outlives the call.
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(DirWatch { fd })
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Reads every pending event without blocking; whether there was any.
+    pub fn drain(&self) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        loop {
+            // SAFETY: read writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return any;
+            }
+            any = true;
+        }
+    }
+}
+
+/// The last local midnight at or before `unix` (seconds since the epoch),
+/// as the C library's time zone sees it; UTC midnight if it cannot say.
+pub fn local_midnight(unix: u64) -> u64 {
+    let now = unix as libc::time_t;
+    // SAFETY: an all-zero tm is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r writes only into the tm we pass and reads `now`.
+    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
+        return unix - unix % 86_400;
+    }
+    let since = tm.tm_hour as u64 * 3600 + tm.tm_min as u64 * 60 + tm.tm_sec as u64;
+    unix.saturating_sub(since)
+}

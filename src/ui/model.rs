@@ -422,6 +422,8 @@ impl Model {
                 true
             }
             Event::Fetch { account, event } => self.apply_fetch(&account, event, at),
+            // Shown by the panels that come with push and the outbox.
+            Event::Link { .. } | Event::Outbox { .. } => false,
             Event::Tunnel { account, event } => {
                 let Some(i) = self.account_index(&account) else {
                     return false;

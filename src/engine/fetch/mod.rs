@@ -102,6 +102,9 @@ impl EventPrompter {
 
 impl Prompter for EventPrompter {
     fn unknown_host(&self, host: &UnknownHost) -> HostKeyDecision {
+        // An answer to an earlier question that came too late is no answer
+        // to this one.
+        while self.answers.try_recv().is_ok() {}
         let asked = self.events.send(Event::Fetch {
             account: self.account.clone(),
             event: FetchEvent::HostKeyUnknown(HostKeyInfo {

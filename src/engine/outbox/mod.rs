@@ -34,6 +34,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use submit::{Envelope, Submission};
 
+use crate::engine::event::OutboxCounts;
+
 /// First line of every queued file: the format and its version.
 const MAGIC: &str = "mailhaul-outbox 1";
 
@@ -468,6 +470,25 @@ impl Outbox {
                 return Err(e);
             }
         }
+    }
+
+    /// The counts the dashboard shows: queued and failed messages, and
+    /// what the server accepted since local midnight (nothing sending).
+    pub fn counts(&self) -> io::Result<OutboxCounts> {
+        let today = self.sent_since(crate::engine::os::local_midnight(now()))?;
+        Ok(OutboxCounts {
+            queued: self.queued()?.len() as u64,
+            sending: 0,
+            sent_today: today.messages,
+            failed: self.failed()?.len() as u64,
+            sent_bytes: today.bytes,
+            wire_bytes: today.wire_bytes,
+        })
+    }
+
+    /// The directory `send` puts new messages into, for a watch on it.
+    pub fn queue_dir(&self) -> PathBuf {
+        self.root.join("queue")
     }
 
     /// What the server accepted since `since` (seconds since the epoch).

@@ -42,7 +42,6 @@ pub fn authenticate(
             user: target.user.clone(),
             host: target.host.clone(),
             tried: format!("nothing: the server only offers `{methods}`, mailhaul uses keys"),
-            hung_up: false,
         });
     }
     let mut tried = Vec::new();
@@ -62,13 +61,12 @@ pub fn authenticate(
         };
         if peer_closed(socket, grace(clean)) {
             tried.push(hung_up.to_string());
-            return Err(refused(target, tried, true));
+            return Err(refused(target, tried));
         }
     }
     // The first error that says more than "refused" (a wrong passphrase, an
     // unreadable key) is what the user needs to see if nothing works.
     let mut specific: Option<SshError> = None;
-    let mut closed = false;
     for path in &target.identity_files {
         if !path.exists() && !target.identity_files_explicit {
             continue;
@@ -87,17 +85,16 @@ pub fn authenticate(
         };
         if peer_closed(socket, grace(clean)) {
             tried.push(hung_up.to_string());
-            closed = true;
             break;
         }
     }
     match specific {
         Some(e) => Err(e),
-        None => Err(refused(target, tried, closed)),
+        None => Err(refused(target, tried)),
     }
 }
 
-fn refused(target: &Target, tried: Vec<String>, hung_up: bool) -> SshError {
+fn refused(target: &Target, tried: Vec<String>) -> SshError {
     SshError::AuthRefused {
         user: target.user.clone(),
         host: target.host.clone(),
@@ -106,7 +103,6 @@ fn refused(target: &Target, tried: Vec<String>, hung_up: bool) -> SshError {
         } else {
             tried.join(", ")
         },
-        hung_up,
     }
 }
 

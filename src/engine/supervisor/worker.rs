@@ -1,0 +1,707 @@
+//! One account's worker: a thread that keeps the account's SSH session,
+//! watches the spool over it (the server watcher, else a check every
+//! `check_every`), fetches over the same session (on the user's order, or
+//! by itself a debounced moment after new mail), sends the outbox when the
+//! link is up and it has mail, and reconnects with backoff when the link
+//! drops. Everything it does goes out as events.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::timing::{Backoff, Debounce, Timings};
+use super::{Doorbell, Order};
+use crate::engine::account::{Account, Compression};
+use crate::engine::claim::Probe;
+use crate::engine::event::{Event, FetchEvent, Level, LinkState, OutboxCounts};
+use crate::engine::failure::Failure;
+use crate::engine::fetch::{self, FetchError, FetchOptions};
+use crate::engine::filing::Destination;
+use crate::engine::os::{self, DirWatch};
+use crate::engine::outbox::flush::{self, Due};
+use crate::engine::outbox::relay::Outcome;
+use crate::engine::outbox::Outbox;
+use crate::engine::ssh::{Connection, NoPrompts};
+use crate::engine::watch::{self, SpoolWatcher, WatchReport};
+
+/// Longest wait for the server watcher's `ready` before the session counts
+/// as broken.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Failures no reconnect can cure: a headless worker ends with them.
+pub(super) fn is_permanent(e: &FetchError) -> bool {
+    matches!(
+        e.failure(),
+        Failure::HostKey | Failure::Auth | Failure::Config | Failure::ServerUnsupported
+    )
+}
+
+/// The link state as last reported, so that only changes go out.
+struct Reported {
+    state: Option<LinkState>,
+}
+
+/// What one worker owns.
+pub(super) struct Worker {
+    pub account: Account,
+    pub destination: Destination,
+    pub options: FetchOptions,
+    pub timings: Timings,
+    /// Fetch by itself on new mail (every account under `watch`; those with
+    /// `auto_fetch` in the dashboard).
+    pub auto_fetch: bool,
+    /// `watch`: end the worker on a failure no reconnect can cure, rather
+    /// than keep trying (the dashboard, where the user may fix it, say by
+    /// accepting a host key), and log no line per automatic fetch.
+    pub headless: bool,
+    pub events: Sender<Event>,
+    pub orders: Receiver<Order>,
+    pub doorbell: Arc<Doorbell>,
+    /// Set while a fetch of this account runs, read by the supervisor.
+    pub fetching: Arc<AtomicBool>,
+}
+
+/// The worker's changing state.
+struct Live {
+    session: Option<Connection>,
+    watcher: Option<SpoolWatcher>,
+    /// The watcher said `ready`.
+    ready: bool,
+    watcher_started: Instant,
+    last_heard: Instant,
+    claims_seen: u64,
+    /// The next spool check where there is no watcher.
+    next_check: Option<Instant>,
+    /// No connection attempt before this.
+    next_connect: Instant,
+    backoff: Backoff,
+    /// The failure logged last, so that a server that stays down is logged
+    /// once, not at every attempt.
+    failing: Option<String>,
+    debounce: Debounce,
+    /// No automatic fetch before this (one failed).
+    retry_at: Instant,
+    retry: Backoff,
+    /// The user asked for a fetch.
+    fetch_ordered: bool,
+    /// The spool's size as last seen.
+    spool_bytes: u64,
+    reported: Reported,
+    outbox: Option<OutboxWork>,
+}
+
+/// Which queued messages a flush is wanted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// All of them (the link just came back, or the user asked).
+    All,
+    /// Those whose backoff has run out.
+    Due,
+}
+
+/// The account's outbox as the worker sends it.
+struct OutboxWork {
+    outbox: Outbox,
+    /// Wakes the worker when `send` queues a message.
+    watch: Option<DirWatch>,
+    counts: OutboxCounts,
+    /// A flush is wanted: `All` after a (re)connect or the user's order.
+    wanted: Option<Which>,
+    /// The earliest next try of a deferred message.
+    next_try: Option<u64>,
+}
+
+impl Worker {
+    /// Runs until stopped; returns early only when `give_up` is set and a
+    /// failure no reconnect can cure happened.
+    pub fn run(self) -> Result<(), FetchError> {
+        let now = Instant::now();
+        let mut live = Live {
+            session: None,
+            watcher: None,
+            ready: false,
+            watcher_started: now,
+            last_heard: now,
+            claims_seen: 0,
+            next_check: None,
+            next_connect: now,
+            backoff: Backoff::new(self.timings.backoff_min, self.timings.backoff_max),
+            failing: None,
+            debounce: Debounce::new(self.timings.quiet, self.timings.max_delay),
+            retry_at: now,
+            retry: Backoff::new(self.timings.backoff_min, self.timings.retry_max),
+            fetch_ordered: false,
+            spool_bytes: 0,
+            reported: Reported { state: None },
+            outbox: self.open_outbox(),
+        };
+        self.refresh_outbox(&mut live);
+        let result = self.supervise(&mut live);
+        if let (Some(conn), Some(w)) = (&live.session, live.watcher.take()) {
+            w.close(conn);
+        }
+        let reason = result.as_ref().err().map(|e| e.to_string());
+        if let Some(reason) = &reason {
+            self.log(Level::Error, format!("{reason}; giving up on this account"));
+        } else {
+            self.log(Level::Info, "stopped".into());
+        }
+        self.set_state(&mut live, LinkState::Stopped(reason));
+        result
+    }
+
+    fn stopped(&self) -> bool {
+        self.options.cancel.load(Ordering::SeqCst)
+    }
+
+    fn supervise(&self, live: &mut Live) -> Result<(), FetchError> {
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            self.take_orders(live);
+            if live.fetch_ordered {
+                live.fetch_ordered = false;
+                self.fetch(live, false)?;
+                continue;
+            }
+            if live.session.is_none() {
+                if Instant::now() >= live.next_connect {
+                    self.connect(live)?;
+                    continue;
+                }
+            } else {
+                if let Err(reason) = self.follow(live, false) {
+                    self.lost(live, reason);
+                    continue;
+                }
+                let now = Instant::now();
+                if self.auto_fetch && now >= live.retry_at && live.debounce.take_due(now) {
+                    self.fetch(live, true)?;
+                    continue;
+                }
+                if live.next_check.is_some_and(|at| at <= now) {
+                    self.check(live);
+                    continue;
+                }
+                if self.flush_due(live) {
+                    self.flush(live);
+                    continue;
+                }
+            }
+            self.wait(live);
+        }
+    }
+
+    fn log(&self, level: Level, message: String) {
+        let _ = self.events.send(Event::Log {
+            level,
+            account: Some(self.account.name.clone()),
+            message,
+        });
+    }
+
+    fn set_state(&self, live: &mut Live, state: LinkState) {
+        if live.reported.state.as_ref() == Some(&state) {
+            return;
+        }
+        live.reported.state = Some(state.clone());
+        let _ = self.events.send(Event::Link {
+            account: self.account.name.clone(),
+            state,
+            since: crate::engine::outbox::now(),
+        });
+    }
+
+    /// The state of a connected worker that is not busy.
+    fn idle_state(&self, live: &Live) -> LinkState {
+        match (&live.session, &live.watcher, live.ready) {
+            (None, ..) => LinkState::Connecting,
+            (Some(_), Some(_), true) => LinkState::Watching(self.mode(live)),
+            (Some(_), Some(_), false) => LinkState::Connecting,
+            (Some(_), None, _) => LinkState::Polling {
+                every: self.timings.check_every,
+            },
+        }
+    }
+
+    fn mode(&self, live: &Live) -> watch::WatchMode {
+        match live.reported.state {
+            Some(LinkState::Watching(m)) => m,
+            _ => watch::WatchMode::Inotify,
+        }
+    }
+
+    fn take_orders(&self, live: &mut Live) {
+        self.doorbell.drain();
+        for order in self.orders.try_iter() {
+            match order {
+                Order::Fetch => live.fetch_ordered = true,
+                Order::Flush => {
+                    if let Some(o) = &mut live.outbox {
+                        o.wanted = Some(Which::All);
+                    }
+                }
+            }
+        }
+        if let Some(o) = &mut live.outbox {
+            if o.watch.as_ref().is_some_and(|w| w.drain()) {
+                self.refresh_outbox(live);
+            }
+        }
+    }
+
+    /// Opens the session (never prompting), probes the spool and starts the
+    /// server watcher, or the spool checks where it cannot run.
+    fn connect(&self, live: &mut Live) -> Result<(), FetchError> {
+        self.set_state(live, LinkState::Connecting);
+        let compress = self.account.compression == Compression::Ssh;
+        let opened = fetch::connect(&self.account, compress, &NoPrompts).and_then(|conn| {
+            let probe = fetch::probe(&conn, &self.account)?;
+            Ok((conn, probe))
+        });
+        match opened {
+            Ok((conn, probe)) => {
+                live.session = Some(conn);
+                self.connected(live, &probe);
+                Ok(())
+            }
+            Err(e) if self.headless && is_permanent(&e) => Err(e),
+            Err(e) => {
+                self.lost(live, format!("spool check: {e}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// A session is up (opened here or by a fetch the user asked for):
+    /// report the spool, start watching it, and send what the outbox holds.
+    fn connected(&self, live: &mut Live, probe: &Probe) {
+        self.report_spool(live, probe);
+        live.backoff.reset();
+        if let Some(o) = &mut live.outbox {
+            o.wanted = Some(Which::All);
+        }
+        let Some(conn) = &live.session else { return };
+        let host = conn.host().to_string();
+        let claims = format!("{}/.mailhaul/claims", probe.home.trim_end_matches('/'));
+        let now = Instant::now();
+        let started = SpoolWatcher::start(
+            conn,
+            &probe.spool,
+            &claims,
+            self.timings.poll,
+            self.timings.heartbeat,
+        );
+        match started {
+            Ok(w) => {
+                self.set_state(live, LinkState::Connecting);
+                live.watcher = Some(w);
+                live.ready = false;
+                live.watcher_started = now;
+                live.last_heard = now;
+                live.next_check = None;
+            }
+            Err(e) => {
+                live.watcher = None;
+                live.next_check = Some(now + self.timings.check_every);
+                self.recovered(live);
+                self.log(
+                    Level::Info,
+                    format!(
+                        "connected to {host}; no spool watcher ({e}): checking every {} s",
+                        self.timings.check_every.as_secs()
+                    ),
+                );
+                self.set_state(live, self.idle_state(live));
+                if self.auto_fetch && probe.spool_size.unwrap_or(0) > 0 {
+                    live.debounce.now(now);
+                }
+            }
+        }
+    }
+
+    fn recovered(&self, live: &mut Live) {
+        live.failing = None;
+    }
+
+    fn report_spool(&self, live: &mut Live, probe: &Probe) {
+        live.spool_bytes = probe.spool_size.unwrap_or(0);
+        let _ = self.events.send(Event::Fetch {
+            account: self.account.name.clone(),
+            event: FetchEvent::SpoolSize {
+                bytes: probe.spool_size.unwrap_or(0),
+                messages: probe.spool_messages,
+            },
+        });
+    }
+
+    /// The session is gone (or could not be made): drop it, say why once
+    /// per outage, and back off before the next attempt.
+    fn lost(&self, live: &mut Live, reason: String) {
+        if let (Some(conn), Some(w)) = (&live.session, live.watcher.take()) {
+            w.close(conn);
+        }
+        live.session = None;
+        live.watcher = None;
+        live.ready = false;
+        live.next_check = None;
+        let wait = live.backoff.fail();
+        live.next_connect = Instant::now() + wait;
+        if live.failing.as_deref() != Some(reason.as_str()) {
+            self.log(
+                Level::Warn,
+                format!("{reason}; reconnecting in {:.1} s", wait.as_secs_f64()),
+            );
+            live.failing = Some(reason.clone());
+        }
+        let until = crate::engine::outbox::now() + wait.as_secs_f64().ceil() as u64;
+        self.set_state(live, LinkState::BackingOff { until, reason });
+    }
+
+    /// Reads what the watcher said; an error is the reason the link is
+    /// taken as lost. `stale`: the spool reports are from before a fetch
+    /// of ours ended (its own claim coming and going), and are dropped.
+    fn follow(&self, live: &mut Live, stale: bool) -> Result<(), String> {
+        let (Some(conn), Some(watcher)) = (&live.session, &mut live.watcher) else {
+            return Ok(());
+        };
+        let host = conn.host().to_string();
+        let reports = watcher.read_available(conn).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        let mut latest = None;
+        let mut became_ready = None;
+        for report in reports {
+            live.last_heard = now;
+            match report {
+                WatchReport::Ready(mode) => became_ready = Some(mode),
+                WatchReport::Spool { .. } if stale => {}
+                WatchReport::Spool { bytes, claims } => latest = Some((bytes, claims)),
+                WatchReport::Alive => {}
+                WatchReport::Note(note) => self.log(Level::Warn, format!("spool watcher: {note}")),
+            }
+        }
+        if let Some(mode) = became_ready {
+            live.ready = true;
+            self.recovered(live);
+            self.log(
+                Level::Info,
+                format!(
+                    "connected to {host}; watching the spool ({})",
+                    mode.as_str()
+                ),
+            );
+            // Forces the state out even when it was `Watching` before.
+            live.reported.state = None;
+            self.set_state(live, LinkState::Watching(mode));
+            if self.auto_fetch {
+                // Mail (or claims left behind) may be waiting.
+                live.debounce.now(now);
+            }
+        }
+        if let Some((bytes, claims)) = latest {
+            live.spool_bytes = bytes;
+            if self.auto_fetch {
+                let _ = self.events.send(Event::Fetch {
+                    account: self.account.name.clone(),
+                    event: FetchEvent::SpoolSize {
+                        bytes,
+                        messages: None,
+                    },
+                });
+                if bytes > 0 || claims > live.claims_seen {
+                    live.debounce.report(now);
+                } else if claims == 0 {
+                    // Nothing in the spool, no claim on the server: what
+                    // was reported meanwhile (our own fetch's claim coming
+                    // and going) leaves nothing to fetch.
+                    live.debounce.cancel();
+                }
+            } else {
+                // Count the messages for the user to see.
+                live.next_check = Some(now);
+            }
+            live.claims_seen = claims;
+        }
+        if !live.ready && live.watcher_started.elapsed() > READY_LIMIT {
+            return Err(format!(
+                "the spool watcher did not start within {} s",
+                READY_LIMIT.as_secs()
+            ));
+        }
+        let silence = watch::silence_limit(self.timings.heartbeat);
+        if live.last_heard.elapsed() > silence {
+            return Err(format!(
+                "no word from the server for {} s: the link is dead",
+                silence.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// One spool check over the session (the fallback, or to count the
+    /// messages after a change).
+    fn check(&self, live: &mut Live) {
+        let Some(conn) = &live.session else { return };
+        match fetch::probe(conn, &self.account) {
+            Ok(probe) => {
+                self.report_spool(live, &probe);
+                let bytes = probe.spool_size.unwrap_or(0);
+                if self.auto_fetch && bytes > 0 {
+                    live.debounce.report(Instant::now());
+                }
+                live.next_check = live
+                    .watcher
+                    .is_none()
+                    .then(|| Instant::now() + self.timings.check_every);
+            }
+            Err(e) => self.lost(live, format!("spool check: {e}")),
+        }
+    }
+
+    /// One fetch over the session (or a new one, asking about host keys as
+    /// the options say); `auto` when the worker started it by itself.
+    fn fetch(&self, live: &mut Live, auto: bool) -> Result<(), FetchError> {
+        let had_session = live.session.is_some();
+        if auto && !self.headless && live.spool_bytes > 0 {
+            self.log(
+                Level::Info,
+                format!(
+                    "new mail ({} bytes): fetching (auto_fetch)",
+                    live.spool_bytes
+                ),
+            );
+        }
+        self.fetching.store(true, Ordering::SeqCst);
+        self.set_state(live, LinkState::Fetching);
+        let result = fetch::fetch_over(
+            &mut live.session,
+            &self.account,
+            &self.destination,
+            &self.options,
+            &self.events,
+        );
+        self.fetching.store(false, Ordering::SeqCst);
+        match &result {
+            Ok(_) => {
+                live.retry.reset();
+                live.retry_at = Instant::now();
+            }
+            Err(e) if self.headless && is_permanent(e) => return result.map(|_| ()),
+            Err(_) if self.stopped() => return Ok(()),
+            Err(_) => {
+                // The spool still holds the mail (a busy lock, a full disk):
+                // try again later, not at every report.
+                if auto {
+                    let at = Instant::now() + live.retry.fail();
+                    live.retry_at = at;
+                    live.debounce.now(at);
+                }
+            }
+        }
+        // The session the fetch used (or opened) is checked with a probe,
+        // which also shows what is left in the spool.
+        match &live.session {
+            Some(conn) => match fetch::probe(conn, &self.account) {
+                Ok(probe) if !had_session => self.connected(live, &probe),
+                Ok(probe) => {
+                    if let Err(reason) = self.follow(live, true) {
+                        self.lost(live, reason);
+                        return Ok(());
+                    }
+                    self.report_spool(live, &probe);
+                    if self.auto_fetch && probe.spool_size.unwrap_or(0) > 0 {
+                        // Mail that came during the fetch.
+                        live.debounce.report(Instant::now());
+                    }
+                    self.set_state(live, self.idle_state(live));
+                }
+                Err(e) => self.lost(live, format!("spool check: {e}")),
+            },
+            None if had_session => {
+                let why = result.err().map_or_else(String::new, |e| e.to_string());
+                self.lost(live, format!("the session broke: {why}"));
+            }
+            None => {
+                let state = live.reported.state.clone();
+                live.reported.state = None;
+                self.set_state(live, state.unwrap_or(LinkState::Connecting));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_outbox(&self) -> Option<OutboxWork> {
+        let outbox = match Outbox::open(&self.options.data_dir, &self.account.name) {
+            Ok(o) => o,
+            Err(e) => {
+                self.log(Level::Warn, format!("outbox: cannot open it: {e}"));
+                return None;
+            }
+        };
+        let watch = DirWatch::new(&outbox.queue_dir()).ok();
+        Some(OutboxWork {
+            outbox,
+            watch,
+            counts: OutboxCounts::default(),
+            wanted: None,
+            next_try: None,
+        })
+    }
+
+    /// Reads the outbox again: its counts (reported when they change), and
+    /// whether a message is due.
+    fn refresh_outbox(&self, live: &mut Live) {
+        let Some(o) = &mut live.outbox else { return };
+        let queued = match o.outbox.queued() {
+            Ok(q) => q,
+            Err(e) => {
+                self.log(Level::Warn, format!("outbox: cannot read it: {e}"));
+                return;
+            }
+        };
+        let now = crate::engine::outbox::now();
+        if queued.iter().any(|m| m.next_try <= now) && o.wanted.is_none() {
+            o.wanted = Some(Which::Due);
+        }
+        o.next_try = queued.iter().map(|m| m.next_try).filter(|t| *t > now).min();
+        if let Ok(counts) = o.outbox.counts() {
+            self.report_outbox(o, counts);
+        }
+    }
+
+    fn report_outbox(&self, o: &mut OutboxWork, counts: OutboxCounts) {
+        if counts != o.counts {
+            o.counts = counts;
+            let _ = self.events.send(Event::Outbox {
+                account: self.account.name.clone(),
+                counts,
+            });
+        }
+    }
+
+    fn flush_due(&self, live: &mut Live) -> bool {
+        let Some(o) = &mut live.outbox else {
+            return false;
+        };
+        if o.next_try
+            .is_some_and(|t| t <= crate::engine::outbox::now())
+        {
+            o.next_try = None;
+            o.wanted.get_or_insert(Which::Due);
+        }
+        live.session.is_some() && o.wanted.is_some()
+    }
+
+    /// Sends the outbox's wanted messages (`outbox::flush`, on a session of
+    /// its own as `mailhaul queue flush` does, so that the transport
+    /// `account.send` names applies), while the link is up.
+    fn flush(&self, live: &mut Live) {
+        let Some(o) = &mut live.outbox else { return };
+        let Some(which) = o.wanted.take() else { return };
+        let now = crate::engine::outbox::now();
+        let due = match which {
+            Which::All => Due::All,
+            Which::Due => Due::At(now),
+        };
+        let going = o.outbox.queued().map_or(0, |q| {
+            q.iter()
+                .filter(|m| which == Which::All || m.next_try <= now)
+                .count() as u64
+        });
+        if going == 0 {
+            self.refresh_outbox(live);
+            return;
+        }
+        self.set_state(live, LinkState::Sending);
+        let Some(o) = &mut live.outbox else { return };
+        let counts = OutboxCounts {
+            sending: going,
+            queued: o.counts.queued.saturating_sub(going),
+            ..o.counts
+        };
+        self.report_outbox(o, counts);
+        match flush::flush(&self.account, &o.outbox, &NoPrompts, due) {
+            Ok(report) => {
+                for (id, outcome) in &report.outcomes {
+                    match outcome {
+                        Outcome::Refused { .. } | Outcome::Unsure => self.log(
+                            Level::Error,
+                            format!(
+                                "outbox: message {id} was not sent and never will be as it is; \
+                                 kept in the failed folder (`mailhaul queue` shows why)"
+                            ),
+                        ),
+                        Outcome::Deferred(why) => {
+                            self.log(Level::Warn, format!("outbox: {id} not sent yet: {why}"))
+                        }
+                        Outcome::Sent | Outcome::AlreadySent => {}
+                    }
+                }
+                let sent = report
+                    .outcomes
+                    .iter()
+                    .filter(|(_, o)| matches!(o, Outcome::Sent | Outcome::AlreadySent))
+                    .count();
+                if sent > 0 {
+                    self.log(
+                        Level::Info,
+                        format!(
+                            "outbox: sent {sent} message(s), {} bytes, {} bytes on the wire{}",
+                            report.sent_bytes,
+                            report.wire_bytes,
+                            report.method.map(|m| format!(" ({m})")).unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+            // Every message stays queued with its own backoff.
+            Err(e) => self.log(Level::Warn, format!("outbox: not sent: {e}")),
+        }
+        self.refresh_outbox(live);
+        self.set_state(live, self.idle_state(live));
+    }
+
+    /// Waits for whatever comes first: the watcher's next line, an order,
+    /// a new message in the outbox, or the next timer (reconnect, debounced
+    /// fetch, spool check, heartbeat, a deferred message's next try).
+    fn wait(&self, live: &Live) {
+        let now = Instant::now();
+        let mut until: Vec<Instant> = Vec::new();
+        if live.session.is_none() {
+            until.push(live.next_connect);
+        }
+        if let Some(at) = live.next_check {
+            until.push(at);
+        }
+        if self.auto_fetch && live.session.is_some() {
+            if let Some(due) = live.debounce.due_at() {
+                until.push(due.max(live.retry_at));
+            }
+        }
+        if live.watcher.is_some() {
+            until.push(live.last_heard + watch::silence_limit(self.timings.heartbeat));
+            if !live.ready {
+                until.push(live.watcher_started + READY_LIMIT);
+            }
+        }
+        if let Some(t) = live.outbox.as_ref().and_then(|o| o.next_try) {
+            let left = t.saturating_sub(crate::engine::outbox::now());
+            until.push(now + Duration::from_secs(left));
+        }
+        let timeout = until.into_iter().min().map(|at| {
+            at.saturating_duration_since(now)
+                .max(Duration::from_millis(1))
+        });
+        let mut fds = vec![os::pollfd(self.doorbell.fd(), libc::POLLIN)];
+        if let (Some(conn), Some(_)) = (&live.session, &live.watcher) {
+            fds.push(os::pollfd(conn.raw_fd(), libc::POLLIN));
+        }
+        if let Some(w) = live.outbox.as_ref().and_then(|o| o.watch.as_ref()) {
+            fds.push(os::pollfd(w.fd(), libc::POLLIN));
+        }
+        os::poll(&mut fds, timeout);
+    }
+}
