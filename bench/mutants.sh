@@ -9,6 +9,9 @@
 #                                          whole run, default 3600; a module that
 #                                          does not finish in what is left is
 #                                          stopped and its partial results kept)
+#   MUTANTS_OUT=target/mutants            (where the tree, the build and the results
+#                                          go; another directory lets a second run,
+#                                          of other modules, go on at the same time)
 #   MUTANTS_UNIT_TIMEOUT=60               (seconds before a run of the unit tests,
 #   MUTANTS_TEST_TIMEOUT=300               or of the integration tests, counts as
 #                                          a timeout: the mutant hangs)
@@ -48,7 +51,7 @@ fi
 budget=${MUTANTS_BUDGET:-3600}
 test_timeout=${MUTANTS_TEST_TIMEOUT:-300}
 unit_timeout=${MUTANTS_UNIT_TIMEOUT:-60}
-out_root=target/mutants
+out_root=${MUTANTS_OUT:-target/mutants}
 mkdir -p "$out_root"
 # One target dir for every pass and run: dependencies are built once. Seeded
 # from the ordinary debug build when there is one.

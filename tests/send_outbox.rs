@@ -633,3 +633,41 @@ fn a_message_the_server_may_have_sent_is_not_sent_again() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&user.spool_contents(), "Subject: maybe-sent"), 0);
 }
+
+/// Three flushes of one queue at once (cron's, a mail client's `send
+/// --now`, the user's): the relay lock lets one send while the others wait,
+/// so every message is sent once and none is taken for one an interrupted
+/// attempt may have sent (which the server's ledger would say of a message
+/// another flush is handing over at that moment). Fails when the lock is
+/// skipped.
+#[test]
+fn flushes_at_the_same_time_send_each_message_once() {
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "sndc");
+    let client = Client::new(&sshd, &user.name, "");
+    let messages = tagged_messages(30, "c");
+    queue_tagged(&client, &user, &messages);
+    let flushes: Vec<_> = (0..3)
+        .map(|_| {
+            client
+                .command(&["queue", "flush"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for flush in flushes {
+        let out = flush.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a concurrent flush: {}",
+            describe(&out)
+        );
+    }
+    assert_eq!(queue_listing(&client), "the outbox is empty\n");
+    wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: c-29\n", 1);
+    postfix.wait_delivered(&user, 0);
+    assert_each_tag_once(&user, "c", messages.len());
+}

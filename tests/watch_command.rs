@@ -303,3 +303,65 @@ fn watch_never_fetches_while_another_mailhaul_holds_the_account() {
         watch.seen
     );
 }
+
+/// `watch` killed (-9) after a claim was released on the server and before
+/// its messages were delivered: they are only in staging, and only the
+/// journal says so. The next `watch` delivers them from there first, then
+/// goes on pushing; every message is filed once. Fails when the journal is
+/// not written.
+#[test]
+fn watch_killed_between_release_and_delivery_files_every_message_once_after_restart() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "pushj");
+    let postfix = Postfix::ensure_running();
+    let client = Client::new(&sshd, &user.name, "");
+    for tag in ["crash-1", "crash-2", "crash-3"] {
+        postfix.deliver(&user, &message(tag));
+    }
+    let status = client
+        .command(&["watch"])
+        .env("MAILHAUL_TEST_CRASH_AT", "released")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "watch was to die at the crash point"
+    );
+    assert!(
+        maildir_files(&client.maildir).is_empty(),
+        "filed before the crash"
+    );
+    assert!(user.spool_contents().is_empty(), "the spool was claimed");
+    let staged = std::fs::read_dir(client.data_dir().join("accounts/acct/staging"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 1, "the released claim is staged");
+
+    let mut watch = Watch::start(&client);
+    wait_filed(&client, 3, Duration::from_secs(60));
+    watch.wait_line("watching the spool", Duration::from_secs(30));
+    postfix.send(&user.name, &message("after-4"));
+    wait_filed(&client, 4, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        filed_tags(&client).into_iter().collect::<Vec<_>>(),
+        vec![
+            ("after-4".to_string(), 1),
+            ("crash-1".to_string(), 1),
+            ("crash-2".to_string(), 1),
+            ("crash-3".to_string(), 1)
+        ]
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGTERM) };
+    assert_eq!(
+        watch.child.wait().unwrap().code(),
+        Some(0),
+        "{:#?}",
+        watch.seen
+    );
+}

@@ -415,10 +415,17 @@ cmd_claim() {
           part=$cprefix.$id.part
           claim=$cprefix.$id.mbox
           [ -e "$claim" ] && continue
-          (set -C; cat -- "$spool" > "$part") 2>/dev/null && break
-          [ -e "$part" ] || [ -h "$part" ] || fail failed "cannot copy $spool to $part" 12
-          # another run's name: leave it alone, pick a new one
+          # Made with O_EXCL: another run's name is left alone, a new one picked.
+          (set -C; : > "$part") 2>/dev/null && break
+          [ -e "$part" ] || [ -h "$part" ] || fail failed "cannot create $part" 12
         done
+        # The name is ours: a copy that fails (a full disk) is removed and
+        # named, and the spool keeps the mail. (Retrying under new names
+        # made empty files without end while the lock held the MDA off.)
+        if ! err=$(cat -- "$spool" 2>&1 >> "$part"); then
+          rm -f -- "$part"
+          fail failed "cannot copy $spool to $part: $err" 12
+        fi
         sync_path "$part"
         if [ "$(fsize "$part")" != "$(fsize "$spool")" ]; then
           rm -f -- "$part"

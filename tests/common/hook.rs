@@ -14,7 +14,10 @@
 //! - `slow`: `send` trickles its output (2 KiB every 100 ms) and logs how
 //!   much it got out when the client goes away;
 //! - `pause`: every command waits a second before it runs, so that what
-//!   runs at the same time visibly overlaps in the log.
+//!   runs at the same time visibly overlaps in the log;
+//! - `garble`: `send` delivers the compressed stream itself with one byte
+//!   in its middle changed (a corrupt stream, as a bad disk or a broken
+//!   tool on the server would make it), logged as `garbled AT LEN`.
 //!
 //! The log has one line per event: nanoseconds since the epoch, the hook's
 //! PID, the login user, the command (`survey`, `claim`, `send`, ...) and the
@@ -52,7 +55,7 @@ switch = lambda name: os.path.exists(os.path.join(DIR, name))
 log(command, "start")
 if switch("pause"):
     time.sleep(1)
-if command != "send" or not (switch("flip") or switch("slow")):
+if command != "send" or not (switch("flip") or switch("slow") or switch("garble")):
     status = subprocess.call(["/bin/sh", "-c", orig])
     log(command, "end", status)
     sys.exit(status)
@@ -73,6 +76,12 @@ if switch("flip"):
     raw[at] ^= 0x20
     data = subprocess.run(codec + ["-c", "-q"], input=bytes(raw), stdout=subprocess.PIPE, check=True).stdout if codec else bytes(raw)
     log("send", "flipped", at, len(raw))
+if switch("garble"):
+    garbled = bytearray(data)
+    at = len(garbled) // 2
+    garbled[at] ^= 0x55
+    data = bytes(garbled)
+    log("send", "garbled", at, len(data))
 out = sys.stdout.buffer
 sent = 0
 try:
@@ -164,7 +173,7 @@ impl ServerHook {
         self.dir.path().join("hook.log")
     }
 
-    /// Turns a switch (`flip`, `slow`, `pause`) on or off for the sessions to come.
+    /// Turns a switch (`flip`, `slow`, `pause`, `garble`) on or off for the sessions to come.
     pub fn set(&self, switch: &str, on: bool) {
         let path = self.dir.path().join(switch);
         if on {

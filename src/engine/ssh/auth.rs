@@ -42,6 +42,7 @@ pub fn authenticate(
             user: target.user.clone(),
             host: target.host.clone(),
             tried: format!("nothing: the server only offers `{methods}`, mailhaul uses keys"),
+            hung_up: false,
         });
     }
     let mut tried = Vec::new();
@@ -61,12 +62,13 @@ pub fn authenticate(
         };
         if peer_closed(socket, grace(clean)) {
             tried.push(hung_up.to_string());
-            return Err(refused(target, tried));
+            return Err(refused(target, tried, true));
         }
     }
     // The first error that says more than "refused" (a wrong passphrase, an
     // unreadable key) is what the user needs to see if nothing works.
     let mut specific: Option<SshError> = None;
+    let mut closed = false;
     for path in &target.identity_files {
         if !path.exists() && !target.identity_files_explicit {
             continue;
@@ -85,16 +87,17 @@ pub fn authenticate(
         };
         if peer_closed(socket, grace(clean)) {
             tried.push(hung_up.to_string());
+            closed = true;
             break;
         }
     }
     match specific {
         Some(e) => Err(e),
-        None => Err(refused(target, tried)),
+        None => Err(refused(target, tried, closed)),
     }
 }
 
-fn refused(target: &Target, tried: Vec<String>) -> SshError {
+fn refused(target: &Target, tried: Vec<String>, hung_up: bool) -> SshError {
     SshError::AuthRefused {
         user: target.user.clone(),
         host: target.host.clone(),
@@ -103,6 +106,7 @@ fn refused(target: &Target, tried: Vec<String>) -> SshError {
         } else {
             tried.join(", ")
         },
+        hung_up,
     }
 }
 

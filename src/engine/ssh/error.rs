@@ -105,6 +105,9 @@ pub enum SshError {
         host: String,
         /// What was tried, in order (`agent (2 keys)`, key paths, ...).
         tried: String,
+        /// Whether the server hung up instead of answering: sshd's
+        /// MaxAuthTries, or a link that broke at that moment.
+        hung_up: bool,
     },
     /// A private key file could not be read or is not a key.
     #[error("cannot use private key {path}: {reason}")]

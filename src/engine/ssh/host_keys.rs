@@ -443,4 +443,207 @@ mod tests {
         let hashed = "|1|AbC=|DeF= ssh-ed25519 AAAAbC";
         assert_eq!(lowercase_patterns(hashed), hashed);
     }
+
+    /// A key of `kind` whose body is 32 bytes of `seed`.
+    fn key(kind: &str, seed: u8) -> HostKey {
+        let mut blob = (kind.len() as u32).to_be_bytes().to_vec();
+        blob.extend_from_slice(kind.as_bytes());
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(&[seed; 32]);
+        HostKey::from_blob(blob).unwrap()
+    }
+
+    fn line(patterns: &str, key: &HostKey) -> String {
+        format!("{patterns} {} {}\n", key.key_type, base64_encode(&key.blob))
+    }
+
+    /// The user's file and one system-wide file with these texts, read.
+    fn known(user: &str, system: &str) -> (tempfile::TempDir, KnownHosts) {
+        let dir = tempfile::tempdir().unwrap();
+        let (u, s) = (dir.path().join("user"), dir.path().join("system"));
+        std::fs::write(&u, user).unwrap();
+        std::fs::write(&s, system).unwrap();
+        let known = KnownHosts::read(&u, &[s]).unwrap();
+        (dir, known)
+    }
+
+    fn changed(file: &Path, line: usize, was: &HostKey) -> Verdict {
+        Verdict::Changed {
+            file: file.to_path_buf(),
+            line,
+            expected_type: was.key_type.clone(),
+            expected: was.fingerprint(),
+        }
+    }
+
+    #[test]
+    fn files_are_read_into_numbered_lines_without_comments() {
+        let (dir, k) = known(
+            "# a comment\n\n  [mx]:2222 ssh-ed25519 AAAA  \nother ssh-rsa BBBB\n",
+            "mx ssh-ed25519 CCCC\n",
+        );
+        assert_eq!(
+            k.lines,
+            vec![
+                (0, 3, "[mx]:2222 ssh-ed25519 AAAA".to_string()),
+                (0, 4, "other ssh-rsa BBBB".to_string()),
+                (1, 1, "mx ssh-ed25519 CCCC".to_string()),
+            ]
+        );
+        assert_eq!(
+            k.files,
+            vec![dir.path().join("user"), dir.path().join("system")]
+        );
+        assert_eq!(k.user_file(), dir.path().join("user"));
+        // A missing user file is empty; an unreadable system file is skipped;
+        // an unreadable user file is an error.
+        let missing = dir.path().join("missing");
+        let k = KnownHosts::read(&missing, &[dir.path().to_path_buf()]).unwrap();
+        assert!(k.lines.is_empty());
+        assert_eq!(k.files, vec![missing]);
+        assert!(matches!(
+            KnownHosts::read(dir.path(), &[]),
+            Err(SshError::KnownHostsFile { action: "read", .. })
+        ));
+    }
+
+    #[test]
+    fn entries_parse_with_and_without_a_marker() {
+        let e = Entry::parse("@revoked * ssh-rsa AAAA").unwrap();
+        assert_eq!(
+            (e.marker, e.key_type, e.key_b64),
+            (Some("@revoked"), "ssh-rsa", "AAAA")
+        );
+        let e = Entry::parse("mx ssh-ed25519 BBBB comment").unwrap();
+        assert_eq!(
+            (e.marker, e.key_type, e.key_b64),
+            (None, "ssh-ed25519", "BBBB")
+        );
+        assert!(Entry::parse("mx ssh-ed25519").is_none());
+        assert!(Entry::parse("@revoked mx ssh-ed25519").is_none());
+        assert!(Entry::parse("@revoked").is_none());
+    }
+
+    #[test]
+    fn a_key_is_known_unknown_changed_or_revoked() {
+        let session = Session::new().unwrap();
+        let (ed1, ed2, rsa) = (
+            key("ssh-ed25519", 1),
+            key("ssh-ed25519", 2),
+            key("ssh-rsa", 3),
+        );
+        let (dir, k) = known(&line("[mx]:2222", &ed1), "");
+        let user = dir.path().join("user");
+        assert_eq!(k.check(&session, "mx", 2222, &ed1), Verdict::Known);
+        assert_eq!(k.check(&session, "MX", 2222, &ed1), Verdict::Known);
+        // Another port, another host: not this entry.
+        assert_eq!(k.check(&session, "mx", 22, &ed1), Verdict::Unknown);
+        assert_eq!(k.check(&session, "other", 2222, &ed1), Verdict::Unknown);
+        assert_eq!(k.check(&session, "mx", 2222, &ed2), changed(&user, 1, &ed1));
+        // Known only by another type: changed, naming that entry.
+        assert_eq!(k.check(&session, "mx", 2222, &rsa), changed(&user, 1, &ed1));
+
+        // Another type first, then the same type: the same type is named,
+        // and the first entry of it.
+        let text = [
+            line("[mx]:2222", &rsa),
+            line("[mx]:2222", &ed1),
+            line("[mx]:2222", &key("ssh-ed25519", 4)),
+        ]
+        .concat();
+        let (dir, k) = known(&text, "");
+        let user = dir.path().join("user");
+        assert_eq!(k.check(&session, "mx", 2222, &ed2), changed(&user, 2, &ed1));
+        // A match after a mismatch, in the system file: known.
+        let (_dir, k) = known(&line("[mx]:2222", &ed2), &line("[mx]:2222", &ed1));
+        assert_eq!(k.check(&session, "mx", 2222, &ed1), Verdict::Known);
+
+        // @revoked anywhere, whatever its patterns, wins over a match;
+        // another key's @revoked line and @cert-authority lines change nothing.
+        let system = [
+            line("@cert-authority [mx]:2222", &ed2),
+            line("@revoked other", &rsa),
+            line("@revoked *", &ed1),
+        ]
+        .concat();
+        let (dir, k) = known(&line("[mx]:2222", &ed1), &system);
+        assert_eq!(
+            k.check(&session, "mx", 2222, &ed1),
+            Verdict::Revoked {
+                file: dir.path().join("system"),
+                line: 3
+            }
+        );
+        assert_eq!(
+            k.check(&session, "mx", 2222, &ed2),
+            changed(&dir.path().join("user"), 1, &ed1)
+        );
+    }
+
+    #[test]
+    fn known_key_types_are_the_hosts_own_in_file_order() {
+        let session = Session::new().unwrap();
+        let text = [
+            line("@cert-authority [mx]:2222", &key("ssh-dss", 9)),
+            line("[other]:2222", &key("ecdsa-sha2-nistp256", 5)),
+            line("[mx]:2222", &key("ssh-rsa", 1)),
+            line("[mx]:2222", &key("ssh-ed25519", 2)),
+            line("[mx]:2222", &key("ssh-rsa", 3)),
+        ]
+        .concat();
+        let (_dir, k) = known(&text, "");
+        assert_eq!(
+            k.known_key_types(&session, "MX", 2222),
+            vec!["ssh-rsa".to_string(), "ssh-ed25519".to_string()]
+        );
+        assert!(k.known_key_types(&session, "mx", 22).is_empty());
+        assert!(k.known_key_types(&session, "nobody", 2222).is_empty());
+    }
+
+    #[test]
+    fn append_records_the_host_lowercased_in_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let session = Session::new().unwrap();
+        let (ed1, ed2) = (key("ssh-ed25519", 1), key("ssh-ed25519", 2));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/ssh/known_hosts");
+        let mut k = KnownHosts::read(&path, &[]).unwrap();
+        k.append("MX", 2222, &ed1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            line("[mx]:2222", &ed1)
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(k.check(&session, "mx", 2222, &ed1), Verdict::Known);
+
+        // A file without a final newline gets one; the new line's number
+        // is the one a later mismatch names.
+        std::fs::write(&path, "# one\nother ssh-rsa AAAA").unwrap();
+        let mut k = KnownHosts::read(&path, &[]).unwrap();
+        k.append("mx", 22, &ed1).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("# one\nother ssh-rsa AAAA\n{}", line("mx", &ed1))
+        );
+        assert_eq!(k.check(&session, "mx", 22, &ed2), changed(&path, 3, &ed1));
+        let again = KnownHosts::read(&path, &[]).unwrap();
+        assert_eq!(
+            again.check(&session, "mx", 22, &ed2),
+            changed(&path, 3, &ed1)
+        );
+
+        // An unwritable place is an error naming the file.
+        let blocked = dir.path().join("blocked");
+        let mut k = KnownHosts::read(&blocked, &[]).unwrap();
+        std::fs::create_dir(&blocked).unwrap();
+        assert!(matches!(
+            k.append("mx", 22, &ed1),
+            Err(SshError::KnownHostsFile {
+                action: "write to",
+                ..
+            })
+        ));
+    }
 }

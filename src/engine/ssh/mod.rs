@@ -109,7 +109,26 @@ pub struct Connection {
 /// `target.known_hosts_file` and the system-wide files; an unknown host is
 /// accepted and recorded (in the user's file) under `accept-new`, and put to
 /// `prompter` under `strict`. A changed or revoked key is always refused.
+///
+/// A server that hangs up during authentication instead of answering is
+/// asked once more on a new connection: sshd's MaxAuthTries (too many keys
+/// offered) hangs up again and is reported as refused (exit 5), while a link
+/// that broke at that moment fails to connect or logs in, a connection
+/// failure (exit 7, which `watch` retries) instead of a wrong key.
 pub fn connect(
+    target: &Target,
+    compression: TransportCompression,
+    prompter: &dyn Prompter,
+) -> Result<Connection, SshError> {
+    match connect_once(target, compression, prompter) {
+        Err(SshError::AuthRefused { hung_up: true, .. }) => {
+            connect_once(target, compression, prompter)
+        }
+        other => other,
+    }
+}
+
+fn connect_once(
     target: &Target,
     compression: TransportCompression,
     prompter: &dyn Prompter,
