@@ -399,6 +399,12 @@ impl<'c> Link<'c> {
         }
     }
 
+    /// Sets how long the peer may stay silent (keepalives go out
+    /// meanwhile) before the link is given up.
+    pub(super) fn set_idle_limit(&mut self, limit: Duration) {
+        self.idle_limit = limit;
+    }
+
     pub(super) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
         let mut idle = Duration::ZERO;
         while !data.is_empty() {

@@ -21,10 +21,14 @@
 //! user in that one window (docs/send.md).
 
 use std::io::{self, Read};
+use std::time::Duration;
 
 use super::relay::{crash_point, Link, Outcome, RelayError, RelayReport};
 use super::{Outbox, OutboxMessage, Place};
 use crate::engine::ssh::{Connection, SshError};
+
+/// How long the SMTP server may stay silent before the link is given up.
+const SERVER_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Bytes written to the channel at a time while a message's data goes up.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -129,6 +133,10 @@ pub fn relay(
             source,
         })?;
     let mut link = Link::new(conn, channel);
+    // RFC 5321 4.5.3.2: up to 10 minutes for the answer to the end of data
+    // (content filters); giving up sooner would put a message the server
+    // is still taking into the failed folder as "may have been sent".
+    link.set_idle_limit(SERVER_PATIENCE);
     let server = format!("{host}:{port} (through {})", conn.host());
     let mut session = Session {
         conn,
