@@ -12,6 +12,9 @@
 #             through it (what mutt with msmtp does), then the ssh down
 #   forward   msmtp once per message through `mailhaul tunnel` (the SMTP
 #             forward built into mailhaul)
+#   smtp      as mailhaul, with `send = "smtp"`: the flush speaks SMTP
+#             (pipelined) to localhost:25 over a direct-tcpip channel of the
+#             SSH login instead of feeding the server's sendmail
 # Every run starts a fresh proxy, whose counters give the bytes up and down,
 # and checks that all 100 messages reached the user's spool.
 #
@@ -23,7 +26,7 @@ repo=$(pwd)
 results=${1:-$repo/bench/send-results.tsv}
 RUNS=${RUNS:-3}
 PROFILES=${PROFILES:-"modem dsl"}
-VARIANTS=${VARIANTS:-"mailhaul msmtp forward"}
+VARIANTS=${VARIANTS:-"mailhaul smtp msmtp forward"}
 COUNT=${COUNT:-100}
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (private sshd, useradd, Postfix)" >&2; exit 1; }
@@ -147,6 +150,12 @@ run_mailhaul() {
   steps="flush=$(tr ' ' _ < "$bench/run/flush.log" | head -c 200)"
 }
 
+run_smtp() {
+  sed -i 's/^use_agent = false$/use_agent = false\nsend = "smtp"/' "$bench/run/config.toml"
+  grep -q '^send = "smtp"$' "$bench/run/config.toml" || { echo "config: send not set" >&2; exit 1; }
+  run_mailhaul "$1"
+}
+
 msmtp_each() {
   local tag=$1 port=$2 f
   for f in "$bench"/msgs/*; do
@@ -207,6 +216,7 @@ for profile in $PROFILES; do
         mailhaul) run_mailhaul "$tag" ;;
         msmtp) run_msmtp "$tag" ;;
         forward) run_forward "$tag" ;;
+        smtp) run_smtp "$tag" ;;
         *) echo "unknown variant $variant" >&2; exit 1 ;;
       esac
       stop_proxy
