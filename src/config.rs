@@ -22,6 +22,9 @@ pub struct Config {
     /// How fetched mail is split and filed.
     #[serde(default)]
     pub filter: FilterConfig,
+    /// The dashboard's settings.
+    #[serde(default)]
+    pub ui: UiSettings,
     /// The mail servers to fetch from, in the order they are shown.
     #[serde(default, rename = "account")]
     pub accounts: Vec<Account>,
@@ -44,6 +47,17 @@ impl Default for General {
             check_interval: 60,
         }
     }
+}
+
+/// The dashboard's settings (`[ui]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Ring the terminal bell when a fetch files new mail.
+    pub bell_on_new_mail: bool,
+    /// Put the count of new mail filed since the dashboard started into the
+    /// terminal's window title (`mailhaul: N new`).
+    pub title_on_new_mail: bool,
 }
 
 /// A config error, naming the file, line and key.
@@ -544,6 +558,29 @@ mod tests {
     fn batch_of_zero_is_refused_with_its_line() {
         let e = err("[filter]\nfsync = true\nbatch = 0\n");
         assert!(e.starts_with("/x/config.toml:3: filter.batch:"), "{e}");
+    }
+
+    #[test]
+    fn ui_keys_are_read_and_checked() {
+        let c = Config::parse(
+            "[ui]\nbell_on_new_mail = true\ntitle_on_new_mail = true\n",
+            Path::new("/x/config.toml"),
+        )
+        .unwrap();
+        assert!(c.ui.bell_on_new_mail && c.ui.title_on_new_mail);
+        let c = Config::parse("", Path::new("/x/config.toml")).unwrap();
+        assert!(!c.ui.bell_on_new_mail && !c.ui.title_on_new_mail);
+        let e = err("[general]\ncheck_interval = 5\n\n[ui]\nbell_on_new_mail = \"yes\"\n");
+        assert!(
+            e.starts_with("/x/config.toml:5: ui.bell_on_new_mail:"),
+            "{e}"
+        );
+        let e = err("[ui]\ntitle_on_new_mail = true\nbell = true\n");
+        assert!(e.starts_with("/x/config.toml:3: ui.bell:"), "{e}");
+        assert!(
+            e.contains("bell_on_new_mail"),
+            "names the keys there are: {e}"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! spool check sees without a key pressed; quitting mid-fetch stops it at a
 //! safe point and the next fetch files every message exactly once; a server
 //! that stays down is logged once, not at every check; `t` starts the SMTP
-//! forward (Postfix answers through it) and stops it again.
+//! forward (Postfix answers through it) and stops it again; with `[ui]`'s
+//! alerts, filed mail rings the bell and sets the window title.
 
 mod common;
 mod fetch_support;
@@ -173,6 +174,52 @@ fn auto_fetch_fetches_new_mail_without_a_key() {
         s.contains("auto_fetch")
     });
     assert!(screen.contains("new mail"), "{screen}");
+    finish_fetch_and_quit(&tmux, &client, &md5s);
+}
+
+/// With `[ui] bell_on_new_mail` and `title_on_new_mail`, a fetch that
+/// files mail rings the bell (a BEL byte in what the dashboard wrote to the
+/// terminal, as `tmux pipe-pane` records it) and sets the window title to
+/// the count (tmux's `pane_title`).
+#[test]
+fn new_mail_rings_the_bell_and_sets_the_window_title() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "dashbell");
+    let (client, md5s) = client_with_sample(&sshd, &user, &sshd.known_hosts, "");
+    let mut config = std::fs::read_to_string(&client.config).unwrap();
+    config.push_str("\n[ui]\nbell_on_new_mail = true\ntitle_on_new_mail = true\n");
+    std::fs::write(&client.config, config).unwrap();
+    let written = client.dir.path().join("terminal-output");
+    let tmux = Tmux::start("bell", &dashboard_command(&client));
+    tmux.keep_when_dead();
+    tmux.run(&[
+        "pipe-pane",
+        "-o",
+        "-t",
+        "ui",
+        &format!("cat >> '{}'", written.display()),
+    ]);
+    tmux.wait_for("the spool check", |s| s.contains("new: 315 msgs"));
+    assert!(
+        !tmux.pane("pane_title").contains("new"),
+        "no title before mail is filed"
+    );
+    tmux.keys("f");
+    let deadline = std::time::Instant::now() + FETCH_LIMIT;
+    while tmux.pane("pane_title") != "mailhaul: 315 new" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the title is {:?}",
+            tmux.pane("pane_title")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bytes = std::fs::read(&written).unwrap();
+    assert_eq!(
+        bytes.iter().filter(|&&b| b == 0x07).count(),
+        1,
+        "one bell for one fetch that filed mail"
+    );
     finish_fetch_and_quit(&tmux, &client, &md5s);
 }
 

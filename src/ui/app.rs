@@ -9,6 +9,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::Frame;
 
+use super::alerts::Alerts;
 use super::components::accounts::AccountsPanel;
 use super::components::confirm_quit::ConfirmQuit;
 use super::components::details::DetailsOverlay;
@@ -55,6 +56,8 @@ pub struct App {
     host_key: HostKeyPrompt,
     confirm_quit: ConfirmQuit,
     details: DetailsOverlay,
+    /// The bell and title on new mail, if the config asks for them.
+    alerts: Option<Alerts>,
 }
 
 /// From this width on, transfer and history sit side by side.
@@ -94,6 +97,7 @@ impl App {
             host_key: HostKeyPrompt,
             confirm_quit: ConfirmQuit,
             details: DetailsOverlay,
+            alerts: None,
         }
     }
 
@@ -131,7 +135,23 @@ impl App {
 
     /// Applies an engine event; returns whether the screen must be redrawn.
     pub fn apply(&mut self, event: Event, at: Moment) -> bool {
+        if let Some(alerts) = &mut self.alerts {
+            alerts.on_event(&event);
+        }
         self.model.apply(event, at)
+    }
+
+    /// Gives new-mail alerts (bell, window title) as `alerts` says.
+    pub fn with_alerts(mut self, alerts: Option<Alerts>) -> App {
+        self.alerts = alerts;
+        self
+    }
+
+    /// The dashboard is closing: the terminal's title is given back.
+    pub fn finish_alerts(&mut self) {
+        if let Some(alerts) = &mut self.alerts {
+            alerts.finish();
+        }
     }
 
     /// When the picture changes by itself, with no event: every second while

@@ -15,6 +15,7 @@
 //! (after calling [`Engine::shutdown`] once) or when the engine drops its
 //! sender (the engine is gone; `shutdown` is then not called).
 
+pub mod alerts;
 pub mod app;
 pub mod components;
 pub mod engine;
@@ -98,7 +99,8 @@ pub fn run(
         terminal::local_utc_offset(),
         Moment::now(),
     )
-    .with_home(std::env::var("HOME").ok());
+    .with_home(std::env::var("HOME").ok())
+    .with_alerts(alerts::Alerts::new(&config.ui, Box::new(std::io::stdout())));
     let result = event_loop(
         &mut session.terminal,
         &mut app,
@@ -106,6 +108,7 @@ pub fn run(
         &input_rx,
         &events,
     );
+    app.finish_alerts();
     stop.store(true, Ordering::Relaxed);
     drop(input_rx);
     let reader_result = reader.join();
