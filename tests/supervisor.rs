@@ -4,8 +4,10 @@
 //! the watcher's session; a delivery seen by the server watcher is fetched
 //! by itself; the outbox is sent when the link is up (counts reported as
 //! events), and `watch` sends mail queued while the server was unreachable
-//! once it becomes reachable, exactly once; a shutdown mid-fetch stops the
-//! fetch at a safe point and the next fetch completes it.
+//! once it becomes reachable, exactly once; a temporarily refused message
+//! waits its backoff unless `flush_outbox` is ordered; a permanent refusal
+//! is counted failed and logged; a shutdown mid-fetch stops the fetch at a
+//! safe point and the next fetch completes it.
 
 mod common;
 mod fetch_support;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use fetch_support::{describe, fill_spool, maildir_files, Client};
 use mailhaul::config::Config;
-use mailhaul::engine::event::{Event, FetchEvent, LinkState, OutboxCounts, Stage};
+use mailhaul::engine::event::{Event, FetchEvent, Level, LinkState, OutboxCounts, Stage};
 use mailhaul::engine::outbox::submit::{Submission, SubmitOptions};
 use mailhaul::engine::outbox::Outbox;
 use mailhaul::engine::supervisor::{Options, Supervised, Supervisor, Timings};
@@ -266,6 +268,125 @@ fn a_delivery_the_watcher_sees_is_fetched_by_itself_and_the_outbox_is_sent() {
         events.states().last(),
         Some(LinkState::Stopped(None))
     ));
+}
+
+/// Queues `body` for `rcpt` in the client's outbox, as `mailhaul send` does.
+fn queue(client: &Client, rcpt: &str, body: &[u8]) {
+    let outbox = Outbox::open(&client.data_dir(), "acct").unwrap();
+    let submission = Submission::begin(
+        body,
+        &SubmitOptions {
+            extract_recipients: false,
+            ignore_dots: true,
+            sender: None,
+            full_name: None,
+            recipients: vec![rcpt.to_string()],
+        },
+    )
+    .unwrap();
+    outbox.store(submission).unwrap();
+}
+
+fn logged(events: &Events, level: Level, text: &str) -> bool {
+    events.seen.iter().any(|e| {
+        matches!(e, Event::Log { level: l, message, .. } if *l == level && message.contains(text))
+    })
+}
+
+/// A temporary refusal (Postfix's sendmail refusing a user not in
+/// `authorized_submit_users`: EX_TEMPFAIL) leaves the message queued with a
+/// minute's backoff; `flush_outbox` sends it at once once the server takes
+/// mail again.
+#[test]
+fn a_deferred_message_waits_its_backoff_unless_a_flush_is_ordered() {
+    let postfix = Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "supd");
+    let client = Client::new(&sshd, &user.name, "");
+    let rcpt = format!("{}@localhost", user.name);
+    queue(&client, &rcpt, b"Subject: held-back\n\nbody\n");
+    let (supervisor, mut events) = {
+        let _lock = common::SystemLock::acquire("postfix-submit-users");
+        let postconf = || std::process::Command::new("/usr/sbin/postconf");
+        let before = common::run(postconf().args(["-h", "authorized_submit_users"]));
+        let before = String::from_utf8_lossy(&before.stdout).trim().to_string();
+        common::run(postconf().arg("-e").arg(format!(
+            "authorized_submit_users = !{}, {before}",
+            user.name
+        )));
+        let (supervisor, mut events) = supervise(&client, true);
+        events.wait(
+            "the deferral",
+            Duration::from_secs(60),
+            |e| matches!(e, Event::Log { message, .. } if message.contains("not sent yet")),
+        );
+        common::run(
+            postconf()
+                .arg("-e")
+                .arg(format!("authorized_submit_users = {before}")),
+        );
+        (supervisor, events)
+    };
+    let listing = String::from_utf8_lossy(&client.run(&["queue"]).stdout).into_owned();
+    assert!(listing.contains(" queued, 1 attempts "), "{listing}");
+    assert!(listing.contains("EX_TEMPFAIL"), "{listing}");
+    // Its next try is a minute away: ordered now, it goes now.
+    let ordered = Instant::now();
+    supervisor.flush_outbox(Some("acct"));
+    events.wait("the sent message", Duration::from_secs(40), |e| {
+        matches!(e, Event::Outbox { counts, .. } if counts.sent_today == 1 && counts.queued == 0)
+    });
+    assert!(ordered.elapsed() < Duration::from_secs(40));
+    postfix.wait_delivered(&user, 1);
+    assert_eq!(
+        String::from_utf8_lossy(&user.spool_contents())
+            .matches("Subject: held-back")
+            .count(),
+        1
+    );
+    assert!(supervisor.shut_down(Duration::from_secs(10)).is_empty());
+}
+
+/// A permanent refusal (the server's sendmail is msmtp, which Postfix's
+/// SMTP answers 550 for an unknown user: EX_DATAERR) moves the message to
+/// the failed folder, counted as failed and logged as an error.
+#[test]
+fn a_permanent_refusal_is_counted_failed_and_logged() {
+    Postfix::ensure_running();
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "supp");
+    let rc = user.home.join(".msmtprc");
+    std::fs::write(
+        &rc,
+        format!(
+            "account default\nhost 127.0.0.1\nport 25\nauth off\ntls off\nfrom {}@localhost\n",
+            user.name
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&rc, Some(user.uid), Some(user.gid)).unwrap();
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let client = Client::new(&sshd, &user.name, "sendmail = \"/usr/bin/msmtp\"\n");
+    queue(
+        &client,
+        &format!("nosuch-{}@localhost", user.name),
+        b"Subject: refused\n\nbody\n",
+    );
+    let (supervisor, mut events) = supervise(&client, false);
+    events.wait(
+        "the failed count",
+        Duration::from_secs(60),
+        |e| matches!(e, Event::Outbox { counts, .. } if counts.failed == 1 && counts.queued == 0),
+    );
+    assert!(
+        logged(&events, Level::Error, "kept in the failed folder"),
+        "{:#?}",
+        events.seen
+    );
+    let listing = String::from_utf8_lossy(&client.run(&["queue"]).stdout).into_owned();
+    assert!(listing.contains(" FAILED "), "{listing}");
+    assert!(listing.contains("EX_DATAERR"), "{listing}");
+    assert!(supervisor.shut_down(Duration::from_secs(10)).is_empty());
 }
 
 /// The quit must interrupt the fetch: the server trickles the transfer,
