@@ -69,8 +69,8 @@ cargo build --release --quiet --bin mailhaul --example link_proxy
 mailhaul=${MAILHAUL_BIN:-$repo/target/release/mailhaul}
 proxy_bin=$repo/target/release/examples/link_proxy
 if ! "$mailhaul" fetch --help >/dev/null 2>&1; then
-  echo "note: this mailhaul has no 'fetch' command; running the recipe only" >&2
-  VARIANTS=recipe
+  echo "note: this mailhaul has no 'fetch' command; running the recipe and the peers only" >&2
+  VARIANTS=$(for v in $VARIANTS; do case $v in recipe|fetchmail|mpop|mbsync) printf '%s ' "$v" ;; esac; done)
 fi
 
 bench=$(mktemp -d /tmp/mailhaul-fetch-bench.XXXXXX)
