@@ -15,7 +15,7 @@ LABELS = {
     "fetchmail": "fetchmail (POP3, each message to procmail)",
     "mpop": "mpop (pipelined POP3, Maildir)",
     "mbsync": "mbsync (IMAP, COMPRESS=DEFLATE, Maildir)",
-    "auto": "mailhaul, default config (compression auto: zstd -9)",
+    "auto": "mailhaul, default config (compression = \"auto\")",
     "ssh": "mailhaul, compression = \"ssh\"",
     "zstd3": "mailhaul, zstd_level = 3",
     "zstd6": "mailhaul, zstd_level = 6",
@@ -91,7 +91,12 @@ def main():
                 cols.append(None)
             else:
                 def med(a, b):
-                    return statistics.median(float(s[b]) - float(s[a]) if a else float(s[b]) for s in steps)
+                    # A stage whose log line a run lacks (the log changed) shows as "–".
+                    try:
+                        return statistics.median(float(s[b]) - float(s[a]) if a else float(s[b])
+                                                 for s in steps)
+                    except (KeyError, ValueError):
+                        return None
                 cols = [med(None, "transfer_from"), med("transfer_from", "verify_from"),
                         med("verify_from", "deliver_from"), med("deliver_from", "done")]
             print(f"| {p} | {LABELS.get(v, v)} | " + " | ".join("–" if c is None else f"{c:.2f}" for c in cols) + " |")
