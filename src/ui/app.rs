@@ -18,11 +18,12 @@ use super::components::help::HelpOverlay;
 use super::components::history::HistoryPanel;
 use super::components::host_key::HostKeyPrompt;
 use super::components::log::LogPanel;
+use super::components::outbox::OutboxPanel;
 use super::components::transfer::TransferPanel;
 use super::components::{Component, Context, Handled, Intent, View};
 use super::engine::Engine;
 use super::keymap::{action_for, Action};
-use super::model::{AccountView, Model, Moment, PastFetch};
+use super::model::{AccountView, LinkState, Model, Moment, PastFetch};
 use super::theme::Theme;
 use super::view_options::{HistoryRange, SortOrder};
 use crate::config::Config;
@@ -52,6 +53,7 @@ pub struct App {
     forward: ForwardPanel,
     history: HistoryPanel,
     log: LogPanel,
+    outbox: OutboxPanel,
     help: HelpOverlay,
     host_key: HostKeyPrompt,
     confirm_quit: ConfirmQuit,
@@ -62,6 +64,10 @@ pub struct App {
 
 /// From this width on, transfer and history sit side by side.
 const WIDE_WIDTH: u16 = 100;
+
+/// From this height of the panels' area on, the outbox is a panel with
+/// borders; below it, one row.
+const OUTBOX_PANEL_HEIGHT: u16 = 36;
 
 impl App {
     /// A dashboard for the config's accounts and the stored fetch history,
@@ -93,6 +99,7 @@ impl App {
             forward: ForwardPanel,
             history: HistoryPanel,
             log: LogPanel::default(),
+            outbox: OutboxPanel,
             help: HelpOverlay,
             host_key: HostKeyPrompt,
             confirm_quit: ConfirmQuit,
@@ -155,21 +162,31 @@ impl App {
     }
 
     /// When the picture changes by itself, with no event: every second while
-    /// a fetch runs (elapsed time), else when an "ago" label turns the
-    /// minute; `None` when nothing on screen depends on time.
+    /// a fetch runs (elapsed time), else when an "ago" label or a link's age
+    /// turns the minute; `None` when nothing on screen depends on time.
     pub fn next_timed_redraw(&self) -> Option<Instant> {
         let now = self.view.now;
         if self.model.any_fetch_active() {
             return Some(now + Duration::from_secs(1));
         }
-        self.model
+        let now_unix = self.model.unix_at(now);
+        let fetch_ages = self
+            .model
             .accounts
             .iter()
             .filter_map(|a| a.last.as_ref())
-            .map(|last| {
-                let age = last.age(now).as_secs();
-                now + Duration::from_secs(60 - age % 60)
-            })
+            .map(|last| last.age(now).as_secs());
+        // `watching 12m`, `polling 3m`.
+        let link_ages = self
+            .model
+            .accounts
+            .iter()
+            .filter_map(|a| a.link.as_ref())
+            .filter(|l| matches!(l.state, LinkState::Watching(_) | LinkState::Polling { .. }))
+            .map(|l| now_unix.saturating_sub(l.since));
+        fetch_ages
+            .chain(link_ages)
+            .map(|age| now + Duration::from_secs(60 - age % 60))
             .min()
     }
 
@@ -409,6 +426,9 @@ impl App {
             self.forward.draw(frame, panels.forward, &ctx);
         }
         self.history.draw(frame, panels.history, &ctx);
+        if panels.outbox.area() > 0 {
+            self.outbox.draw(frame, panels.outbox, &ctx);
+        }
         self.log.draw(frame, panels.log, &ctx);
         frame.render_widget(footer(&ctx, panels.footer.width), panels.footer);
         match self.overlay {
@@ -470,6 +490,7 @@ struct Panels {
     transfer: Rect,
     forward: Rect,
     history: Rect,
+    outbox: Rect,
     log: Rect,
     footer: Rect,
 }
@@ -480,7 +501,8 @@ struct Panels {
 /// beside forward-over-history; narrow ones put transfer above
 /// history-beside-forward; before the first fetch of this session the
 /// history takes the width under a strip of transfer and forward. An idle
-/// forward takes three rows.
+/// forward takes three rows. The outbox, while it has something to show,
+/// takes three rows across the width above the log (one on a short screen).
 fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
     let [body, footer] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(area);
     let listed = ctx.order.len().max(1) as u16;
@@ -493,9 +515,16 @@ fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
         .min(body.height / 3)
         .max(3);
     let log_height = (log.rows_wanted(ctx, log_width) + 2).clamp(3, log_cap);
-    let [accounts, middle, log] = Layout::vertical([
+    // The outbox: a panel, or one row where the screen is short.
+    let outbox_height = match (OutboxPanel::wanted(ctx), body.height >= OUTBOX_PANEL_HEIGHT) {
+        (false, _) => 0,
+        (true, true) => 3,
+        (true, false) => 1,
+    };
+    let [accounts, middle, outbox, log] = Layout::vertical([
         Constraint::Length(accounts_height),
         Constraint::Min(0),
+        Constraint::Length(outbox_height),
         Constraint::Length(log_height),
     ])
     .areas(body);
@@ -520,6 +549,7 @@ fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
             transfer,
             forward,
             history,
+            outbox,
             log,
             footer,
         }
@@ -551,6 +581,7 @@ fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
             transfer,
             forward,
             history,
+            outbox,
             log,
             footer,
         }
@@ -590,6 +621,7 @@ fn layout(area: Rect, ctx: &Context, log: &LogPanel) -> Panels {
             transfer,
             forward,
             history,
+            outbox,
             log,
             footer,
         }

@@ -62,6 +62,21 @@ pub fn ago(d: Duration) -> String {
     }
 }
 
+/// An age in a few letters, to the minute (`12m`, `3h`, `2d`); `None`
+/// under a minute. Like [`ago`], it changes at most once a minute.
+pub fn age(secs: u64) -> Option<String> {
+    let mins = secs / 60;
+    if mins == 0 {
+        None
+    } else if mins < 60 {
+        Some(format!("{mins}m"))
+    } else if mins < 48 * 60 {
+        Some(format!("{}h", mins / 60))
+    } else {
+        Some(format!("{}d", mins / (24 * 60)))
+    }
+}
+
 /// A compression ratio (`4.70x`), or `-` when nothing was compressed yet.
 pub fn ratio(raw: u64, compressed: u64) -> String {
     if compressed == 0 || raw == 0 {

@@ -1,6 +1,7 @@
 //! What the dashboard knows, built only from the config and engine events:
-//! per-account fetch and forward state, the log, the fetch history and the
-//! pending host-key questions. Pure data; no terminal, no I/O.
+//! per-account fetch, link, outbox and forward state, the log, the fetch
+//! history and the pending host-key questions. Pure data; no terminal, no
+//! I/O.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use crate::engine::event::{
     Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
     TunnelEvent, TunnelState, TunnelStats,
 };
+use crate::engine::watch::WatchMode;
 use crate::exit::Exit;
 use crate::ui::stats::Digest;
 
@@ -88,6 +90,72 @@ pub struct AccountView {
     /// Its figures from the history (kept up to date by [`Model::apply`]
     /// and [`Model::refresh_totals`]).
     pub digest: Digest,
+    /// How the engine keeps its link to the server, once it said.
+    pub link: Option<LinkView>,
+    /// Its outbox, once the engine counted it.
+    pub outbox: Option<OutboxCounts>,
+}
+
+/// What keeps an account's link to its server, as the engine last said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkView {
+    /// The state.
+    pub state: LinkState,
+    /// When it began, in wall-clock seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// What the engine's worker of an account is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Opening the SSH session.
+    Connecting,
+    /// Connected; the server-side watcher reports every spool change.
+    Watching(WatchMode),
+    /// Connected without a watcher: the spool is checked every `every`.
+    Polling {
+        /// The interval between checks.
+        every: Duration,
+    },
+    /// The link is down; the next attempt is at `until` (seconds since the
+    /// epoch).
+    BackingOff {
+        /// When the next attempt starts.
+        until: u64,
+        /// Why the last one failed.
+        reason: String,
+    },
+    /// A fetch runs.
+    Fetching,
+    /// Outgoing mail is going up.
+    Sending,
+    /// The worker ended (on request, or for the reason given).
+    Stopped(Option<String>),
+}
+
+/// An account's outbox, as the engine counted it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    /// Messages waiting to be sent.
+    pub queued: u64,
+    /// Messages going up now.
+    pub sending: u64,
+    /// Messages the server accepted since local midnight.
+    pub sent_today: u64,
+    /// Messages refused for good (kept in the failed folder).
+    pub failed: u64,
+    /// Bytes of the messages sent today.
+    pub sent_bytes: u64,
+    /// What they took on the wire, compressed.
+    pub wire_bytes: u64,
+}
+
+impl OutboxCounts {
+    /// Whether there is anything to show: mail waiting, going, sent today
+    /// or refused.
+    pub fn is_busy(&self) -> bool {
+        self.queued + self.sending + self.sent_today + self.failed > 0
+    }
 }
 
 /// An error an account met, for its details.
@@ -355,6 +423,8 @@ impl Model {
                 },
                 errors: VecDeque::new(),
                 digest: Digest::of(&history, &a.name),
+                link: None,
+                outbox: None,
             })
             .collect();
         Model {
@@ -384,6 +454,46 @@ impl Model {
                 .digest
                 .refresh_totals(&self.history, now_unix, utc_offset);
         }
+    }
+
+    /// Records how the engine keeps an account's link (since `since`,
+    /// seconds since the epoch); returns whether anything shown changed.
+    pub fn set_link(&mut self, account: &str, state: LinkState, since: u64) -> bool {
+        let Some(i) = self.account_index(account) else {
+            return false;
+        };
+        let link = Some(LinkView { state, since });
+        if self.accounts[i].link == link {
+            return false;
+        }
+        self.accounts[i].link = link;
+        true
+    }
+
+    /// Records an account's outbox counts; returns whether they changed.
+    pub fn set_outbox(&mut self, account: &str, counts: OutboxCounts) -> bool {
+        let Some(i) = self.account_index(account) else {
+            return false;
+        };
+        if self.accounts[i].outbox == Some(counts) {
+            return false;
+        }
+        self.accounts[i].outbox = Some(counts);
+        true
+    }
+
+    /// The outbox counts of every account added up.
+    pub fn outbox_total(&self) -> OutboxCounts {
+        let mut t = OutboxCounts::default();
+        for c in self.accounts.iter().filter_map(|a| a.outbox) {
+            t.queued += c.queued;
+            t.sending += c.sending;
+            t.sent_today += c.sent_today;
+            t.failed += c.failed;
+            t.sent_bytes += c.sent_bytes;
+            t.wire_bytes += c.wire_bytes;
+        }
+        t
     }
 
     /// Whether any account is fetching.

@@ -10,10 +10,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Row, Table, TableState};
 use ratatui::Frame;
 
+use super::log::clock;
 use super::{panel, Component, Context, Handled, Intent};
 use crate::engine::event::{Stage, TunnelState};
 use crate::ui::format;
-use crate::ui::model::{AccountView, Outcome};
+use crate::ui::model::{AccountView, LinkState, Outcome};
 use crate::ui::stats;
 use crate::ui::theme::Theme;
 use crate::ui::view_options::SortOrder;
@@ -40,8 +41,20 @@ pub fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-/// The connection state of an account, styled.
-pub fn connection_state(account: &AccountView, asking: bool, theme: Theme) -> Span<'static> {
+/// The connection state of an account, styled: the fetch's stage while one
+/// runs, else what keeps the link (`watching 12m`: the server's watcher
+/// reports changes, for 12 minutes; `polling 3m`; `connecting`; `retry
+/// 14:05` while backing off; `sending`; `stopped`), else `idle`; `short`
+/// leaves room for a mark after it (`watch 12m`, `poll 3m`, `wait 14:05`).
+/// Ages are to the minute and the retry is a clock time, so an idle screen
+/// stays still.
+pub fn connection_state(
+    account: &AccountView,
+    asking: bool,
+    short: bool,
+    ctx: &Context,
+) -> Span<'static> {
+    let theme = ctx.theme;
     if asking {
         return Span::styled("host key?", theme.warn());
     }
@@ -49,10 +62,40 @@ pub fn connection_state(account: &AccountView, asking: bool, theme: Theme) -> Sp
         Some(Stage::Transferring) if account.fetch.progress.raw_total > 0 => {
             let p = &account.fetch.progress;
             let percent = p.raw_done.saturating_mul(100) / p.raw_total;
-            Span::styled(format!("transfer {percent}%"), theme.busy())
+            return Span::styled(format!("transfer {percent}%"), theme.busy());
         }
-        Some(stage) if account.fetch.is_active() => Span::styled(stage_name(stage), theme.busy()),
-        _ => Span::styled("idle", theme.dim()),
+        Some(stage) if account.fetch.is_active() => {
+            return Span::styled(stage_name(stage), theme.busy())
+        }
+        _ => {}
+    }
+    let Some(link) = &account.link else {
+        return Span::styled("idle", theme.dim());
+    };
+    let aged = |word: &str| match format::age(ctx.now_unix().saturating_sub(link.since)) {
+        Some(age) => format!("{word} {age}"),
+        None => word.to_string(),
+    };
+    match &link.state {
+        LinkState::Connecting => Span::styled("connecting", theme.busy()),
+        LinkState::Watching(_) => {
+            Span::styled(aged(if short { "watch" } else { "watching" }), theme.ok())
+        }
+        LinkState::Polling { .. } => {
+            Span::styled(aged(if short { "poll" } else { "polling" }), theme.label())
+        }
+        LinkState::BackingOff { until, .. } => Span::styled(
+            format!(
+                "{} {}",
+                if short { "wait" } else { "retry" },
+                &clock(*until, ctx.utc_offset)[..5]
+            ),
+            theme.warn(),
+        ),
+        LinkState::Fetching => Span::styled("fetching", theme.busy()),
+        LinkState::Sending => Span::styled("sending", theme.busy()),
+        LinkState::Stopped(None) => Span::styled("stopped", theme.dim()),
+        LinkState::Stopped(Some(_)) => Span::styled("stopped", theme.error()),
     }
 }
 
@@ -112,6 +155,8 @@ const TREND_NARROW: usize = 5;
 const LAST_DETAILED: u16 = 20;
 /// Width of the detailed "on server" column (`new: 7885 msgs 32.5 MB`).
 const WAITING_DETAILED: u16 = 22;
+/// Width of the outbox column (`12 queued 2 failed`).
+const OUTBOX_WIDTH: u16 = 18;
 /// The narrowest a host is shown before columns are given up for it.
 const HOST_MIN: u16 = 16;
 
@@ -127,20 +172,28 @@ struct Columns {
     trend_len: usize,
     /// Bytes saved in all.
     saved: bool,
+    /// The outbox's queue.
+    outbox: bool,
     /// Blank columns between columns.
     spacing: u16,
 }
 
 impl Columns {
-    fn fitting(width: u16, name: u16, host: u16) -> Columns {
+    /// `outbox`: whether any outbox was counted (else the column would be
+    /// blank).
+    fn fitting(width: u16, name: u16, host: u16, outbox: bool) -> Columns {
         let c = |detailed, forward, trend_len, saved, spacing| Columns {
             detailed,
             forward,
             trend_len,
             saved,
+            outbox: false,
             spacing,
         };
+        let with_outbox = |columns: Columns| Columns { outbox, ..columns };
         let candidates = [
+            with_outbox(c(true, true, TREND, true, 2)),
+            with_outbox(c(true, true, TREND, false, 2)),
             c(true, true, TREND, true, 2),
             c(true, true, TREND, false, 2),
             c(true, true, TREND, false, 1),
@@ -165,6 +218,7 @@ impl Columns {
             (self.forward, 5),
             (self.trend_len > 0, self.trend_len as u16 + 6),
             (self.saved, 10),
+            (self.outbox, OUTBOX_WIDTH),
         ];
         let gaps = 4 + optional.iter().filter(|(on, _)| *on).count() as u16;
         2 + name
@@ -191,6 +245,30 @@ pub fn forward_state(account: &AccountView, theme: Theme) -> Span<'static> {
         TunnelState::Listening(_) => Span::styled("on", theme.ok()),
         TunnelState::Reconnecting { .. } => Span::styled("retry", theme.warn()),
     }
+}
+
+/// The outbox's queue (`2 queued 1 failed`, `1 sending`), styled; `-`
+/// when nothing waits or failed.
+pub fn outbox_queue(account: &AccountView, theme: Theme) -> Line<'static> {
+    let Some(c) = account.outbox else {
+        return Line::styled("-", theme.dim());
+    };
+    let mut spans = Vec::new();
+    if c.sending > 0 {
+        spans.push(Span::styled(format!("{} sending", c.sending), theme.busy()));
+    } else if c.queued > 0 {
+        spans.push(Span::styled(format!("{} queued", c.queued), theme.warn()));
+    }
+    if c.failed > 0 {
+        if !spans.is_empty() {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(format!("{} failed", c.failed), theme.error()));
+    }
+    if spans.is_empty() {
+        return Line::styled("-", theme.dim());
+    }
+    Line::from(spans)
 }
 
 /// What waits in the server's spool (`new: 3 msgs 12 kB`, or `new 12 kB`
@@ -265,12 +343,14 @@ impl Component for AccountsPanel {
             .map(|a| a.host.chars().count())
             .max()
             .unwrap_or(4) as u16;
-        let columns = Columns::fitting(inner.width, name_width, longest_host.min(16));
+        let outbox_known = listed.iter().any(|a| a.outbox.is_some());
+        let columns = Columns::fitting(inner.width, name_width, longest_host.min(16), outbox_known);
         let Columns {
             detailed,
             forward: with_forward,
             trend_len,
             saved: very_wide,
+            outbox: with_outbox,
             spacing,
         } = columns;
         let wide = detailed;
@@ -292,12 +372,12 @@ impl Component for AccountsPanel {
                 Line::raw(a.name.clone()),
                 Line::raw(format::elide_middle(&a.host, usize::from(host_width))),
                 if with_forward || matches!(a.forward.state, TunnelState::Off) {
-                    Line::from(connection_state(a, asking, theme))
+                    Line::from(connection_state(a, asking, false, ctx))
                 } else {
                     // No forward column: a mark that the forward is up.
                     let mark = forward_state(a, theme);
                     Line::from(vec![
-                        connection_state(a, asking, theme),
+                        connection_state(a, asking, true, ctx),
                         Span::styled(" ⇄", mark.style),
                     ])
                 },
@@ -319,6 +399,9 @@ impl Component for AccountsPanel {
                     format::bytes(a.digest.totals.saved_all),
                     theme.dim(),
                 ));
+            }
+            if with_outbox {
+                cells.push(outbox_queue(a, theme));
             }
             cells.push(fitting(WAITING_DETAILED, wide, |compact| {
                 waiting(a, theme, compact)
@@ -345,6 +428,10 @@ impl Component for AccountsPanel {
         if very_wide {
             widths.push(Constraint::Length(10));
             header.push("saved");
+        }
+        if with_outbox {
+            widths.push(Constraint::Length(OUTBOX_WIDTH));
+            header.push("outbox");
         }
         widths.push(Constraint::Length(if wide { WAITING_DETAILED } else { 11 }));
         header.push("on server");

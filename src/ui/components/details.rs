@@ -1,6 +1,8 @@
 //! The details overlay (Enter): the selected account's settings as the
-//! dashboard knows them, its last outcome in full, its spool check and its
-//! recent errors (newest first).
+//! dashboard knows them, its spool check, its link and outbox, its last
+//! outcome in full and its recent errors (newest first).
+
+use std::time::Duration;
 
 use ratatui::crossterm::event::{Event as Input, KeyCode};
 use ratatui::layout::Rect;
@@ -10,12 +12,48 @@ use ratatui::Frame;
 
 use super::log::clock;
 use super::{centered, field, panel, wrapped_height, Component, Context, Handled, Intent};
+use crate::engine::watch::WatchMode;
 use crate::ui::format;
-use crate::ui::model::Outcome;
+use crate::ui::model::{LinkState, LinkView, Outcome};
 
 /// The details overlay.
 #[derive(Debug, Default)]
 pub struct DetailsOverlay;
+
+/// What keeps the link, in words, with when it began.
+fn link_words(link: &LinkView, ctx: &Context) -> String {
+    let since = format!(
+        "since {} ({})",
+        &clock(link.since, ctx.utc_offset)[..5],
+        format::ago(Duration::from_secs(
+            ctx.now_unix().saturating_sub(link.since)
+        ))
+    );
+    match &link.state {
+        LinkState::Connecting => format!("connecting {since}"),
+        LinkState::Watching(mode) => format!(
+            "the server's watcher reports each change ({}) {since}",
+            match mode {
+                WatchMode::Inotify => "inotify",
+                WatchMode::Poll => "a look every second",
+            }
+        ),
+        LinkState::Polling { every } => {
+            format!(
+                "no watcher there: checking every {} {since}",
+                format::duration(*every)
+            )
+        }
+        LinkState::BackingOff { until, reason } => format!(
+            "down ({reason}); next try at {}",
+            &clock(*until, ctx.utc_offset)[..5]
+        ),
+        LinkState::Fetching => format!("fetching {since}"),
+        LinkState::Sending => format!("sending the outbox {since}"),
+        LinkState::Stopped(None) => format!("stopped {since}"),
+        LinkState::Stopped(Some(reason)) => format!("stopped: {reason}"),
+    }
+}
 
 impl Component for DetailsOverlay {
     fn draw(&mut self, frame: &mut Frame, area: Rect, ctx: &Context) {
@@ -70,6 +108,34 @@ impl Component for DetailsOverlay {
                 .to_vec(),
             ),
         ];
+        if let Some(link) = &a.link {
+            lines.push(Line::from(
+                field("link     ", link_words(link, ctx), theme).to_vec(),
+            ));
+        }
+        if let Some(c) = a.outbox {
+            let ratio = if c.wire_bytes > 0 {
+                format!(
+                    " ({}, {} on the wire, {})",
+                    format::bytes(c.sent_bytes),
+                    format::bytes(c.wire_bytes),
+                    format::ratio(c.sent_bytes, c.wire_bytes)
+                )
+            } else {
+                String::new()
+            };
+            lines.push(Line::from(
+                field(
+                    "outbox   ",
+                    format!(
+                        "{} queued, {} sending, {} sent today{ratio}, {} failed",
+                        c.queued, c.sending, c.sent_today, c.failed
+                    ),
+                    theme,
+                )
+                .to_vec(),
+            ));
+        }
         lines.push(Line::from(
             field(
                 "forward  ",

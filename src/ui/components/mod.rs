@@ -11,6 +11,7 @@ pub mod help;
 pub mod history;
 pub mod host_key;
 pub mod log;
+pub mod outbox;
 pub mod transfer;
 
 use std::time::Instant;

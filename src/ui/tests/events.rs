@@ -3,6 +3,8 @@
 //! screens need timed redraws.
 
 use super::*;
+use crate::engine::watch::WatchMode;
+use crate::ui::model::LinkState;
 
 #[test]
 fn a_failed_fetch_withdraws_its_unanswered_question() {
@@ -197,4 +199,39 @@ fn each_account_shows_its_last_fetch_from_the_history_file_with_its_age() {
     );
     let work = model.accounts.iter().find(|a| a.name == "work").unwrap();
     assert!(work.last.is_none(), "an entry without a time seeds nothing");
+}
+
+/// A watched account's `watching 12m` turns the minute by itself: the
+/// redraw timer is set for it, and only for it (a backoff shows a clock
+/// time, which needs no timer).
+#[test]
+fn a_links_age_sets_the_minute_timer() {
+    let mut h = Harness::new(true);
+    let config = Config::parse(CONFIG, Path::new("test.toml")).expect("test config parses");
+    h.app = App::new(&config, Vec::new(), Theme::new(true), 0, start(h.t0));
+    h.link(
+        10.0,
+        "work",
+        LinkState::BackingOff {
+            until: BASE_UNIX + 100,
+            reason: "refused".into(),
+        },
+        0,
+    );
+    assert_eq!(
+        h.app.next_timed_redraw(),
+        None,
+        "a backoff shows a clock time"
+    );
+    assert!(h.link(20.0, "home", LinkState::Watching(WatchMode::Inotify), 5));
+    assert!(
+        !h.link(20.0, "home", LinkState::Watching(WatchMode::Inotify), 5),
+        "the same state again changes nothing"
+    );
+    // Begun at 15 s: its age turns the minute at 75 s.
+    assert_eq!(
+        h.app.next_timed_redraw(),
+        Some(h.t0 + Duration::from_secs(75))
+    );
+    assert!(!h.link(20.0, "nobody", LinkState::Connecting, 0));
 }

@@ -1,6 +1,7 @@
 //! Whole frames of the main states, snapshotted with insta (idle,
-//! transferring, error, forward on, help, host-key prompts; at the sizes the
-//! dashboard is made for).
+//! transferring, done, 20 accounts, help, mail in the outbox, 20 accounts
+//! in every link state, error, forward on, host-key prompts; at the sizes
+//! the dashboard is made for).
 
 use super::*;
 
@@ -28,12 +29,14 @@ fn whole_frames_match_their_snapshots() {
         );
         h
     };
-    let main: [(&str, Make); 5] = [
+    let main: [(&str, Make); 7] = [
         ("idle", idle),
         ("transferring", transferring),
         ("done", done),
         ("many", many),
         ("help", help),
+        ("outbox", outbox_mail),
+        ("watching", many_watching),
     ];
     for (name, make) in main {
         for (w, h) in [(80, 24), (120, 40), (200, 60)] {

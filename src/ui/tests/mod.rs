@@ -20,7 +20,7 @@ use ratatui::Terminal;
 use super::app::{App, Overlay};
 use super::engine::Engine;
 use super::keymap::{keys_label, BINDINGS};
-use super::model::{Moment, PastFetch};
+use super::model::{LinkState, Moment, OutboxCounts, PastFetch};
 use super::theme::Theme;
 use crate::config::Config;
 use crate::engine::event::{
@@ -28,6 +28,7 @@ use crate::engine::event::{
     TunnelEvent, TunnelState, TunnelStats,
 };
 use crate::engine::failure::Failure;
+use crate::engine::watch::WatchMode;
 
 mod charts;
 mod event_loop;
@@ -178,6 +179,21 @@ impl Harness {
             },
             at,
         );
+    }
+
+    /// The engine says how it keeps `account`'s link, begun `ago` seconds
+    /// before `secs`.
+    fn link(&mut self, secs: f64, account: &str, state: LinkState, ago: u64) -> bool {
+        let at = self.at(secs);
+        self.app
+            .model
+            .set_link(account, state, at.unix_secs.saturating_sub(ago))
+    }
+
+    /// The engine counted `account`'s outbox.
+    fn outbox(&mut self, secs: f64, account: &str, counts: OutboxCounts) -> bool {
+        self.at(secs);
+        self.app.model.set_outbox(account, counts)
     }
 
     fn key(&mut self, code: KeyCode) -> bool {
@@ -497,6 +513,103 @@ fn many() -> Harness {
     h.key(KeyCode::Char('G'));
     for _ in 0..13 {
         h.key(KeyCode::Up);
+    }
+    h.at(35.0);
+    h
+}
+
+/// The idle screen with mail in the outboxes: `home` has two messages
+/// queued, one going up, five sent today and one refused; `work` one
+/// queued. Both accounts are watched.
+fn outbox_mail() -> Harness {
+    let mut h = watched(idle());
+    h.outbox(
+        300.0,
+        "home",
+        OutboxCounts {
+            queued: 2,
+            sending: 1,
+            sent_today: 5,
+            failed: 1,
+            sent_bytes: 183_000,
+            wire_bytes: 41_500,
+        },
+    );
+    h.outbox(
+        300.0,
+        "work",
+        OutboxCounts {
+            queued: 1,
+            ..OutboxCounts::default()
+        },
+    );
+    h.log(
+        300.0,
+        Level::Error,
+        Some("home"),
+        "outbox: 3f2a… refused for good by the server's sendmail (67 EX_NOUSER): \
+         <nobody@example.org>: unknown user; kept in the failed folder",
+    );
+    h.at(303.6);
+    h
+}
+
+/// `home` watched by the server's watcher for 42 minutes, `work` backing
+/// off after its server went away.
+fn watched(mut h: Harness) -> Harness {
+    h.link(
+        200.0,
+        "home",
+        LinkState::Watching(WatchMode::Inotify),
+        42 * 60,
+    );
+    h.link(
+        250.0,
+        "work",
+        LinkState::BackingOff {
+            until: BASE_UNIX + 250 + 160,
+            reason: "cannot connect to shell.work.example port 22: connection refused".into(),
+        },
+        0,
+    );
+    h
+}
+
+/// 20 accounts in every link state: most watched (inotify or the stat
+/// loop) for various times, some polling, one connecting, one backing
+/// off, one stopped; a few with mail in the outbox; `acct07` selected.
+fn many_watching() -> Harness {
+    let mut h = many();
+    for i in 1..=20u64 {
+        let name = format!("acct{i:02}");
+        let state = match i {
+            4 => LinkState::Connecting,
+            9 => LinkState::BackingOff {
+                until: BASE_UNIX + 35 + 300,
+                reason: "connection timed out".into(),
+            },
+            13 => LinkState::Stopped(Some("authentication failed".into())),
+            _ if i % 6 == 0 => LinkState::Polling {
+                every: Duration::from_secs(60),
+            },
+            _ if i % 5 == 0 => LinkState::Watching(WatchMode::Poll),
+            _ => LinkState::Watching(WatchMode::Inotify),
+        };
+        h.link(34.0, &name, state, i * i * 97);
+    }
+    for (name, queued, failed) in [("acct02", 4, 0), ("acct07", 1, 0), ("acct15", 0, 2)] {
+        h.outbox(
+            34.0,
+            name,
+            OutboxCounts {
+                queued,
+                failed,
+                sent_today: 3,
+                sent_bytes: 52_000,
+                wire_bytes: 14_100,
+                ..OutboxCounts::default()
+            },
+        );
     }
     h.at(35.0);
     h

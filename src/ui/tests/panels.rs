@@ -3,6 +3,7 @@
 //! long log lines, details, tiny sizes and configs without accounts.
 
 use super::*;
+use crate::ui::model::OutboxCounts;
 use ratatui::style::Modifier;
 
 #[test]
@@ -318,4 +319,108 @@ fn the_selected_rows_trend_stays_readable() {
             }
         }
     }
+}
+
+/// Every link state in the accounts table, in full where the forward has
+/// its column and short where a `⇄` follows; the table's outbox column
+/// where the width allows, and the details' link and outbox lines.
+#[test]
+fn link_states_and_outbox_queues_show_per_account() {
+    let mut h = many_watching();
+    let screen = text(h.render(120, 40).backend().buffer());
+    let accounts = panel_rows(&screen, "Accounts (20)").join("\n");
+    for state in [
+        "acct03   mail.host3.example.net   watching 14m",
+        "acct04   mx4.example.org          connecting",
+        "acct06   m6.example               polling 58m",
+        "acct09   shell.de…ty.example.edu  retry 09:05",
+        "acct07   mail.host7.example.net   transfer 48%",
+    ] {
+        assert!(accounts.contains(state), "{state:?} in\n{accounts}");
+    }
+    let screen = text(h.render(80, 24).backend().buffer());
+    assert!(
+        screen.contains("acct02  m2.example          watch 6m ⇄"),
+        "{screen}"
+    );
+    // The stopped account (scrolled out above) once selected.
+    h.key(KeyCode::Home);
+    for _ in 0..12 {
+        h.key(KeyCode::Down);
+    }
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(screen.contains("▶ acct13"), "{screen}");
+    assert!(screen.contains("stopped"), "{screen}");
+    h.key(KeyCode::Enter);
+    let details = text(h.render(120, 40).backend().buffer());
+    assert!(
+        details.contains("link     stopped: authentication failed"),
+        "{details}"
+    );
+    // The outbox column from 140 columns on, and only then.
+    let wide = text(h.render(200, 60).backend().buffer());
+    let accounts = panel_rows(&wide, "Accounts (20)").join("\n");
+    assert!(accounts.contains("outbox"), "{accounts}");
+    assert!(accounts.contains("4 queued"), "{accounts}");
+    assert!(accounts.contains("2 failed"), "{accounts}");
+    let narrow = text(h.render(120, 40).backend().buffer());
+    assert!(!panel_rows(&narrow, "Accounts (20)")
+        .join("\n")
+        .contains("outbox"));
+}
+
+/// The outbox: no panel while no outbox has anything; a panel of three rows
+/// on a tall screen and one row on a short one, with the selected
+/// account's counts (bytes, wire bytes and ratio when there is room) and
+/// what waits or failed elsewhere; the details' outbox line.
+#[test]
+fn the_outbox_shows_while_it_holds_something() {
+    let mut h = idle();
+    for (w, ht) in [(80, 24), (120, 40), (200, 60)] {
+        let screen = text(h.render(w, ht).backend().buffer());
+        assert!(!screen.contains("Outbox"), "{screen}");
+    }
+    h.outbox(300.0, "home", OutboxCounts::default());
+    let screen = text(h.render(120, 40).backend().buffer());
+    assert!(!screen.contains("Outbox"), "an empty outbox takes no room");
+    h.outbox(
+        300.0,
+        "work",
+        OutboxCounts {
+            queued: 1,
+            ..OutboxCounts::default()
+        },
+    );
+    let screen = text(h.render(120, 40).backend().buffer());
+    let rows = panel_rows(&screen, "Outbox · other accounts: 1 queued");
+    assert_eq!(
+        rows[0].trim_end(),
+        "queued 0 · sending 0 · sent today 0 · failed 0",
+        "another account's queue shows"
+    );
+    let mut h = outbox_mail();
+    let screen = text(h.render(120, 40).backend().buffer());
+    let rows = panel_rows(&screen, "Outbox · other accounts: 1 queued");
+    assert_eq!(
+        rows[0].trim_end(),
+        "queued 2 · sending 1 · sent today 5: 183 kB → 41.5 kB on the wire, 4.41x · failed 1"
+    );
+    let screen = text(h.render(80, 24).backend().buffer());
+    assert!(
+        screen.contains(
+            "\nOutbox queued 2 · sending 1 · sent today 5 (4.41x) · failed 1 · others: 1 queued"
+        ),
+        "{screen}"
+    );
+    h.key(KeyCode::Enter);
+    let details = text(h.render(120, 40).backend().buffer());
+    assert!(
+        details
+            .contains("outbox   2 queued, 1 sending, 5 sent today (183 kB, 41.5 kB on the wire,"),
+        "{details}"
+    );
+    assert!(
+        details.contains("link     the server's watcher reports each change (inotify) since 08:21"),
+        "{details}"
+    );
 }
