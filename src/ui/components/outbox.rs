@@ -38,8 +38,8 @@ impl OutboxPanel {
 }
 
 /// The counts in the longest form that fits `width`: with bytes and the
-/// ratio, with the ratio only, or in short words.
-fn counts_line(c: &OutboxCounts, width: u16, theme: Theme) -> Line<'static> {
+/// ratio, with the ratio only, in short words, or (`terse`) in signs.
+fn counts_line(c: &OutboxCounts, width: u16, terse: bool, theme: Theme) -> Option<Line<'static>> {
     let styled = |n: u64, style| if n > 0 { style } else { theme.dim() };
     let ratio = (c.wire_bytes > 0).then(|| format::ratio(c.sent_bytes, c.wire_bytes));
     let sent_long = match &ratio {
@@ -88,24 +88,25 @@ fn counts_line(c: &OutboxCounts, width: u16, theme: Theme) -> Line<'static> {
             styled(c.failed, theme.error()),
         ),
     ];
-    [long(sent_long), long(sent_mid), short]
+    let fitting = [long(sent_long), long(sent_mid), short]
         .into_iter()
         .map(Line::from)
-        .find(|l| l.width() <= usize::from(width))
-        .unwrap_or_else(|| {
-            Line::from(vec![
-                Span::styled(format!("{}q", c.queued), styled(c.queued, theme.warn())),
-                Span::raw(" "),
-                Span::styled(format!("{}s", c.sending), styled(c.sending, theme.busy())),
-                Span::raw(" "),
-                Span::styled(
-                    format!("{}✓", c.sent_today),
-                    styled(c.sent_today, theme.ok()),
-                ),
-                Span::raw(" "),
-                Span::styled(format!("{}✗", c.failed), styled(c.failed, theme.error())),
-            ])
-        })
+        .find(|l| l.width() <= usize::from(width));
+    if fitting.is_some() || !terse {
+        return fitting;
+    }
+    Some(Line::from(vec![
+        Span::styled(format!("{}q", c.queued), styled(c.queued, theme.warn())),
+        Span::raw(" "),
+        Span::styled(format!("{}s", c.sending), styled(c.sending, theme.busy())),
+        Span::raw(" "),
+        Span::styled(
+            format!("{}✓", c.sent_today),
+            styled(c.sent_today, theme.ok()),
+        ),
+        Span::raw(" "),
+        Span::styled(format!("{}✗", c.failed), styled(c.failed, theme.error())),
+    ]))
 }
 
 impl Component for OutboxPanel {
@@ -142,11 +143,14 @@ impl Component for OutboxPanel {
                 )
             })
         };
-        let line = |width: u16| match selected {
-            None => Line::styled("no account selected", theme.dim()),
+        let line = |width: u16, terse: bool| match selected {
+            None => Some(Line::styled("no account selected", theme.dim())),
             Some(a) => match a.outbox {
-                None => Line::styled(format!("{}: not counted yet", a.name), theme.dim()),
-                Some(c) => counts_line(&c, width, theme),
+                None => Some(Line::styled(
+                    format!("{}: not counted yet", a.name),
+                    theme.dim(),
+                )),
+                Some(c) => counts_line(&c, width, terse, theme),
             },
         };
         if area.height < 3 {
@@ -156,14 +160,14 @@ impl Component for OutboxPanel {
             let room = area.width.saturating_sub(head.width() as u16);
             let tail = others("others");
             let tail_width = tail.as_ref().map_or(0, Span::width) as u16;
-            let mut counts = line(room.saturating_sub(tail_width));
             let mut spans = vec![head];
-            if counts.width() + usize::from(tail_width) <= usize::from(room) {
-                spans.extend(counts.spans);
-                spans.extend(tail);
-            } else {
-                counts = line(room);
-                spans.extend(counts.spans);
+            match line(room.saturating_sub(tail_width), false) {
+                Some(counts) if counts.width() + usize::from(tail_width) <= usize::from(room) => {
+                    spans.extend(counts.spans);
+                    spans.extend(tail);
+                }
+                // Words for this account before signs for both.
+                _ => spans.extend(line(room, true).map(|l| l.spans).unwrap_or_default()),
             }
             frame.render_widget(Line::from(spans), area);
             return;
@@ -173,7 +177,7 @@ impl Component for OutboxPanel {
         let block = panel(Line::from(title), theme);
         let inner = block.inner(area);
         frame.render_widget(block, area);
-        frame.render_widget(line(inner.width), inner);
+        frame.render_widget(line(inner.width, true), inner);
     }
 }
 
@@ -192,7 +196,8 @@ mod tests {
             wire_bytes: 70_000,
         };
         let text = |w| -> String {
-            counts_line(&c, w, Theme::new(false))
+            counts_line(&c, w, true, Theme::new(false))
+                .expect("a terse form")
                 .spans
                 .iter()
                 .map(|s| s.content.as_ref())
@@ -208,5 +213,6 @@ mod tests {
         );
         assert_eq!(text(50), "3 queued · 1 sending · 12 sent · 1 failed");
         assert_eq!(text(20), "3q 1s 12✓ 1✗");
+        assert!(counts_line(&c, 20, false, Theme::new(false)).is_none());
     }
 }

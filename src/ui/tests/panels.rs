@@ -29,6 +29,22 @@ fn every_panel_stays_legible_from_60x20_to_250x70() {
                 "{w}x{h}: {needle:?} missing:\n{screen}"
             );
         }
+        // Mail in the outbox and watched accounts, at every size.
+        let screen = text(outbox_mail().render(w, h).backend().buffer());
+        for needle in [
+            "Outbox",
+            if w >= 80 { "queued 2" } else { "2 queued" },
+            if w >= 80 { "failed 1" } else { "1 failed" },
+            "History",
+            "Log",
+            if w >= 80 { "watching 4" } else { "watch" },
+            "retry 09:06",
+        ] {
+            assert!(
+                screen.contains(needle),
+                "{w}x{h}: {needle:?} missing:\n{screen}"
+            );
+        }
         // A forward that is on gets its panel at every size.
         let screen = text(forward_on().render(w, h).backend().buffer());
         for needle in ["SMTP forward", "on 127.0.0.1:2525", "History"] {
