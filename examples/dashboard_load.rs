@@ -13,14 +13,19 @@
 //! 64 MB/s transfer sends about 1000). Then the event
 //! sender is dropped, which ends `ui::run` (its documented contract).
 //! The dashboard starts with a history of 500 fetches (two accounts, one
-//! every 3 hours for two months), so that the charts and totals are drawn.
+//! every 3 hours for two months), so that the charts and totals are drawn,
+//! both accounts watched (`Event::Link`) and mail in one outbox
+//! (`Event::Outbox`), so that the link ages and the outbox panel are drawn.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mailhaul::config::Config;
 use mailhaul::engine::event::FetchSummary;
-use mailhaul::engine::event::{Event, FetchEvent, Stage, TransferProgress};
+use mailhaul::engine::event::{
+    Event, FetchEvent, LinkState, OutboxCounts, Stage, TransferProgress,
+};
+use mailhaul::engine::watch::WatchMode;
 use mailhaul::ui::{self, Engine, PastFetch};
 
 /// Accepts every request and does nothing: the load comes from the feeder.
@@ -105,6 +110,28 @@ fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("unknown mode {other}"),
         },
     };
+    // What a supervised dashboard shows at rest: both accounts watched,
+    // mail in home's outbox (the outbox panel and the links' ages drawn).
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for (account, ago) in [("home", 40 * 60 + 30), ("work", 7 * 60 + 10)] {
+        tx.send(Event::Link {
+            account: account.into(),
+            state: LinkState::Watching(WatchMode::Inotify),
+            since: now_unix - ago,
+        })?;
+    }
+    tx.send(Event::Outbox {
+        account: "home".into(),
+        counts: OutboxCounts {
+            queued: 2,
+            sent_today: 5,
+            sent_bytes: 183_000,
+            wire_bytes: 41_500,
+            ..OutboxCounts::default()
+        },
+    })?;
     let feeder = std::thread::spawn(move || {
         let end = Instant::now() + Duration::from_secs(secs);
         let Some(pace) = pace else {

@@ -1,7 +1,8 @@
 //! The dashboard in a real terminal: this test binary runs itself inside
 //! tmux as a small dashboard program (`ui::run` with an engine that records
 //! its calls), then drives it with keys. Checks what unit tests cannot: raw
-//! mode and the alternate screen work, every panel fits 80x24 and a resize to
+//! mode and the alternate screen work, every panel (with watched accounts
+//! and mail in the outbox) fits 80x24 and a resize to
 //! 60x20 re-lays them, keys typed in the terminal reach the engine, `?` and
 //! Esc reach the help overlay, a typed `/` filter takes letters that are
 //! keys elsewhere, `q` ends `run` cleanly, `NO_COLOR` in the environment
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mailhaul::config::Config;
-use mailhaul::engine::event::{Event, FetchEvent, Level};
+use mailhaul::engine::event::{Event, FetchEvent, Level, LinkState, OutboxCounts};
+use mailhaul::engine::watch::WatchMode;
 use mailhaul::ui::{self, Engine};
 
 #[path = "common/tmux.rs"]
@@ -91,6 +93,41 @@ fn child() -> anyhow::Result<()> {
             },
         },
     );
+    // `home` watched for five minutes, `work`'s server down, mail in
+    // `home`'s outbox (what the supervisor reports).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    send(
+        &tx,
+        Event::Link {
+            account: "home".into(),
+            state: LinkState::Watching(WatchMode::Inotify),
+            since: now - 5 * 60 - 10,
+        },
+    );
+    send(
+        &tx,
+        Event::Link {
+            account: "work".into(),
+            state: LinkState::BackingOff {
+                until: now + 600,
+                reason: "connection refused".into(),
+            },
+            since: now,
+        },
+    );
+    send(
+        &tx,
+        Event::Outbox {
+            account: "home".into(),
+            counts: OutboxCounts {
+                queued: 2,
+                failed: 1,
+                ..OutboxCounts::default()
+            },
+        },
+    );
     // `tx` lives on: the dashboard ends only when the user quits.
     ui::run(
         &config,
@@ -160,6 +197,9 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
         "dashboard test child",
         "new mail waiting: work",
         "? help",
+        "watching 5m",
+        "retry ",
+        "Outbox queued 2 · sending 0 · sent today 0 · failed 1",
     ] {
         assert!(
             first.contains(needle),
@@ -182,7 +222,14 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
                 .next()
                 .is_some_and(|l| l.ends_with('╮') && l.chars().count() == 60)
     });
-    for panel in ["Accounts (2)", "Transfer", "History · all", "Log", "? help"] {
+    for panel in [
+        "Accounts (2)",
+        "Transfer",
+        "History · all",
+        "Outbox queued 2 · sending 0 · sent today 0 · failed 1",
+        "Log",
+        "? help",
+    ] {
         assert!(
             narrow.contains(panel),
             "{panel} missing at 60x20:\n{narrow}"

@@ -23,11 +23,11 @@ use super::components::transfer::TransferPanel;
 use super::components::{Component, Context, Handled, Intent, View};
 use super::engine::Engine;
 use super::keymap::{action_for, Action};
-use super::model::{AccountView, LinkState, Model, Moment, PastFetch};
+use super::model::{AccountView, Model, Moment, PastFetch};
 use super::theme::Theme;
 use super::view_options::{HistoryRange, SortOrder};
 use crate::config::Config;
-use crate::engine::event::{Event, TunnelState};
+use crate::engine::event::{Event, LinkState, TunnelState};
 
 /// Which overlay covers the panels (the host-key prompt is separate: it is
 /// driven by the model's queue and comes first).

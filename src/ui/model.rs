@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::engine::event::{
-    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
-    TunnelEvent, TunnelState, TunnelStats,
+    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, LinkState, OutboxCounts,
+    Stage, TransferProgress, TunnelEvent, TunnelState, TunnelStats,
 };
-use crate::engine::watch::WatchMode;
 use crate::exit::Exit;
 use crate::ui::stats::Digest;
 
@@ -90,9 +89,10 @@ pub struct AccountView {
     /// Its figures from the history (kept up to date by [`Model::apply`]
     /// and [`Model::refresh_totals`]).
     pub digest: Digest,
-    /// How the engine keeps its link to the server, once it said.
+    /// How the engine keeps its link to the server, once it said
+    /// (`Event::Link`).
     pub link: Option<LinkView>,
-    /// Its outbox, once the engine counted it.
+    /// Its outbox, once the engine counted it (`Event::Outbox`).
     pub outbox: Option<OutboxCounts>,
 }
 
@@ -105,57 +105,10 @@ pub struct LinkView {
     pub since: u64,
 }
 
-/// What the engine's worker of an account is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkState {
-    /// Opening the SSH session.
-    Connecting,
-    /// Connected; the server-side watcher reports every spool change.
-    Watching(WatchMode),
-    /// Connected without a watcher: the spool is checked every `every`.
-    Polling {
-        /// The interval between checks.
-        every: Duration,
-    },
-    /// The link is down; the next attempt is at `until` (seconds since the
-    /// epoch).
-    BackingOff {
-        /// When the next attempt starts.
-        until: u64,
-        /// Why the last one failed.
-        reason: String,
-    },
-    /// A fetch runs.
-    Fetching,
-    /// Outgoing mail is going up.
-    Sending,
-    /// The worker ended (on request, or for the reason given).
-    Stopped(Option<String>),
-}
-
-/// An account's outbox, as the engine counted it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OutboxCounts {
-    /// Messages waiting to be sent.
-    pub queued: u64,
-    /// Messages going up now.
-    pub sending: u64,
-    /// Messages the server accepted since local midnight.
-    pub sent_today: u64,
-    /// Messages refused for good (kept in the failed folder).
-    pub failed: u64,
-    /// Bytes of the messages sent today.
-    pub sent_bytes: u64,
-    /// What they took on the wire, compressed.
-    pub wire_bytes: u64,
-}
-
-impl OutboxCounts {
-    /// Whether there is anything to show: mail waiting, going, sent today
-    /// or refused.
-    pub fn is_busy(&self) -> bool {
-        self.queued + self.sending + self.sent_today + self.failed > 0
-    }
+/// Whether an outbox has anything to show: mail waiting, going, sent today
+/// or refused.
+pub fn outbox_busy(c: &OutboxCounts) -> bool {
+    c.queued + c.sending + c.sent_today + c.failed > 0
 }
 
 /// An error an account met, for its details.
@@ -458,7 +411,7 @@ impl Model {
 
     /// Records how the engine keeps an account's link (since `since`,
     /// seconds since the epoch); returns whether anything shown changed.
-    pub fn set_link(&mut self, account: &str, state: LinkState, since: u64) -> bool {
+    fn set_link(&mut self, account: &str, state: LinkState, since: u64) -> bool {
         let Some(i) = self.account_index(account) else {
             return false;
         };
@@ -471,7 +424,7 @@ impl Model {
     }
 
     /// Records an account's outbox counts; returns whether they changed.
-    pub fn set_outbox(&mut self, account: &str, counts: OutboxCounts) -> bool {
+    fn set_outbox(&mut self, account: &str, counts: OutboxCounts) -> bool {
         let Some(i) = self.account_index(account) else {
             return false;
         };
@@ -480,20 +433,6 @@ impl Model {
         }
         self.accounts[i].outbox = Some(counts);
         true
-    }
-
-    /// The outbox counts of every account added up.
-    pub fn outbox_total(&self) -> OutboxCounts {
-        let mut t = OutboxCounts::default();
-        for c in self.accounts.iter().filter_map(|a| a.outbox) {
-            t.queued += c.queued;
-            t.sending += c.sending;
-            t.sent_today += c.sent_today;
-            t.failed += c.failed;
-            t.sent_bytes += c.sent_bytes;
-            t.wire_bytes += c.wire_bytes;
-        }
-        t
     }
 
     /// Whether any account is fetching.
@@ -532,8 +471,12 @@ impl Model {
                 true
             }
             Event::Fetch { account, event } => self.apply_fetch(&account, event, at),
-            // Shown by the panels that come with push and the outbox.
-            Event::Link { .. } | Event::Outbox { .. } => false,
+            Event::Link {
+                account,
+                state,
+                since,
+            } => self.set_link(&account, state, since),
+            Event::Outbox { account, counts } => self.set_outbox(&account, counts),
             Event::Tunnel { account, event } => {
                 let Some(i) = self.account_index(&account) else {
                     return false;

@@ -12,9 +12,10 @@ use ratatui::Frame;
 
 use super::log::clock;
 use super::{panel, Component, Context, Handled, Intent};
+use crate::engine::event::LinkState;
 use crate::engine::event::{Stage, TunnelState};
 use crate::ui::format;
-use crate::ui::model::{AccountView, LinkState, Outcome};
+use crate::ui::model::{AccountView, Outcome};
 use crate::ui::stats;
 use crate::ui::theme::Theme;
 use crate::ui::view_options::SortOrder;

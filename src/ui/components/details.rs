@@ -12,9 +12,10 @@ use ratatui::Frame;
 
 use super::log::clock;
 use super::{centered, field, panel, wrapped_height, Component, Context, Handled, Intent};
+use crate::engine::event::LinkState;
 use crate::engine::watch::WatchMode;
 use crate::ui::format;
-use crate::ui::model::{LinkState, LinkView, Outcome};
+use crate::ui::model::{LinkView, Outcome};
 
 /// The details overlay.
 #[derive(Debug, Default)]

@@ -10,8 +10,9 @@ use ratatui::text::{Line, Span};
 use ratatui::Frame;
 
 use super::{panel, Component, Context};
+use crate::engine::event::OutboxCounts;
 use crate::ui::format;
-use crate::ui::model::OutboxCounts;
+use crate::ui::model::outbox_busy;
 use crate::ui::theme::Theme;
 
 /// The outbox panel (stateless).
@@ -26,7 +27,7 @@ impl OutboxPanel {
         let selected = ctx
             .selected_account()
             .and_then(|a| a.outbox)
-            .is_some_and(|c| c.is_busy());
+            .is_some_and(|c| outbox_busy(&c));
         let others = ctx
             .model
             .accounts

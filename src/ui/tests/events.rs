@@ -3,8 +3,8 @@
 //! screens need timed redraws.
 
 use super::*;
+use crate::engine::event::LinkState;
 use crate::engine::watch::WatchMode;
-use crate::ui::model::LinkState;
 
 #[test]
 fn a_failed_fetch_withdraws_its_unanswered_question() {

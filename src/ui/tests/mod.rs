@@ -20,12 +20,12 @@ use ratatui::Terminal;
 use super::app::{App, Overlay};
 use super::engine::Engine;
 use super::keymap::{keys_label, BINDINGS};
-use super::model::{LinkState, Moment, OutboxCounts, PastFetch};
+use super::model::{Moment, PastFetch};
 use super::theme::Theme;
 use crate::config::Config;
 use crate::engine::event::{
-    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, Stage, TransferProgress,
-    TunnelEvent, TunnelState, TunnelStats,
+    Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, LinkState, OutboxCounts,
+    Stage, TransferProgress, TunnelEvent, TunnelState, TunnelStats,
 };
 use crate::engine::failure::Failure;
 use crate::engine::watch::WatchMode;
@@ -185,15 +185,26 @@ impl Harness {
     /// before `secs`.
     fn link(&mut self, secs: f64, account: &str, state: LinkState, ago: u64) -> bool {
         let at = self.at(secs);
-        self.app
-            .model
-            .set_link(account, state, at.unix_secs.saturating_sub(ago))
+        self.app.apply(
+            Event::Link {
+                account: account.into(),
+                state,
+                since: at.unix_secs.saturating_sub(ago),
+            },
+            at,
+        )
     }
 
     /// The engine counted `account`'s outbox.
     fn outbox(&mut self, secs: f64, account: &str, counts: OutboxCounts) -> bool {
-        self.at(secs);
-        self.app.model.set_outbox(account, counts)
+        let at = self.at(secs);
+        self.app.apply(
+            Event::Outbox {
+                account: account.into(),
+                counts,
+            },
+            at,
+        )
     }
 
     fn key(&mut self, code: KeyCode) -> bool {

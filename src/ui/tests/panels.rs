@@ -3,7 +3,7 @@
 //! long log lines, details, tiny sizes and configs without accounts.
 
 use super::*;
-use crate::ui::model::OutboxCounts;
+use crate::engine::event::OutboxCounts;
 use ratatui::style::Modifier;
 
 #[test]
