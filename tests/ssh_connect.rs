@@ -16,7 +16,8 @@ use common::{TestSshd, TestUser};
 use mailhaul::engine::account::{HostKeyPolicy, TransportCompression};
 use mailhaul::engine::failure::Failure;
 use mailhaul::engine::ssh::{
-    connect, Connection, HostKeyDecision, NoPrompts, Prompter, SshError, Target, UnknownHost,
+    connect, Connection, HostKeyDecision, NoPrompts, Prompter, RemoteScript, SshError, Target,
+    UnknownHost,
 };
 
 fn target(sshd: &TestSshd, key: &Path) -> Target {
@@ -54,7 +55,10 @@ fn key_file_logs_in_and_script_runs() {
     let sshd = TestSshd::start();
     let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
     let out = conn
-        .run_script("id -un; echo oops >&2; exit 3", &[] as &[&str])
+        .run_script(
+            &RemoteScript::new("test", "id -un; echo oops >&2; exit 3"),
+            &[] as &[&str],
+        )
         .unwrap();
     assert_eq!(out.stdout, b"root\n");
     assert_eq!(out.stderr, "oops\n");
@@ -82,7 +86,10 @@ fn hostile_arguments_arrive_intact_and_nothing_runs() {
     ];
     let out = conn
         .run_script(
-            "echo $# >&2; for a in \"$@\"; do printf '%s' \"$a\"; printf '\\000'; done",
+            &RemoteScript::new(
+                "test",
+                "echo $# >&2; for a in \"$@\"; do printf '%s' \"$a\"; printf '\\000'; done",
+            ),
             &args,
         )
         .unwrap();
@@ -106,7 +113,10 @@ fn streaming_script_output_and_status() {
     let sshd = TestSshd::start();
     let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
     let mut stream = conn
-        .start_script("seq 1 \"$1\"; echo done >&2; exit \"$2\"", &["200000", "0"])
+        .start_script(
+            &RemoteScript::new("test", "seq 1 \"$1\"; echo done >&2; exit \"$2\""),
+            &["200000", "0"],
+        )
         .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
@@ -123,7 +133,10 @@ fn streaming_script_output_and_status() {
 
     // Stopping early: finish drains the rest and still gets the status.
     let mut stream = conn
-        .start_script("seq 1 100000; exit 4", &[] as &[&str])
+        .start_script(
+            &RemoteScript::new("test", "seq 1 100000; exit 4"),
+            &[] as &[&str],
+        )
         .unwrap();
     let mut first = [0u8; 10];
     stream.read_exact(&mut first).unwrap();
@@ -138,7 +151,9 @@ fn encrypted_key_with_passphrase_command() {
     t.passphrase_command = Some(vec!["printf".into(), "%s\\n".into(), PASSPHRASE.into()]);
     let conn = must_connect(&sshd, &t);
     assert_eq!(
-        conn.run_script("echo ok", &[] as &[&str]).unwrap().stdout,
+        conn.run_script(&RemoteScript::new("test", "echo ok"), &[] as &[&str])
+            .unwrap()
+            .stdout,
         b"ok\n"
     );
 }
@@ -245,7 +260,7 @@ fn agent_logs_in_without_key_files() {
     t.agent_socket = Some(agent.socket.clone());
     let conn = must_connect(&sshd, &t);
     assert_eq!(
-        conn.run_script("echo agent", &[] as &[&str])
+        conn.run_script(&RemoteScript::new("test", "echo agent"), &[] as &[&str])
             .unwrap()
             .stdout,
         b"agent\n"
@@ -434,7 +449,10 @@ fn compression_is_negotiated_when_asked() {
         // The server inflates what we send (session setup, a script on
         // stdin, its arguments) and answers.
         let out = zlib
-            .run_script("printf '%s|' \"$1\" \"$2\"", &["one", "two two"])
+            .run_script(
+                &RemoteScript::new("test", "printf '%s|' \"$1\" \"$2\""),
+                &["one", "two two"],
+            )
             .unwrap();
         assert_eq!(out.stdout, b"one|two two|", "{compression:?}");
     }
@@ -455,7 +473,10 @@ fn tcp_info_counters_grow_with_traffic() {
     );
     assert!(rx0 > 0 && tx0 > 0, "the handshake moved bytes: {rx0} {tx0}");
     let out = conn
-        .run_script("head -c \"$1\" /dev/urandom", &["1000000"])
+        .run_script(
+            &RemoteScript::new("test", "head -c \"$1\" /dev/urandom"),
+            &["1000000"],
+        )
         .unwrap();
     assert_eq!(out.stdout.len(), 1_000_000);
     let rx1 = conn.socket_bytes_received().unwrap();
@@ -476,12 +497,15 @@ fn silent_script_survives_keepalives_until_the_idle_limit() {
     conn.set_idle_timeout(Duration::from_secs(10));
     // Silent for 3 s: three libssh2 timeouts, each resumed after a keepalive.
     let out = conn
-        .run_script("sleep 3; echo awake", &[] as &[&str])
+        .run_script(
+            &RemoteScript::new("test", "sleep 3; echo awake"),
+            &[] as &[&str],
+        )
         .unwrap();
     assert_eq!(out.stdout, b"awake\n");
     // The session is still usable afterwards.
     assert_eq!(
-        conn.run_script("echo again", &[] as &[&str])
+        conn.run_script(&RemoteScript::new("test", "echo again"), &[] as &[&str])
             .unwrap()
             .stdout,
         b"again\n"
@@ -489,7 +513,9 @@ fn silent_script_survives_keepalives_until_the_idle_limit() {
 
     conn.set_idle_timeout(Duration::from_secs(2));
     let started = Instant::now();
-    let e = conn.run_script("sleep 30", &[] as &[&str]).unwrap_err();
+    let e = conn
+        .run_script(&RemoteScript::new("test", "sleep 30"), &[] as &[&str])
+        .unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -638,7 +664,10 @@ fn unprivileged_user_runs_scripts_in_its_home() {
     .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     let out = conn
         .run_script(
-            "id -un; printf '%s' \"$2\" > \"$HOME/$1\"; ls -l \"$3\" | cut -c1-10",
+            &RemoteScript::new(
+                "test",
+                "id -un; printf '%s' \"$2\" > \"$HOME/$1\"; ls -l \"$3\" | cut -c1-10",
+            ),
             &["claim file", "data\n", &user.spool.display().to_string()],
         )
         .unwrap();

@@ -1,5 +1,6 @@
-# mailhaul's server side: POSIX sh, sent on stdin and run as
-#   sh -s -- COMMAND ARG...
+# mailhaul's server side: POSIX sh, run by engine::ssh's loader (cached on
+# the server, checked by sha256) as
+#   sh -c LOADER sh COMMAND ARG...
 # through engine::ssh, which hex-encodes every argument on the command line
 # and decodes it in a prelude, so no user data ever appears in a shell
 # command line; paths in the output are hex-encoded too. Output is one
@@ -32,8 +33,6 @@
 
 set -u
 umask 077
-# gzip as the login shell finds it: the exec request `gzip -dc | sh -s` needs that.
-if command -v gzip >/dev/null 2>&1; then login_gzip=1; else login_gzip=0; fi
 PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:${PATH:-}
 LC_ALL=C
 export PATH LC_ALL
@@ -323,7 +322,6 @@ facts() {
   done
   if have sha256sum || have shasum || have sha256 || have openssl; then say "tool sha256 1"; else say "tool sha256 0"; fi
   if have head && have cmp; then say "tool head-cmp 1"; else say "tool head-cmp 0"; fi
-  say "tool gzip-login $login_gzip"
   if have zstd; then
     say "zstd-version $(zstd -V 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n 1)"
   fi

@@ -2,9 +2,10 @@
 # server's own sendmail, each exactly once.
 #
 # Run by mailhaul as a long script (see src/engine/outbox/relay.rs): the
-# arguments arrive hex-encoded on a fixed command line, this text on stdin,
-# and the messages on fd 3 (the channel's stdin) only after this script has
-# said `ready`, so sh never reads message bytes as script.
+# arguments arrive hex-encoded on a fixed command line, this text from the
+# server's cached copy (checked by sha256; sent first when it is missing or
+# different), and the messages on fd 3 (the channel's stdin) only after this
+# script has said `ready`.
 #
 # Arguments: $1 protocol version (1); $2 the compressors the client can
 # produce, best first ("zstd gzip", or "none"); $3 the sendmail command's

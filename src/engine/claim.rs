@@ -13,17 +13,23 @@ use std::sync::OnceLock;
 
 use crate::engine::account::{ClaimStrategy, Compression, ZstdLevel};
 use crate::engine::failure::Failure;
-use crate::engine::ssh::compact;
+use crate::engine::ssh::{compact, RemoteScript};
 
 /// The script as written, with its comments.
 const SCRIPT_SOURCE: &str = include_str!("../../assets/remote/claim.sh");
 
-/// The script as sent, run remotely as `sh -s -- COMMAND HEXARG...` with the
-/// script on stdin: `assets/remote/claim.sh` without comments and indentation
-/// (a quarter smaller; it goes up once per step).
-pub fn script() -> &'static str {
-    static COMPACT: OnceLock<String> = OnceLock::new();
-    COMPACT.get_or_init(|| compact(SCRIPT_SOURCE))
+/// The script as sent, run remotely as `sh -s -- COMMAND HEXARG...`:
+/// `assets/remote/claim.sh` without comments and indentation (a quarter
+/// smaller), cached on the server by its hash (see `engine::ssh`).
+pub fn remote_script() -> &'static RemoteScript {
+    static COMPACT: OnceLock<RemoteScript> = OnceLock::new();
+    COMPACT.get_or_init(|| RemoteScript::new("claim", &compact(SCRIPT_SOURCE)))
+}
+
+/// The text of [`remote_script`].
+#[cfg(test)]
+fn script() -> &'static str {
+    &remote_script().text
 }
 
 /// The zstd level used when `zstd_level` is not set: on the benchmark's
@@ -195,9 +201,6 @@ pub struct Tools {
     pub zstd: bool,
     /// `gzip`.
     pub gzip: bool,
-    /// `gzip` on the login shell's own `PATH`, where an exec request
-    /// (`gzip -dc | sh -s ...`, scripts sent compressed) finds it.
-    pub gzip_login: bool,
     /// Some sha256 tool (`sha256sum`, `shasum`, `sha256`, `openssl`).
     pub sha256: bool,
     /// `head` and `cmp`, used to repair a claim cut short.
@@ -274,7 +277,6 @@ pub fn parse_probe(records: &[(String, String)]) -> Result<Probe, ScriptError> {
                     "lockfile" => p.tools.lockfile = have,
                     "zstd" => p.tools.zstd = have,
                     "gzip" => p.tools.gzip = have,
-                    "gzip-login" => p.tools.gzip_login = have,
                     "sha256" => p.tools.sha256 = have,
                     "head-cmp" => p.tools.head_cmp = have,
                     _ => {}
@@ -702,7 +704,6 @@ mod tests {
                 lockfile: false,
                 zstd: true,
                 gzip: true,
-                gzip_login: true,
                 sha256: true,
                 head_cmp: true,
             },
@@ -886,21 +887,14 @@ mod tests {
         assert!(!zstd_can_adapt("0.8.1") && !zstd_can_adapt(""));
     }
 
-    /// Runs the claim script (as sent, or as written) with the local /bin/sh.
+    /// Runs the claim script (as sent, or as written) with the local /bin/sh,
+    /// through the loader that runs it on a server.
+    /// One `$HOME` for every run, as on a server.
     fn run_local(script: &str, args: &[&[u8]]) -> String {
-        use crate::engine::ssh::{command_line, stdin_bytes, Packing};
-        use std::io::Write;
-        let line = command_line(Packing::Plain, args).unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = stdin_bytes(Packing::Plain, script);
-        child.stdin.take().unwrap().write_all(&stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
+        static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+        let home = HOME.get_or_init(|| tempfile::tempdir().unwrap());
+        let script = RemoteScript::new("claim", script);
+        let (_, out) = crate::engine::ssh::run_locally(home.path(), &script, args);
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -1006,7 +1000,7 @@ mod tests {
         }
         assert!(replies[0].0.ends_with("ok\n"), "{}", replies[0].0);
         let probe = parse_probe(&parse_reply(replies[0].0.as_bytes(), b"", 0).unwrap()).unwrap();
-        assert_eq!(probe.tools.gzip_login, probe.tools.gzip, "{}", replies[0].0);
+        assert!(probe.tools.sha256, "{}", replies[0].0);
         assert_eq!(replies[0].1.len(), 1);
         assert_eq!(replies[0].3, "ok\n");
         assert_eq!(replies[0], replies[1]);

@@ -20,15 +20,16 @@ use std::time::Duration;
 
 use ssh2::Channel;
 
-use crate::engine::ssh::{compact, Connection, SshError};
+use crate::engine::ssh::{compact, Connection, RemoteScript, SshError};
 
 /// The script as written, with its comments.
 const SCRIPT_SOURCE: &str = include_str!("../../assets/remote/watch.sh");
 
-/// The script as sent: without comments and indentation.
-pub fn script() -> &'static str {
-    static COMPACT: OnceLock<String> = OnceLock::new();
-    COMPACT.get_or_init(|| compact(SCRIPT_SOURCE))
+/// The script as sent: without comments and indentation, cached on the
+/// server by its hash (see `engine::ssh`).
+pub fn script() -> &'static RemoteScript {
+    static COMPACT: OnceLock<RemoteScript> = OnceLock::new();
+    COMPACT.get_or_init(|| RemoteScript::new("watch", &compact(SCRIPT_SOURCE)))
 }
 
 /// How often the stat loop looks where the server has no inotify: one `ls`
@@ -269,7 +270,7 @@ mod tests {
         let out = std::process::Command::new("sh")
             .arg("-n")
             .arg("-c")
-            .arg(script())
+            .arg(&script().text)
             .output()
             .unwrap();
         assert!(

@@ -32,7 +32,7 @@ pub(super) fn script(
     conn: &Connection,
     args: &[&[u8]],
 ) -> Result<Vec<(String, String)>, FetchError> {
-    let out = conn.run_script(claim::script(), args)?;
+    let out = conn.run_script(claim::remote_script(), args)?;
     Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
 }
 

@@ -121,8 +121,6 @@ impl Run<'_> {
                 ),
             );
         }
-        // Later steps send the script gzip-compressed: it is most of the upload.
-        reused.set_gzip_scripts(probe.tools.gzip_login);
         if let Some(bytes) = probe.spool_size {
             self.emit(FetchEvent::SpoolSize {
                 bytes,
@@ -132,10 +130,9 @@ impl Run<'_> {
         let method = choose_method(&probe, self.account.compression, self.account.zstd_level)?;
         let compressed;
         let conn: &Connection = if method.method.needs_transport_compression() && !compress_first {
-            let mut own = self.connect(true)?;
+            let own = self.connect(true)?;
             self.socket_base = 0;
             (probe, leftovers) = survey(&own, self.account)?;
-            own.set_gzip_scripts(probe.tools.gzip_login);
             compressed = own;
             &compressed
         } else {
@@ -359,7 +356,7 @@ impl Run<'_> {
         let id = remote.id();
         let (name, level) = method.send_args();
         let mut stream = conn.start_script(
-            claim::script(),
+            claim::remote_script(),
             &[
                 b"send".as_slice(),
                 remote.path.as_bytes(),

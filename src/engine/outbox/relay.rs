@@ -21,15 +21,16 @@ use sha2::{Digest, Sha256};
 use ssh2::Channel;
 
 use super::{Outbox, OutboxMessage};
-use crate::engine::ssh::{compact, Connection, SshError};
+use crate::engine::ssh::{compact, Connection, RemoteScript, SshError};
 
 /// The script as written, with its comments.
 const SCRIPT_SOURCE: &str = include_str!("../../../assets/remote/send.sh");
 
-/// The script as sent: without comments and indentation.
-pub fn script() -> &'static str {
-    static COMPACT: OnceLock<String> = OnceLock::new();
-    COMPACT.get_or_init(|| compact(SCRIPT_SOURCE))
+/// The script as sent: without comments and indentation, cached on the
+/// server by its hash (see `engine::ssh`).
+pub fn script() -> &'static RemoteScript {
+    static COMPACT: OnceLock<RemoteScript> = OnceLock::new();
+    COMPACT.get_or_init(|| RemoteScript::new("send", &compact(SCRIPT_SOURCE)))
 }
 
 /// Message bytes per `d` chunk.
@@ -669,7 +670,7 @@ mod tests {
         let out = std::process::Command::new("sh")
             .arg("-n")
             .arg("-c")
-            .arg(script())
+            .arg(&script().text)
             .output()
             .unwrap();
         assert!(

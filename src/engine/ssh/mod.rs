@@ -23,9 +23,9 @@ use ssh2::Session;
 pub use auth::{key_is_encrypted, run_passphrase_command};
 pub use error::{ChangedHostKey, SshError};
 pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
-pub use script::{
-    command_line, compact, stdin_bytes, Packing, ScriptOutput, ScriptStatus, ScriptStream,
-};
+#[cfg(test)]
+pub(crate) use script::run_locally;
+pub use script::{compact, RemoteScript, ScriptOutput, ScriptStatus, ScriptStream};
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
 use crate::engine::account::{HostKeyPolicy, TransportCompression};
@@ -96,8 +96,6 @@ pub struct Connection {
     host: String,
     idle_timeout: Duration,
     keepalive_interval: Duration,
-    /// Scripts go up gzip-compressed (the server has `gzip`).
-    gzip_scripts: bool,
 }
 
 /// Opens an authenticated session to `target`.
@@ -165,7 +163,6 @@ fn connect_once(
         host: target.host.clone(),
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
-        gzip_scripts: false,
     };
     conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
     Ok(conn)

@@ -1,18 +1,26 @@
 //! Remote POSIX sh scripts whose arguments never enter a shell command line.
 //!
-//! The exec request is the fixed text `sh -s -- xHEX xHEX ...`: each argument
-//! is hex-encoded here (an `x` first, so that an empty argument survives), so
-//! only `[0-9a-fx -]` ever reaches the user's login shell, whatever the
-//! paths or names hold. The script itself goes on stdin, behind a prelude
-//! that decodes the arguments back into `"$1" "$2" ...` with shell
-//! arithmetic (no tools, no forks per byte). The script runs as one
-//! `{ ...; } </dev/null` group: sh parses it whole before running it, and
-//! commands in it cannot swallow the rest of the script from stdin.
+//! The exec request is `sh -c 'LOADER' sh xHEX xHEX ...`: LOADER is fixed
+//! text of this module (one line, no single quote), and each argument is
+//! hex-encoded (an `x` first, so that an empty argument survives), so only
+//! that text and `[0-9a-fx ]` ever reach the user's login shell, whatever
+//! the paths or names hold. The loader first decodes the arguments back
+//! into `"$1" "$2" ...` with shell arithmetic (no tools, no forks per byte).
 //!
-//! Once the server is known to have `gzip` ([`Connection::set_gzip_scripts`]),
-//! the stdin text goes up gzip-compressed and the exec request becomes the
-//! equally fixed `gzip -dc | sh -s -- xHEX ...`: on a slow uplink the script,
-//! sent once per step, is most of what a fetch uploads.
+//! Then it runs the script from a cached copy on the server,
+//! `~/.mailhaul/scripts/NAME-HASH.sh`, and only after checking that its
+//! sha256 is the one this client expects (the hash is part of the loader's
+//! text): a copy that is missing, cut short, changed or of another version
+//! is never run. It answers `mh-run` when the copy is good; otherwise
+//! `mh-need-gzip` (or `mh-need` where the server has no `gzip`), reads the
+//! script from stdin (its exact length, which the loader knows, so nothing
+//! the script itself reads later is swallowed), checks its hash, stores it
+//! (0600) and answers `mh-run`. So a script goes up once per server and
+//! version, and a step costs two round trips (the channel's opening, and
+//! the exec request, which the output follows) and about 1.3 kB up. The
+//! script runs as `{ eval "$text"; } </dev/null`: the text that was hashed
+//! is the text that runs (the file is not read twice), and commands in it
+//! cannot swallow stdin.
 //!
 //! Channel order, as libssh2 needs it: read stdout to the end, then stderr,
 //! then close and `wait_close()`, then read the exit status. stderr shares
@@ -21,31 +29,20 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use sha2::Digest;
 use ssh2::Channel;
 
 use super::{Connection, SshError};
 
 /// The decoder run before every script: turns `xHEX` arguments into bytes.
-const PRELUDE: &str = r#"mh_unhex() {
-mh_h=${1#x} mh_f=
-while [ -n "$mh_h" ]; do
-mh_r=${mh_h#??}
-mh_n=$((0x${mh_h%"$mh_r"}))
-mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"
-mh_h=$mh_r
-done
-printf "${mh_f}x"
-}
-mh_i=$#
-while [ "$mh_i" -gt 0 ]; do
-mh_v=$(mh_unhex "$1")
-shift
-set -- "$@" "${mh_v%x}"
-mh_i=$((mh_i - 1))
-done
-unset mh_h mh_f mh_r mh_n mh_i mh_v
-unset -f mh_unhex
-"#;
+const PRELUDE: &str = concat!(
+    r#"mh_unhex() { mh_h=${1#x} mh_f=; while [ -n "$mh_h" ]; do mh_r=${mh_h#??}; "#,
+    r#"mh_n=$((0x${mh_h%"$mh_r"})); "#,
+    r#"mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"; mh_h=$mh_r; done; "#,
+    r#"printf "${mh_f}x"; }; mh_i=$#; while [ "$mh_i" -gt 0 ]; do mh_v=$(mh_unhex "$1"); "#,
+    r#"shift; set -- "$@" "${mh_v%x}"; mh_i=$((mh_i - 1)); done; "#,
+    r#"unset mh_h mh_f mh_r mh_n mh_i mh_v; unset -f mh_unhex; "#,
+);
 
 /// stderr kept per script; more is read and dropped.
 const MAX_STDERR: usize = 64 * 1024;
@@ -88,60 +85,91 @@ impl ScriptStatus {
     }
 }
 
-/// How the script text travels on stdin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Packing {
-    /// As is: `sh -s -- ARGS`.
-    Plain,
-    /// gzip-compressed: `gzip -dc | sh -s -- ARGS`.
-    Gzip,
+/// A script as it runs on the server: its cache name and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteScript {
+    /// The name of its cached copy (`claim`, `watch`, `send`): lower-case
+    /// letters only, since it goes into the loader's text.
+    pub name: &'static str,
+    /// The text, ending in exactly one line break (what is hashed, sent
+    /// and stored).
+    pub text: String,
+    /// sha256 of `text`, lower-case hex.
+    pub sha256: String,
 }
 
-/// The exec command line for `args` with the script sent as `packing` says:
-/// fixed text and hex digits only.
-pub fn command_line(packing: Packing, args: &[&[u8]]) -> Result<String, SshError> {
-    let mut line = String::from(match packing {
-        Packing::Plain => "sh -s --",
-        Packing::Gzip => "gzip -dc | sh -s --",
-    });
-    for (index, arg) in args.iter().enumerate() {
-        if arg.contains(&0) {
-            return Err(SshError::NulInArgument { index });
+impl RemoteScript {
+    /// The script `name` with text `text` (trailing line breaks made one).
+    pub fn new(name: &'static str, text: &str) -> RemoteScript {
+        assert!(
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase()),
+            "script names are lower-case letters"
+        );
+        let text = format!("{}\n", text.trim_end_matches('\n'));
+        let sha256 = crate::engine::claim::hex(&sha2::Sha256::digest(text.as_bytes()));
+        RemoteScript { name, text, sha256 }
+    }
+
+    /// The text gzip-compressed, as sent after `mh-need-gzip`.
+    fn gzipped(&self) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(self.text.as_bytes())
+            .and_then(|()| gz.finish())
+            .expect("gzip into memory cannot fail")
+    }
+
+    /// The exec request for this script with `args`: `sh -c 'LOADER' sh
+    /// xHEX...`, where LOADER is the argument decoder and the loader (see
+    /// the module's doc), fixed text on one line without single quotes (so
+    /// any login shell, csh too, passes it to sh as it is), and each
+    /// argument is hex; nothing the user or the server chose is in it.
+    /// `keep_stdin`: the script gets the channel's stdin on fd 3 (a
+    /// long-lived script, which ends when it reads end-of-file there).
+    pub fn exec_line(&self, args: &[&[u8]], keep_stdin: bool) -> Result<String, SshError> {
+        let mut line = format!("sh -c '{}' sh", self.loader(keep_stdin));
+        for (index, arg) in args.iter().enumerate() {
+            if arg.contains(&0) {
+                return Err(SshError::NulInArgument { index });
+            }
+            line.push_str(" x");
+            for b in *arg {
+                line.push_str(&format!("{b:02x}"));
+            }
         }
-        line.push_str(" x");
-        for b in *arg {
-            line.push_str(&format!("{b:02x}"));
+        Ok(line)
+    }
+
+    fn loader(&self, keep_stdin: bool) -> String {
+        let redirect = if keep_stdin {
+            "3<&0 </dev/null"
+        } else {
+            "</dev/null"
+        };
+        let (name, hash) = (self.name, &self.sha256);
+        let short = &hash[..16];
+        let plain = self.text.len();
+        let gz = self.gzipped().len();
+        let text = format!(
+            r#"{PRELUDE}mh_sum() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -c1-64; elif command -v shasum >/dev/null 2>&1; then shasum -a 256 | cut -c1-64; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed "s/^.*= *//"; else echo none; fi; }}; mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; mh_s=$mh_d/{name}-{short}.sh; if [ -f "$mh_s" ] && mh_t=$(cat "$mh_s") && [ "$(printf "%s\n" "$mh_t" | mh_sum)" = {hash} ]; then echo mh-run; else if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gz} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi; mh_k=$(printf "%s\n" "$mh_t" | mh_sum); if [ "$mh_k" = {hash} ]; then (umask 077; mkdir -p "$mh_d" && rm -f "$mh_d/{name}-"*.sh && printf "%s\n" "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_s") 2>/dev/null; elif [ "$mh_k" != none ]; then echo mh-bad; exit 97; fi; echo mh-run; fi; unset -f mh_sum; unset mh_d mh_s mh_k; {{ eval "$mh_t"; }} {redirect}"#
+        );
+        debug_assert!(!text.contains('\'') && !text.contains('\n'));
+        text
+    }
+
+    /// What to send when the loader asks with `request` (`mh-need` or
+    /// `mh-need-gzip`).
+    pub fn body_for(&self, request: &str) -> Option<Vec<u8>> {
+        match request {
+            "mh-need" => Some(self.text.as_bytes().to_vec()),
+            "mh-need-gzip" => Some(self.gzipped()),
+            _ => None,
         }
     }
-    Ok(line)
 }
 
-/// What is sent on stdin: the decoder, then `script` as one group.
-pub fn stdin_text(script: &str) -> String {
-    format!("{PRELUDE}{{\n{script}\n}} </dev/null\n")
-}
-
-/// What is sent on stdin for a long-lived script (see
-/// [`Connection::start_long_script`]): the decoder, then `script` as one
-/// group whose fd 3 stays the channel's stdin, so that the script sees
-/// end-of-file there when the channel or the connection goes.
-pub fn stdin_text_keeping_channel(script: &str) -> String {
-    format!("{PRELUDE}{{\n{script}\n}} 3<&0 </dev/null\n")
-}
-
-/// The bytes sent on stdin for `script` packed as `packing` says.
-pub fn stdin_bytes(packing: Packing, script: &str) -> Vec<u8> {
-    let text = stdin_text(script);
-    match packing {
-        Packing::Plain => text.into_bytes(),
-        Packing::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-            gz.write_all(text.as_bytes())
-                .and_then(|()| gz.finish())
-                .expect("gzip into memory cannot fail")
-        }
-    }
-}
+/// Lines the loader may be preceded by (a chatty login shell start-up)
+/// before its first answer; more is an error.
+const MAX_NOISE_LINES: usize = 100;
 
 /// `script` without what the shell ignores: comment-only lines, blank lines
 /// and leading indentation. For scripts without here-documents or quoted
@@ -166,17 +194,11 @@ pub struct ScriptStream<'c> {
 }
 
 impl Connection {
-    /// Sends later scripts gzip-compressed (`gzip -dc | sh -s -- ...`); only
-    /// for a server known to have `gzip` in the login shell's `PATH`.
-    pub fn set_gzip_scripts(&mut self, on: bool) {
-        self.gzip_scripts = on;
-    }
-
     /// Runs `script` with `sh` on the server, `args` as `"$1" "$2" ...`,
     /// and collects its output. For big outputs use [`Connection::start_script`].
     pub fn run_script<A: AsRef<[u8]>>(
         &self,
-        script: &str,
+        script: &RemoteScript,
         args: &[A],
     ) -> Result<ScriptOutput, SshError> {
         let mut stream = self.start_script(script, args)?;
@@ -197,21 +219,10 @@ impl Connection {
     /// stdout as a stream.
     pub fn start_script<A: AsRef<[u8]>>(
         &self,
-        script: &str,
+        script: &RemoteScript,
         args: &[A],
     ) -> Result<ScriptStream<'_>, SshError> {
-        let packing = if self.gzip_scripts {
-            Packing::Gzip
-        } else {
-            Packing::Plain
-        };
-        let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
-        let line = command_line(packing, &args)?;
-        let mut channel = self.patiently("opening a channel", || self.session.channel_session())?;
-        self.patiently("starting sh", || channel.exec(&line))?;
-        channel
-            .write_all(&stdin_bytes(packing, script))
-            .map_err(|source| self.io_err("sending a script", source))?;
+        let mut channel = self.start_channel(script, args, false)?;
         self.patiently("sending a script", || channel.send_eof())?;
         Ok(ScriptStream {
             conn: self,
@@ -220,27 +231,98 @@ impl Connection {
     }
 
     /// Starts a script meant to run as long as its channel (the spool
-    /// watcher): sent plain, with `args` hex-encoded as for
+    /// watcher, the send script), with `args` hex-encoded as for
     /// [`Connection::run_script`], and the channel's stdin left open: the
     /// script reads it on fd 3 and ends when it reaches end-of-file, i.e.
     /// when the channel is closed or the connection dies. The caller reads
     /// the channel's stdout and closes it.
     pub fn start_long_script<A: AsRef<[u8]>>(
         &self,
-        script: &str,
+        script: &RemoteScript,
         args: &[A],
     ) -> Result<Channel, SshError> {
+        self.start_channel(script, args, true)
+    }
+
+    /// Opens a channel, runs the loader there and sees the script started
+    /// (sending it first if the server has no good copy); stdin stays open.
+    /// Two round trips when the copy is good: the channel's opening, and
+    /// the exec request, whose answer the script's first output follows.
+    fn start_channel<A: AsRef<[u8]>>(
+        &self,
+        script: &RemoteScript,
+        args: &[A],
+        keep_stdin: bool,
+    ) -> Result<Channel, SshError> {
         let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
-        let line = command_line(Packing::Plain, &args)?;
+        let line = script.exec_line(&args, keep_stdin)?;
         let mut channel = self.patiently("opening a channel", || self.session.channel_session())?;
         self.patiently("starting sh", || channel.exec(&line))?;
-        channel
-            .write_all(stdin_text_keeping_channel(script).as_bytes())
-            .map_err(|source| self.io_err("sending a script", source))?;
-        channel
-            .flush()
-            .map_err(|source| self.io_err("sending a script", source))?;
-        Ok(channel)
+        let mut noise = 0;
+        loop {
+            let answer = self
+                .read_short_line(&mut channel)
+                .map_err(|source| self.io_err("starting a script", source))?;
+            match answer.as_deref() {
+                Some("mh-run") => return Ok(channel),
+                Some(request @ ("mh-need" | "mh-need-gzip")) => {
+                    let body = script.body_for(request).expect("a known request");
+                    channel
+                        .write_all(&body)
+                        .and_then(|()| channel.flush())
+                        .map_err(|source| self.io_err("sending a script", source))?;
+                }
+                Some("mh-bad") => {
+                    return Err(self.io_err(
+                        "sending a script",
+                        std::io::Error::other(format!(
+                            "the {} script arrived damaged (its sha256 differs)",
+                            script.name
+                        )),
+                    ))
+                }
+                Some(_) if noise < MAX_NOISE_LINES => noise += 1,
+                other => {
+                    let mut stderr = String::new();
+                    let _ = channel.stderr().take(4096).read_to_string(&mut stderr);
+                    let seen = match other {
+                        None => "its output ended".to_string(),
+                        Some(_) => format!("{MAX_NOISE_LINES} lines of other output"),
+                    };
+                    return Err(self.io_err(
+                        "starting a script",
+                        std::io::Error::other(format!(
+                            "the server's sh did not start the {} script ({seen}){}",
+                            script.name,
+                            if stderr.trim().is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", stderr.trim())
+                            }
+                        )),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Reads one line of at most 4 KiB from `channel` a byte at a time
+    /// (the rest of the output stays in the channel), without its line
+    /// break; `None` at end-of-file.
+    fn read_short_line(&self, channel: &mut Channel) -> std::io::Result<Option<String>> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            if self.read_patiently(channel, &mut byte)? == 0 {
+                return Ok(None);
+            }
+            if byte[0] == b'\n' {
+                return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+            }
+            if line.len() < 4096 {
+                line.push(byte[0]);
+            }
+        }
     }
 
     /// Runs a libssh2 call, sending keepalives and retrying while it times
@@ -361,81 +443,140 @@ impl ScriptStream<'_> {
     }
 }
 
+/// Runs `script` with `args` the way a server would (the fixed command
+/// line, the decoder and loader on stdin, the script itself sent when the
+/// loader asks), with the local /bin/sh and `home` as `$HOME`. Returns the
+/// loader's answers and the script's own output. For tests.
+#[cfg(test)]
+pub(crate) fn run_locally(
+    home: &std::path::Path,
+    script: &RemoteScript,
+    args: &[&[u8]],
+) -> (Vec<String>, std::process::Output) {
+    use std::io::BufRead;
+    let line = script.exec_line(args, false).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("HOME", home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut answers = Vec::new();
+    loop {
+        let mut answer = String::new();
+        if stdout.read_line(&mut answer).unwrap() == 0 {
+            break;
+        }
+        let answer = answer.trim_end().to_string();
+        answers.push(answer.clone());
+        match script.body_for(&answer) {
+            Some(body) => stdin.write_all(&body).unwrap(),
+            None => break,
+        }
+    }
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let mut out = child.wait_with_output().unwrap();
+    out.stdout = rest;
+    (answers, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The exec request is fixed text (one line, no single quote inside
+    /// the quoted loader) followed by hex arguments only.
     #[test]
     fn command_line_holds_only_hex() {
-        let line = command_line(
-            Packing::Plain,
-            &[b"/var/mail/a b".as_slice(), b"", b"$(rm -rf /)\n'"],
-        )
-        .unwrap();
-        assert!(line.starts_with("sh -s -- x"), "{line}");
-        let tail = &line["sh -s --".len()..];
+        let script = RemoteScript::new("claim", "echo hi");
+        let fixed = script.exec_line(&[], false).unwrap();
+        assert!(
+            fixed.starts_with("sh -c '") && fixed.ends_with("' sh"),
+            "{fixed}"
+        );
+        assert!(!fixed.contains('\n'));
+        assert_eq!(fixed.matches('\'').count(), 2, "{fixed}");
+        let command_line = |args: &[&[u8]]| script.exec_line(args, false);
+        let line = command_line(&[b"/var/mail/a b".as_slice(), b"", b"$(rm -rf /)\n'"]).unwrap();
+        let tail = &line[fixed.len()..];
         assert!(
             tail.bytes().all(|b| b" x0123456789abcdef".contains(&b)),
             "{line}"
         );
         assert_eq!(tail.split(' ').nth(2), Some("x"), "empty arg survives");
         assert!(matches!(
-            command_line(Packing::Plain, &[b"ok".as_slice(), b"a\0b"]),
+            command_line(&[b"ok".as_slice(), b"a\0b"]),
             Err(SshError::NulInArgument { index: 1 })
         ));
     }
 
-    /// Runs `script` with `args` the way a server would (the command line
-    /// with the prelude and script on stdin, packed as `packing`), with the
-    /// local /bin/sh.
-    fn run_locally(packing: Packing, script: &str, args: &[&[u8]]) -> std::process::Output {
-        let line = command_line(packing, args).unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&stdin_bytes(packing, script))
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// The prelude decodes every byte but NUL, run by the local /bin/sh,
-    /// with the script sent plain and gzip-packed.
+    /// The prelude decodes every byte but NUL, run by the local /bin/sh
+    /// through the loader, sent and then cached.
     #[test]
     fn prelude_decodes_all_bytes_locally() {
+        let home = tempfile::tempdir().unwrap();
         let every: Vec<u8> = (1..=255).collect();
         let args: Vec<&[u8]> = vec![b"a b", b"", b"$(touch /tmp/x)'\"\n\n", &every];
-        let script =
-            r#"for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \n'; echo; done"#;
+        let script = RemoteScript::new(
+            "decode",
+            r#"for a in "$@"; do printf '%s' "$a" | od -An -tx1 | tr -d ' \n'; echo; done"#,
+        );
         let hex: Vec<String> = args
             .iter()
             .map(|a| a.iter().map(|b| format!("{b:02x}")).collect())
             .collect();
-        for packing in [Packing::Plain, Packing::Gzip] {
-            let out = run_locally(packing, script, &args);
-            assert!(out.status.success(), "{packing:?}");
+        for expected in [["mh-need-gzip", "mh-run"].as_slice(), &["mh-run"]] {
+            let (answers, out) = run_locally(home.path(), &script, &args);
+            assert_eq!(answers, expected);
+            assert!(out.status.success(), "{out:?}");
             assert_eq!(
                 String::from_utf8(out.stdout).unwrap(),
-                hex.join("\n") + "\n",
-                "{packing:?}"
+                hex.join("\n") + "\n"
             );
         }
     }
 
+    /// A cached copy runs only while its sha256 is the expected one: a copy
+    /// changed on the server is not run but replaced, and a new version of
+    /// a script replaces the old one's file.
     #[test]
-    fn gzip_packing_only_prefixes_fixed_text() {
-        let plain = command_line(Packing::Plain, &[b"a;b".as_slice()]).unwrap();
-        let packed = command_line(Packing::Gzip, &[b"a;b".as_slice()]).unwrap();
-        assert_eq!(packed, format!("gzip -dc | {plain}"));
-        assert!(stdin_bytes(Packing::Gzip, "echo hi").starts_with(&[0x1f, 0x8b]));
+    fn a_cached_script_runs_only_with_the_right_hash() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = home.path().join(".mailhaul/scripts");
+        let v1 = RemoteScript::new("greet", "echo one");
+        let (answers, out) = run_locally(home.path(), &v1, &[]);
+        assert_eq!(answers, ["mh-need-gzip", "mh-run"]);
+        assert_eq!(out.stdout, b"one\n");
+        let cached = dir.join(format!("greet-{}.sh", &v1.sha256[..16]));
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), "echo one\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cached).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+
+        std::fs::write(&cached, "echo one\necho tampered\n").unwrap();
+        let (answers, out) = run_locally(home.path(), &v1, &[]);
+        assert_eq!(answers, ["mh-need-gzip", "mh-run"]);
+        assert_eq!(out.stdout, b"one\n");
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), "echo one\n");
+
+        let v2 = RemoteScript::new("greet", "echo two");
+        let (answers, out) = run_locally(home.path(), &v2, &[]);
+        assert_eq!(answers, ["mh-need-gzip", "mh-run"]);
+        assert_eq!(out.stdout, b"two\n");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!("greet-{}.sh", &v2.sha256[..16])]);
+        let (answers, _) = run_locally(home.path(), &v2, &[]);
+        assert_eq!(answers, ["mh-run"]);
     }
 
     #[test]
@@ -449,10 +590,11 @@ mod tests {
     /// never into the stream the client decompresses.
     #[test]
     fn claim_script_send_refuses_a_missing_claim_on_stderr() {
+        let home = tempfile::tempdir().unwrap();
         let claim = b"/nonexistent/.mailhaul/claims/inbox.0123456789ab.1-2-3.mbox";
-        let out = run_locally(
-            Packing::Plain,
-            crate::engine::claim::script(),
+        let (_, out) = run_locally(
+            home.path(),
+            crate::engine::claim::remote_script(),
             &[b"send", claim, b"cat", b"0"],
         );
         assert_eq!(out.status.code(), Some(12));
