@@ -48,7 +48,8 @@ def log(*words):
         f.write("%d %d %s %s\n" % (time.time_ns(), os.getpid(), USER, " ".join(str(w) for w in words)))
 
 orig = os.environ.get("SSH_ORIGINAL_COMMAND", "")
-args = orig.split(" -s -- ", 1)[1].split() if " -s -- " in orig else []
+# The exec request is `sh -c 'LOADER' sh xHEX...` (engine/ssh/script.rs).
+args = orig.rsplit("' sh ", 1)[1].split() if "' sh " in orig else []
 words = [bytes.fromhex(a[1:]).decode("utf-8", "replace") for a in args]
 command = words[0] if words else "-"
 switch = lambda name: os.path.exists(os.path.join(DIR, name))
@@ -64,6 +65,14 @@ method = words[2] if len(words) > 2 else "cat"
 # A dropped connection must show as a cut stream, not as a hangup.
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 child = subprocess.Popen(["/bin/sh", "-c", orig], stdout=subprocess.PIPE)
+# The loader's answers (mh-run; mh-need... when it wants the script on
+# stdin) pass at once; only the script's own output is changed.
+while True:
+    line = child.stdout.readline()
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+    if not line.startswith(b"mh-need"):
+        break
 data = child.stdout.read()
 status = child.wait()
 if switch("flip"):
