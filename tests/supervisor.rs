@@ -6,8 +6,9 @@
 //! events), and `watch` sends mail queued while the server was unreachable
 //! once it becomes reachable, exactly once; a temporarily refused message
 //! waits its backoff unless `flush_outbox` is ordered; a permanent refusal
-//! is counted failed and logged; a shutdown mid-fetch stops the fetch at a
-//! safe point and the next fetch completes it.
+//! is counted failed and logged; a deferred message coming due while the
+//! link is down does not make `watch` spin; a shutdown mid-fetch stops the
+//! fetch at a safe point and the next fetch completes it.
 
 mod common;
 mod fetch_support;
@@ -614,4 +615,83 @@ fn watch_sends_what_was_queued_offline_once_the_link_is_back() {
     unsafe { libc::kill(watch.child.id() as i32, libc::SIGTERM) };
     let status = watch.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{:#?}", watch.seen);
+}
+
+/// Context switches of all the process's threads so far: each wakeup of a
+/// thread that sleeps in poll(2) is one (a count load does not skew).
+fn wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        for line in status.lines() {
+            if let Some(n) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += n.trim().parse::<u64>().unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+/// While the server is unreachable, a deferred message whose next try
+/// comes and goes does not make `watch` spin: it waits for the reconnect
+/// (which sends the whole outbox) and stays idle meanwhile.
+#[test]
+fn a_due_message_while_the_link_is_down_does_not_spin() {
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "supi");
+    let gate = Gate::start(sshd.port);
+    let client = Client::new(&sshd, &user.name, "known_hosts = \"accept-new\"\n");
+    let text = std::fs::read_to_string(&client.config).unwrap();
+    std::fs::write(
+        &client.config,
+        text.replace(
+            &format!("port = {}", sshd.port),
+            &format!("port = {}", gate.port),
+        ),
+    )
+    .unwrap();
+    queue(&client, "someone@example.org", b"Subject: later\n\nbody\n");
+    // Deferred once, next try in two seconds (the outbox's own format).
+    let queue_dir = client.data_dir().join("outbox/acct/queue");
+    let id = std::fs::read_dir(&queue_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| !n.contains('.'))
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        queue_dir.join(format!("{id}.state")),
+        format!("attempts 1\nnext {}\nerror the link was down\n", now + 2),
+    )
+    .unwrap();
+    let mut watch = Watch::start(&client);
+    watch.wait_line("reconnecting in", Duration::from_secs(30));
+    // The next try has passed by now; the reconnects are seconds apart.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = wakeups(watch.child.id());
+    std::thread::sleep(Duration::from_secs(3));
+    let woke = wakeups(watch.child.id()) - before;
+    eprintln!("{woke} wakeups in 3 s while the link was down");
+    assert!(
+        woke < 300,
+        "watch woke {woke} times in 3 s while waiting for the link"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(
+        watch.child.wait().unwrap().code(),
+        Some(0),
+        "{:#?}",
+        watch.seen
+    );
 }

@@ -687,7 +687,14 @@ impl Worker {
                 until.push(live.watcher_started + READY_LIMIT);
             }
         }
-        if let Some(t) = live.outbox.as_ref().and_then(|o| o.next_try) {
+        // A deferred message's next try needs the link: while it is down,
+        // the reconnect (which sends the whole outbox) comes first.
+        if let Some(t) = live
+            .outbox
+            .as_ref()
+            .and_then(|o| o.next_try)
+            .filter(|_| live.session.is_some())
+        {
             let left = t.saturating_sub(crate::engine::outbox::now());
             until.push(now + Duration::from_secs(left));
         }
