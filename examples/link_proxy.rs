@@ -27,6 +27,10 @@
 //! ```
 //!
 //! "Up" is client → target, "down" is target → client.
+//!
+//! `--cut-down-after BYTES` drops the link once that many bytes have come
+//! out of it towards the client: a cut at a known offset, for the resume
+//! benchmark (`bench/resume.sh`).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -72,6 +76,12 @@ struct Args {
     /// File the byte totals are written to.
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// Cut the link once this many bytes have come out of it towards the
+    /// client (all connections together): the connection that reaches it
+    /// gets exactly that many, then both its sockets are shut down, as a
+    /// dropped link would; later connections are cut at once.
+    #[arg(long)]
+    cut_down_after: Option<u64>,
 }
 
 /// One direction's link parameters.
@@ -141,6 +151,23 @@ struct Totals {
     connections: AtomicU64,
     up_bytes: AtomicU64,
     down_bytes: AtomicU64,
+    /// Bytes the link still delivers towards the client before it is cut
+    /// (`--cut-down-after`; `u64::MAX`: never).
+    down_left: AtomicU64,
+}
+
+/// How much of a write of `len` bytes goes out before the cut, with
+/// `left` bytes to go; takes it from `left`. `None`: all of it.
+fn before_cut(left: &AtomicU64, len: usize) -> Option<usize> {
+    let mut now = left.load(Ordering::SeqCst);
+    loop {
+        let take = now.min(len as u64);
+        match left.compare_exchange(now, now - take, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) if take == len as u64 => return None,
+            Ok(_) => return Some(take as usize),
+            Err(actual) => now = actual,
+        }
+    }
 }
 
 impl Totals {
@@ -189,7 +216,7 @@ fn read_side(mut from: TcpStream, queue: &SharedQueue, spec: LinkSpec, counters:
 
 /// Takes chunks off the queue and writes each to `to` when the link would
 /// deliver it; half-closes `to` once the queue is drained and closed.
-fn write_side(mut to: TcpStream, queue: &SharedQueue, spec: LinkSpec) {
+fn write_side(mut to: TcpStream, queue: &SharedQueue, spec: LinkSpec, cut: Option<&AtomicU64>) {
     let mut clock = LinkClock {
         spec,
         free_at: Instant::now(),
@@ -228,7 +255,13 @@ fn write_side(mut to: TcpStream, queue: &SharedQueue, spec: LinkSpec) {
         }
         queue.changed.notify_all();
         drop(q);
-        if to.write_all(&out).is_err() {
+        let cut_here = cut.and_then(|left| before_cut(left, out.len()));
+        if let Some(n) = cut_here {
+            let _ = to.write_all(&out[..n]);
+            println!("link cut after the agreed number of bytes down");
+            let _ = std::io::stdout().flush();
+        }
+        if cut_here.is_some() || to.write_all(&out).is_err() {
             // The receiver is gone: stop both ways, as a dropped link would.
             let _ = to.shutdown(Shutdown::Both);
             let mut q = queue.state.lock().unwrap();
@@ -277,7 +310,7 @@ fn serve(client: TcpStream, args: Arc<Args>, totals: Arc<Totals>, id: u64) {
     };
     thread::scope(|s| {
         s.spawn(|| read_side(client_reader, &up_queue, up, [&conn_up, &totals.up_bytes]));
-        s.spawn(|| write_side(server_writer, &up_queue, up));
+        s.spawn(|| write_side(server_writer, &up_queue, up, None));
         s.spawn(|| {
             read_side(
                 server_reader,
@@ -286,7 +319,7 @@ fn serve(client: TcpStream, args: Arc<Args>, totals: Arc<Totals>, id: u64) {
                 [&conn_down, &totals.down_bytes],
             )
         });
-        s.spawn(|| write_side(client_writer, &down_queue, down));
+        s.spawn(|| write_side(client_writer, &down_queue, down, Some(&totals.down_left)));
     });
     drop(client);
     println!(
@@ -324,6 +357,9 @@ fn main() -> std::io::Result<()> {
     }
     let signals = block_exit_signals();
     let totals = Arc::new(Totals::default());
+    totals
+        .down_left
+        .store(args.cut_down_after.unwrap_or(u64::MAX), Ordering::SeqCst);
     let listener = TcpListener::bind(args.listen)?;
     if let Some(path) = &args.stats {
         totals.write(path)?;
@@ -364,6 +400,16 @@ mod tests {
 
     fn modem_down() -> LinkSpec {
         LinkSpec::new(1_000_000, 100.0, 64 * 1024)
+    }
+
+    #[test]
+    fn the_cut_lets_exactly_the_agreed_bytes_through() {
+        let left = AtomicU64::new(10_000);
+        assert_eq!(before_cut(&left, 6_000), None);
+        assert_eq!(before_cut(&left, 6_000), Some(4_000));
+        assert_eq!(before_cut(&left, 1), Some(0));
+        let never = AtomicU64::new(u64::MAX);
+        assert_eq!(before_cut(&never, 1 << 20), None);
     }
 
     #[test]

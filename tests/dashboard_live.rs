@@ -266,10 +266,12 @@ fn the_watcher_makes_auto_fetch_react_within_seconds() {
 /// The quit must interrupt the fetch, provably: the server trickles the
 /// transfer (2 KiB every 100 ms, so the sample's ~270 kB at zstd -9 would
 /// take over ten seconds), `q` and `y` come mid-transfer, and then the
-/// server saw its stream cut short, nothing was filed, the fetch removed
-/// its partial download itself (a fetch the process merely outlived leaves
-/// its `.part`), nothing is journalled, and the claim waits on the server
-/// byte for byte; the next fetch files every message exactly once.
+/// server saw its stream cut short, nothing was filed, the fetch made its
+/// partial download durable and journalled its length itself (a fetch the
+/// process merely outlived leaves a `.part` the journal does not know),
+/// nothing is staged, and the claim waits on the server byte for byte; the
+/// next fetch continues from that length and files every message exactly
+/// once.
 #[test]
 fn quitting_mid_fetch_interrupts_it_and_the_next_fetch_completes_it() {
     let hook = common::ServerHook::new();
@@ -308,14 +310,22 @@ fn quitting_mid_fetch_interrupts_it_and_the_next_fetch_completes_it() {
     let staging: Vec<_> = std::fs::read_dir(account.join("staging"))
         .unwrap()
         .flatten()
-        .map(|e| e.file_name())
+        .map(|e| e.path())
         .collect();
     assert!(
-        staging.is_empty(),
+        staging.len() == 1 && staging[0].extension().is_some_and(|x| x == "part"),
         "the stopped fetch left {staging:?} in staging"
     );
     let journal = std::fs::read_to_string(account.join("journal")).unwrap_or_default();
     assert!(!journal.contains("staged"), "journal: {journal}");
+    let kept = std::fs::metadata(&staging[0]).unwrap().len();
+    // (Nothing decoded yet, nothing to keep: then no record either.)
+    let partial = journal.lines().rfind(|l| l.starts_with("partial\t"));
+    assert_eq!(
+        partial.and_then(|l| l.rsplit('\t').next()),
+        (kept > 0).then(|| kept.to_string()).as_deref(),
+        "the journal has the kept part's length: {journal}"
+    );
     let claims_dir = user.home.join(".mailhaul/claims");
     let claims: Vec<_> = std::fs::read_dir(&claims_dir)
         .unwrap()
@@ -329,8 +339,21 @@ fn quitting_mid_fetch_interrupts_it_and_the_next_fetch_completes_it() {
     );
 
     hook.set("slow", false);
+    let logged = hook.log().len();
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", fetch_support::describe(&out));
+    if kept > 0 {
+        assert!(
+            hook.log()[logged..].iter().any(|e| e.is(&[
+                "send",
+                "start",
+                "offset",
+                &kept.to_string()
+            ])),
+            "the next fetch continues from byte {kept}:\n{}",
+            hook.log_text()
+        );
+    }
     assert_same_messages(
         &client.filed_md5s(),
         &md5s,

@@ -20,9 +20,15 @@
 #                               seconds past which a lock whose holder is not
 #                               alive is removed, 0 or empty: never), then
 #                               list every finished claim
-#   send PATH METHOD LEVEL      stream a claim (METHOD zstd, zstd-adapt
-#                               (LEVEL is the lowest), gzip or cat);
-#                               its errors go to stderr, not the stream
+#   send PATH METHOD LEVEL OFFSET PREFIX
+#                               stream a claim (METHOD zstd, zstd-adapt
+#                               (LEVEL is the lowest), gzip or cat) from
+#                               byte OFFSET (0 or empty: all of it), once
+#                               its first OFFSET bytes are seen to have the
+#                               sha256 PREFIX (the client's kept prefix of
+#                               a download cut short; otherwise nothing is
+#                               sent and the error is prefix-changed); its
+#                               errors go to stderr, not the stream
 #   release PATH                delete a claim the client has verified
 # SPOOL may be empty (the default spool) or start with `~/`.
 # A claim never overwrites anything: claim files are created with O_EXCL
@@ -460,12 +466,28 @@ cmd_send() {
   stream=1
   check_claim_path "$1"
   case $3 in ''|*[!0-9]*) fail bad-request "level must be a number" 3 ;; esac
+  case $2 in zstd|zstd-adapt|gzip|cat) ;; *) fail bad-request "unknown method $2" 3 ;; esac
+  off=${4:-0}
+  case $off in ''|*[!0-9]*) fail bad-request "offset must be a number" 3 ;; esac
+  if [ "$off" = 0 ]; then
+    case $2 in
+      zstd) exec zstd -q -c "-$3" -- "$1" ;;
+      zstd-adapt) exec zstd -q -c "--adapt=min=$3,max=19" -- "$1" ;;
+      gzip) exec gzip -c "-$3" < "$1" ;;
+      cat) exec cat -- "$1" ;;
+    esac
+  fi
+  # Resume: only the rest, and only of the claim whose prefix the client
+  # holds (a claim that is not the same file is never mixed into it).
+  case $5 in *[!0-9a-f]*|'') fail bad-request "prefix must be a sha256" 3 ;; esac
+  [ "$(fsize "$1")" -gt "$off" ] || fail prefix-changed "the claim is not longer than $off bytes" 12
+  _pre=$(head -c "$off" -- "$1" | sha256_in) || fail unsupported "no sha256 tool (install coreutils)" 11
+  [ "$_pre" = "$5" ] || fail prefix-changed "the claim's first $off bytes are not the client's" 12
   case $2 in
-    zstd) exec zstd -q -c "-$3" -- "$1" ;;
-    zstd-adapt) exec zstd -q -c "--adapt=min=$3,max=19" -- "$1" ;;
-    gzip) exec gzip -c "-$3" < "$1" ;;
-    cat) exec cat -- "$1" ;;
-    *) fail bad-request "unknown method $2" 3 ;;
+    zstd) tail -c "+$((off + 1))" -- "$1" | zstd -q -c "-$3" ;;
+    zstd-adapt) tail -c "+$((off + 1))" -- "$1" | zstd -q -c "--adapt=min=$3,max=19" ;;
+    gzip) tail -c "+$((off + 1))" -- "$1" | gzip -c "-$3" ;;
+    cat) tail -c "+$((off + 1))" -- "$1" ;;
   esac
 }
 
@@ -493,7 +515,7 @@ main() {
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
     claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
-    send) cmd_send "$arg1" "$arg2" "$arg3" ;;
+    send) cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;
   esac

@@ -4,7 +4,9 @@
 //! The journal is what makes every step of a fetch recoverable after a
 //! kill -9: a claim is recorded as `staged` only once its download is
 //! verified and durable, as `released` once the server copy is gone, and as
-//! `delivered` once every message is filed. Each record is one line, appended
+//! `delivered` once every message is filed; a download cut short is
+//! recorded as `partial` with the length of the prefix it made durable, so
+//! that the next run asks the server only for the rest. Each record is one line, appended
 //! and fsynced before the step it enables; a torn last line (a crash while
 //! writing it) is dropped on the next open, which is safe because the step it
 //! would have recorded is then simply done again, idempotently
@@ -38,6 +40,9 @@ pub struct Journal {
     file: File,
     claims: BTreeMap<String, JournalClaim>,
     order: Vec<String>,
+    /// Downloads cut short: the claim and how many of its first bytes its
+    /// partial file holds durably (by claim id).
+    partials: BTreeMap<String, (RemoteClaim, u64)>,
 }
 
 impl Journal {
@@ -61,6 +66,7 @@ impl Journal {
             file,
             claims: BTreeMap::new(),
             order: Vec::new(),
+            partials: BTreeMap::new(),
         };
         for line in BufReader::new(&text[..complete]).lines() {
             journal.apply(&line?);
@@ -70,14 +76,24 @@ impl Journal {
 
     fn apply(&mut self, line: &str) {
         let fields: Vec<&str> = line.split('\t').collect();
+        let remote = |path: &str, size: &str, sha: &str| {
+            Some(RemoteClaim {
+                path: unhex(path).and_then(|p| String::from_utf8(p).ok())?,
+                size: size.parse().ok()?,
+                sha256: sha.to_string(),
+            })
+        };
         match fields.as_slice() {
+            ["partial", id, path, size, sha, len] => {
+                if let (Some(claim), Ok(len)) = (remote(path, size, sha), len.parse()) {
+                    self.partials.insert(id.to_string(), (claim, len));
+                }
+            }
             ["staged", id, path, size, sha] => {
-                let (Some(path), Ok(size)) = (
-                    unhex(path).and_then(|p| String::from_utf8(p).ok()),
-                    size.parse(),
-                ) else {
+                let Some(remote) = remote(path, size, sha) else {
                     return;
                 };
+                self.partials.remove(*id);
                 if !self.claims.contains_key(*id) {
                     self.order.push(id.to_string());
                 }
@@ -85,11 +101,7 @@ impl Journal {
                     id.to_string(),
                     JournalClaim {
                         id: id.to_string(),
-                        remote: RemoteClaim {
-                            path,
-                            size,
-                            sha256: sha.to_string(),
-                        },
+                        remote,
                         released: false,
                         delivered: false,
                     },
@@ -127,6 +139,35 @@ impl Journal {
         ))
     }
 
+    /// Records that the partial download of `claim` holds its first `len`
+    /// bytes durably (fsynced before this is called), for a later run to
+    /// continue from.
+    pub fn partial(&mut self, claim: &RemoteClaim, len: u64) -> io::Result<()> {
+        self.append(format!(
+            "partial\t{}\t{}\t{}\t{}\t{len}",
+            claim.id(),
+            hex(claim.path.as_bytes()),
+            claim.size,
+            claim.sha256
+        ))
+    }
+
+    /// How many first bytes of `claim` an interrupted download kept, when
+    /// the journal has a partial download of this very claim (same path,
+    /// size and sha256 as the server lists now).
+    pub fn resumable(&self, claim: &RemoteClaim) -> Option<u64> {
+        self.partials
+            .get(&claim.id())
+            .filter(|(kept, _)| kept == claim)
+            .map(|(_, len)| *len)
+    }
+
+    /// Whether the journal has a partial download of the claim with this id
+    /// (its file in staging is kept).
+    pub fn has_partial(&self, id: &str) -> bool {
+        self.partials.contains_key(id)
+    }
+
     /// Records that the server copy of the claim is deleted.
     pub fn released(&mut self, id: &str) -> io::Result<()> {
         self.append(format!("released\t{id}"))
@@ -155,12 +196,13 @@ impl Journal {
     /// Empties the journal when nothing is pending, so it never grows without
     /// bound; a crash during this only leaves finished records behind.
     pub fn compact(&mut self) -> io::Result<()> {
-        if self.pending().is_empty() && !self.claims.is_empty() {
+        if self.pending().is_empty() && !(self.claims.is_empty() && self.partials.is_empty()) {
             self.file.set_len(0)?;
             self.file.seek(SeekFrom::End(0))?;
             self.file.sync_all()?;
             self.claims.clear();
             self.order.clear();
+            self.partials.clear();
         }
         Ok(())
     }
@@ -417,6 +459,34 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, "2-2-2");
         assert!(!pending[0].released && !pending[0].delivered);
+    }
+
+    /// A partial download is resumable only for the very claim it was
+    /// recorded for, survives a reopen, and ends once the claim is staged.
+    #[test]
+    fn a_partial_download_is_kept_for_the_same_claim_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let c = claim("1-1-1");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.partial(&c, 2).unwrap();
+            j.partial(&c, 4).unwrap();
+        }
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.resumable(&c), Some(4));
+        assert!(j.has_partial(&c.id()));
+        let mut changed = c.clone();
+        changed.sha256 = "11".repeat(32);
+        assert_eq!(j.resumable(&changed), None, "another sha256");
+        changed = c.clone();
+        changed.size += 1;
+        assert_eq!(j.resumable(&changed), None, "another size");
+        assert_eq!(j.resumable(&claim("2-2-2")), None);
+        j.staged(&c).unwrap();
+        assert_eq!(j.resumable(&c), None);
+        assert!(!j.has_partial(&c.id()));
+        assert_eq!(Journal::open(&path).unwrap().resumable(&c), None);
     }
 
     #[test]

@@ -72,43 +72,122 @@ fn local(path: &Path) -> impl Fn(io::Error) -> TransferError + '_ {
 /// Counters of a finished download.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Transferred {
-    /// Decompressed bytes.
+    /// Decompressed bytes received in this download (after the kept prefix).
     pub raw: u64,
     /// Bytes as sent by the server's compressor.
     pub payload: u64,
+    /// Where this download began: the length of the prefix an earlier,
+    /// interrupted download had kept (0: from the start).
+    pub resumed_from: u64,
 }
 
-/// Downloads `stream` (the output of the script's `send` with `method`) into
-/// `partial`, verifies it against `claim`, fsyncs it and renames it to
-/// `staged`. `progress(raw, payload)` is called at most every `every`.
+/// How often (in decompressed bytes) a download in progress makes what it
+/// has durable and says so through its checkpoint callback, so that a kill
+/// or power cut loses at most this much of it.
+pub const CHECKPOINT_EVERY: u64 = 4 << 20;
+
+/// The first bytes of a claim that an interrupted download kept in its
+/// partial file, read back and hashed, so that the next download asks the
+/// server only for the rest and still checks the whole file's sha256.
+#[derive(Clone)]
+pub struct Prefix {
+    len: u64,
+    hasher: Sha256,
+}
+
+impl Prefix {
+    /// Reads the first `len` bytes of `partial`, dropping anything after
+    /// them (written after the last checkpoint, so not known durable);
+    /// `None` when the file is missing or shorter than `len`.
+    pub fn read(partial: &Path, len: u64) -> io::Result<Option<Prefix>> {
+        let mut file = match OpenOptions::new().read(true).write(true).open(partial) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() < len {
+            return Ok(None);
+        }
+        file.set_len(len)?;
+        let mut hasher = Sha256::new();
+        let copied = io::copy(&mut (&mut file).take(len), &mut hasher)?;
+        Ok((copied == len).then_some(Prefix { len, hasher }))
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty (nothing kept).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sha256 of the prefix, lower-case hex (what the server checks its
+    /// claim's first bytes against before it sends the rest).
+    pub fn sha256(&self) -> String {
+        hex(&self.hasher.clone().finalize())
+    }
+}
+
+/// Where one claim's download goes.
+pub struct Download<'a> {
+    /// How the server compresses the stream.
+    pub method: Method,
+    /// The claim, with the server's size and sha256 of the whole file.
+    pub claim: &'a RemoteClaim,
+    /// The file the claim is decompressed into while it arrives.
+    pub partial: &'a Path,
+    /// The verified file's name.
+    pub staged: &'a Path,
+    /// The prefix an interrupted download kept: the stream is then the
+    /// claim from `prefix.len()` on, appended to it.
+    pub resume: Option<Prefix>,
+}
+
+/// Downloads `stream` (the output of the script's `send`) into
+/// `to.partial`, verifies the whole file (kept prefix and stream) against
+/// the claim's size and sha256, fsyncs it and renames it to `to.staged`.
+/// `progress(raw, payload)` is called at most every `every` with the bytes
+/// of the claim the file holds and the payload read. Every
+/// [`CHECKPOINT_EVERY`] bytes, and when the stream breaks off or ends
+/// short, the file is made durable and `checkpoint(len)` told how long its
+/// good prefix is: the caller journals it, and the partial file is kept for
+/// the next run to resume from. A stream of the full length that does not
+/// verify, or a local failure, removes the partial file.
 pub fn stage(
     stream: impl Read,
-    method: Method,
-    claim: &RemoteClaim,
-    partial: &Path,
-    staged: &Path,
+    to: Download<'_>,
     every: Duration,
     progress: &mut dyn FnMut(u64, u64),
+    checkpoint: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> Result<Transferred, TransferError> {
+    let (claim, partial, staged) = (to.claim, to.partial, to.staged);
     let payload = Rc::new(Cell::new(0u64));
     let counted = CountingReader {
         inner: stream,
         count: Rc::clone(&payload),
     };
+    let (from, mut hasher) = match to.resume {
+        Some(p) => (p.len, p.hasher),
+        None => (0, Sha256::new()),
+    };
     let file = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(from == 0)
+        .append(from > 0)
         .mode(0o600)
         .open(partial)
         .map_err(local(partial))?;
     let mut out = BufWriter::with_capacity(1 << 16, file);
-    let mut hasher = Sha256::new();
-    let mut raw = 0u64;
+    let mut raw = from;
+    let mut durable = from;
     let mut buf = vec![0u8; 1 << 16];
     let mut last = Instant::now();
-    {
-        let mut decoded: Box<dyn Read + '_> = match method {
+    let broke = {
+        let mut decoded: Box<dyn Read + '_> = match to.method {
             Method::Zstd(_) | Method::ZstdAdapt(_) => {
                 Box::new(zstd::stream::read::Decoder::new(counted)?)
             }
@@ -117,22 +196,40 @@ pub fn stage(
         };
         loop {
             let n = match decoded.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => break None,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => break Some(e),
             };
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(local(partial))?;
+            if let Err(e) = out.write_all(&buf[..n]) {
+                drop(out);
+                let _ = std::fs::remove_file(partial);
+                return Err(local(partial)(e));
+            }
             raw += n as u64;
+            if raw - durable >= CHECKPOINT_EVERY {
+                make_durable(&mut out, partial)?;
+                durable = raw;
+                checkpoint(raw).map_err(local(partial))?;
+            }
             if last.elapsed() >= every {
                 last = Instant::now();
                 progress(raw, payload.get());
             }
         }
-    }
+    };
     let payload = payload.get();
     progress(raw, payload);
+    if (broke.is_some() || raw < claim.size) && raw > durable {
+        // Cut short: what arrived is kept for the next run, which checks
+        // it with the server before it continues, and the whole at the end.
+        make_durable(&mut out, partial)?;
+        checkpoint(raw).map_err(local(partial))?;
+    }
+    if let Some(e) = broke {
+        return Err(e.into());
+    }
     let file = out
         .into_inner()
         .map_err(|e| e.into_error())
@@ -140,7 +237,9 @@ pub fn stage(
     let sha = hex(&hasher.finalize());
     if raw != claim.size || sha != claim.sha256 {
         drop(file);
-        let _ = std::fs::remove_file(partial);
+        if raw >= claim.size {
+            let _ = std::fs::remove_file(partial);
+        }
         return Err(TransferError::Mismatch {
             path: claim.path.clone(),
             got_size: raw,
@@ -155,7 +254,21 @@ pub fn stage(
     if let Some(dir) = staged.parent() {
         sync_dir(dir).map_err(local(dir))?;
     }
-    Ok(Transferred { raw, payload })
+    Ok(Transferred {
+        raw: raw - from,
+        payload,
+        resumed_from: from,
+    })
+}
+
+/// Writes out what `out` buffers and fsyncs the file (a failure here is a
+/// local one: the partial file is removed).
+fn make_durable(out: &mut BufWriter<File>, partial: &Path) -> Result<(), TransferError> {
+    let synced = out.flush().and_then(|()| out.get_ref().sync_data());
+    synced.map_err(|e| {
+        let _ = std::fs::remove_file(partial);
+        local(partial)(e)
+    })
 }
 
 /// Verifies an already staged file against the claim (after a restart).
@@ -214,12 +327,16 @@ mod tests {
             let mut calls = 0;
             let t = stage(
                 &wire[..],
-                method,
-                &claim_of(&data),
-                &part,
-                &staged,
+                Download {
+                    method,
+                    claim: &claim_of(&data),
+                    partial: &part,
+                    staged: &staged,
+                    resume: None,
+                },
                 Duration::ZERO,
                 &mut |_, _| calls += 1,
+                &mut |_| Ok(()),
             )
             .unwrap();
             assert_eq!(t.raw, data.len() as u64);
@@ -242,12 +359,16 @@ mod tests {
         let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
         let err = stage(
             &wire[..],
-            Method::Plain,
-            &claim_of(&data),
-            &part,
-            &staged,
+            Download {
+                method: Method::Plain,
+                claim: &claim_of(&data),
+                partial: &part,
+                staged: &staged,
+                resume: None,
+            },
             Duration::ZERO,
             &mut |_, _| {},
+            &mut |_| Ok(()),
         )
         .unwrap_err();
         assert!(
@@ -284,12 +405,16 @@ mod tests {
         };
         let t = stage(
             flaky,
-            Method::Plain,
-            &claim_of(&data),
-            &part,
-            &staged,
+            Download {
+                method: Method::Plain,
+                claim: &claim_of(&data),
+                partial: &part,
+                staged: &staged,
+                resume: None,
+            },
             Duration::ZERO,
             &mut |_, _| {},
+            &mut |_| Ok(()),
         )
         .unwrap();
         assert_eq!(t.raw, data.len() as u64);
@@ -319,35 +444,136 @@ mod tests {
         assert!(!verify_staged(&staged, &bigger).unwrap(), "size differs");
     }
 
+    /// Stages `wire` into `part`, resuming from `resume`; returns the
+    /// result and the lengths the checkpoints reported.
+    fn stage_into(
+        wire: &[u8],
+        method: Method,
+        data: &[u8],
+        part: &Path,
+        resume: Option<Prefix>,
+    ) -> (Result<Transferred, TransferError>, Vec<u64>) {
+        let staged = part.with_extension("mbox");
+        let mut marks = Vec::new();
+        let result = stage(
+            wire,
+            Download {
+                method,
+                claim: &claim_of(data),
+                partial: part,
+                staged: &staged,
+                resume,
+            },
+            Duration::ZERO,
+            &mut |_, _| {},
+            &mut |len| {
+                marks.push(len);
+                Ok(())
+            },
+        );
+        (result, marks)
+    }
+
+    /// A stream cut short never verifies, but keeps what arrived (durable,
+    /// its length reported) for a resume; a stream of the full length with
+    /// a wrong byte leaves nothing.
     #[test]
-    fn a_cut_stream_does_not_verify_and_leaves_nothing() {
+    fn a_cut_stream_does_not_verify_and_keeps_its_prefix() {
         let data = b"From a\nbody\n\n".repeat(1000);
         let wire = compress(&["gzip", "-c"], &data);
         let dir = tempfile::tempdir().unwrap();
         let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
-        let cut = &wire[..wire.len() / 2];
-        let err = stage(
-            cut,
-            Method::Gzip(6),
-            &claim_of(&data),
-            &part,
-            &staged,
-            Duration::ZERO,
-            &mut |_, _| {},
-        );
+        let (err, marks) = stage_into(&wire[..wire.len() / 2], Method::Gzip(6), &data, &part, None);
         assert!(err.is_err());
         assert!(!staged.exists());
-        let err = stage(
-            &data[..data.len() - 1],
-            Method::Plain,
-            &claim_of(&data),
-            &part,
-            &staged,
-            Duration::ZERO,
-            &mut |_, _| {},
-        )
-        .unwrap_err();
-        assert!(matches!(err, TransferError::Mismatch { .. }));
+        let kept = std::fs::read(&part).unwrap();
+        assert_eq!(marks, [kept.len() as u64]);
+        assert!(!kept.is_empty() && data.starts_with(&kept));
+
+        let (err, marks) = stage_into(&data[..data.len() - 1], Method::Plain, &data, &part, None);
+        assert!(matches!(err.unwrap_err(), TransferError::Mismatch { .. }));
+        assert_eq!(marks, [data.len() as u64 - 1]);
+        assert_eq!(std::fs::read(&part).unwrap(), &data[..data.len() - 1]);
+
+        let mut flipped = data.clone();
+        flipped[10] ^= 0x20;
+        let (err, _) = stage_into(&flipped, Method::Plain, &data, &part, None);
+        assert!(matches!(err.unwrap_err(), TransferError::Mismatch { .. }));
         assert!(!staged.exists() && !part.exists());
+    }
+
+    /// A download cut at byte N continues from N with the rest compressed
+    /// anew, and the whole file's sha256 decides: the rest with one changed
+    /// byte, or a kept prefix changed locally, is refused and leaves nothing.
+    #[test]
+    fn a_resumed_download_verifies_the_whole_file() {
+        let data: Vec<u8> = (0..400_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let cut = data.len() / 3 + 7;
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("a.part");
+        let staged = part.with_extension("mbox");
+        // A checkpoint every CHECKPOINT_EVERY bytes, and one where it broke.
+        let plain = stage_into(&data[..cut], Method::Plain, &data, &part, None);
+        assert!(plain.0.is_err());
+        assert_eq!(*plain.1.last().unwrap(), cut as u64);
+        assert!(plain.1.len() as u64 > cut as u64 / CHECKPOINT_EVERY);
+        // Bytes after the last checkpoint are not trusted: read drops them.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&part)
+            .unwrap()
+            .write_all(b"junk")
+            .unwrap();
+        let prefix = Prefix::read(&part, cut as u64).unwrap().unwrap();
+        assert_eq!(std::fs::metadata(&part).unwrap().len(), cut as u64);
+        assert_eq!(prefix.sha256(), hex(&Sha256::digest(&data[..cut])));
+        assert!(Prefix::read(&part, cut as u64 + 1).unwrap().is_none());
+
+        for (method, tool) in [
+            (Method::Zstd(9), &["zstd", "-q", "-c", "-9"][..]),
+            (Method::Gzip(6), &["gzip", "-c", "-6"][..]),
+            (Method::Plain, &["cat"][..]),
+        ] {
+            // The rest with one byte changed: refused, nothing left.
+            let mut rest = data[cut..].to_vec();
+            rest[1000] ^= 0x20;
+            let (err, _) = stage_into(
+                &compress(tool, &rest),
+                method,
+                &data,
+                &part,
+                Some(prefix.clone()),
+            );
+            assert!(
+                matches!(err.unwrap_err(), TransferError::Mismatch { .. }),
+                "{method:?}"
+            );
+            assert!(!part.exists() && !staged.exists());
+
+            // The right rest: the whole file, verified.
+            std::fs::write(&part, &data[..cut]).unwrap();
+            let wire = compress(tool, &data[cut..]);
+            let (t, _) = stage_into(&wire, method, &data, &part, Some(prefix.clone()));
+            let t = t.unwrap();
+            assert_eq!(
+                (t.raw, t.payload, t.resumed_from),
+                ((data.len() - cut) as u64, wire.len() as u64, cut as u64)
+            );
+            assert_eq!(std::fs::read(&staged).unwrap(), data);
+            std::fs::remove_file(&staged).unwrap();
+            std::fs::write(&part, &data[..cut]).unwrap();
+        }
+        // The kept prefix changed on the local disk (same length): its hash
+        // is not the server's prefix's, and the whole file's refuses it.
+        let mut bad = data[..cut].to_vec();
+        bad[5] ^= 0x20;
+        std::fs::write(&part, &bad).unwrap();
+        let stale = Prefix::read(&part, cut as u64).unwrap().unwrap();
+        assert_ne!(stale.sha256(), prefix.sha256());
+        let (err, _) = stage_into(&data[cut..], Method::Plain, &data, &part, Some(stale));
+        assert!(matches!(err.unwrap_err(), TransferError::Mismatch { .. }));
+        assert!(!part.exists() && !staged.exists());
     }
 }

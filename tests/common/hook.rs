@@ -17,7 +17,13 @@
 //!   runs at the same time visibly overlaps in the log;
 //! - `garble`: `send` delivers the compressed stream itself with one byte
 //!   in its middle changed (a corrupt stream, as a bad disk or a broken
-//!   tool on the server would make it), logged as `garbled AT LEN`.
+//!   tool on the server would make it), logged as `garbled AT LEN`;
+//! - `cut` (holding a number K): `send` writes the first K bytes of its
+//!   stream, logs `cut-at K LEN` and then hangs, for the test to cut the
+//!   link there (`proc::kill_connection_holders`).
+//!
+//! `send`'s start is logged with the offset it was asked to send from
+//! (`send start offset N`).
 //!
 //! The log has one line per event: nanoseconds since the epoch, the hook's
 //! PID, the login user, the command (`survey`, `claim`, `send`, ...) and the
@@ -53,10 +59,10 @@ args = orig.rsplit("' sh ", 1)[1].split() if "' sh " in orig else []
 words = [bytes.fromhex(a[1:]).decode("utf-8", "replace") for a in args]
 command = words[0] if words else "-"
 switch = lambda name: os.path.exists(os.path.join(DIR, name))
-log(command, "start")
+log(command, "start", *(["offset", words[4] or "0"] if command == "send" and len(words) > 4 else []))
 if switch("pause"):
     time.sleep(1)
-if command != "send" or not (switch("flip") or switch("slow") or switch("garble")):
+if command != "send" or not (switch("flip") or switch("slow") or switch("garble") or switch("cut")):
     status = subprocess.call(["/bin/sh", "-c", orig])
     log(command, "end", status)
     sys.exit(status)
@@ -92,6 +98,13 @@ if switch("garble"):
     data = bytes(garbled)
     log("send", "garbled", at, len(data))
 out = sys.stdout.buffer
+if switch("cut"):
+    cut = int(open(os.path.join(DIR, "cut")).read())
+    out.write(data[:cut])
+    out.flush()
+    log("send", "cut-at", cut, len(data))
+    time.sleep(120)
+    sys.exit(141)
 sent = 0
 try:
     step = 2048 if switch("slow") else len(data)
@@ -171,6 +184,11 @@ impl ServerHook {
     /// Starts a test sshd that runs every session through this hook.
     pub fn start_sshd(&self) -> TestSshd {
         TestSshd::start_with_config(&format!("ForceCommand {}\n", self.path().display()))
+    }
+
+    /// Turns a switch on with `value` as its content (`cut`'s byte count).
+    pub fn set_value(&self, switch: &str, value: &str) {
+        std::fs::write(self.dir.path().join(switch), value).expect("switch on");
     }
 
     /// The hook program.

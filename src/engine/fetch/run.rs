@@ -93,7 +93,7 @@ impl Run<'_> {
         };
         let mut journal =
             Journal::open(&ws.journal_path()).map_err(|e| FetchError::local("journal", e))?;
-        self.drop_partials(&ws)?;
+        self.drop_partials(&ws, &journal)?;
 
         // Claims downloaded and released by an earlier run need no server.
         if !self.options.dry_run {
@@ -304,14 +304,21 @@ impl Run<'_> {
         })
     }
 
-    /// Removes downloads cut short by an earlier run (their claims are still
-    /// on the server, since nothing is released before it is verified).
-    fn drop_partials(&self, ws: &Workspace) -> Result<(), FetchError> {
+    /// Removes downloads cut short by an earlier run that the journal does
+    /// not know (their claims are still on the server, since nothing is
+    /// released before it is verified); those it knows are resumed.
+    fn drop_partials(&self, ws: &Workspace, journal: &Journal) -> Result<(), FetchError> {
         let dir = ws.staging_dir();
         let entries = std::fs::read_dir(&dir).map_err(|e| FetchError::local("staging", e))?;
         for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|x| x == "part") {
-                let _ = std::fs::remove_file(entry.path());
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "part")
+                && !path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|id| journal.has_partial(id))
+            {
+                let _ = std::fs::remove_file(path);
             }
         }
         Ok(())
@@ -334,7 +341,7 @@ impl Run<'_> {
             .is_some_and(|c| c.remote.sha256 == remote.sha256)
             && transfer::verify_staged(&staged, remote).unwrap_or(false);
         if !already {
-            self.download(conn, ws, remote, method)?;
+            self.download(conn, ws, journal, remote, method)?;
             journal
                 .staged(remote)
                 .map_err(|e| FetchError::local("journal", e))?;
@@ -345,16 +352,43 @@ impl Run<'_> {
         self.deliver(ws, journal, &c, already)
     }
 
+    /// Downloads one claim into a verified staging file: from the start, or
+    /// from where an interrupted download left off (the journal's partial
+    /// record of this very claim; the server sends only the rest after it
+    /// checked the kept prefix's sha256, and the whole file is verified).
     fn download(
         &mut self,
         conn: &Connection,
         ws: &Workspace,
+        journal: &mut Journal,
         remote: &RemoteClaim,
         method: Method,
     ) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Transferring));
         let id = remote.id();
+        let partial = ws.partial_path(&id);
+        let prefix = match journal.resumable(remote) {
+            Some(len) if len > 0 && len < remote.size => transfer::Prefix::read(&partial, len)
+                .map_err(|e| FetchError::local(&format!("staging {}", partial.display()), e))?,
+            _ => None,
+        };
+        let offset = prefix.as_ref().map_or(0, |p| p.len());
+        let prefix_sha = prefix.as_ref().map(|p| p.sha256()).unwrap_or_default();
+        if let Some(p) = &prefix {
+            self.log(
+                Level::Info,
+                format!(
+                    "resuming the download of {} at byte {} of {} (kept from an interrupted run)",
+                    remote.shown(),
+                    p.len(),
+                    remote.size
+                ),
+            );
+        } else {
+            let _ = std::fs::remove_file(&partial);
+        }
         let (name, level) = method.send_args();
+        let offset_arg = offset.to_string();
         let mut stream = conn.start_script(
             claim::remote_script(),
             &[
@@ -362,6 +396,8 @@ impl Run<'_> {
                 remote.path.as_bytes(),
                 name.as_bytes(),
                 level.as_bytes(),
+                offset_arg.as_bytes(),
+                prefix_sha.as_bytes(),
             ],
         )?;
         let (raw_before, payload_before, raw_total, socket_base) = (
@@ -395,10 +431,13 @@ impl Run<'_> {
                 inner: &mut stream,
                 cancel: &self.options.cancel,
             },
-            method,
-            remote,
-            &ws.partial_path(&id),
-            &ws.staged_path(&id),
+            transfer::Download {
+                method,
+                claim: remote,
+                partial: &partial,
+                staged: &ws.staged_path(&id),
+                resume: prefix,
+            },
             // A crash test needs the mid-transfer point reached at any speed.
             if std::env::var_os(CRASH_ENV).is_some() {
                 Duration::ZERO
@@ -406,18 +445,40 @@ impl Run<'_> {
                 PROGRESS_EVERY
             },
             &mut report,
+            &mut |len| journal.partial(remote, len),
         );
         // On a stop or a local failure, dropping the channel abandons the
-        // rest of the stream; the claim stays on the server.
+        // rest of the stream; the claim stays on the server, and what
+        // arrived stays in staging for the next run to continue from.
         if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
-            let _ = std::fs::remove_file(ws.partial_path(&id));
             return Err(FetchError::Cancelled);
         }
         if let Err(e @ TransferError::Local { .. }) = staged {
-            let _ = std::fs::remove_file(ws.partial_path(&id));
             return Err(FetchError::Staging { source: e });
         }
         let status = stream.finish();
+        // The claim on the server is not the one whose prefix was kept:
+        // nothing was sent, and the download starts over from byte 0.
+        if offset > 0 {
+            if let Ok(s) = &status {
+                if !s.success() && s.stderr.contains("error prefix-changed") {
+                    self.log(
+                        Level::Warn,
+                        format!(
+                            "the server's {} does not begin with the {offset} bytes kept from an \
+                             interrupted download ({}); downloading it from the start",
+                            remote.shown(),
+                            claim::escape_server_text(s.stderr.trim().as_bytes())
+                        ),
+                    );
+                    let _ = std::fs::remove_file(&partial);
+                    journal
+                        .partial(remote, 0)
+                        .map_err(|e| FetchError::local("journal", e))?;
+                    return self.download(conn, ws, journal, remote, method);
+                }
+            }
+        }
         let transferred = match (staged, status) {
             (Ok(t), Ok(s)) if s.success() => t,
             (Ok(_), Ok(s)) => {
@@ -435,7 +496,6 @@ impl Run<'_> {
                     ),
                     _ => String::new(),
                 };
-                let _ = std::fs::remove_file(ws.partial_path(&id));
                 let source = match e {
                     TransferError::Io(e) => DownloadError::BrokeOff {
                         path: remote.shown(),
@@ -449,7 +509,7 @@ impl Run<'_> {
             (Ok(_), Err(e)) => return Err(e.into()),
         };
         self.emit(FetchEvent::Stage(Stage::Verifying));
-        self.raw_before += transferred.raw;
+        self.raw_before += transferred.resumed_from + transferred.raw;
         self.payload_before += transferred.payload;
         self.summary.raw_bytes += transferred.raw;
         self.summary.payload_bytes += transferred.payload;
