@@ -18,15 +18,22 @@ use sha2::{Digest, Sha256};
 use crate::engine::claim::{hex, Method, RemoteClaim};
 use crate::engine::os::sync_dir;
 
-/// Counts the bytes read through it: the compressed payload.
+/// Counts the bytes read through it (the compressed payload), and notes
+/// whether the stream itself failed (the connection broke, or the fetch was
+/// stopped), as opposed to what it carried not decoding.
 struct CountingReader<R> {
     inner: R,
     count: Rc<Cell<u64>>,
+    broke: Rc<Cell<bool>>,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.broke.set(true);
+            }
+        })?;
         self.count.set(self.count.get() + n as u64);
         Ok(n)
     }
@@ -151,11 +158,12 @@ pub struct Download<'a> {
 /// the claim's size and sha256, fsyncs it and renames it to `to.staged`.
 /// `progress(raw, payload)` is called at most every `every` with the bytes
 /// of the claim the file holds and the payload read. Every
-/// [`CHECKPOINT_EVERY`] bytes, and when the stream breaks off or ends
-/// short, the file is made durable and `checkpoint(len)` told how long its
-/// good prefix is: the caller journals it, and the partial file is kept for
-/// the next run to resume from. A stream of the full length that does not
-/// verify, or a local failure, removes the partial file.
+/// [`CHECKPOINT_EVERY`] bytes, and when reading the stream fails (the link
+/// broke, the fetch was stopped), the file is made durable and
+/// `checkpoint(len)` told how long it is: the caller journals it, and the
+/// partial file is kept for the next run to resume from. A stream that
+/// does not decode, one that does not verify, and a local failure remove
+/// the partial file.
 pub fn stage(
     stream: impl Read,
     to: Download<'_>,
@@ -165,9 +173,11 @@ pub fn stage(
 ) -> Result<Transferred, TransferError> {
     let (claim, partial, staged) = (to.claim, to.partial, to.staged);
     let payload = Rc::new(Cell::new(0u64));
+    let stream_broke = Rc::new(Cell::new(false));
     let counted = CountingReader {
         inner: stream,
         count: Rc::clone(&payload),
+        broke: Rc::clone(&stream_broke),
     };
     let (from, mut hasher) = match to.resume {
         Some(p) => (p.len, p.hasher),
@@ -221,13 +231,21 @@ pub fn stage(
     };
     let payload = payload.get();
     progress(raw, payload);
-    if (broke.is_some() || raw < claim.size) && raw > durable {
-        // Cut short: what arrived is kept for the next run, which checks
-        // it with the server before it continues, and the whole at the end.
-        make_durable(&mut out, partial)?;
-        checkpoint(raw).map_err(local(partial))?;
-    }
     if let Some(e) = broke {
+        if stream_broke.get() {
+            // The link broke (or the fetch was stopped): what arrived is
+            // kept for the next run, which checks it with the server before
+            // it continues, and the whole file at the end.
+            if raw > durable {
+                make_durable(&mut out, partial)?;
+                checkpoint(raw).map_err(local(partial))?;
+            }
+        } else {
+            // The stream itself does not decode (corrupt, or the server's
+            // compressor died): what it decoded to is not trusted.
+            drop(out);
+            let _ = std::fs::remove_file(partial);
+        }
         return Err(e.into());
     }
     let file = out
@@ -237,9 +255,7 @@ pub fn stage(
     let sha = hex(&hasher.finalize());
     if raw != claim.size || sha != claim.sha256 {
         drop(file);
-        if raw >= claim.size {
-            let _ = std::fs::remove_file(partial);
-        }
+        let _ = std::fs::remove_file(partial);
         return Err(TransferError::Mismatch {
             path: claim.path.clone(),
             got_size: raw,
@@ -474,26 +490,71 @@ mod tests {
         (result, marks)
     }
 
-    /// A stream cut short never verifies, but keeps what arrived (durable,
-    /// its length reported) for a resume; a stream of the full length with
-    /// a wrong byte leaves nothing.
+    /// A stream whose reading fails after `at` bytes, as an SSH channel
+    /// does when the link drops.
+    struct Broken<'a> {
+        data: &'a [u8],
+        at: usize,
+    }
+
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.at == 0 {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let n = buf.len().min(self.at).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.at -= n;
+            Ok(n)
+        }
+    }
+
+    /// A link that breaks keeps what arrived (durable, its length
+    /// reported) for a resume; a stream that ends short, one that does not
+    /// decode and one with a wrong byte leave nothing.
     #[test]
-    fn a_cut_stream_does_not_verify_and_keeps_its_prefix() {
+    fn a_broken_link_keeps_its_prefix_and_a_bad_stream_leaves_nothing() {
         let data = b"From a\nbody\n\n".repeat(1000);
         let wire = compress(&["gzip", "-c"], &data);
         let dir = tempfile::tempdir().unwrap();
         let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
-        let (err, marks) = stage_into(&wire[..wire.len() / 2], Method::Gzip(6), &data, &part, None);
-        assert!(err.is_err());
+        let mut marks = Vec::new();
+        let err = stage(
+            Broken {
+                data: &wire,
+                at: wire.len() / 2,
+            },
+            Download {
+                method: Method::Gzip(6),
+                claim: &claim_of(&data),
+                partial: &part,
+                staged: &staged,
+                resume: None,
+            },
+            Duration::ZERO,
+            &mut |_, _| {},
+            &mut |len| {
+                marks.push(len);
+                Ok(())
+            },
+        );
+        assert!(matches!(err, Err(TransferError::Io(_))));
         assert!(!staged.exists());
         let kept = std::fs::read(&part).unwrap();
         assert_eq!(marks, [kept.len() as u64]);
         assert!(!kept.is_empty() && data.starts_with(&kept));
 
-        let (err, marks) = stage_into(&data[..data.len() - 1], Method::Plain, &data, &part, None);
+        let (err, _) = stage_into(&wire[..wire.len() / 2], Method::Gzip(6), &data, &part, None);
+        assert!(err.is_err());
+        assert!(
+            !part.exists(),
+            "a stream that does not decode leaves nothing"
+        );
+
+        let (err, _) = stage_into(&data[..data.len() - 1], Method::Plain, &data, &part, None);
         assert!(matches!(err.unwrap_err(), TransferError::Mismatch { .. }));
-        assert_eq!(marks, [data.len() as u64 - 1]);
-        assert_eq!(std::fs::read(&part).unwrap(), &data[..data.len() - 1]);
+        assert!(!part.exists(), "a short stream leaves nothing");
 
         let mut flipped = data.clone();
         flipped[10] ^= 0x20;
@@ -515,10 +576,29 @@ mod tests {
         let part = dir.path().join("a.part");
         let staged = part.with_extension("mbox");
         // A checkpoint every CHECKPOINT_EVERY bytes, and one where it broke.
-        let plain = stage_into(&data[..cut], Method::Plain, &data, &part, None);
-        assert!(plain.0.is_err());
-        assert_eq!(*plain.1.last().unwrap(), cut as u64);
-        assert!(plain.1.len() as u64 > cut as u64 / CHECKPOINT_EVERY);
+        let mut marks = Vec::new();
+        let broken = stage(
+            Broken {
+                data: &data,
+                at: cut,
+            },
+            Download {
+                method: Method::Plain,
+                claim: &claim_of(&data),
+                partial: &part,
+                staged: &staged,
+                resume: None,
+            },
+            Duration::ZERO,
+            &mut |_, _| {},
+            &mut |len| {
+                marks.push(len);
+                Ok(())
+            },
+        );
+        assert!(broken.is_err());
+        assert_eq!(*marks.last().unwrap(), cut as u64);
+        assert!(marks.len() as u64 > cut as u64 / CHECKPOINT_EVERY);
         // Bytes after the last checkpoint are not trusted: read drops them.
         std::fs::OpenOptions::new()
             .append(true)
