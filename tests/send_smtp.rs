@@ -260,6 +260,14 @@ fn a_refused_recipient_goes_to_failed_and_retry_queues_it_again() {
     let out = client.run(&["queue", "retry", "--all"]);
     assert!(out.status.success(), "retry --all: {}", describe(&out));
     assert!(!queue_listing(&client).contains(" FAILED "));
+    // `send --now` to an unknown user alone: sendmail's EX_NOUSER (67),
+    // from the server's 5.1.1.
+    let out = run_with_input(
+        &client,
+        &["send", "--now", "-i", &nobody],
+        b"Subject: now-refused\n\nbody\n",
+    );
+    assert_eq!(out.status.code(), Some(67), "{}", describe(&out));
     assert_eq!(
         count(&user.spool_contents(), &format!("Subject: {subject}\n")),
         1
