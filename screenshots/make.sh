@@ -5,7 +5,8 @@
 # (status line off) only so that this script can type keys and wait for what
 # the screen shows; xterm draws every pixel. Writes screenshots/*.png:
 #
-#   idle.png          the spool check shows mail waiting; history of earlier fetches
+#   idle.png          the spool check shows mail waiting; the account watched;
+#                     three messages sent from the outbox; history of earlier fetches
 #   transferring.png  a fetch mid-transfer (the shared corpus when present, zstd -19)
 #   done.png          the fetch done, messages filed per folder
 #   help.png          the help overlay (?)
@@ -114,8 +115,18 @@ for n in 6 14 9 25 17 31; do
 done
 mv "$big_spool" "$spool"
 
+# Outgoing mail for the outbox: three real messages queued with the
+# sendmail drop-in (recipient given, so no header's address is used); the
+# dashboard's worker hands them to the server's sendmail once connected.
+for m in $(ls "$demo"/messages/* | head -n 3); do
+  env XDG_DATA_HOME="$demo/data" "$mailhaul" --config "$config" send -i -f "$user@localhost" \
+    -- "$user@localhost" < "$m"
+done
+
 start_terminal "$config"
 wait_screen 'new: .*MB'
+wait_screen 'sent today 3' 60
+wait_screen 'watching|polling' 30
 shot idle
 
 tmux_ send-keys -t ui f
