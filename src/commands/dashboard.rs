@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
 use super::context::Context;
 use crate::engine::event::{Event, Level};
 use crate::engine::history;
@@ -42,8 +44,26 @@ pub fn run(config_path: Option<&Path>) -> Exit {
         eprintln!("mailhaul: cannot find the home directory for the data dir");
         return Exit::Failure;
     };
-    let (history, unreadable) = load_history(&data_dir.join(history::FILE_NAME));
+    let history_path = data_dir.join(history::FILE_NAME);
+    let history_seen = stamp(&history_path);
+    let (history, unreadable) = load_history(&history_path);
     let (sender, receiver) = crossbeam_channel::unbounded();
+    // Fetches another mailhaul appends to the history reach the charts.
+    let (stop_history, history_stopped) = crossbeam_channel::bounded::<()>(0);
+    let history_watch = {
+        let events = sender.clone();
+        std::thread::Builder::new()
+            .name("history watch".into())
+            .spawn(move || {
+                watch_history(
+                    &history_path,
+                    history_seen,
+                    HISTORY_LOOK,
+                    &events,
+                    &history_stopped,
+                )
+            })
+    };
     if let Some(message) = unreadable {
         let _ = sender.send(Event::Log {
             level: Level::Warn,
@@ -78,6 +98,10 @@ pub fn run(config_path: Option<&Path>) -> Exit {
         }
     };
     let result = ui::run(&config, history, Driver(Arc::clone(&supervisor)), receiver);
+    drop(stop_history);
+    if let Ok(watch) = history_watch {
+        let _ = watch.join();
+    }
     // Let cancelled fetches reach their safe point before the process ends
     // (if one does not in time, the process ends it: like a kill, which the
     // journal recovers from).
@@ -130,6 +154,43 @@ fn load_history(path: &Path) -> (Vec<ui::PastFetch>, Option<String>) {
     }
 }
 
+/// How often the history file is looked at for fetches another mailhaul
+/// appended (one `stat`).
+const HISTORY_LOOK: Duration = Duration::from_secs(2);
+
+/// What tells that a file changed: its length and modification time.
+type Stamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+fn stamp(path: &Path) -> Stamp {
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.len(), m.modified().ok()))
+}
+
+/// Looks at the history file every `every` until `stop` disconnects; when
+/// it changed since `seen`, reads it again and sends it whole as
+/// `Event::History` (an unreadable file is skipped until it changes again).
+fn watch_history(
+    path: &Path,
+    mut seen: Stamp,
+    every: Duration,
+    events: &Sender<Event>,
+    stop: &Receiver<()>,
+) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let now = stamp(path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        if let (history, None) = load_history(path) {
+            if events.send(Event::History(history)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// The dashboard's handle on the engine's supervisor: each request goes
 /// straight to it.
 struct Driver(Arc<Supervisor>);
@@ -156,5 +217,57 @@ impl ui::Engine for Driver {
         // Forwards are stopped (cleanly, which may take a few seconds) by
         // `run` once the terminal is restored.
         self.0.request_stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::FetchSummary;
+
+    /// A fetch appended to the history file by another process reaches the
+    /// dashboard as the whole file, once; nothing is sent while the file
+    /// stays as it is, and the watch ends when told to.
+    #[test]
+    fn an_appended_history_is_sent_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(history::FILE_NAME);
+        let summary = |messages| FetchSummary {
+            messages,
+            raw_bytes: 1_000,
+            payload_bytes: 250,
+            socket_bytes: 300,
+            method: "zstd -3".into(),
+            ..FetchSummary::default()
+        };
+        history::append(&path, "home", &summary(1)).unwrap();
+        let seen = stamp(&path);
+        let (events, received) = crossbeam_channel::unbounded();
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let watch = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                watch_history(&path, seen, Duration::from_millis(20), &events, &stopped)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(received.try_recv().is_err(), "nothing changed yet");
+        history::append(&path, "work", &summary(7)).unwrap();
+        let event = received
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the change is seen");
+        let Event::History(history) = event else {
+            panic!("not the history: {event:?}");
+        };
+        let fetches: Vec<(&str, u64)> = history
+            .iter()
+            .map(|p| (p.account.as_str(), p.summary.messages))
+            .collect();
+        assert_eq!(fetches, [("home", 1), ("work", 7)]);
+        assert!(history.iter().all(|p| p.finished_unix.is_some()));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(received.try_recv().is_err(), "sent once");
+        drop(stop);
+        watch.join().unwrap();
     }
 }

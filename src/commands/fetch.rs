@@ -251,7 +251,8 @@ impl Lines {
             Event::Log { .. }
             | Event::Tunnel { .. }
             | Event::Link { .. }
-            | Event::Outbox { .. } => {}
+            | Event::Outbox { .. }
+            | Event::History(_) => {}
         }
     }
 }
@@ -341,7 +342,8 @@ impl Bars {
             Event::Log { .. }
             | Event::Tunnel { .. }
             | Event::Link { .. }
-            | Event::Outbox { .. } => {}
+            | Event::Outbox { .. }
+            | Event::History(_) => {}
         }
     }
 }

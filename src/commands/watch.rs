@@ -210,7 +210,7 @@ impl Printer {
             },
             // State changes are logged as lines already; counts are for
             // the dashboard.
-            Event::Link { .. } | Event::Outbox { .. } => {}
+            Event::Link { .. } | Event::Outbox { .. } | Event::History(_) => {}
         }
     }
 }

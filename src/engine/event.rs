@@ -39,6 +39,9 @@ pub enum Event {
         /// The counts.
         counts: OutboxCounts,
     },
+    /// The history file changed on disk (another mailhaul, cron's `mailhaul
+    /// fetch` say, appended to it): all its fetches, oldest first.
+    History(Vec<PastFetch>),
     /// A line for the log panel or stderr.
     Log {
         /// How important it is.
@@ -282,4 +285,16 @@ pub struct OutboxCounts {
     /// What they took on the wire (compressed): `sent_bytes / wire_bytes`
     /// is the compression ratio.
     pub wire_bytes: u64,
+}
+
+/// One past fetch: what the history file (`engine::history`) keeps per
+/// line, for the dashboard's history chart and each account's last fetch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastFetch {
+    /// The account.
+    pub account: String,
+    /// When it ended, in seconds since the Unix epoch, when known.
+    pub finished_unix: Option<u64>,
+    /// What the fetch moved and how long it took.
+    pub summary: FetchSummary,
 }

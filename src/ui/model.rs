@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+pub use crate::engine::event::PastFetch;
 use crate::engine::event::{
     Event, FetchEvent, FetchFailure, FetchSummary, HostKeyInfo, Level, LinkState, OutboxCounts,
     Stage, TransferProgress, TunnelEvent, TunnelState, TunnelStats,
@@ -324,16 +325,15 @@ pub struct HostKeyPrompt {
     pub refusal: Option<String>,
 }
 
-/// One past fetch: what the history file (`engine::history`) keeps per line,
-/// for the history chart and each account's "last fetch".
-#[derive(Debug, Clone, PartialEq)]
-pub struct PastFetch {
-    /// The account.
-    pub account: String,
-    /// When it ended, in seconds since the Unix epoch, when known.
-    pub finished_unix: Option<u64>,
-    /// What the fetch moved and how long it took.
-    pub summary: FetchSummary,
+/// How long before its `Ended` event a fetch found in the history file may
+/// have ended and still be taken for that fetch.
+const SAME_FETCH_SECS: u64 = 60;
+
+/// Whether two summaries are of one fetch, as far as the history file
+/// keeps it.
+fn same_fetch(a: &FetchSummary, b: &FetchSummary) -> bool {
+    (a.messages, a.raw_bytes, a.payload_bytes, a.socket_bytes)
+        == (b.messages, b.raw_bytes, b.payload_bytes, b.socket_bytes)
 }
 
 /// An account's last fetch as the history file tells it, if it has a time.
@@ -423,6 +423,30 @@ impl Model {
         true
     }
 
+    /// The history file as it is now (another mailhaul appended to it):
+    /// it replaces the history, the digests are rebuilt, and an account
+    /// whose newest fetch there is newer than its last one takes it as its
+    /// last. Returns whether anything changed.
+    fn replace_history(&mut self, history: Vec<PastFetch>, at: Moment) -> bool {
+        if history == self.history {
+            return false;
+        }
+        self.history = history;
+        for account in &mut self.accounts {
+            account.digest = Digest::of(&self.history, &account.name);
+            if let Some(newer) = last_from_history(&self.history, &account.name, at) {
+                if account
+                    .last
+                    .as_ref()
+                    .is_none_or(|l| newer.unix_secs > l.unix_secs)
+                {
+                    account.last = Some(newer);
+                }
+            }
+        }
+        true
+    }
+
     /// Records an account's outbox counts; returns whether they changed.
     fn set_outbox(&mut self, account: &str, counts: OutboxCounts) -> bool {
         let Some(i) = self.account_index(account) else {
@@ -477,6 +501,7 @@ impl Model {
                 since,
             } => self.set_link(&account, state, since),
             Event::Outbox { account, counts } => self.set_outbox(&account, counts),
+            Event::History(history) => self.replace_history(history, at),
             Event::Tunnel { account, event } => {
                 let Some(i) = self.account_index(&account) else {
                     return false;
@@ -565,12 +590,22 @@ impl Model {
                     let name = view.name.clone();
                     self.host_keys
                         .retain(|p| p.refusal.is_some() || p.account != name);
-                    self.history.push(PastFetch {
-                        account: name.clone(),
-                        finished_unix: Some(at.unix_secs),
-                        summary,
+                    // The history file, read again after the fetch wrote
+                    // to it, may have brought this fetch already.
+                    let known = view.digest.entries.iter().rev().any(|&e| {
+                        let p = &self.history[e];
+                        p.finished_unix
+                            .is_some_and(|t| t + SAME_FETCH_SECS >= at.unix_secs)
+                            && same_fetch(&p.summary, &summary)
                     });
-                    view.digest = Digest::of(&self.history, &name);
+                    if !known {
+                        self.history.push(PastFetch {
+                            account: name.clone(),
+                            finished_unix: Some(at.unix_secs),
+                            summary,
+                        });
+                        view.digest = Digest::of(&self.history, &name);
+                    }
                 }
                 if let Some(FetchFailure { class, message }) = failure {
                     let exit = Exit::from(class);

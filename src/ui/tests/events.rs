@@ -235,3 +235,59 @@ fn a_links_age_sets_the_minute_timer() {
     );
     assert!(!h.link(20.0, "nobody", LinkState::Connecting, 0));
 }
+
+/// The history file read again (another mailhaul appended a fetch):
+/// the charts' history and digests follow, a newer fetch becomes the
+/// account's last, the same file again changes nothing, and a fetch of this
+/// session that the file brought first is not counted twice.
+#[test]
+fn a_history_file_read_again_replaces_the_history_without_doubles() {
+    let mut h = idle();
+    let before = h.app.model.history.clone();
+    let mut file = before.clone();
+    file.push(PastFetch {
+        account: "work".into(),
+        finished_unix: Some(BASE_UNIX + 350),
+        summary: summary(9, 90_000, 20_000, 1_000),
+    });
+    let at = h.at(352.0);
+    assert!(h.app.apply(Event::History(file.clone()), at));
+    assert_eq!(h.app.model.history, file);
+    let work = &h.app.model.accounts[1];
+    assert_eq!(work.digest.entries.last(), Some(&(file.len() - 1)));
+    assert_eq!(work.digest.last_ratio(), Some(4.5));
+    assert_eq!(
+        work.last.as_ref().map(|l| l.unix_secs),
+        Some(BASE_UNIX + 350)
+    );
+    // home's last fetch (this session's) is newer than any in the file.
+    assert_eq!(
+        h.app.model.accounts[0].last.as_ref().map(|l| l.unix_secs),
+        Some(BASE_UNIX + 3)
+    );
+    let at = h.at(354.0);
+    assert!(!h.app.apply(Event::History(file.clone()), at), "unchanged");
+    // The file brings home's next fetch before its Ended event does.
+    let fetched = summary(4, 40_000, 10_000, 800);
+    file.push(PastFetch {
+        account: "home".into(),
+        finished_unix: Some(BASE_UNIX + 400),
+        summary: fetched.clone(),
+    });
+    h.fetch(399.0, "home", FetchEvent::Stage(Stage::Connecting));
+    let at = h.at(400.5);
+    assert!(h.app.apply(Event::History(file.clone()), at));
+    h.fetch(
+        401.0,
+        "home",
+        FetchEvent::Ended {
+            summary: Some(fetched),
+            failure: None,
+        },
+    );
+    assert_eq!(h.app.model.history.len(), file.len(), "not twice");
+    assert_eq!(
+        h.app.model.accounts[0].last.as_ref().map(|l| l.unix_secs),
+        Some(BASE_UNIX + 401)
+    );
+}
