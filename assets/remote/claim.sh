@@ -20,9 +20,15 @@
 #                               seconds past which a lock whose holder is not
 #                               alive is removed, 0 or empty: never), then
 #                               list every finished claim
+#   claim SPOOL STRATEGY WAIT OWNER STALE METHOD LEVEL
+#                               the same, then, when it claimed something,
+#                               `send HEXPATH` after the `ok` line and that
+#                               claim streamed as `send` does: claim and
+#                               transfer in one step
 #   send PATH METHOD LEVEL OFFSET PREFIX
 #                               stream a claim (METHOD zstd, zstd-adapt
-#                               (LEVEL is the lowest), gzip or cat) from
+#                               (LEVEL is the lowest), gzip or cat; zstd at
+#                               level 19 adds --long=24, for slow links) from
 #                               byte OFFSET (0 or empty: all of it), once
 #                               its first OFFSET bytes are seen to have the
 #                               sha256 PREFIX (the client's kept prefix of
@@ -362,6 +368,7 @@ cmd_claim() {
   wait=$3
   owner=$4
   stale=$5
+  claim=
   case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
   case $stale in *[!0-9]*) fail bad-request "stale lock time must be a number of seconds" 3 ;; esac
   case $owner in *[!0-9a-f]*) fail bad-request "owner must be hex digits" 3 ;; esac
@@ -449,6 +456,11 @@ cmd_claim() {
   unlock
   list_claims
   say ok
+  # Claim and transfer in one step: the lock is already released.
+  if [ -n "$6" ] && [ -n "$claim" ]; then
+    say "send $(hex "$claim")"
+    cmd_send "$claim" "$6" "$7"
+  fi
 }
 
 # A claim path this script made, and nothing else: guards send and release.
@@ -469,9 +481,12 @@ cmd_send() {
   case $2 in zstd|zstd-adapt|gzip|cat) ;; *) fail bad-request "unknown method $2" 3 ;; esac
   off=${4:-0}
   case $off in ''|*[!0-9]*) fail bad-request "offset must be a number" 3 ;; esac
+  # Level 19 is for slow links: --long finds the repeats of a big spool.
+  _long=
+  if [ "$3" -ge 19 ]; then _long=--long=24; fi
   if [ "$off" = 0 ]; then
     case $2 in
-      zstd) exec zstd -q -c "-$3" -- "$1" ;;
+      zstd) exec zstd -q -c "-$3" $_long -- "$1" ;;
       zstd-adapt) exec zstd -q -c "--adapt=min=$3,max=19" -- "$1" ;;
       gzip) exec gzip -c "-$3" < "$1" ;;
       cat) exec cat -- "$1" ;;
@@ -484,7 +499,7 @@ cmd_send() {
   _pre=$(head -c "$off" -- "$1" | sha256_in) || fail unsupported "no sha256 tool (install coreutils)" 11
   [ "$_pre" = "$5" ] || fail prefix-changed "the claim's first $off bytes are not the client's" 12
   case $2 in
-    zstd) tail -c "+$((off + 1))" -- "$1" | zstd -q -c "-$3" ;;
+    zstd) tail -c "+$((off + 1))" -- "$1" | zstd -q -c "-$3" $_long ;;
     zstd-adapt) tail -c "+$((off + 1))" -- "$1" | zstd -q -c "--adapt=min=$3,max=19" ;;
     gzip) tail -c "+$((off + 1))" -- "$1" | gzip -c "-$3" ;;
     cat) tail -c "+$((off + 1))" -- "$1" ;;
@@ -509,12 +524,12 @@ cmd_release() {
 main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
   command=$1
-  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-}
+  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-} arg6=${7:-} arg7=${8:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
-    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
+    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" ;;
     send) cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;

@@ -581,6 +581,7 @@ impl Method {
     /// The label shown and kept in the history (`zstd -3`, `gzip -6`, `ssh`, `none`).
     pub fn label(self) -> String {
         match self {
+            Method::Zstd(l) if l >= 19 => format!("zstd -{l} --long"),
             Method::Zstd(l) => format!("zstd -{l}"),
             Method::ZstdAdapt(l) => format!("zstd --adapt={l}..{ADAPT_MAX_LEVEL}"),
             Method::Gzip(l) => format!("gzip -{l}"),

@@ -325,6 +325,12 @@ impl Workspace {
     pub fn staging_dir(&self) -> PathBuf {
         self.root.join("staging")
     }
+
+    /// The account's work area itself (small per-account records such as
+    /// the measured link rate live here).
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
 }
 
 /// Why an account's work area could not be opened.

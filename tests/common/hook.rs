@@ -62,12 +62,17 @@ switch = lambda name: os.path.exists(os.path.join(DIR, name))
 log(command, "start", *(["offset", words[4] or "0"] if command == "send" and len(words) > 4 else []))
 if switch("pause"):
     time.sleep(1)
-if command != "send" or not (switch("flip") or switch("slow") or switch("garble") or switch("cut")):
+# A claim step given a method streams what it claimed after `send HEXPATH`
+# (claim and transfer in one step): that part is logged and changed as a
+# `send` command's output is.
+streams = command == "claim" and len(words) > 6 and words[6] != ""
+transform = switch("flip") or switch("slow") or switch("garble") or switch("cut")
+if not streams and (command != "send" or not transform):
     status = subprocess.call(["/bin/sh", "-c", orig])
     log(command, "end", status)
     sys.exit(status)
 
-method = words[2] if len(words) > 2 else "cat"
+method = (words[6] if streams else words[2]) if len(words) > 2 else "cat"
 # A dropped connection must show as a cut stream, not as a hangup.
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 child = subprocess.Popen(["/bin/sh", "-c", orig], stdout=subprocess.PIPE)
@@ -79,6 +84,33 @@ while True:
     sys.stdout.buffer.flush()
     if not line.startswith(b"mh-need"):
         break
+if streams:
+    while line and not line.startswith(b"send "):
+        line = child.stdout.readline()
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+    if not line:
+        status = child.wait()
+        log(command, "end", status)
+        sys.exit(status)
+    log(command, "end", 0)
+    log("send", "start", "offset", "0")
+    if not transform:
+        n = 0
+        try:
+            while True:
+                chunk = child.stdout.read1(65536)
+                if not chunk:
+                    break
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                n += len(chunk)
+        except (BrokenPipeError, OSError):
+            log("send", "cut", n, n)
+            sys.exit(141)
+        status = child.wait()
+        log("send", "end", status, n)
+        sys.exit(status)
 data = child.stdout.read()
 status = child.wait()
 if switch("flip"):

@@ -10,6 +10,7 @@
 
 mod error;
 mod inspect;
+pub mod link;
 mod run;
 
 pub use error::{DownloadError, FetchError};

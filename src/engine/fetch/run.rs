@@ -3,15 +3,16 @@
 //! file, release it on the server, deliver it; each step journalled first
 //! (durable-before-release, exactly-once in docs/design.md).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
 use crate::engine::account::{Account, Compression};
 use crate::engine::claim::{
-    self, choose_method, choose_strategy, parse_claims, ClaimReply, Method, RemoteClaim,
+    self, choose_method, choose_strategy, parse_claims, parse_reply, unhex, ClaimReply, Method,
+    RemoteClaim, ScriptError, ScriptErrorKind,
 };
 use crate::engine::deliver::{Filer, StableId};
 use crate::engine::event::{
@@ -21,11 +22,11 @@ use crate::engine::filing::Destination;
 use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::file_messages;
-use crate::engine::ssh::{Connection, SshError};
+use crate::engine::ssh::{Connection, ScriptStream, SshError};
 use crate::engine::transfer::{self, TransferError};
 
 use super::{
-    claim_time, connect_ssh, crash_point, describe, inspect, script, spool_arg, survey,
+    claim_time, connect_ssh, crash_point, describe, inspect, link, script, spool_arg, survey,
     DownloadError, FetchError, FetchOptions, CRASH_ENV,
 };
 
@@ -127,7 +128,18 @@ impl Run<'_> {
                 messages: probe.spool_messages,
             });
         }
-        let method = choose_method(&probe, self.account.compression, self.account.zstd_level)?;
+        // No level configured: the one that fits the link the last large
+        // transfer measured (engine::fetch::link).
+        let rate = link::recorded_rate(ws.dir(), SystemTime::now());
+        let level = self.account.zstd_level.or_else(|| link::level_for(rate));
+        let mut method = choose_method(&probe, self.account.compression, level)?;
+        if self.account.zstd_level.is_none() && level.is_some() {
+            method.reason.push_str(&format!(
+                "; level {} for a slow link ({:.0} kB/s measured)",
+                link::SLOW_LINK_LEVEL,
+                rate.unwrap_or(0.0) / 1000.0
+            ));
+        }
         let compressed;
         let conn: &Connection = if method.method.needs_transport_compression() && !compress_first {
             let own = self.connect(true)?;
@@ -194,7 +206,7 @@ impl Run<'_> {
                     c.size
                 ),
             );
-            self.process(conn, &ws, &mut journal, c, method.method)?;
+            self.process(conn, &ws, &mut journal, c, method.method, None)?;
             done.insert(c.path.clone());
         }
 
@@ -202,8 +214,11 @@ impl Run<'_> {
         self.emit(FetchEvent::Stage(Stage::Claiming));
         let wait = self.account.lock_timeout.to_string();
         let stale = self.account.stale_lock_time.to_string();
-        let reply: ClaimReply = parse_claims(&script(
-            conn,
+        // Claim and transfer in one step: the script streams what it just
+        // claimed right after its reply (claim.sh `claim ... METHOD LEVEL`).
+        let (send_name, send_level) = method.method.send_args();
+        let stream = conn.start_script(
+            claim::remote_script(),
             &[
                 b"claim",
                 spool_arg(self.account),
@@ -211,8 +226,12 @@ impl Run<'_> {
                 wait.as_bytes(),
                 me.as_bytes(),
                 stale.as_bytes(),
+                send_name.as_bytes(),
+                send_level.as_bytes(),
             ],
-        )?)?;
+        )?;
+        let (records, mut sent) = read_reply(conn, BufReader::new(stream))?;
+        let reply: ClaimReply = parse_claims(&records)?;
         for note in &reply.stale_locks {
             self.log(
                 Level::Warn,
@@ -239,8 +258,23 @@ impl Run<'_> {
         if fresh.is_empty() {
             self.log(Level::Info, "no new mail".into());
         }
-        for c in fresh {
-            self.process(conn, &ws, &mut journal, c, method.method)?;
+        let streamed = match sent.take() {
+            Some((path, reader)) => match fresh.iter().find(|c| c.path == path) {
+                Some(c) => {
+                    self.process(conn, &ws, &mut journal, c, method.method, Some(reader))?;
+                    Some(path)
+                }
+                // Not one to take here: abandoning the stream leaves it on
+                // the server (fetched below, or left to its owner).
+                None => None,
+            },
+            None => None,
+        };
+        for c in fresh
+            .into_iter()
+            .filter(|c| Some(&c.path) != streamed.as_ref())
+        {
+            self.process(conn, &ws, &mut journal, c, method.method, None)?;
         }
         self.summary.socket_bytes = conn
             .socket_bytes_received()
@@ -324,7 +358,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Download (unless already staged), release, deliver one claim.
+    /// Download (unless already staged; from `sent` when the claim step
+    /// is already streaming it), release, deliver one claim.
     fn process(
         &mut self,
         conn: &Connection,
@@ -332,6 +367,7 @@ impl Run<'_> {
         journal: &mut Journal,
         remote: &RemoteClaim,
         method: Method,
+        sent: Option<BufReader<ScriptStream<'_>>>,
     ) -> Result<(), FetchError> {
         self.check_cancel()?;
         let id = remote.id();
@@ -341,7 +377,7 @@ impl Run<'_> {
             .is_some_and(|c| c.remote.sha256 == remote.sha256)
             && transfer::verify_staged(&staged, remote).unwrap_or(false);
         if !already {
-            self.download(conn, ws, journal, remote, method)?;
+            self.download(conn, ws, journal, remote, method, sent)?;
             journal
                 .staged(remote)
                 .map_err(|e| FetchError::local("journal", e))?;
@@ -363,6 +399,7 @@ impl Run<'_> {
         journal: &mut Journal,
         remote: &RemoteClaim,
         method: Method,
+        sent: Option<BufReader<ScriptStream<'_>>>,
     ) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Transferring));
         let id = remote.id();
@@ -387,19 +424,27 @@ impl Run<'_> {
         } else {
             let _ = std::fs::remove_file(&partial);
         }
-        let (name, level) = method.send_args();
-        let offset_arg = offset.to_string();
-        let mut stream = conn.start_script(
-            claim::remote_script(),
-            &[
-                b"send".as_slice(),
-                remote.path.as_bytes(),
-                name.as_bytes(),
-                level.as_bytes(),
-                offset_arg.as_bytes(),
-                prefix_sha.as_bytes(),
-            ],
-        )?;
+        // The claim step's own stream, unless a kept prefix asks for a
+        // resumed one (a claim made in this run has none).
+        let mut stream = match sent {
+            Some(stream) if prefix.is_none() => stream,
+            _ => {
+                let (name, level) = method.send_args();
+                let offset_arg = offset.to_string();
+                BufReader::new(conn.start_script(
+                    claim::remote_script(),
+                    &[
+                        b"send".as_slice(),
+                        remote.path.as_bytes(),
+                        name.as_bytes(),
+                        level.as_bytes(),
+                        offset_arg.as_bytes(),
+                        prefix_sha.as_bytes(),
+                    ],
+                )?)
+            }
+        };
+        let started = Instant::now();
         let (raw_before, payload_before, raw_total, socket_base) = (
             self.raw_before,
             self.payload_before,
@@ -456,7 +501,8 @@ impl Run<'_> {
         if let Err(e @ TransferError::Local { .. }) = staged {
             return Err(FetchError::Staging { source: e });
         }
-        let status = stream.finish();
+        let elapsed = started.elapsed();
+        let status = stream.into_inner().finish();
         // The claim on the server is not the one whose prefix was kept:
         // nothing was sent, and the download starts over from byte 0.
         if offset > 0 {
@@ -475,7 +521,7 @@ impl Run<'_> {
                     journal
                         .partial(remote, 0)
                         .map_err(|e| FetchError::local("journal", e))?;
-                    return self.download(conn, ws, journal, remote, method);
+                    return self.download(conn, ws, journal, remote, method, None);
                 }
             }
         }
@@ -509,6 +555,19 @@ impl Run<'_> {
             (Ok(_), Err(e)) => return Err(e.into()),
         };
         self.emit(FetchEvent::Stage(Stage::Verifying));
+        let level = match method {
+            Method::Zstd(l) | Method::ZstdAdapt(l) => Some(l),
+            _ => None,
+        };
+        if let Err(e) = link::record(
+            ws.dir(),
+            level,
+            transferred.payload,
+            elapsed,
+            SystemTime::now(),
+        ) {
+            self.log(Level::Warn, format!("cannot record the link's rate: {e}"));
+        }
         self.raw_before += transferred.resumed_from + transferred.raw;
         self.payload_before += transferred.payload;
         self.summary.raw_bytes += transferred.raw;
@@ -615,6 +674,82 @@ impl Run<'_> {
             .map_err(|e| FetchError::local("journal", e))?;
         std::fs::remove_file(&staged).map_err(|e| FetchError::local("staging", e))?;
         Ok(())
+    }
+}
+
+/// A claim stream whose `send` line named this path: the rest of the
+/// stream is that claim's compressed bytes.
+type Sent<'c> = Option<(String, BufReader<ScriptStream<'c>>)>;
+
+/// Reads the claim step's records up to its `ok` line; then, if the script
+/// goes on with `send HEXPATH`, returns that claim's path with the stream
+/// positioned at its bytes. An `error` line, or output that ends without
+/// `ok`, is the script's failure (with its stderr and exit status).
+fn read_reply<'c>(
+    conn: &Connection,
+    mut reader: BufReader<ScriptStream<'c>>,
+) -> Result<(Vec<(String, String)>, Sent<'c>), FetchError> {
+    let io = |source| SshError::Io {
+        action: "reading the claim's reply",
+        host: conn.host().to_string(),
+        source,
+    };
+    let mut text = Vec::new();
+    let finished = loop {
+        let start = text.len();
+        if reader.read_until(b'\n', &mut text).map_err(io)? == 0 {
+            break false;
+        }
+        let line = text[start..].trim_ascii_end();
+        if line == b"ok" {
+            break true;
+        }
+        if line.starts_with(b"error ") {
+            break false;
+        }
+    };
+    if !finished {
+        let end = reader.into_inner().finish()?;
+        parse_reply(&text, end.stderr.as_bytes(), end.status)?;
+        return Err(ScriptError {
+            kind: ScriptErrorKind::Failed,
+            message: "the claim step ended without a result".into(),
+        }
+        .into());
+    }
+    let records = parse_reply(&text, b"", 0)?;
+    let mut next = Vec::new();
+    reader.read_until(b'\n', &mut next).map_err(io)?;
+    let path = next
+        .strip_prefix(b"send ")
+        .and_then(|hex| unhex(std::str::from_utf8(hex.trim_ascii_end()).ok()?))
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    match path {
+        Some(path) => Ok((records, Some((path, reader)))),
+        None if next.is_empty() => {
+            let end = reader.into_inner().finish()?;
+            if end.success() {
+                Ok((records, None))
+            } else {
+                Err(ScriptError {
+                    kind: ScriptErrorKind::Failed,
+                    message: format!(
+                        "the claim step said ok but exited with {}: {}",
+                        end.status,
+                        claim::escape_server_text(end.stderr.trim().as_bytes())
+                    ),
+                }
+                .into())
+            }
+        }
+        None => Err(ScriptError {
+            kind: ScriptErrorKind::Failed,
+            message: format!(
+                "unexpected line after the claim's reply: {}",
+                claim::escape_server_text(next.trim_ascii_end())
+            ),
+        }
+        .into()),
     }
 }
 
