@@ -23,6 +23,7 @@
 #
 #   bash bench/push-peers.sh                 # as root
 #   SAMPLES=12 IDLE_SECS=600 INTERVAL=60 RUNS=5 PROFILE=dsl bash bench/push-peers.sh
+#   PARTS=cron bash bench/push-peers.sh      # only cron's fetch (PARTS="fetchmail cron" by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -31,6 +32,7 @@ IDLE_SECS=${IDLE_SECS:-600}
 INTERVAL=${INTERVAL:-60}
 RUNS=${RUNS:-5}
 PROFILE=${PROFILE:-dsl}
+PARTS=${PARTS:-"fetchmail cron"}
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root (a throwaway user, sshd, Dovecot, Postfix)" >&2; exit 1; }
 packages=(openssh-server postfix procmail python3 dovecot-core dovecot-pop3d dovecot-imapd fetchmail)
@@ -97,7 +99,6 @@ pop3_port=$(free_port)
 imap_port=$(free_port)
 sshd_port=$(free_port)
 proxy_port=$(free_port)
-dovecot_start "$bench/dovecot" "$user" "$password" "/var/mail/$user" "$pop3_port" "$imap_port"
 
 case $PROFILE in
   dsl) link=(--down-bps 10000000 --up-bps 1000000 --rtt-ms 40) ;;
@@ -115,6 +116,10 @@ stop_proxy() { kill -TERM "$proxy_pid"; wait "$proxy_pid" || true; proxy_pid=; }
 
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; profile $PROFILE" >&2
 
+: > "$bench/fetchmail.tsv"
+: > "$bench/cron.tsv"
+if [[ " $PARTS " == *" fetchmail "* ]]; then
+dovecot_start "$bench/dovecot" "$user" "$password" "/var/mail/$user" "$pop3_port" "$imap_port"
 # fetchmail in daemon mode, in the foreground (-N) so that its PID is ours.
 mkdir -p "$bench/Maildir"/{new,cur,tmp}
 cat > "$bench/procmailrc" <<RC
@@ -143,8 +148,10 @@ python3 "$repo/bench/push_peers_measure.py" fetchmail --user "$user" --maildir "
 kill "$fetchmail_pid"; wait "$fetchmail_pid" || true; fetchmail_pid=
 stop_proxy
 dovecot_stop
+fi
 
 # cron's fetch: mailhaul fetch of the (now empty) spool over a new SSH login.
+if [[ " $PARTS " == *" cron "* ]]; then
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
@@ -184,5 +191,6 @@ python3 "$repo/bench/push_peers_measure.py" cron --runs "$RUNS" --server-pid "$s
   env HOME="$bench" XDG_DATA_HOME="$bench/data" XDG_CONFIG_HOME="$bench/xdg" XDG_STATE_HOME="$bench/state" \
   "$mailhaul" --config "$bench/config.toml" fetch cron > "$bench/cron.tsv"
 stop_proxy
+fi
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 cat "$bench/fetchmail.tsv" "$bench/cron.tsv"
