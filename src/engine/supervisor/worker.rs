@@ -67,8 +67,8 @@ pub(super) struct Worker {
 struct Live {
     session: Option<Connection>,
     watcher: Option<SpoolWatcher>,
-    /// The watcher said `ready`.
-    ready: bool,
+    /// How the watcher watches, once it said `ready`.
+    ready: Option<watch::WatchMode>,
     watcher_started: Instant,
     last_heard: Instant,
     claims_seen: u64,
@@ -121,7 +121,7 @@ impl Worker {
         let mut live = Live {
             session: None,
             watcher: None,
-            ready: false,
+            ready: None,
             watcher_started: now,
             last_heard: now,
             claims_seen: 0,
@@ -219,18 +219,11 @@ impl Worker {
     fn idle_state(&self, live: &Live) -> LinkState {
         match (&live.session, &live.watcher, live.ready) {
             (None, ..) => LinkState::Connecting,
-            (Some(_), Some(_), true) => LinkState::Watching(self.mode(live)),
-            (Some(_), Some(_), false) => LinkState::Connecting,
+            (Some(_), Some(_), Some(mode)) => LinkState::Watching(mode),
+            (Some(_), Some(_), None) => LinkState::Connecting,
             (Some(_), None, _) => LinkState::Polling {
                 every: self.timings.check_every,
             },
-        }
-    }
-
-    fn mode(&self, live: &Live) -> watch::WatchMode {
-        match live.reported.state {
-            Some(LinkState::Watching(m)) => m,
-            _ => watch::WatchMode::Inotify,
         }
     }
 
@@ -299,7 +292,7 @@ impl Worker {
             Ok(w) => {
                 self.set_state(live, LinkState::Connecting);
                 live.watcher = Some(w);
-                live.ready = false;
+                live.ready = None;
                 live.watcher_started = now;
                 live.last_heard = now;
                 live.next_check = None;
@@ -346,7 +339,7 @@ impl Worker {
         }
         live.session = None;
         live.watcher = None;
-        live.ready = false;
+        live.ready = None;
         live.next_check = None;
         let wait = live.backoff.fail();
         live.next_connect = Instant::now() + wait;
@@ -384,7 +377,7 @@ impl Worker {
             }
         }
         if let Some(mode) = became_ready {
-            live.ready = true;
+            live.ready = Some(mode);
             self.recovered(live);
             self.log(
                 Level::Info,
@@ -425,7 +418,7 @@ impl Worker {
             }
             live.claims_seen = claims;
         }
-        if !live.ready && live.watcher_started.elapsed() > READY_LIMIT {
+        if live.ready.is_none() && live.watcher_started.elapsed() > READY_LIMIT {
             return Err(format!(
                 "the spool watcher did not start within {} s",
                 READY_LIMIT.as_secs()
@@ -683,7 +676,7 @@ impl Worker {
         }
         if live.watcher.is_some() {
             until.push(live.last_heard + watch::silence_limit(self.timings.heartbeat));
-            if !live.ready {
+            if live.ready.is_none() {
                 until.push(live.watcher_started + READY_LIMIT);
             }
         }
