@@ -128,11 +128,6 @@ impl Debounce {
         self.pending = Some((now, now));
     }
 
-    /// Nothing to fetch after all: the pending fetch is dropped.
-    pub fn cancel(&mut self) {
-        self.pending = None;
-    }
-
     /// When the pending fetch is due, if one is.
     pub fn due_at(&self) -> Option<Instant> {
         self.pending.map(|(_, due)| due)
@@ -212,15 +207,6 @@ mod tests {
         // A new burst starts a new bound.
         d.report(t0 + ms(2000));
         assert_eq!(d.due_at(), Some(t0 + ms(2050)));
-    }
-
-    #[test]
-    fn a_cancelled_fetch_is_not_due() {
-        let t0 = Instant::now();
-        let mut d = Debounce::new(Duration::from_millis(50), Duration::from_secs(1));
-        d.report(t0);
-        d.cancel();
-        assert!(!d.take_due(t0 + Duration::from_secs(2)));
     }
 
     #[test]

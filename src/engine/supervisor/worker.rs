@@ -406,11 +406,6 @@ impl Worker {
                 });
                 if bytes > 0 || claims > live.claims_seen {
                     live.debounce.report(now);
-                } else if claims == 0 {
-                    // Nothing in the spool, no claim on the server: what
-                    // was reported meanwhile (our own fetch's claim coming
-                    // and going) leaves nothing to fetch.
-                    live.debounce.cancel();
                 }
             } else {
                 // Count the messages for the user to see.
