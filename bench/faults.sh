@@ -23,5 +23,5 @@ started=$(date +%s)
 echo "load before: $(uptime)"
 MAILHAUL_FAULTS_MESSAGES=$messages MAILHAUL_FAULTS_CUTS=$cuts \
   cargo test --test fetch_faults -- --nocapture --test-threads=1 2>&1 |
-  grep -E '^(seed|FAULTS|SKIPPED|NOTE|  +[0-9]+  )|: [0-9]+ messages delivered|cut at byte|the fetch said|filed before|^test |test result|panicked|not every'
+  grep --line-buffered -E '^(seed|FAULTS|SKIPPED|NOTE|  +[0-9]+  )|: [0-9]+ messages delivered|cut at byte|the fetch said|filed before|^test |test result|panicked|not every'
 echo "wall time: $(($(date +%s) - started)) s; load after: $(uptime)"

@@ -734,6 +734,88 @@ mod tests {
     }
 
     #[test]
+    fn every_error_class_of_a_reply_is_kept() {
+        for (class, kind) in [
+            ("lock-busy", ScriptErrorKind::LockBusy),
+            ("unsupported", ScriptErrorKind::Unsupported),
+            ("missing", ScriptErrorKind::Missing),
+            ("bad-request", ScriptErrorKind::BadRequest),
+            ("failed", ScriptErrorKind::Failed),
+            ("anything-else", ScriptErrorKind::Failed),
+        ] {
+            let out = format!("error {class} what happened\n");
+            let e = parse_reply(out.as_bytes(), b"", 1).unwrap_err();
+            assert_eq!(
+                (e.kind, e.message.as_str()),
+                (kind, "what happened"),
+                "{class}"
+            );
+        }
+    }
+
+    #[test]
+    fn c1_controls_are_escaped_as_unicode_and_ascii_ones_as_bytes() {
+        assert_eq!(
+            escape_server_text("a\u{7f}\u{80}\u{9f}\u{a0}".as_bytes()),
+            "a\\x7f\\u{80}\\u{9f}\u{a0}"
+        );
+    }
+
+    #[test]
+    fn every_probe_record_is_read() {
+        let records: Vec<(String, String)> = [
+            ("user", hex(b"ann")),
+            ("home", hex(b"/home/ann")),
+            ("spool", hex(b"/var/mail/ann")),
+            ("spool-symlink", "1".into()),
+            ("spool-dir-shared", "sticky".into()),
+            ("spool-size", "10".into()),
+            ("spool-messages", "1".into()),
+            ("spool-dir-writable", "1".into()),
+            ("spool-writable", "1".into()),
+            ("zstd-version", "1.5.4".into()),
+            ("tool", "dotlockfile 1".into()),
+            ("tool", "lockfile 0".into()),
+            ("tool", "zstd 1".into()),
+            ("tool", "gzip 1".into()),
+            ("tool", "gzip-login 1".into()),
+            ("tool", "sha256 1".into()),
+            ("tool", "head-cmp 1".into()),
+            ("tool", "unknown 1".into()),
+            ("something-new", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let want = Probe {
+            spool_symlink: true,
+            spool_dir_shared: SharedDir::Sticky,
+            ..probe(true)
+        };
+        assert_eq!(parse_probe(&records).unwrap(), want);
+        // Each flag read as it is, not always true; an open directory.
+        let flipped: Vec<(String, String)> = records
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "spool-symlink" | "spool-dir-writable" | "spool-writable" => {
+                    (k.clone(), "0".into())
+                }
+                "spool-dir-shared" => (k.clone(), "open".into()),
+                "zstd-version" => (k.clone(), String::new()),
+                "tool" => (k.clone(), v.replace(" 1", " 0")),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let p = parse_probe(&flipped).unwrap();
+        assert!(!p.spool_symlink && !p.spool_dir_writable && !p.spool_writable);
+        assert_eq!(p.spool_dir_shared, SharedDir::Open);
+        assert_eq!(p.zstd_version, None);
+        assert_eq!(p.tools, Tools::default());
+        let no_spool: Vec<_> = records.into_iter().filter(|(k, _)| k != "spool").collect();
+        assert!(parse_probe(&no_spool).is_err());
+    }
+
+    #[test]
     fn reply_without_ok_is_a_failure_quoting_stderr() {
         let e = parse_reply(b"user 61\n", b"sh: 1: oops\n", 2).unwrap_err();
         assert_eq!(e.kind, ScriptErrorKind::Failed);
