@@ -235,6 +235,18 @@ pub fn installation_id(data_dir: &Path) -> io::Result<String> {
                     )
                 })
             }
+            // A link to nothing reads as missing, but no new id can be
+            // linked over it: an error, or the loop would never end.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && path.is_symlink() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is a symbolic link that points to nothing: restore what it \
+                         points to, or remove it to make a new id",
+                        path.display()
+                    ),
+                ))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -387,6 +399,40 @@ mod tests {
             rx.recv_timeout(std::time::Duration::from_secs(10)),
             Ok(true),
             "an unreadable id must be an error, promptly"
+        );
+    }
+
+    /// An `installation-id` that is a symbolic link to nothing (a data dir
+    /// restored without its target, a link into an unmounted disk) reads as
+    /// missing, but the new id cannot be linked over it: that was retried
+    /// without end. Now it is an error naming the file, promptly, and the
+    /// link is left alone (the id it pointed at may come back).
+    #[test]
+    fn a_dangling_installation_id_link_is_an_error_not_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let link = data.join("installation-id");
+        std::os::unix::fs::symlink(dir.path().join("gone"), &link).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = data.clone();
+        std::thread::spawn(move || tx.send(installation_id(&d).map_err(|e| e.to_string())));
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("installation_id loops on a dangling link");
+        let e = got.unwrap_err();
+        assert!(
+            e.contains("installation-id") && e.contains("points to nothing"),
+            "{e}"
+        );
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_dir(&data).unwrap().count(),
+            1,
+            "no temporary left"
         );
     }
 
