@@ -903,3 +903,68 @@ fn a_link_cut_anywhere_in_a_fetch_is_a_connection_failure() {
         wrong.join("\n")
     );
 }
+
+/// A server that stalls mid-stream with the link up (it sent half of the
+/// claim, then nothing, while sshd still answers keepalives): SIGTERM to
+/// `mailhaul watch` stops the fetch within seconds, not after the idle
+/// limit (120 s and more), and nothing is lost: the claim stays on the
+/// server, nothing is filed or left in staging, and the next fetch files
+/// every message once.
+#[test]
+fn a_stop_interrupts_a_server_stalled_mid_stream() {
+    let hook = ServerHook::new();
+    let sshd = hook.start_sshd();
+    let mail = real_mail();
+    let fixture = Fixture::as_root(&sshd, &mail.spool, "");
+    let client = &fixture.client;
+    hook.set("stall", true);
+    let mut watch = client
+        .command(&["watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    hook.wait_for(&["send", "stalled"], Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) };
+    while watch.try_wait().unwrap().is_none() && asked.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = asked.elapsed();
+    if watch.try_wait().unwrap().is_none() {
+        let _ = watch.kill();
+    }
+    let out = watch.wait_with_output().unwrap();
+    hook.set("stall", false);
+    eprintln!(
+        "watch stopped {:.1} s after SIGTERM: {}",
+        took.as_secs_f64(),
+        last_words(&out)
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop waited for the stalled server: {took:?}\n{}",
+        describe(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        client.filed_md5s().is_empty(),
+        "filed from a stalled stream"
+    );
+    assert_eq!(
+        std::fs::read_dir(staging(client)).unwrap().count(),
+        0,
+        "staging"
+    );
+    assert_eq!(
+        std::fs::read_dir(fixture.server_dir()).unwrap().count(),
+        1,
+        "the claim stays on the server"
+    );
+    let out = client.run(&["fetch"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a stalled server");
+    assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
+}

@@ -20,7 +20,10 @@
 //!   tool on the server would make it), logged as `garbled AT LEN`;
 //! - `cut` (holding a number K): `send` writes the first K bytes of its
 //!   stream, logs `cut-at K LEN` and then hangs, for the test to cut the
-//!   link there (`proc::kill_connection_holders`).
+//!   link there (`proc::kill_connection_holders`);
+//! - `stall`: `send` delivers half of its stream, logs `stalled SENT LEN`,
+//!   then sends nothing more for ten minutes, the link up (keepalives are
+//!   answered by sshd): a server that hangs mid-stream.
 //!
 //! `send`'s start is logged with the offset it was asked to send from
 //! (`send start offset N`).
@@ -66,7 +69,7 @@ if switch("pause"):
 # (claim and transfer in one step): that part is logged and changed as a
 # `send` command's output is.
 streams = command == "claim" and len(words) > 6 and words[6] != ""
-transform = switch("flip") or switch("slow") or switch("garble") or switch("cut")
+transform = switch("flip") or switch("slow") or switch("garble") or switch("cut") or switch("stall")
 if not streams and (command != "send" or not transform):
     status = subprocess.call(["/bin/sh", "-c", orig])
     log(command, "end", status)
@@ -138,6 +141,13 @@ if switch("cut"):
     time.sleep(120)
     sys.exit(141)
 sent = 0
+if switch("stall"):
+    half = len(data) // 2
+    out.write(data[:half])
+    out.flush()
+    log("send", "stalled", half, len(data))
+    time.sleep(600)
+    sys.exit(141)
 try:
     step = 2048 if switch("slow") else len(data)
     while sent < len(data):
@@ -232,7 +242,7 @@ impl ServerHook {
         self.dir.path().join("hook.log")
     }
 
-    /// Turns a switch (`flip`, `slow`, `pause`, `garble`) on or off for the sessions to come.
+    /// Turns a switch (`flip`, `slow`, `pause`, `garble`, `stall`) on or off for the sessions to come.
     pub fn set(&self, switch: &str, on: bool) {
         let path = self.dir.path().join(switch);
         if on {

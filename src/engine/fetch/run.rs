@@ -444,6 +444,11 @@ impl Run<'_> {
                 )?)
             }
         };
+        // A server that stalls mid-stream with the link up must not hold
+        // a stop (a quit, SIGTERM of `watch`) for the whole idle limit.
+        stream
+            .get_mut()
+            .stop_on(std::sync::Arc::clone(&self.options.cancel));
         let started = Instant::now();
         let (raw_before, payload_before, raw_total, socket_base) = (
             self.raw_before,
@@ -496,6 +501,7 @@ impl Run<'_> {
         // rest of the stream; the claim stays on the server, and what
         // arrived stays in staging for the next run to continue from.
         if staged.is_err() && self.options.cancel.load(Ordering::Relaxed) {
+            stream.into_inner().abandon();
             return Err(FetchError::Cancelled);
         }
         if let Err(e @ TransferError::Local { .. }) = staged {

@@ -27,12 +27,17 @@
 //! the channel window with stdout, so scripts must keep stderr small.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::Digest;
 use ssh2::Channel;
 
-use super::{Connection, SshError};
+use super::{millis, Connection, SshError};
+
+/// How long a read waits at a time while it has a stop flag to watch.
+pub const STOP_TICK: Duration = Duration::from_millis(500);
 
 /// The decoder run before every script: turns `xHEX` arguments into bytes.
 const PRELUDE: &str = concat!(
@@ -191,6 +196,8 @@ pub fn compact(script: &str) -> String {
 pub struct ScriptStream<'c> {
     conn: &'c Connection,
     channel: Channel,
+    /// Set by another thread to stop reading (see [`ScriptStream::stop_on`]).
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Connection {
@@ -227,6 +234,7 @@ impl Connection {
         Ok(ScriptStream {
             conn: self,
             channel,
+            stop: None,
         })
     }
 
@@ -313,7 +321,7 @@ impl Connection {
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         loop {
-            if self.read_patiently(channel, &mut byte)? == 0 {
+            if self.read_patiently(channel, &mut byte, None)? == 0 {
                 return Ok(None);
             }
             if byte[0] == b'\n' {
@@ -352,13 +360,50 @@ impl Connection {
     }
 
     /// Reads into `buf`, sending keepalives while the server is silent,
-    /// until the idle limit.
-    fn read_patiently(&self, reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    /// until the idle limit, or until `stop` is set: while there is a stop
+    /// flag the read waits at most [`STOP_TICK`] at a time, so that a server
+    /// that stalls with the link up (it sends nothing, and keepalives are
+    /// answered) does not hold a stop for the whole idle limit.
+    fn read_patiently(
+        &self,
+        reader: &mut impl Read,
+        buf: &mut [u8],
+        stop: Option<&AtomicBool>,
+    ) -> std::io::Result<usize> {
+        let tick = match stop {
+            Some(_) => STOP_TICK.min(self.keepalive_interval),
+            None => self.keepalive_interval,
+        };
+        if stop.is_some() {
+            self.session.set_timeout(millis(tick));
+        }
+        let result = self.read_ticking(reader, buf, stop, tick);
+        if stop.is_some() {
+            self.session.set_timeout(millis(self.keepalive_interval));
+        }
+        result
+    }
+
+    fn read_ticking(
+        &self,
+        reader: &mut impl Read,
+        buf: &mut [u8],
+        stop: Option<&AtomicBool>,
+        tick: Duration,
+    ) -> std::io::Result<usize> {
         let mut idle = Duration::ZERO;
+        let mut since_keepalive = Duration::ZERO;
         loop {
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "stopped on request",
+                ));
+            }
             match reader.read(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    idle += self.keepalive_interval;
+                    idle += tick;
+                    since_keepalive += tick;
                     if idle >= self.idle_timeout {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
@@ -368,7 +413,10 @@ impl Connection {
                             ),
                         ));
                     }
-                    let _ = self.session.keepalive_send();
+                    if since_keepalive >= self.keepalive_interval {
+                        since_keepalive = Duration::ZERO;
+                        let _ = self.session.keepalive_send();
+                    }
                 }
                 other => return other,
             }
@@ -390,19 +438,38 @@ fn is_timeout(e: &ssh2::Error) -> bool {
 
 impl Read for ScriptStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.conn.read_patiently(&mut self.channel, buf)
+        self.conn
+            .read_patiently(&mut self.channel, buf, self.stop.as_deref())
     }
 }
 
 impl ScriptStream<'_> {
+    /// Makes reads end with an `Interrupted` error ("stopped on request")
+    /// within [`STOP_TICK`] of `flag` being set, even while the server
+    /// sends nothing.
+    pub fn stop_on(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    /// Drops the channel after a stop, waiting at most [`STOP_TICK`] for
+    /// the server to close its side: a stalled server whose command still
+    /// runs may never close it, and libssh2 would wait a whole read timeout.
+    pub fn abandon(self) {
+        let conn = self.conn;
+        conn.session.set_timeout(millis(STOP_TICK));
+        drop(self.channel);
+        conn.session.set_timeout(millis(conn.keepalive_interval));
+    }
+
     /// Reads what is left of stdout (discarding it), then stderr, closes the
     /// channel and returns how the script ended.
     pub fn finish(mut self) -> Result<ScriptStatus, SshError> {
         let conn = self.conn;
+        let stop = self.stop.take();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             let n = conn
-                .read_patiently(&mut self.channel, &mut buf)
+                .read_patiently(&mut self.channel, &mut buf, stop.as_deref())
                 .map_err(|source| conn.io_err("reading a script's output", source))?;
             if n == 0 {
                 break;
@@ -413,7 +480,7 @@ impl ScriptStream<'_> {
         let mut err_stream = self.channel.stderr();
         loop {
             let n = conn
-                .read_patiently(&mut err_stream, &mut buf)
+                .read_patiently(&mut err_stream, &mut buf, stop.as_deref())
                 .map_err(|source| conn.io_err("reading a script's stderr", source))?;
             if n == 0 {
                 break;
