@@ -982,6 +982,25 @@ mod tests {
     }
 
     #[test]
+    fn repairs_are_reported_and_paths_shown_escaped() {
+        let records = vec![
+            (
+                "repaired".to_string(),
+                format!("{} finished", hex(b"/h/.mailhaul/claims/a.part")),
+            ),
+            ("ok-not".to_string(), String::new()),
+        ];
+        let reply = parse_claims(&records).unwrap();
+        assert_eq!(reply.repaired, vec!["/h/.mailhaul/claims/a.part finished"]);
+        let claim = RemoteClaim {
+            path: "/var/mail/a\u{1b}[31m.mailhaul-claim.1".into(),
+            size: 1,
+            sha256: String::new(),
+        };
+        assert_eq!(claim.shown(), "/var/mail/a\\x1b[31m.mailhaul-claim.1");
+    }
+
+    #[test]
     fn claims_name_their_owner() {
         let claim = |path: &str| RemoteClaim {
             path: path.into(),
@@ -997,6 +1016,14 @@ mod tests {
         assert_eq!(copied.owner().as_deref(), Some("ba9876543210"));
         let unowned = claim("/var/mail/ann.mailhaul-claim.20261128T101010-42-7");
         assert_eq!(unowned.owner(), None);
+        // An owner is exactly 12 hex digits: not 12 of anything, nor hex of
+        // another length.
+        for odd in ["-ozzzzzzzzzzzz", "-o0123456789a", "-o0123456789abc"] {
+            let c = claim(&format!(
+                "/var/mail/ann.mailhaul-claim.20261128T101010-42-7{odd}"
+            ));
+            assert_eq!(c.owner(), None, "{odd}");
+        }
         assert!(
             unowned.belongs_to("0123456789ab"),
             "claims of earlier versions"
