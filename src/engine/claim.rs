@@ -1001,6 +1001,34 @@ mod tests {
     }
 
     #[test]
+    fn stale_locks_name_their_holder_and_bad_claim_records_are_refused() {
+        let lock = hex(b"/var/mail/ann.lock");
+        let records: Vec<(String, String)> = [
+            format!("{lock} 612 none"),
+            format!("{lock} 700 pid-42"),
+            format!("{lock} 800 stamp"),
+        ]
+        .into_iter()
+        .map(|v| ("stale-lock".to_string(), v))
+        .collect();
+        assert_eq!(
+            parse_claims(&records).unwrap().stale_locks,
+            vec![
+                "/var/mail/ann.lock: 612 s old, it names no holder",
+                "/var/mail/ann.lock: 700 s old, its holder, pid 42, is not running",
+                "/var/mail/ann.lock: 800 s old, it names no process id",
+            ]
+        );
+        let path = hex(b"/var/mail/ann.mailhaul-claim.1");
+        for sha in ["ab".repeat(31), "zz".repeat(32), "ab".repeat(33)] {
+            let records = vec![("claim".to_string(), format!("{path} 12 {sha}"))];
+            assert!(parse_claims(&records).is_err(), "{sha}");
+        }
+        assert_eq!(Strategy::Rename.as_str(), "rename");
+        assert_eq!(Strategy::CopyTruncate.as_str(), "copy-truncate");
+    }
+
+    #[test]
     fn claims_name_their_owner() {
         let claim = |path: &str| RemoteClaim {
             path: path.into(),
