@@ -4,8 +4,8 @@
 //! [`Digest`], which keeps one account's figures between frames so that a
 //! frame never scans the whole history.
 
-use super::model::PastFetch;
 use crate::engine::event::FetchSummary;
+use crate::engine::event::PastFetch;
 
 /// Raw bytes over compressed payload bytes (0 when nothing was compressed).
 pub fn ratio(summary: &FetchSummary) -> f64 {

@@ -48,7 +48,9 @@ impl FlushError {
             FlushError::Lock(_) | FlushError::Read(_) => Failure::Local,
             FlushError::Target(_) => Failure::Config,
             FlushError::Relay(RelayError::Ssh(e)) => e.failure(),
-            FlushError::Relay(RelayError::Server { .. }) => Failure::Transfer,
+            FlushError::Relay(RelayError::Server { .. } | RelayError::SmtpLink { .. }) => {
+                Failure::Transfer
+            }
             FlushError::Relay(RelayError::Io(_)) => Failure::Local,
         }
     }

@@ -114,6 +114,16 @@ pub enum RelayError {
         /// The script's reason.
         words: String,
     },
+    /// The SMTP dialogue's channel broke or carried something that is not
+    /// SMTP.
+    #[error("SMTP with {server}: {source}")]
+    SmtpLink {
+        /// The SMTP server, and the SSH server it is reached through.
+        server: String,
+        /// What broke.
+        #[source]
+        source: io::Error,
+    },
     /// Local I/O on the outbox.
     #[error("outbox: {0}")]
     Io(#[from] io::Error),

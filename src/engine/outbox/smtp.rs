@@ -145,12 +145,9 @@ pub fn relay(
     };
     let ext = match session.start(helo) {
         Ok(ext) => ext,
-        Err(words) => {
+        Err(e) => {
             link.close();
-            return Err(RelayError::Server {
-                host: server,
-                words,
-            });
+            return Err(e);
         }
     };
     let mut report = RelayReport {
@@ -346,31 +343,41 @@ struct Session<'l, 'c> {
 }
 
 impl Session<'_, '_> {
-    /// Reads the greeting and says EHLO (HELO if EHLO is refused); the
-    /// error is what the server said.
-    fn start(&mut self, helo: &str) -> Result<Extensions, String> {
-        let greeting = self.reply().map_err(|e| self.link_words(&e))?;
+    /// Reads the greeting and says EHLO (HELO if EHLO is refused); a
+    /// refusal is the server's words, a broken channel its I/O error.
+    fn start(&mut self, helo: &str) -> Result<Extensions, RelayError> {
+        let greeting = self.reply().map_err(|e| self.link_error(e))?;
         if greeting.code != 220 {
-            return Err(format!("greeting: {}", greeting.words()));
+            return Err(self.refusal(format!("greeting: {}", greeting.words())));
         }
         let ehlo = self
             .command(&format!("EHLO {helo}"))
-            .map_err(|e| self.link_words(&e))?;
+            .map_err(|e| self.link_error(e))?;
         if ehlo.is_positive() {
             return Ok(Extensions::parse(&ehlo));
         }
         let hello = self
             .command(&format!("HELO {helo}"))
-            .map_err(|e| self.link_words(&e))?;
+            .map_err(|e| self.link_error(e))?;
         if hello.is_positive() {
             Ok(Extensions::default())
         } else {
-            Err(format!("HELO: {}", hello.words()))
+            Err(self.refusal(format!("HELO: {}", hello.words())))
         }
     }
 
-    fn link_words(&self, e: &io::Error) -> String {
-        format!("SMTP with {}: {e}", self.server)
+    fn link_error(&self, source: io::Error) -> RelayError {
+        RelayError::SmtpLink {
+            server: self.server.clone(),
+            source,
+        }
+    }
+
+    fn refusal(&self, words: String) -> RelayError {
+        RelayError::Server {
+            host: self.server.clone(),
+            words,
+        }
     }
 
     /// Sends one command and reads its reply.

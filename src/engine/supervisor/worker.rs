@@ -30,6 +30,22 @@ use crate::engine::watch::{self, SpoolWatcher, WatchReport};
 /// as broken.
 const READY_LIMIT: Duration = Duration::from_secs(30);
 
+/// Why the spool watcher's session is taken as lost (the worker then
+/// reconnects with backoff).
+#[derive(Debug, thiserror::Error)]
+enum LinkLost {
+    /// Reading the watcher's channel failed.
+    #[error(transparent)]
+    Watcher(#[from] watch::WatchError),
+    /// The watcher never said it was ready (seconds waited).
+    #[error("the spool watcher did not start within {0} s")]
+    WatcherNotStarted(u64),
+    /// Nothing, not even a heartbeat, came within the silence limit
+    /// (seconds).
+    #[error("no word from the server for {0} s: the link is dead")]
+    Silent(u64),
+}
+
 /// Failures no reconnect can cure: a headless worker ends with them.
 pub(super) fn is_permanent(e: &FetchError) -> bool {
     matches!(
@@ -174,7 +190,7 @@ impl Worker {
                 }
             } else {
                 if let Err(reason) = self.follow(live, false) {
-                    self.lost(live, reason);
+                    self.lost(live, reason.to_string());
                     continue;
                 }
                 let now = Instant::now();
@@ -357,12 +373,12 @@ impl Worker {
     /// Reads what the watcher said; an error is the reason the link is
     /// taken as lost. `stale`: the spool reports are from before a fetch
     /// of ours ended (its own claim coming and going), and are dropped.
-    fn follow(&self, live: &mut Live, stale: bool) -> Result<(), String> {
+    fn follow(&self, live: &mut Live, stale: bool) -> Result<(), LinkLost> {
         let (Some(conn), Some(watcher)) = (&live.session, &mut live.watcher) else {
             return Ok(());
         };
         let host = conn.host().to_string();
-        let reports = watcher.read_available(conn).map_err(|e| e.to_string())?;
+        let reports = watcher.read_available(conn)?;
         let now = Instant::now();
         let mut latest = None;
         let mut became_ready = None;
@@ -414,17 +430,11 @@ impl Worker {
             live.claims_seen = claims;
         }
         if live.ready.is_none() && live.watcher_started.elapsed() > READY_LIMIT {
-            return Err(format!(
-                "the spool watcher did not start within {} s",
-                READY_LIMIT.as_secs()
-            ));
+            return Err(LinkLost::WatcherNotStarted(READY_LIMIT.as_secs()));
         }
         let silence = watch::silence_limit(self.timings.heartbeat);
         if live.last_heard.elapsed() > silence {
-            return Err(format!(
-                "no word from the server for {} s: the link is dead",
-                silence.as_secs()
-            ));
+            return Err(LinkLost::Silent(silence.as_secs()));
         }
         Ok(())
     }
@@ -496,7 +506,7 @@ impl Worker {
                 Ok(probe) if !had_session => self.connected(live, &probe),
                 Ok(probe) => {
                     if let Err(reason) = self.follow(live, true) {
-                        self.lost(live, reason);
+                        self.lost(live, reason.to_string());
                         return Ok(());
                     }
                     self.report_spool(live, &probe);
