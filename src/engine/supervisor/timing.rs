@@ -14,10 +14,12 @@ pub struct Timings {
     /// The server watcher's heartbeat; the link counts as dead after
     /// [`watch::silence_limit`] of silence.
     pub heartbeat: Duration,
-    /// Quiet period after the latest report before an automatic fetch.
+    /// Quiet period after the latest report before an automatic fetch,
+    /// when reports come in a burst (see [`Debounce`]).
     pub quiet: Duration,
     /// Longest wait from the first report to the fetch, however busy the
-    /// spool.
+    /// spool; also how long without a report makes the next one a lone
+    /// delivery, fetched at once.
     pub max_delay: Duration,
     /// First reconnect (and fetch retry) delay; doubled after every failure.
     pub backoff_min: Duration,
@@ -92,16 +94,23 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + fraction)
 }
 
-/// Debounce of spool reports: a fetch is due once the reports have been
-/// quiet for `quiet`, and at the latest `max_delay` after the first one, so
-/// that a burst of deliveries is fetched in a few fetches rather than one
-/// per message.
+/// Debounce of spool reports. A report that comes after `max_delay` or
+/// more without one is a lone delivery and makes a fetch due at once: the
+/// watcher reports a delivery only once its agent has released the lock,
+/// so there is nothing to wait for (waiting `quiet` there only added its
+/// length to every message's latency, docs/push.md). Reports closer
+/// together are a burst: the fetch is due once they have been quiet for
+/// `quiet`, and at the latest `max_delay` after the first one, so that a
+/// burst of deliveries is fetched in a few fetches rather than one per
+/// message.
 #[derive(Debug, Clone)]
 pub struct Debounce {
     quiet: Duration,
     max_delay: Duration,
     /// (first report, fetch due) of the pending fetch.
     pending: Option<(Instant, Instant)>,
+    /// The latest report, pending or already fetched.
+    last: Option<Instant>,
 }
 
 impl Debounce {
@@ -111,12 +120,22 @@ impl Debounce {
             quiet,
             max_delay,
             pending: None,
+            last: None,
         }
     }
 
-    /// A report at `now`: the fetch moves to a quiet period later, never
-    /// beyond the bound from the first report.
+    /// A report at `now`. After `max_delay` without one, the fetch is due
+    /// at once; otherwise it moves to a quiet period later, never beyond
+    /// the bound from the first report.
     pub fn report(&mut self, now: Instant) {
+        let lone = self
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.max_delay);
+        self.last = Some(now);
+        if lone && self.pending.is_none() {
+            self.pending = Some((now, now));
+            return;
+        }
         let first = self.pending.map_or(now, |(first, _)| first);
         let due = (now + self.quiet).min(first + self.max_delay);
         self.pending = Some((first, due));
@@ -182,12 +201,31 @@ mod tests {
     }
 
     #[test]
-    fn debounce_waits_for_quiet_but_not_beyond_the_bound() {
+    fn a_lone_report_is_due_at_once() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let mut d = Debounce::new(ms(50), ms(1000));
         assert_eq!(d.due_at(), None);
         assert!(!d.take_due(t0));
+        d.report(t0);
+        assert_eq!(d.due_at(), Some(t0), "the first report");
+        assert!(d.take_due(t0));
+        // The next report a second or more later is a lone one too.
+        d.report(t0 + ms(1000));
+        assert_eq!(d.due_at(), Some(t0 + ms(1000)));
+        assert!(d.take_due(t0 + ms(1000)));
+        d.report(t0 + ms(5000));
+        assert!(d.take_due(t0 + ms(5000)));
+    }
+
+    #[test]
+    fn debounce_waits_for_quiet_but_not_beyond_the_bound() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut d = Debounce::new(ms(50), ms(1000));
+        // A lone report, fetched; the next comes soon after: a burst.
+        d.report(t0 - ms(300));
+        assert!(d.take_due(t0 - ms(300)));
         d.report(t0);
         assert_eq!(d.due_at(), Some(t0 + ms(50)));
         // Reports every 30 ms keep pushing it back...
@@ -204,9 +242,10 @@ mod tests {
         assert!(!d.take_due(t0 + ms(999)));
         assert!(d.take_due(t0 + ms(1000)));
         assert_eq!(d.due_at(), None, "taken");
-        // A new burst starts a new bound.
-        d.report(t0 + ms(2000));
-        assert_eq!(d.due_at(), Some(t0 + ms(2050)));
+        // The next report soon after (mail that came during the fetch)
+        // starts a new bound.
+        d.report(t0 + ms(1300));
+        assert_eq!(d.due_at(), Some(t0 + ms(1350)));
     }
 
     #[test]

@@ -499,16 +499,21 @@ impl Worker {
                 }
             }
         }
+        // The watcher's reports so far are from before the fetch ended (its
+        // own claim coming and going): dropped before the probe, so that a
+        // delivery that ends after the probe looked is still reported.
+        if had_session && live.session.is_some() {
+            if let Err(reason) = self.follow(live, true) {
+                self.lost(live, reason.to_string());
+                return Ok(());
+            }
+        }
         // The session the fetch used (or opened) is checked with a probe,
         // which also shows what is left in the spool.
         match &live.session {
             Some(conn) => match fetch::probe(conn, &self.account) {
                 Ok(probe) if !had_session => self.connected(live, &probe),
                 Ok(probe) => {
-                    if let Err(reason) = self.follow(live, true) {
-                        self.lost(live, reason.to_string());
-                        return Ok(());
-                    }
                     self.report_spool(live, &probe);
                     if self.auto_fetch && probe.spool_size.unwrap_or(0) > 0 {
                         // Mail that came during the fetch.
