@@ -27,13 +27,23 @@ fn crash_then_rerun_as_user(point: &str) {
             assert_eq!(on_server.len(), 1, "{point}: claim kept on the server");
             assert!(staged.iter().all(|f| f.ends_with(".part")), "{staged:?}");
         }
-        "verified" => {
+        "verified" | "mid-delivery" => {
             assert_eq!(on_server.len(), 1, "{point}: not released yet");
             assert_eq!(staged.len(), 1, "{point}: {staged:?}");
         }
-        "released" | "mid-delivery" => {
+        // Filed, the journal says so, and the staged copy is gone; the
+        // rerun only releases the server copy. A reader has seen the
+        // messages meanwhile (moved to cur/), so fetching the claim again
+        // would file every message twice.
+        "delivered" => {
+            assert_eq!(on_server.len(), 1, "{point}: not released yet");
+            assert!(staged.is_empty(), "{point}: {staged:?}");
+            assert_eq!(client.filed_md5s().len(), mail.md5s.len(), "{point}");
+            read_as_a_mail_reader_does(client);
+        }
+        "released" => {
             assert!(on_server.is_empty(), "{point}: released: {on_server:?}");
-            assert_eq!(staged.len(), 1, "{point}: {staged:?}");
+            assert!(staged.is_empty(), "{point}: {staged:?}");
         }
         _ => unreachable!(),
     }
@@ -65,6 +75,22 @@ fn crash_then_rerun_as_user(point: &str) {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(client.filed_md5s().len(), mail.md5s.len());
+}
+
+/// Moves every message in a `new/` to its `cur/` as seen (`:2,S`).
+fn read_as_a_mail_reader_does(client: &Client) {
+    for file in fetch_support::maildir_files(&client.maildir) {
+        let dir = file.parent().unwrap();
+        if dir.file_name().is_some_and(|n| n == "new") {
+            let name = file.file_name().unwrap().to_string_lossy();
+            let seen = dir
+                .parent()
+                .unwrap()
+                .join("cur")
+                .join(format!("{name}:2,S"));
+            std::fs::rename(&file, seen).unwrap();
+        }
+    }
 }
 
 fn claims_of(user: &TestUser) -> Vec<String> {
@@ -103,13 +129,18 @@ fn kill_after_verification_before_release() {
 }
 
 #[test]
-fn kill_after_release_before_delivery() {
-    crash_then_rerun_as_user("released");
+fn kill_mid_delivery() {
+    crash_then_rerun_as_user("mid-delivery");
 }
 
 #[test]
-fn kill_mid_delivery() {
-    crash_then_rerun_as_user("mid-delivery");
+fn kill_after_delivery_before_release() {
+    crash_then_rerun_as_user("delivered");
+}
+
+#[test]
+fn kill_after_release() {
+    crash_then_rerun_as_user("released");
 }
 
 /// The rename strategy (root) killed mid-transfer: the renamed claim is

@@ -304,13 +304,13 @@ fn watch_never_fetches_while_another_mailhaul_holds_the_account() {
     );
 }
 
-/// `watch` killed (-9) after a claim was released on the server and before
-/// its messages were delivered: they are only in staging, and only the
-/// journal says so. The next `watch` delivers them from there first, then
-/// goes on pushing; every message is filed once. Fails when the journal is
-/// not written.
+/// `watch` killed (-9) after a claim's messages were filed and before it
+/// was released on the server: the claim is still there, and only the
+/// journal says it is filed. The next `watch` releases it without filing
+/// it again, then goes on pushing; every message is filed once. Fails when
+/// the journal is not written (the claim is then fetched and filed again).
 #[test]
-fn watch_killed_between_release_and_delivery_files_every_message_once_after_restart() {
+fn watch_killed_between_delivery_and_release_files_every_message_once_after_restart() {
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "pushj");
     let postfix = Postfix::ensure_running();
@@ -320,7 +320,7 @@ fn watch_killed_between_release_and_delivery_files_every_message_once_after_rest
     }
     let status = client
         .command(&["watch"])
-        .env("MAILHAUL_TEST_CRASH_AT", "released")
+        .env("MAILHAUL_TEST_CRASH_AT", "delivered")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -331,15 +331,28 @@ fn watch_killed_between_release_and_delivery_files_every_message_once_after_rest
         Some(9),
         "watch was to die at the crash point"
     );
-    assert!(
-        maildir_files(&client.maildir).is_empty(),
+    assert_eq!(
+        maildir_files(&client.maildir).len(),
+        3,
         "filed before the crash"
     );
     assert!(user.spool_contents().is_empty(), "the spool was claimed");
     let staged = std::fs::read_dir(client.data_dir().join("accounts/acct/staging"))
         .unwrap()
         .count();
-    assert_eq!(staged, 1, "the released claim is staged");
+    assert_eq!(staged, 0, "the filed claim is no longer staged");
+    // A reader sees them (moved to cur/): fetching the claim again would
+    // file each one twice.
+    for file in maildir_files(&client.maildir) {
+        let dir = file.parent().unwrap();
+        let name = file.file_name().unwrap().to_string_lossy();
+        let seen = dir
+            .parent()
+            .unwrap()
+            .join("cur")
+            .join(format!("{name}:2,S"));
+        std::fs::rename(&file, seen).unwrap();
+    }
 
     let mut watch = Watch::start(&client);
     wait_filed(&client, 3, Duration::from_secs(60));
@@ -356,6 +369,10 @@ fn watch_killed_between_release_and_delivery_files_every_message_once_after_rest
             ("crash-3".to_string(), 1)
         ]
     );
+    let left: Vec<_> = std::fs::read_dir(user.home.join(".mailhaul/claims"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "claims left on the server: {left:?}");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(watch.pid(), libc::SIGTERM) };
     assert_eq!(

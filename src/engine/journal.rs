@@ -3,8 +3,8 @@
 //!
 //! The journal is what makes every step of a fetch recoverable after a
 //! kill -9: a claim is recorded as `staged` only once its download is
-//! verified and durable, as `released` once the server copy is gone, and as
-//! `delivered` once every message is filed; a download cut short is
+//! verified and durable, as `delivered` once every message is filed, and as
+//! `released` once the server copy is gone; a download cut short is
 //! recorded as `partial` with the length of the prefix it made durable, so
 //! that the next run asks the server only for the rest. Each record is one line, appended
 //! and fsynced before the step it enables; a torn last line (a crash while
@@ -183,12 +183,13 @@ impl Journal {
         self.claims.get(id)
     }
 
-    /// Claims staged but not yet delivered, oldest first.
+    /// Claims staged but not yet both delivered and released (a claim
+    /// delivered but not released is still on the server), oldest first.
     pub fn pending(&self) -> Vec<JournalClaim> {
         self.order
             .iter()
             .filter_map(|id| self.claims.get(id))
-            .filter(|c| !c.delivered)
+            .filter(|c| !(c.delivered && c.released))
             .cloned()
             .collect()
     }
@@ -476,20 +477,30 @@ mod tests {
             let mut j = Journal::open(&path).unwrap();
             j.staged(&claim("1-1-1")).unwrap();
             j.staged(&claim("2-2-2")).unwrap();
+            j.staged(&claim("3-3-3")).unwrap();
             j.released("1-1-1").unwrap();
             j.delivered("2-2-2", 3).unwrap();
+            j.delivered("3-3-3", 1).unwrap();
+            j.released("3-3-3").unwrap();
         }
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"released\t2-2").unwrap();
         drop(f);
         let mut j = Journal::open(&path).unwrap();
         let pending = j.pending();
-        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.len(), 2, "{pending:?}");
         assert_eq!(pending[0].id, "1-1-1");
-        assert!(pending[0].released);
+        assert!(pending[0].released && !pending[0].delivered);
         assert_eq!(pending[0].remote, claim("1-1-1"));
+        // Delivered, not released (the torn line does not count): still on
+        // the server, so still pending.
+        assert_eq!(pending[1].id, "2-2-2");
+        assert!(pending[1].delivered && !pending[1].released);
         assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
         j.delivered("1-1-1", 1).unwrap();
+        j.compact().unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 0, "2-2-2 pending");
+        j.released("2-2-2").unwrap();
         j.compact().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert!(Journal::open(&path).unwrap().pending().is_empty());
@@ -504,6 +515,7 @@ mod tests {
         let mut j = Journal::open(&path).unwrap();
         j.staged(&claim("1-1-1")).unwrap();
         j.delivered("1-1-1", 1).unwrap();
+        j.released("1-1-1").unwrap();
         j.staged(&claim("2-2-2")).unwrap();
         j.compact().unwrap();
         assert!(std::fs::metadata(&path).unwrap().len() > 0);

@@ -3,7 +3,7 @@
 //! connect (host key, auth), recover what earlier runs left (locally staged
 //! claims first, then claims still on the server), claim the spool under the
 //! delivery agents' dot-lock, stream each claim compressed into a verified,
-//! fsynced staging file, release it on the server, deliver it idempotently,
+//! fsynced staging file, deliver it idempotently, release it on the server,
 //! and journal each step so that a kill -9 anywhere loses and duplicates
 //! nothing (durable-before-release, exactly-once). Progress goes out as typed [`FetchEvent`]s on the one
 //! event channel; [`spawn`] runs a fetch on its own worker thread.
@@ -39,8 +39,8 @@ use crate::engine::ssh::{
 
 /// Environment variable naming a point at which the process kills itself
 /// with SIGKILL, so that tests can check recovery from a crash at exactly
-/// that point: `claimed`, `mid-transfer`, `verified`, `released`,
-/// `mid-delivery`.
+/// that point: `claimed`, `mid-transfer`, `verified`, `mid-delivery`,
+/// `delivered`, `released`.
 pub const CRASH_ENV: &str = "MAILHAUL_TEST_CRASH_AT";
 
 /// What a fetch needs besides the account and config.

@@ -1,6 +1,6 @@
 //! The protocol's steps for one account, in order: recover what earlier
 //! runs left, claim the spool, download each claim into a verified staging
-//! file, release it on the server, deliver it; each step journalled first
+//! file, deliver it, release it on the server; each step journalled first
 //! (durable-before-release, exactly-once in docs/design.md).
 
 use std::io::{BufRead, BufReader, Read};
@@ -96,7 +96,8 @@ impl Run<'_> {
             Journal::open(&ws.journal_path()).map_err(|e| FetchError::local("journal", e))?;
         self.drop_partials(&ws, &journal)?;
 
-        // Claims downloaded and released by an earlier run need no server.
+        // Claims released but not delivered (by a version that released
+        // before delivering) need no server.
         if !self.options.dry_run {
             for c in journal.pending().into_iter().filter(|c| c.released) {
                 self.emit(FetchEvent::Stage(Stage::Recovering));
@@ -174,13 +175,15 @@ impl Run<'_> {
         );
 
         // Staged but not yet released: the server copy may still be there.
-        // Released now, it is no leftover any more.
+        // Delivered (unless the journal says it is: names already filed are
+        // skipped) and released now, it is no leftover any more.
         let mut done = std::collections::HashSet::new();
         for c in journal.pending() {
             self.emit(FetchEvent::Stage(Stage::Recovering));
+            if !c.delivered {
+                self.deliver(&ws, &mut journal, &c, true)?;
+            }
             self.release(conn, &mut journal, &c.remote)?;
-            let c = journal.get(&c.id).cloned().expect("just journalled");
-            self.deliver(&ws, &mut journal, &c, true)?;
             done.insert(c.remote.path.clone());
         }
 
@@ -359,7 +362,12 @@ impl Run<'_> {
     }
 
     /// Download (unless already staged; from `sent` when the claim step
-    /// is already streaming it), release, deliver one claim.
+    /// is already streaming it), deliver, release one claim. Delivered
+    /// before the release, so that its messages reach the Maildir one
+    /// remote step sooner (docs/push.md): the server copy still goes only
+    /// once they are durable there and the journal says `delivered`
+    /// (durable-before-release), and a run stopped between the two only
+    /// releases it next time (exactly-once).
     fn process(
         &mut self,
         conn: &Connection,
@@ -383,9 +391,9 @@ impl Run<'_> {
                 .map_err(|e| FetchError::local("journal", e))?;
             crash_point("verified");
         }
-        self.release(conn, journal, remote)?;
         let c = journal.get(&id).cloned().expect("journalled above");
-        self.deliver(ws, journal, &c, already)
+        self.deliver(ws, journal, &c, already)?;
+        self.release(conn, journal, remote)
     }
 
     /// Downloads one claim into a verified staging file: from the start, or
@@ -605,8 +613,9 @@ impl Run<'_> {
     /// Splits, filters and files a staged claim; names are stable per
     /// (claim, index), so a delivery `resumed` after a crash skips what is
     /// already filed. A claim downloaded in this run was never delivered
-    /// (delivery follows its release, and a released claim is not on the
-    /// server to be downloaded again): its delivery lists no folder.
+    /// (a claim whose delivery began stays in the journal until it is
+    /// released, and the journal's claims are finished before anything is
+    /// downloaded): its delivery lists no folder.
     fn deliver(
         &mut self,
         ws: &Workspace,
@@ -679,6 +688,7 @@ impl Run<'_> {
             .delivered(&c.id, report.messages)
             .map_err(|e| FetchError::local("journal", e))?;
         std::fs::remove_file(&staged).map_err(|e| FetchError::local("staging", e))?;
+        crash_point("delivered");
         Ok(())
     }
 }
