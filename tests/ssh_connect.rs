@@ -758,3 +758,20 @@ fn server_hanging_up_after_too_many_keys_is_explained() {
     assert!(matches!(e, SshError::AuthRefused { .. }), "{e:?}");
     assert!(e.to_string().contains("the server hung up"), "{e}");
 }
+
+/// A server that takes passwords only is named as such (the methods it
+/// offers are asked once no key worked), not reported as a refused key.
+#[test]
+fn a_password_only_server_is_named() {
+    let sshd = TestSshd::start_with_config(
+        "PubkeyAuthentication no\nMatch all\n    PasswordAuthentication yes\n",
+    );
+    let e = must_fail(&target(&sshd, &sshd.key));
+    assert!(matches!(e, SshError::AuthRefused { .. }), "{e:?}");
+    assert_eq!(e.failure(), Failure::Auth);
+    assert!(
+        e.to_string().contains("only offers `password`"),
+        "{e}\nsshd log:\n{}",
+        sshd.log()
+    );
+}

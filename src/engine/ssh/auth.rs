@@ -25,26 +25,8 @@ pub fn authenticate(
     target: &Target,
     prompter: &dyn Prompter,
 ) -> Result<(), SshError> {
-    let methods = match session.auth_methods(&target.user) {
-        Ok(m) => m.to_string(),
-        // The "none" method was accepted: nothing more to do.
-        Err(_) if session.authenticated() => return Ok(()),
-        Err(e) => {
-            return Err(SshError::Handshake {
-                host: target.host.clone(),
-                port: target.port,
-                source: e,
-            })
-        }
-    };
-    if !methods.split(',').any(|m| m == "publickey") {
-        return Err(SshError::AuthRefused {
-            user: target.user.clone(),
-            host: target.host.clone(),
-            tried: format!("nothing: the server only offers `{methods}`, mailhaul uses keys"),
-            hung_up: false,
-        });
-    }
+    // No `none` query first (it costs a round trip on every connection):
+    // the server's methods are asked only when no key worked, to say why.
     let mut tried = Vec::new();
     let hung_up = "the server hung up: too many keys offered? (sshd's MaxAuthTries \
                    counts the agent's keys too)";
@@ -91,9 +73,24 @@ pub fn authenticate(
             break;
         }
     }
-    match specific {
-        Some(e) => Err(e),
-        None => Err(refused(target, tried, closed)),
+    if let Some(e) = specific {
+        return Err(e);
+    }
+    if closed {
+        return Err(refused(target, tried, closed));
+    }
+    match session.auth_methods(&target.user) {
+        // The "none" method was accepted: logged in after all.
+        Err(_) if session.authenticated() => Ok(()),
+        Ok(methods) if !methods.split(',').any(|m| m == "publickey") => {
+            Err(SshError::AuthRefused {
+                user: target.user.clone(),
+                host: target.host.clone(),
+                tried: format!("nothing: the server only offers `{methods}`, mailhaul uses keys"),
+                hung_up: false,
+            })
+        }
+        _ => Err(refused(target, tried, closed)),
     }
 }
 
