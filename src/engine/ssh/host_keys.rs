@@ -270,15 +270,16 @@ impl KnownHosts {
     }
 
     /// Makes the handshake prefer the key types known for this host, so that
-    /// a host known by its RSA key is not asked for a new ed25519 key.
+    /// a host known by its RSA key is not asked for a new ed25519 key; and
+    /// offers no certificate types (`*-cert-v01@openssh.com`): a host's
+    /// certificate cannot be checked against known_hosts' plain keys, and
+    /// their names are 190 bytes of the client's first packet.
     pub fn prefer_known_types(&self, session: &Session, host: &str, port: u16) {
         let known = self.known_key_types(session, host, port);
-        if known.is_empty() {
-            return;
-        }
-        let Ok(supported) = session.supported_algs(MethodType::HostKey) else {
+        let Ok(mut supported) = session.supported_algs(MethodType::HostKey) else {
             return;
         };
+        supported.retain(|a| !a.ends_with("-cert-v01@openssh.com"));
         let mut order: Vec<&str> = Vec::new();
         for t in &known {
             let algs = match t.as_str() {
