@@ -598,6 +598,10 @@ fn a_50_mb_message_arrives_intact_over_gzip() {
 /// The server died (kill -9, power) between `begin` and sendmail's answer:
 /// the ledger's last word for the message is `begin`. A later flush must
 /// not send it again: it goes to the failed folder, named as possibly sent.
+/// One message's line is as protocol 2 writes it (the id's first 16 hex
+/// digits), the other's as protocol 1 did (the whole id), which a newer
+/// mailhaul must honour too (fails when the script matches only whole
+/// lines of its own length).
 #[test]
 fn a_message_the_server_may_have_sent_is_not_sent_again() {
     Postfix::ensure_running();
@@ -605,18 +609,28 @@ fn a_message_the_server_may_have_sent_is_not_sent_again() {
     let user = TestUser::create_for(&sshd, "sndu");
     let client = Client::new(&sshd, &user.name, "");
     let rcpt = format!("{}@localhost", user.name);
-    let out = run_with_input(
-        &client,
-        &["send", "-i", &rcpt],
-        b"Subject: maybe-sent\n\nbody\n",
-    );
-    assert!(out.status.success(), "send: {}", describe(&out));
+    for n in 0..2 {
+        let out = run_with_input(
+            &client,
+            &["send", "-i", &rcpt],
+            format!("Subject: maybe-sent-{n}\n\nbody\n").as_bytes(),
+        );
+        assert!(out.status.success(), "send: {}", describe(&out));
+    }
     let listing = queue_listing(&client);
-    let id = listing.split(' ').nth(1).unwrap().to_string();
+    let ids: Vec<String> = listing
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listing}");
     // What a server killed between the ledger's `begin` and sendmail's exit leaves.
     let dir = user.home.join(".mailhaul");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("sent-ledger"), format!("begin {id}\n")).unwrap();
+    std::fs::write(
+        dir.join("sent-ledger"),
+        format!("begin {}\nbegin {}\n", &ids[0][..16], ids[1]),
+    )
+    .unwrap();
     for path in [dir.clone(), dir.join("sent-ledger")] {
         std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
     }
@@ -628,7 +642,7 @@ fn a_message_the_server_may_have_sent_is_not_sent_again() {
         describe(&out)
     );
     let listing = queue_listing(&client);
-    assert!(listing.contains(" FAILED "), "{listing}");
+    assert_eq!(listing.matches(" FAILED ").count(), 2, "{listing}");
     assert!(listing.contains("it may have been sent"), "{listing}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&user.spool_contents(), "Subject: maybe-sent"), 0);

@@ -7,17 +7,23 @@
 # different), and the messages on fd 3 (the channel's stdin) only after this
 # script has said `ready`.
 #
-# Arguments: $1 protocol version (1); $2 the compressors the client can
-# produce, best first ("zstd gzip", or "none"); $3 the sendmail command's
+# Arguments: $1 protocol version (2); $2 the compressors the client can
+# produce, best first ("xz zstd gzip", or "none"); $3 the sendmail command's
 # path (empty: /usr/sbin/sendmail, /usr/lib/sendmail, /usr/bin/sendmail,
 # else the PATH's).
 #
-# Protocol on fd 3: one stream, compressed as `ready` said, holding per
-# message:
-#   m ID xFROM xNAME xRCPT...   envelope, hex-encoded as on the command line
-#   d LEN                       then LEN bytes of the message
-#   ...                         (as many d chunks as needed)
-#   e SIZE SHA256               size and sha256 of the whole message
+# Protocol on fd 3: one stream, compressed as `ready` said, of groups of
+# messages, each:
+#   g COUNT                      the group's table: COUNT lines of
+#   ID LEN xFROM xNAME xRCPT...  id (hex), size, envelope (hex-encoded as
+#                                on the command line), one per message
+#   BYTES                        the messages' bytes, one after the other
+#                                (each LEN long, in the table's order)
+#   v SHA256                     sha256 of the table's lines and all the
+#                                bytes, as the client read them
+# Nothing of a group reaches sendmail before its `v` line arrived and the
+# sha256 of what was written here is that one; a stream that ends inside a
+# group (the client died, the link broke) leaves that group unsent.
 # Replies on stdout, one line per message:
 #   ok ID                       sendmail exited 0 and the ledger says so
 #   dup ID                      the ledger says it was accepted before
@@ -34,12 +40,14 @@
 # line (HUP, PIPE, INT and TERM are ignored, and sendmail reads a file, not
 # the link); only a kill -9 or a crash of the server can, and then the
 # `begin` without an outcome makes any retry answer `unsure` instead of
-# sending twice.
+# sending twice. An ID is the first 64 bits of the outbox's 128-bit id;
+# a ledger line of protocol 1 (the whole id) counts for the id it starts
+# with.
 
 trap '' HUP INT PIPE TERM
 umask 077
-if [ "$1" != 1 ]; then
-  echo "error version this server script speaks protocol 1, not $1"
+if [ "$1" != 2 ]; then
+  echo "error version this server script speaks protocol 2, not $1"
   exit 2
 fi
 mh_dir=$HOME/.mailhaul
@@ -85,7 +93,7 @@ fi
 mh_z=none
 for mh_c in $2; do
   case $mh_c in
-    zstd | gzip)
+    xz | zstd | gzip)
       if command -v "$mh_c" >/dev/null 2>&1; then
         mh_z=$mh_c
         break
@@ -115,6 +123,7 @@ mh_sync() {
 }
 mh_decompress() {
   case $mh_z in
+    xz) xz -dcq ;;
     zstd) zstd -dcq ;;
     gzip) gzip -dc ;;
     *) cat ;;
@@ -122,56 +131,28 @@ mh_decompress() {
 }
 
 echo "ready $mh_z"
-mh_decompress <&3 2>/dev/null | {
-while read -r mh_k mh_id mh_rest; do
-  if [ "$mh_k" != m ]; then
-    echo "error protocol expected a message, got '$mh_k'"
-    exit 1
-  fi
-  case $mh_id in
-    '' | *[!0-9a-f]*)
-      echo "error protocol bad message id"
-      exit 1
-      ;;
-  esac
-  mh_t=$mh_out/$mh_id
-  : >"$mh_t"
-  mh_size= mh_sum=
-  while read -r mh_k mh_a mh_b; do
-    case $mh_k in
-      d)
-        case $mh_a in
-          '' | *[!0-9]*)
-            echo "error protocol bad chunk length"
-            exit 1
-            ;;
-        esac
-        head -c "$mh_a" >>"$mh_t"
-        ;;
-      e)
-        mh_size=$mh_a mh_sum=$mh_b
-        break
-        ;;
-      *)
-        echo "error protocol expected a chunk, got '$mh_k'"
-        exit 1
-        ;;
-    esac
-  done
-  if [ -z "$mh_sum" ]; then
-    # The stream ended inside a message: the client is gone.
-    rm -f "$mh_t"
-    break
-  fi
-  mh_got=$(wc -c <"$mh_t")
-  mh_got=$((mh_got + 0))
-  mh_gsum=$($mh_hash <"$mh_t")
-  mh_gsum=${mh_gsum%% *}
-  if [ "$mh_got" != "$mh_size" ] || [ "$mh_gsum" != "$mh_sum" ]; then
-    echo "bad $mh_id the upload did not verify ($mh_got bytes, want $mh_size)"
-    rm -f "$mh_t"
-    continue
-  fi
+mh_group=$mh_out/group
+# Each message of the table on fd 5: the id, its file, its size, its envelope.
+mh_each() {
+  while read -r mh_id mh_len mh_rest <&5; do
+    mh_t=$mh_out/$mh_id
+    "$@"
+  done 5<"$mh_group"
+}
+mh_drop() {
+  rm -f "$mh_t"
+}
+mh_bad() {
+  echo "bad $mh_id $mh_why"
+  rm -f "$mh_t"
+}
+mh_receive() {
+  head -c "$mh_len" >"$mh_t"
+}
+mh_cat() {
+  cat "$mh_t"
+}
+mh_send() {
   set -- $mh_rest
   mh_from=$(mh_unhex "$1")
   mh_from=${mh_from%x}
@@ -192,17 +173,17 @@ while read -r mh_k mh_id mh_rest; do
   if [ -n "$mh_name" ]; then
     set -- -F "$mh_name" "$@"
   fi
-  mh_state=$(grep -E "^(begin|done|undo) $mh_id\$" "$mh_ledger" | tail -n 1)
+  mh_state=$(grep -E "^(begin|done|undo) $mh_id[0-9a-f]*\$" "$mh_ledger" | tail -n 1)
   case ${mh_state%% *} in
     done)
       echo "dup $mh_id"
       rm -f "$mh_t"
-      continue
+      return
       ;;
     begin)
       echo "unsure $mh_id"
       rm -f "$mh_t"
-      continue
+      return
       ;;
   esac
   if ! { echo "begin $mh_id" >>"$mh_ledger" && mh_sync; }; then
@@ -223,7 +204,52 @@ while read -r mh_k mh_id mh_rest; do
     echo "fail $mh_id $mh_s x$(head -c 2000 "$mh_t.err" | od -An -tx1 | tr -d ' \n')"
   fi
   rm -f "$mh_t" "$mh_t.err"
+}
+mh_decompress <&3 2>/dev/null | {
+while read -r mh_k mh_n; do
+  if [ "$mh_k" != g ]; then
+    echo "error protocol expected a group, got '$mh_k'"
+    exit 1
+  fi
+  case $mh_n in
+    '' | *[!0-9]*)
+      echo "error protocol bad group size"
+      exit 1
+      ;;
+  esac
+  : >"$mh_group"
+  while [ "$mh_n" -gt 0 ] && read -r mh_id mh_len mh_rest; do
+    case $mh_id in
+      '' | *[!0-9a-f]*)
+        echo "error protocol bad message id"
+        exit 1
+        ;;
+    esac
+    case $mh_len in
+      '' | *[!0-9]*)
+        echo "error protocol bad message size"
+        exit 1
+        ;;
+    esac
+    printf '%s %s %s\n' "$mh_id" "$mh_len" "$mh_rest" >>"$mh_group"
+    mh_n=$((mh_n - 1))
+  done
+  mh_each mh_receive
+  mh_k=
+  if ! read -r mh_k mh_sum || [ "$mh_k" != v ]; then
+    # The stream ended inside the group: the client is gone.
+    mh_each mh_drop
+    break
+  fi
+  mh_got=$({ cat "$mh_group"; mh_each mh_cat; } | $mh_hash)
+  if [ "${mh_got%% *}" != "$mh_sum" ]; then
+    mh_why="the upload did not verify (sha256 of the group differs)"
+    mh_each mh_bad
+    continue
+  fi
+  mh_each mh_send
 done
+rm -f "$mh_group"
 # Keep the ledger small: the newest 20,000 lines (10,000 messages) stay.
 if [ "$(wc -c <"$mh_ledger")" -gt 2000000 ]; then
   tail -n 20000 "$mh_ledger" >"$mh_ledger.new" && mv "$mh_ledger.new" "$mh_ledger"
