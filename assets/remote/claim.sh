@@ -21,10 +21,20 @@
 #                               alive is removed, 0 or empty: never), then
 #                               list every finished claim
 #   claim SPOOL STRATEGY WAIT OWNER STALE METHOD LEVEL
-#                               the same, then, when it claimed something,
+#                               the same, then, when it claimed something
+#                               and no other finished claim of OWNER (or of
+#                               no owner) is waiting (those go first),
 #                               `send HEXPATH` after the `ok` line and that
 #                               claim streamed as `send` does: claim and
 #                               transfer in one step
+#   claim SPOOL STRATEGY WAIT OWNER STALE METHOD LEVEL FACTS
+#                               the same, first answering the probe's facts
+#                               and their key (`facts KEY`); when KEY is not
+#                               FACTS (the key of the facts the client chose
+#                               STRATEGY and METHOD from, kept from an
+#                               earlier fetch), nothing is claimed and the
+#                               answer ends `resurvey` and `ok`: the client
+#                               chooses again from the facts just sent
 #   send PATH METHOD LEVEL OFFSET PREFIX
 #                               stream a claim (METHOD zstd, zstd-adapt
 #                               (LEVEL is the lowest), gzip or cat; zstd at
@@ -308,8 +318,17 @@ need_hasher() {
     fail unsupported "no sha256 tool on the server (install coreutils)" 11
 }
 
+# The probe's facts (`resolve` first), and `facts KEY`: a checksum of all of
+# them but the spool's size and count, which the client keeps with them, so
+# that a later claim step can check that nothing it chose from has changed.
 facts() {
-  resolve "$1"
+  _f=$(facts_lines)
+  say "$_f"
+  _key=$(printf '%s\n' "$_f" | grep -v -e '^spool-size ' -e '^spool-messages ' | cksum | tr ' ' '-')
+  say "facts $_key"
+}
+
+facts_lines() {
   say "user $(hex "$user")"
   say "home $(hex "$HOME")"
   say "spool $(hex "$spool")"
@@ -340,13 +359,15 @@ facts() {
 }
 
 cmd_probe() {
-  facts "$1"
+  resolve "$1"
+  facts
   say ok
 }
 
 # probe and recover in one step (one exec less before the mail flows).
 cmd_survey() {
-  facts "$1"
+  resolve "$1"
+  facts
   if have sha256sum || have shasum || have sha256 || have openssl; then
     set_cprefix
     list_claims
@@ -372,6 +393,10 @@ cmd_claim() {
   case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
   case $stale in *[!0-9]*) fail bad-request "stale lock time must be a number of seconds" 3 ;; esac
   case $owner in *[!0-9a-f]*) fail bad-request "owner must be hex digits" 3 ;; esac
+  if [ -n "$8" ]; then
+    facts
+    if [ "$_key" != "$8" ]; then say resurvey; say ok; return; fi
+  fi
   need_hasher
   set_cprefix
   have head && have cmp || fail unsupported "head and cmp are missing (install coreutils and diffutils)" 11
@@ -457,10 +482,26 @@ cmd_claim() {
   list_claims
   say ok
   # Claim and transfer in one step: the lock is already released.
-  if [ -n "$6" ] && [ -n "$claim" ]; then
+  if [ -n "$6" ] && [ -n "$claim" ] && ! others_waiting; then
     say "send $(hex "$claim")"
     cmd_send "$claim" "$6" "$7"
   fi
+}
+
+# True when a finished claim other than $claim is one the client takes
+# (made by OWNER or by no installation): leftovers are fetched first.
+others_waiting() {
+  _x='[0-9a-f]'
+  _o=$_x$_x$_x$_x$_x$_x$_x$_x$_x$_x$_x$_x
+  for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
+    [ "$f" != "$claim" ] && mine "$f" || continue
+    case ${f%.mbox} in
+      *-o"$owner") return 0 ;;
+      *-o$_o) ;;
+      *) return 0 ;;
+    esac
+  done
+  return 1
 }
 
 # A claim path this script made, and nothing else: guards send and release.
@@ -524,12 +565,12 @@ cmd_release() {
 main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
   command=$1
-  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-} arg6=${7:-} arg7=${8:-}
+  arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-} arg6=${7:-} arg7=${8:-} arg8=${9:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
-    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" ;;
+    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" "$arg8" ;;
     send) cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;

@@ -247,6 +247,10 @@ pub struct Probe {
     pub tools: Tools,
     /// `zstd` version, e.g. `1.5.4`.
     pub zstd_version: Option<String>,
+    /// The key of these facts (a checksum of all but the spool's size and
+    /// count): a claim step given it claims only while the facts still
+    /// have it, else answers `resurvey` with the new ones.
+    pub facts: String,
 }
 
 /// Parses the records of a `probe` reply.
@@ -269,6 +273,7 @@ pub fn parse_probe(records: &[(String, String)]) -> Result<Probe, ScriptError> {
             "spool-dir-writable" => p.spool_dir_writable = value == "1",
             "spool-writable" => p.spool_writable = value == "1",
             "zstd-version" => p.zstd_version = Some(value.clone()).filter(|v| !v.is_empty()),
+            "facts" => p.facts = value.clone(),
             "tool" => {
                 let (name, have) = value.split_once(' ').unwrap_or((value, "0"));
                 let have = have == "1";
@@ -709,6 +714,7 @@ mod tests {
                 head_cmp: true,
             },
             zstd_version: Some("1.5.4".into()),
+            facts: "1-2".into(),
         }
     }
 
@@ -774,6 +780,7 @@ mod tests {
             ("spool-dir-writable", "1".into()),
             ("spool-writable", "1".into()),
             ("zstd-version", "1.5.4".into()),
+            ("facts", "1-2".into()),
             ("tool", "dotlockfile 1".into()),
             ("tool", "lockfile 0".into()),
             ("tool", "zstd 1".into()),

@@ -55,8 +55,20 @@ pub(super) fn survey(
     conn: &Connection,
     account: &Account,
 ) -> Result<(Probe, ClaimReply), FetchError> {
+    let (probe, claims, _) = survey_records(conn, account)?;
+    Ok((probe, claims))
+}
+
+/// A script reply's records, `(KEY, REST)`.
+pub(super) type Records = Vec<(String, String)>;
+
+/// [`survey`], with the reply's records (the facts a fetch keeps).
+pub(super) fn survey_records(
+    conn: &Connection,
+    account: &Account,
+) -> Result<(Probe, ClaimReply, Records), FetchError> {
     let records = script(conn, &[b"survey", spool_arg(account)])?;
-    Ok((parse_probe(&records)?, parse_claims(&records)?))
+    Ok((parse_probe(&records)?, parse_claims(&records)?, records))
 }
 
 /// Probes the server and says what a fetch would do, claiming nothing.

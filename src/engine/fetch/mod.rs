@@ -9,13 +9,14 @@
 //! event channel; [`spawn`] runs a fetch on its own worker thread.
 
 mod error;
+mod facts;
 mod inspect;
 pub mod link;
 mod run;
 
 pub use error::{DownloadError, FetchError};
 pub use inspect::{describe, inspect, probe, Inspection};
-use inspect::{script, spool_arg, survey};
+use inspect::{script, spool_arg, survey, survey_records};
 use run::Run;
 
 use std::path::PathBuf;

@@ -26,8 +26,8 @@ use crate::engine::ssh::{Connection, ScriptStream, SshError};
 use crate::engine::transfer::{self, TransferError};
 
 use super::{
-    claim_time, connect_ssh, crash_point, describe, inspect, link, script, spool_arg, survey,
-    DownloadError, FetchError, FetchOptions, CRASH_ENV,
+    claim_time, connect_ssh, crash_point, describe, facts, inspect, link, script, spool_arg,
+    survey, survey_records, DownloadError, FetchError, FetchOptions, CRASH_ENV,
 };
 
 /// How often transfer progress is reported.
@@ -112,40 +112,38 @@ impl Run<'_> {
             None => session.insert(self.connect(compress_first)?),
         };
         self.socket_base = reused.socket_bytes_received().unwrap_or(0);
-        let (mut probe, mut leftovers) = survey(reused, self.account)?;
-        for name in &leftovers.ignored {
-            self.log(
-                Level::Warn,
-                format!(
-                    "ignored {name} on the server: named like a claim, but not a regular file \
-                     of {} with one link (another user may have planted it); left alone",
-                    probe.user
-                ),
-            );
+        // The facts kept from the last fetch spare the survey's remote
+        // step: the claim step checks that they still hold (their key).
+        // Facts nothing can be claimed by are asked again (the server may
+        // have got the missing tool since).
+        let kept = if self.options.dry_run {
+            None
+        } else {
+            facts::load(ws.dir()).filter(|p| {
+                self.choose_method(&ws, p).is_ok() && choose_strategy(p, self.account.claim).is_ok()
+            })
+        };
+        let surveyed = kept.is_none();
+        let (mut probe, mut leftovers) = match kept {
+            Some(probe) => (probe, ClaimReply::default()),
+            None => {
+                let (probe, leftovers, records) = survey_records(reused, self.account)?;
+                self.keep_facts(&ws, &records);
+                (probe, leftovers)
+            }
+        };
+        self.report_ignored(&leftovers.ignored, &probe.user);
+        if surveyed {
+            self.report_spool(&probe);
         }
-        if let Some(bytes) = probe.spool_size {
-            self.emit(FetchEvent::SpoolSize {
-                bytes,
-                messages: probe.spool_messages,
-            });
-        }
-        // No level configured: the one that fits the link the last large
-        // transfer measured (engine::fetch::link).
-        let rate = link::recorded_rate(ws.dir(), SystemTime::now());
-        let level = self.account.zstd_level.or_else(|| link::level_for(rate));
-        let mut method = choose_method(&probe, self.account.compression, level)?;
-        if self.account.zstd_level.is_none() && level.is_some() {
-            method.reason.push_str(&format!(
-                "; level {} for a slow link ({:.0} kB/s measured)",
-                link::SLOW_LINK_LEVEL,
-                rate.unwrap_or(0.0) / 1000.0
-            ));
-        }
+        let mut method = self.choose_method(&ws, &probe)?;
         let compressed;
         let conn: &Connection = if method.method.needs_transport_compression() && !compress_first {
             let own = self.connect(true)?;
             self.socket_base = 0;
-            (probe, leftovers) = survey(&own, self.account)?;
+            if surveyed {
+                (probe, leftovers) = survey(&own, self.account)?;
+            }
             compressed = own;
             &compressed
         } else {
@@ -161,18 +159,8 @@ impl Run<'_> {
             self.summary.socket_bytes = self.socket_bytes;
             return Ok(());
         }
-        let strategy = strategy?;
-        self.log(
-            Level::Info,
-            format!(
-                "{}: {} ({}); compression {} ({})",
-                probe.spool,
-                strategy.strategy.as_str(),
-                strategy.reason,
-                method.method.label(),
-                method.reason
-            ),
-        );
+        let mut strategy = strategy?;
+        self.log_choice(&probe, &strategy, &method);
 
         // Staged but not yet released: the server copy may still be there.
         // Delivered (unless the journal says it is: names already filed are
@@ -218,23 +206,73 @@ impl Run<'_> {
         let wait = self.account.lock_timeout.to_string();
         let stale = self.account.stale_lock_time.to_string();
         // Claim and transfer in one step: the script streams what it just
-        // claimed right after its reply (claim.sh `claim ... METHOD LEVEL`).
-        let (send_name, send_level) = method.method.send_args();
-        let stream = conn.start_script(
-            claim::remote_script(),
-            &[
-                b"claim",
-                spool_arg(self.account),
-                strategy.strategy.as_str().as_bytes(),
-                wait.as_bytes(),
-                me.as_bytes(),
-                stale.as_bytes(),
-                send_name.as_bytes(),
-                send_level.as_bytes(),
-            ],
-        )?;
-        let (records, mut sent) = read_reply(conn, BufReader::new(stream))?;
+        // claimed right after its reply (claim.sh `claim ... METHOD LEVEL
+        // FACTS`), unless claims of ours are waiting there (they go first).
+        // Taking other installations' claims too, it streams nothing.
+        let mut chosen_again = false;
+        let (records, mut sent) = loop {
+            let (send_name, send_level) = if self.options.adopt_claims {
+                ("", String::new())
+            } else {
+                method.method.send_args()
+            };
+            let key = if probe.facts.is_empty() {
+                "-"
+            } else {
+                probe.facts.as_str()
+            };
+            let stream = conn.start_script(
+                claim::remote_script(),
+                &[
+                    b"claim",
+                    spool_arg(self.account),
+                    strategy.strategy.as_str().as_bytes(),
+                    wait.as_bytes(),
+                    me.as_bytes(),
+                    stale.as_bytes(),
+                    send_name.as_bytes(),
+                    send_level.as_bytes(),
+                    key.as_bytes(),
+                ],
+            )?;
+            let (records, sent) = read_reply(conn, BufReader::new(stream))?;
+            let new = claim::parse_probe(&records)?;
+            self.keep_facts(&ws, &records);
+            if !records.iter().any(|(k, _)| k == "resurvey") {
+                if !surveyed || chosen_again {
+                    self.report_spool(&new);
+                }
+                break (records, sent);
+            }
+            // The server changed since the facts were kept: nothing was
+            // claimed; choose again from the facts it just sent.
+            if chosen_again {
+                return Err(ScriptError {
+                    kind: ScriptErrorKind::Failed,
+                    message: "the server's facts changed twice during one fetch".into(),
+                }
+                .into());
+            }
+            chosen_again = true;
+            probe = new;
+            method = self.choose_method(&ws, &probe)?;
+            if method.method.needs_transport_compression() && conn.compression().1 == "none" {
+                return Err(ScriptError {
+                    kind: ScriptErrorKind::Failed,
+                    message: "the server's compressors changed since the last fetch; \
+                              the next fetch uses SSH compression"
+                        .into(),
+                }
+                .into());
+            }
+            strategy = choose_strategy(&probe, self.account.claim)?;
+            self.summary.method = method.method.label();
+            self.log_choice(&probe, &strategy, &method);
+        };
         let reply: ClaimReply = parse_claims(&records)?;
+        if !surveyed {
+            self.report_ignored(&reply.ignored, &probe.user);
+        }
         for note in &reply.stale_locks {
             self.log(
                 Level::Warn,
@@ -251,12 +289,28 @@ impl Run<'_> {
             );
         }
         crash_point("claimed");
-        let fresh: Vec<&RemoteClaim> = reply
+        // Claims left by an earlier run (listed here when no survey ran)
+        // before the one just made.
+        let mut fresh: Vec<&RemoteClaim> = reply
             .claims
             .iter()
             .filter(|c| !done.contains(&c.path) && !left.contains(&c.path))
             .filter(|c| self.may_take(c, &me))
             .collect();
+        fresh.sort_by_key(|c| reply.claimed.as_deref() == Some(c.shown().as_str()));
+        for c in fresh
+            .iter()
+            .filter(|c| reply.claimed.as_deref() != Some(c.shown().as_str()))
+        {
+            self.log(
+                Level::Info,
+                format!(
+                    "recovering claim {} ({} bytes) left by an earlier run",
+                    c.shown(),
+                    c.size
+                ),
+            );
+        }
         self.raw_total += fresh.iter().map(|c| c.size).sum::<u64>();
         if fresh.is_empty() {
             self.log(Level::Info, "no new mail".into());
@@ -286,6 +340,75 @@ impl Run<'_> {
             .compact()
             .map_err(|e| FetchError::local("journal", e))?;
         Ok(())
+    }
+
+    /// Keeps the facts of a survey or claim reply for the next fetch (a
+    /// failure only costs that fetch a survey).
+    fn keep_facts(&self, ws: &Workspace, records: &[(String, String)]) {
+        if let Err(e) = facts::store(ws.dir(), records) {
+            self.log(Level::Warn, format!("cannot keep the server's facts: {e}"));
+        }
+    }
+
+    /// Warns about files named like claims that are not ours.
+    fn report_ignored(&self, ignored: &[String], user: &str) {
+        for name in ignored {
+            self.log(
+                Level::Warn,
+                format!(
+                    "ignored {name} on the server: named like a claim, but not a regular file \
+                     of {user} with one link (another user may have planted it); left alone"
+                ),
+            );
+        }
+    }
+
+    fn report_spool(&self, probe: &claim::Probe) {
+        if let Some(bytes) = probe.spool_size {
+            self.emit(FetchEvent::SpoolSize {
+                bytes,
+                messages: probe.spool_messages,
+            });
+        }
+    }
+
+    /// The compression for `probe`; with no level configured, the one that
+    /// fits the link the last large transfer measured (engine::fetch::link).
+    fn choose_method(
+        &self,
+        ws: &Workspace,
+        probe: &claim::Probe,
+    ) -> Result<claim::MethodChoice, FetchError> {
+        let rate = link::recorded_rate(ws.dir(), SystemTime::now());
+        let level = self.account.zstd_level.or_else(|| link::level_for(rate));
+        let mut method = choose_method(probe, self.account.compression, level)?;
+        if self.account.zstd_level.is_none() && level.is_some() {
+            method.reason.push_str(&format!(
+                "; level {} for a slow link ({:.0} kB/s measured)",
+                link::SLOW_LINK_LEVEL,
+                rate.unwrap_or(0.0) / 1000.0
+            ));
+        }
+        Ok(method)
+    }
+
+    fn log_choice(
+        &self,
+        probe: &claim::Probe,
+        strategy: &claim::StrategyChoice,
+        method: &claim::MethodChoice,
+    ) {
+        self.log(
+            Level::Info,
+            format!(
+                "{}: {} ({}); compression {} ({})",
+                probe.spool,
+                strategy.strategy.as_str(),
+                strategy.reason,
+                method.method.label(),
+                method.reason
+            ),
+        );
     }
 
     /// Whether this run takes claim `c` (made by installation `me` or by
