@@ -35,6 +35,7 @@ impl Engine for Idle {
     fn fetch(&mut self, _account: &str) {}
     fn fetch_all(&mut self) {}
     fn toggle_forward(&mut self, _account: &str) {}
+    fn flush_outbox(&mut self, _account: &str) {}
     fn answer_host_key(&mut self, _account: &str, _accept: bool) {}
     fn shutdown(&mut self) {}
 }

@@ -48,6 +48,9 @@ impl Engine for RecordingEngine {
     fn toggle_forward(&mut self, account: &str) {
         self.calls.push(format!("toggle_forward {account}"));
     }
+    fn flush_outbox(&mut self, account: &str) {
+        self.calls.push(format!("flush_outbox {account}"));
+    }
     fn answer_host_key(&mut self, account: &str, accept: bool) {
         self.calls
             .push(format!("answer_host_key {account} {accept}"));
@@ -248,6 +251,7 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
     tmux.wait_for("work selected", |s| s.contains("▶ work"));
     tmux.keys("F");
     tmux.keys("t");
+    tmux.keys("o");
     // A filter: its letters are typed, not acted on; the selection moves
     // to what it lists.
     tmux.keys("/");
@@ -262,7 +266,8 @@ fn dashboard_runs_resizes_takes_keys_and_quits_in_a_real_terminal() {
     tmux.keys("q");
     let calls = wait_for_file(&out);
     assert_eq!(
-        calls, "fetch home\nfetch_all\ntoggle_forward work\nfetch home\nshutdown\n",
+        calls,
+        "fetch home\nfetch_all\ntoggle_forward work\nflush_outbox work\nfetch home\nshutdown\n",
         "keys typed in the terminal reach the engine in order"
     );
 }

@@ -209,6 +209,10 @@ impl ui::Engine for Driver {
         let _ = self.0.toggle_forward(account);
     }
 
+    fn flush_outbox(&mut self, account: &str) {
+        self.0.flush_outbox(Some(account));
+    }
+
     fn answer_host_key(&mut self, account: &str, accept: bool) {
         self.0.answer_host_key(account, accept);
     }

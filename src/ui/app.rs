@@ -350,6 +350,11 @@ impl App {
                     engine.toggle_forward(&name);
                 }
             }
+            Action::FlushOutbox => {
+                if let Some(name) = name {
+                    engine.flush_outbox(&name);
+                }
+            }
             Action::SelectPrevious => {
                 if let Some(i) = step(-1) {
                     self.view.selected = i;

@@ -15,6 +15,9 @@ pub trait Engine {
     fn fetch_all(&mut self);
     /// Starts the account's SMTP forward when it is off, stops it otherwise.
     fn toggle_forward(&mut self, account: &str);
+    /// Sends the account's outbox now, ignoring its messages' backoff (once
+    /// the account's link is up, if it is down).
+    fn flush_outbox(&mut self, account: &str);
     /// The user's answer to `FetchEvent::HostKeyUnknown`: `true` records the
     /// key in known_hosts and lets the fetch go on, `false` aborts it.
     fn answer_host_key(&mut self, account: &str, accept: bool);

@@ -12,6 +12,9 @@ pub enum Action {
     FetchAll,
     /// Start or stop the selected account's SMTP forward.
     ToggleForward,
+    /// Send the selected account's outbox now, its messages' backoff
+    /// ignored.
+    FlushOutbox,
     /// Select the account above.
     SelectPrevious,
     /// Select the account below.
@@ -71,6 +74,11 @@ pub const BINDINGS: &[Binding] = &[
         description: "start/stop the SMTP forward",
     },
     Binding {
+        keys: &[(KeyCode::Char('o'), NONE)],
+        action: Action::FlushOutbox,
+        description: "send the outbox now",
+    },
+    Binding {
         keys: &[(KeyCode::Up, NONE), (KeyCode::Char('k'), NONE)],
         action: Action::SelectPrevious,
         description: "select the account above",
@@ -103,7 +111,7 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: &[(KeyCode::Char('/'), NONE)],
         action: Action::Filter,
-        description: "filter accounts by name (Esc clears)",
+        description: "filter by name (Enter keeps, Esc clears)",
     },
     Binding {
         keys: &[(KeyCode::Char('r'), NONE)],
@@ -140,7 +148,6 @@ pub const PROMPT_KEYS: &[(&str, &str)] = &[
     ("y", "accept an unknown host key / confirm quit"),
     ("n Esc", "refuse / cancel"),
     ("Esc Enter", "close an overlay or a refusal"),
-    ("Enter", "keep the typed filter (Esc clears it)"),
     ("click", "select an account; wheel scrolls"),
 ];
 

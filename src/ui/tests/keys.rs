@@ -25,11 +25,13 @@ fn keys_become_engine_calls_for_the_selected_account() {
     let mut h = idle();
     h.key(KeyCode::Char('f'));
     h.key(KeyCode::Char('t'));
+    h.key(KeyCode::Char('o'));
     assert!(h.key(KeyCode::Char('j')));
     assert_eq!(h.app.selected(), 1);
     assert!(!h.key(KeyCode::Down), "already on the last account");
     h.key(KeyCode::Char('f'));
     h.key(KeyCode::Char('F'));
+    h.key(KeyCode::Char('o'));
     assert!(h.key(KeyCode::Up));
     h.key(KeyCode::Char('t'));
     assert_eq!(
@@ -37,8 +39,10 @@ fn keys_become_engine_calls_for_the_selected_account() {
         [
             "fetch home",
             "toggle_forward home",
+            "flush_outbox home",
             "fetch work",
             "fetch_all",
+            "flush_outbox work",
             "toggle_forward home"
         ]
     );

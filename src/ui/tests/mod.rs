@@ -69,6 +69,9 @@ impl Engine for Recorder {
     fn toggle_forward(&mut self, account: &str) {
         self.calls.push(format!("toggle_forward {account}"));
     }
+    fn flush_outbox(&mut self, account: &str) {
+        self.calls.push(format!("flush_outbox {account}"));
+    }
     fn answer_host_key(&mut self, account: &str, accept: bool) {
         self.calls
             .push(format!("answer_host_key {account} {accept}"));
