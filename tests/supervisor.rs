@@ -4,11 +4,12 @@
 //! the watcher's session; a delivery seen by the server watcher is fetched
 //! by itself; the outbox is sent when the link is up (counts reported as
 //! events), and `watch` sends mail queued while the server was unreachable
-//! once it becomes reachable, exactly once; a temporarily refused message
-//! waits its backoff unless `flush_outbox` is ordered; a permanent refusal
-//! is counted failed and logged; a deferred message coming due while the
-//! link is down does not make `watch` spin; a shutdown mid-fetch stops the
-//! fetch at a safe point and the next fetch completes it.
+//! once it becomes reachable, exactly once, over the worker's session; a
+//! temporarily refused message waits its backoff unless `flush_outbox` is
+//! ordered; a permanent refusal is counted failed and logged; a deferred
+//! message coming due while the link is down does not make `watch` spin; a
+//! shutdown mid-fetch stops the fetch at a safe point and the next fetch
+//! completes it.
 
 mod common;
 mod fetch_support;
@@ -16,7 +17,7 @@ mod fetch_support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -458,10 +459,11 @@ fn a_shutdown_mid_fetch_leaves_it_to_the_journal() {
 
 /// A TCP gate in front of sshd: while closed, every connection is accepted
 /// and closed at once (the server is unreachable for SSH); once opened,
-/// connections are forwarded.
+/// connections are forwarded (and counted).
 struct Gate {
     port: u16,
     open: Arc<AtomicBool>,
+    forwarded: Arc<AtomicUsize>,
 }
 
 impl Gate {
@@ -470,6 +472,8 @@ impl Gate {
         let port = listener.local_addr().unwrap().port();
         let open = Arc::new(AtomicBool::new(false));
         let is_open = Arc::clone(&open);
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&forwarded);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if !is_open.load(Ordering::SeqCst) {
@@ -479,6 +483,7 @@ impl Gate {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
                     continue;
                 };
+                count.fetch_add(1, Ordering::SeqCst);
                 for (mut from, mut to) in [
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
@@ -490,7 +495,11 @@ impl Gate {
                 }
             }
         });
-        Gate { port, open }
+        Gate {
+            port,
+            open,
+            forwarded,
+        }
     }
 }
 
@@ -599,6 +608,8 @@ fn watch_sends_what_was_queued_offline_once_the_link_is_back() {
 
     gate.open.store(true, Ordering::SeqCst);
     watch.wait_line("outbox: sent 1 message(s)", Duration::from_secs(60));
+    // Over the worker's session: no second login for the send.
+    assert_eq!(gate.forwarded.load(Ordering::SeqCst), 1);
     postfix.wait_delivered(&rcpt, 1);
     // A few more seconds: it must not come a second time.
     std::thread::sleep(Duration::from_secs(3));

@@ -1,8 +1,9 @@
 //! Sending an account's outbox: the one call `mailhaul queue flush`,
 //! `send --now` and the engine's background flush make. It takes the
-//! outbox's relay lock, connects, and hands the queue to the transport
-//! `account.send` names: the server's sendmail (`relay`, the default) or
-//! SMTP to the forward's target (`smtp`).
+//! outbox's relay lock, connects (or uses a session already open, see
+//! [`flush_over`]), and hands the queue to the transport `account.send`
+//! names: the server's sendmail (`relay`, the default) or SMTP to the
+//! forward's target (`smtp`).
 
 use std::io;
 
@@ -10,7 +11,7 @@ use super::relay::{self, Method, Outcome, RelayError, RelayReport};
 use super::{smtp, Outbox, OutboxMessage};
 use crate::engine::account::{Account, Compression, SendVia, TransportCompression, ZstdLevel};
 use crate::engine::failure::Failure;
-use crate::engine::ssh::{self, Prompter, Target};
+use crate::engine::ssh::{self, Connection, Prompter, Target};
 use crate::engine::tunnel::{forward_target, ForwardSpecError};
 
 /// Which queued messages a flush takes.
@@ -68,6 +69,21 @@ pub fn flush(
     prompter: &dyn Prompter,
     due: Due,
 ) -> Result<RelayReport, FlushError> {
+    flush_over(None, account, outbox, prompter, due)
+}
+
+/// [`flush`] over `session`, an open session to the account's server (the
+/// supervisor worker's), unless the messages rely on a transport
+/// compression it lacks (`compression = "ssh"`, SMTP with another
+/// compression than the forward's); then (or without one) over a session
+/// of its own, closed at the end.
+pub fn flush_over(
+    session: Option<&Connection>,
+    account: &Account,
+    outbox: &Outbox,
+    prompter: &dyn Prompter,
+    due: Due,
+) -> Result<RelayReport, FlushError> {
     let _lock = outbox.lock_sending().map_err(FlushError::Lock)?;
     let queued = outbox.queued().map_err(FlushError::Read)?;
     let mut unsure = Vec::new();
@@ -85,7 +101,7 @@ pub fn flush(
     let mut report = if todo.is_empty() {
         RelayReport::default()
     } else {
-        relay_all(account, outbox, &todo, prompter).inspect_err(|e| {
+        relay_all(session, account, outbox, &todo, prompter).inspect_err(|e| {
             // Those still queued (none was sent) wait for the next try.
             let why = e.to_string();
             if let Ok(left) = outbox.queued() {
@@ -107,49 +123,69 @@ fn due_messages(queued: Vec<OutboxMessage>, due: Due) -> Vec<OutboxMessage> {
     }
 }
 
+/// The transport compression a session of the flush's own is opened with.
+/// Through sendmail, SSH compresses too (but with `compression = "none"`):
+/// the exec request, 1.6 kB of fixed loader text, shrinks to about 0.7 kB,
+/// and the message stream, compressed already, passes through nearly
+/// unchanged. SMTP goes as it is: the SSH transport compresses it, as the
+/// forward's session does.
+fn transport_for(account: &Account) -> TransportCompression {
+    match account.send {
+        SendVia::Sendmail if account.compression == Compression::None => TransportCompression::Off,
+        SendVia::Sendmail => TransportCompression::Zlib,
+        SendVia::Smtp => account.forward.compression,
+    }
+}
+
+/// Whether an open session with `transport` compression may carry the
+/// flush: one with the compression a session of its own would have, or,
+/// through sendmail, any session when the messages go up compressed by
+/// their method (the handshake a new session costs is far more than the
+/// loader text SSH would have compressed); not for messages that rely on
+/// the SSH transport's compression (`compression = "ssh"`, SMTP).
+fn can_use(transport: TransportCompression, account: &Account) -> bool {
+    transport == transport_for(account)
+        || (account.send == SendVia::Sendmail
+            && !matches!(account.compression, Compression::Ssh | Compression::None))
+}
+
 fn relay_all(
+    session: Option<&Connection>,
     account: &Account,
     outbox: &Outbox,
     messages: &[OutboxMessage],
     prompter: &dyn Prompter,
 ) -> Result<RelayReport, FlushError> {
     let target = Target::resolve_with_user_config(account).map_err(RelayError::from)?;
-    match account.send {
-        SendVia::Sendmail => {
-            // SSH compresses too (but with `compression = "none"`): the
-            // exec request, 1.6 kB of fixed loader text, shrinks to about
-            // 0.7 kB, and the message stream, compressed already, passes
-            // through nearly unchanged.
-            let transport = if account.compression == Compression::None {
-                TransportCompression::Off
-            } else {
-                TransportCompression::Zlib
-            };
-            let conn = ssh::connect(&target, transport, prompter).map_err(RelayError::from)?;
-            let batch = messages.iter().map(|m| m.size).sum();
-            Ok(relay::relay(
-                &conn,
-                outbox,
-                messages,
-                &methods(account, batch),
-                account.sendmail.as_deref(),
-            )?)
+    let smtp_target = match account.send {
+        SendVia::Sendmail => None,
+        SendVia::Smtp => Some(forward_target(account)?),
+    };
+    let transport = transport_for(account);
+    let own;
+    let conn = match session.filter(|c| can_use(c.transport(), account)) {
+        Some(conn) => conn,
+        None => {
+            own = ssh::connect(&target, transport, prompter).map_err(RelayError::from)?;
+            &own
         }
-        SendVia::Smtp => {
-            let (host, port) = forward_target(account)?;
-            // SMTP goes as it is: the SSH transport compresses it, as the
-            // forward's session does.
-            let conn = ssh::connect(&target, account.forward.compression, prompter)
-                .map_err(RelayError::from)?;
-            Ok(smtp::relay(
-                &conn,
-                outbox,
-                messages,
-                (&host, port),
-                &helo_name(),
-                &target.user,
-            )?)
-        }
+    };
+    match smtp_target {
+        None => Ok(relay::relay(
+            conn,
+            outbox,
+            messages,
+            &methods(account, messages.iter().map(|m| m.size).sum()),
+            account.sendmail.as_deref(),
+        )?),
+        Some((host, port)) => Ok(smtp::relay(
+            conn,
+            outbox,
+            messages,
+            (&host, port),
+            &helo_name(),
+            &target.user,
+        )?),
     }
 }
 
@@ -202,6 +238,31 @@ mod tests {
             next_try,
             last_error: None,
         }
+    }
+
+    #[test]
+    fn a_kept_session_carries_messages_unless_they_need_its_compression() {
+        use TransportCompression::{Huffman, Off, Zlib};
+        let account = |extra: &str| {
+            crate::engine::account::first_account(&format!(
+                "[[account]]\nname = \"a\"\nhost = \"h\"\n{extra}"
+            ))
+        };
+        // Compressed by their method: any session will do.
+        for extra in ["", "compression = \"zstd\"\n", "compression = \"gzip\"\n"] {
+            assert!(can_use(Off, &account(extra)), "{extra}");
+            assert!(can_use(Huffman, &account(extra)), "{extra}");
+        }
+        // Compressed by SSH only: zlib, as a session of the flush's own.
+        let ssh = account("compression = \"ssh\"\n");
+        assert!(!can_use(Huffman, &ssh));
+        assert!(can_use(Zlib, &ssh));
+        let none = account("compression = \"none\"\n");
+        assert!(can_use(Off, &none));
+        assert!(!can_use(Zlib, &none));
+        let smtp = account("send = \"smtp\"\n[account.forward]\ncompression = \"zlib\"\n");
+        assert!(!can_use(Off, &smtp));
+        assert!(can_use(Zlib, &smtp));
     }
 
     #[test]

@@ -94,6 +94,8 @@ pub struct Connection {
     /// A duplicate of the session's socket, for TCP_INFO and poll(2).
     socket: TcpStream,
     host: String,
+    /// The transport compression it was opened with.
+    transport: TransportCompression,
     idle_timeout: Duration,
     keepalive_interval: Duration,
 }
@@ -162,6 +164,7 @@ fn connect_once(
         session,
         socket,
         host: target.host.clone(),
+        transport: compression,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
     };
@@ -306,6 +309,12 @@ impl Connection {
     /// The host name connected to (for messages).
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The transport compression the session was opened with, so that a
+    /// caller can tell whether it may use the session for its own work.
+    pub fn transport(&self) -> TransportCompression {
+        self.transport
     }
 
     /// Sets how long a remote command may stay silent before the connection

@@ -9,6 +9,7 @@
 //! ([`Event::Link`], [`Event::Outbox`], and the fetches' and forwards' own
 //! events); see docs/design.md, "The supervisor".
 
+mod schedule;
 mod timing;
 mod worker;
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::timing::{Backoff, Debounce, Timings};
+use super::schedule::{Link, LinkLost, Schedule, Step};
+use super::timing::Timings;
 use super::{Doorbell, Order};
 use crate::engine::account::{Account, Compression};
 use crate::engine::claim::Probe;
@@ -24,27 +25,7 @@ use crate::engine::outbox::flush::{self, Due};
 use crate::engine::outbox::relay::Outcome;
 use crate::engine::outbox::Outbox;
 use crate::engine::ssh::{Connection, NoPrompts};
-use crate::engine::watch::{self, SpoolWatcher, WatchReport};
-
-/// Longest wait for the server watcher's `ready` before the session counts
-/// as broken.
-const READY_LIMIT: Duration = Duration::from_secs(30);
-
-/// Why the spool watcher's session is taken as lost (the worker then
-/// reconnects with backoff).
-#[derive(Debug, thiserror::Error)]
-enum LinkLost {
-    /// Reading the watcher's channel failed.
-    #[error(transparent)]
-    Watcher(#[from] watch::WatchError),
-    /// The watcher never said it was ready (seconds waited).
-    #[error("the spool watcher did not start within {0} s")]
-    WatcherNotStarted(u64),
-    /// Nothing, not even a heartbeat, came within the silence limit
-    /// (seconds).
-    #[error("no word from the server for {0} s: the link is dead")]
-    Silent(u64),
-}
+use crate::engine::watch::SpoolWatcher;
 
 /// Failures no reconnect can cure: a headless worker ends with them.
 pub(super) fn is_permanent(e: &FetchError) -> bool {
@@ -83,25 +64,11 @@ pub(super) struct Worker {
 struct Live {
     session: Option<Connection>,
     watcher: Option<SpoolWatcher>,
-    /// How the watcher watches, once it said `ready`.
-    ready: Option<watch::WatchMode>,
-    watcher_started: Instant,
-    last_heard: Instant,
-    claims_seen: u64,
-    /// The next spool check where there is no watcher.
-    next_check: Option<Instant>,
-    /// No connection attempt before this.
-    next_connect: Instant,
-    backoff: Backoff,
+    /// The timers and what they wait for: the decisions, apart from I/O.
+    schedule: Schedule,
     /// The failure logged last, so that a server that stays down is logged
     /// once, not at every attempt.
     failing: Option<String>,
-    debounce: Debounce,
-    /// No automatic fetch before this (one failed).
-    retry_at: Instant,
-    retry: Backoff,
-    /// The user asked for a fetch.
-    fetch_ordered: bool,
     /// The spool's size as last seen.
     spool_bytes: u64,
     reported: Reported,
@@ -133,22 +100,11 @@ impl Worker {
     /// Runs until stopped; returns early only when `give_up` is set and a
     /// failure no reconnect can cure happened.
     pub fn run(self) -> Result<(), FetchError> {
-        let now = Instant::now();
         let mut live = Live {
             session: None,
             watcher: None,
-            ready: None,
-            watcher_started: now,
-            last_heard: now,
-            claims_seen: 0,
-            next_check: None,
-            next_connect: now,
-            backoff: Backoff::new(self.timings.backoff_min, self.timings.backoff_max),
+            schedule: Schedule::new(self.timings.clone(), self.auto_fetch, Instant::now()),
             failing: None,
-            debounce: Debounce::new(self.timings.quiet, self.timings.max_delay),
-            retry_at: now,
-            retry: Backoff::new(self.timings.backoff_min, self.timings.retry_max),
-            fetch_ordered: false,
             spool_bytes: 0,
             reported: Reported { state: None },
             outbox: self.open_outbox(),
@@ -178,36 +134,36 @@ impl Worker {
                 return Ok(());
             }
             self.take_orders(live);
-            if live.fetch_ordered {
-                live.fetch_ordered = false;
-                self.fetch(live, false)?;
-                continue;
-            }
-            if live.session.is_none() {
-                if Instant::now() >= live.next_connect {
-                    self.connect(live)?;
-                    continue;
-                }
-            } else {
+            // The user's fetch goes before the watcher's reports, which it
+            // makes stale.
+            if live.session.is_some() && !live.schedule.fetch_ordered() {
                 if let Err(reason) = self.follow(live, false) {
                     self.lost(live, reason.to_string());
                     continue;
                 }
-                let now = Instant::now();
-                if self.auto_fetch && now >= live.retry_at && live.debounce.take_due(now) {
-                    self.fetch(live, true)?;
-                    continue;
-                }
-                if live.next_check.is_some_and(|at| at <= now) {
-                    self.check(live);
-                    continue;
-                }
-                if self.flush_due(live) {
-                    self.flush(live);
-                    continue;
-                }
             }
-            self.wait(live);
+            let flush_wanted = self.flush_due(live);
+            let next_send = self.next_send(live);
+            let link = Self::link(live);
+            match live
+                .schedule
+                .next(Instant::now(), link, flush_wanted, next_send)
+            {
+                Step::Fetch { auto } => self.fetch(live, auto)?,
+                Step::Connect => self.connect(live)?,
+                Step::Check => self.check(live),
+                Step::Flush => self.flush(live),
+                Step::Wait(until) => self.wait(live, until),
+            }
+        }
+    }
+
+    /// What the worker holds of the link.
+    fn link(live: &Live) -> Link {
+        match (&live.session, &live.watcher) {
+            (None, _) => Link::Down,
+            (Some(_), Some(_)) => Link::Watched,
+            (Some(_), None) => Link::Checked,
         }
     }
 
@@ -233,7 +189,7 @@ impl Worker {
 
     /// The state of a connected worker that is not busy.
     fn idle_state(&self, live: &Live) -> LinkState {
-        match (&live.session, &live.watcher, live.ready) {
+        match (&live.session, &live.watcher, live.schedule.ready()) {
             (None, ..) => LinkState::Connecting,
             (Some(_), Some(_), Some(mode)) => LinkState::Watching(mode),
             (Some(_), Some(_), None) => LinkState::Connecting,
@@ -247,12 +203,8 @@ impl Worker {
         self.doorbell.drain();
         for order in self.orders.try_iter() {
             match order {
-                Order::Fetch => live.fetch_ordered = true,
-                Order::Flush => {
-                    if let Some(o) = &mut live.outbox {
-                        o.wanted = Some(Which::All);
-                    }
-                }
+                Order::Fetch => live.schedule.order_fetch(),
+                Order::Flush => self.flush_ordered(live),
             }
         }
         if let Some(o) = &mut live.outbox {
@@ -289,7 +241,7 @@ impl Worker {
     /// report the spool, start watching it, and send what the outbox holds.
     fn connected(&self, live: &mut Live, probe: &Probe) {
         self.report_spool(live, probe);
-        live.backoff.reset();
+        live.schedule.connected();
         if let Some(o) = &mut live.outbox {
             o.wanted = Some(Which::All);
         }
@@ -308,14 +260,11 @@ impl Worker {
             Ok(w) => {
                 self.set_state(live, LinkState::Connecting);
                 live.watcher = Some(w);
-                live.ready = None;
-                live.watcher_started = now;
-                live.last_heard = now;
-                live.next_check = None;
+                live.schedule.watching(now);
             }
             Err(e) => {
                 live.watcher = None;
-                live.next_check = Some(now + self.timings.check_every);
+                live.schedule.checking(now, probe.spool_size.unwrap_or(0));
                 self.recovered(live);
                 self.log(
                     Level::Info,
@@ -325,9 +274,6 @@ impl Worker {
                     ),
                 );
                 self.set_state(live, self.idle_state(live));
-                if self.auto_fetch && probe.spool_size.unwrap_or(0) > 0 {
-                    live.debounce.now(now);
-                }
             }
         }
     }
@@ -355,10 +301,7 @@ impl Worker {
         }
         live.session = None;
         live.watcher = None;
-        live.ready = None;
-        live.next_check = None;
-        let wait = live.backoff.fail();
-        live.next_connect = Instant::now() + wait;
+        let wait = live.schedule.lost(Instant::now());
         if live.failing.as_deref() != Some(reason.as_str()) {
             self.log(
                 Level::Warn,
@@ -380,20 +323,11 @@ impl Worker {
         let host = conn.host().to_string();
         let reports = watcher.read_available(conn)?;
         let now = Instant::now();
-        let mut latest = None;
-        let mut became_ready = None;
-        for report in reports {
-            live.last_heard = now;
-            match report {
-                WatchReport::Ready(mode) => became_ready = Some(mode),
-                WatchReport::Spool { .. } if stale => {}
-                WatchReport::Spool { bytes, claims } => latest = Some((bytes, claims)),
-                WatchReport::Alive => {}
-                WatchReport::Note(note) => self.log(Level::Warn, format!("spool watcher: {note}")),
-            }
+        let heard = live.schedule.heard(reports, stale, now);
+        for note in heard.notes {
+            self.log(Level::Warn, format!("spool watcher: {note}"));
         }
-        if let Some(mode) = became_ready {
-            live.ready = Some(mode);
+        if let Some(mode) = heard.ready {
             self.recovered(live);
             self.log(
                 Level::Info,
@@ -405,12 +339,8 @@ impl Worker {
             // Forces the state out even when it was `Watching` before.
             live.reported.state = None;
             self.set_state(live, LinkState::Watching(mode));
-            if self.auto_fetch {
-                // Mail (or claims left behind) may be waiting.
-                live.debounce.now(now);
-            }
         }
-        if let Some((bytes, claims)) = latest {
+        if let Some(bytes) = heard.spool_bytes {
             live.spool_bytes = bytes;
             if self.auto_fetch {
                 let _ = self.events.send(Event::Fetch {
@@ -420,23 +350,9 @@ impl Worker {
                         messages: None,
                     },
                 });
-                if bytes > 0 || claims > live.claims_seen {
-                    live.debounce.report(now);
-                }
-            } else {
-                // Count the messages for the user to see.
-                live.next_check = Some(now);
             }
-            live.claims_seen = claims;
         }
-        if live.ready.is_none() && live.watcher_started.elapsed() > READY_LIMIT {
-            return Err(LinkLost::WatcherNotStarted(READY_LIMIT.as_secs()));
-        }
-        let silence = watch::silence_limit(self.timings.heartbeat);
-        if live.last_heard.elapsed() > silence {
-            return Err(LinkLost::Silent(silence.as_secs()));
-        }
-        Ok(())
+        live.schedule.alive(now)
     }
 
     /// One spool check over the session (the fallback, or to count the
@@ -446,14 +362,9 @@ impl Worker {
         match fetch::probe(conn, &self.account) {
             Ok(probe) => {
                 self.report_spool(live, &probe);
-                let bytes = probe.spool_size.unwrap_or(0);
-                if self.auto_fetch && bytes > 0 {
-                    live.debounce.report(Instant::now());
-                }
-                live.next_check = live
-                    .watcher
-                    .is_none()
-                    .then(|| Instant::now() + self.timings.check_every);
+                let link = Self::link(live);
+                live.schedule
+                    .checked(Instant::now(), probe.spool_size.unwrap_or(0), link);
             }
             Err(e) => self.lost(live, format!("spool check: {e}")),
         }
@@ -483,21 +394,9 @@ impl Worker {
         );
         self.fetching.store(false, Ordering::SeqCst);
         match &result {
-            Ok(_) => {
-                live.retry.reset();
-                live.retry_at = Instant::now();
-            }
             Err(e) if self.headless && is_permanent(e) => return result.map(|_| ()),
             Err(_) if self.stopped() => return Ok(()),
-            Err(_) => {
-                // The spool still holds the mail (a busy lock, a full disk):
-                // try again later, not at every report.
-                if auto {
-                    let at = Instant::now() + live.retry.fail();
-                    live.retry_at = at;
-                    live.debounce.now(at);
-                }
-            }
+            _ => live.schedule.fetched(Instant::now(), result.is_ok(), auto),
         }
         // The watcher's reports so far are from before the fetch ended (its
         // own claim coming and going): dropped before the probe, so that a
@@ -515,10 +414,8 @@ impl Worker {
                 Ok(probe) if !had_session => self.connected(live, &probe),
                 Ok(probe) => {
                     self.report_spool(live, &probe);
-                    if self.auto_fetch && probe.spool_size.unwrap_or(0) > 0 {
-                        // Mail that came during the fetch.
-                        live.debounce.report(Instant::now());
-                    }
+                    live.schedule
+                        .left_after_fetch(Instant::now(), probe.spool_size.unwrap_or(0));
                     self.set_state(live, self.idle_state(live));
                 }
                 Err(e) => self.lost(live, format!("spool check: {e}")),
@@ -585,6 +482,27 @@ impl Worker {
         }
     }
 
+    /// The user asked for the outbox to go now: every queued message, once
+    /// the link is up; an answer in the log when nothing happens at once.
+    fn flush_ordered(&self, live: &mut Live) {
+        self.refresh_outbox(live);
+        let Some(o) = &mut live.outbox else { return };
+        if o.counts.queued == 0 {
+            self.log(Level::Info, "outbox: nothing queued".into());
+            return;
+        }
+        o.wanted = Some(Which::All);
+        if live.session.is_none() {
+            self.log(
+                Level::Info,
+                format!(
+                    "outbox: {} queued; sending once the link is up",
+                    o.counts.queued
+                ),
+            );
+        }
+    }
+
     fn flush_due(&self, live: &mut Live) -> bool {
         let Some(o) = &mut live.outbox else {
             return false;
@@ -598,9 +516,10 @@ impl Worker {
         live.session.is_some() && o.wanted.is_some()
     }
 
-    /// Sends the outbox's wanted messages (`outbox::flush`, on a session of
-    /// its own as `mailhaul queue flush` does, so that the transport
-    /// `account.send` names applies), while the link is up.
+    /// Sends the outbox's wanted messages while the link is up
+    /// (`outbox::flush`, the call `mailhaul queue flush` makes), over the
+    /// worker's session unless the messages rely on a transport
+    /// compression it lacks (`outbox::flush::flush_over`).
     fn flush(&self, live: &mut Live) {
         let Some(o) = &mut live.outbox else { return };
         let Some(which) = o.wanted.take() else { return };
@@ -626,7 +545,13 @@ impl Worker {
             ..o.counts
         };
         self.report_outbox(o, counts);
-        match flush::flush(&self.account, &o.outbox, &NoPrompts, due) {
+        match flush::flush_over(
+            live.session.as_ref(),
+            &self.account,
+            &o.outbox,
+            &NoPrompts,
+            due,
+        ) {
             Ok(report) => {
                 for (id, outcome) in &report.outcomes {
                     match outcome {
@@ -667,42 +592,20 @@ impl Worker {
         self.set_state(live, self.idle_state(live));
     }
 
+    /// A deferred message's next try, on the monotonic clock.
+    fn next_send(&self, live: &Live) -> Option<Instant> {
+        let at = live.outbox.as_ref()?.next_try?;
+        let left = at.saturating_sub(crate::engine::outbox::now());
+        Some(Instant::now() + Duration::from_secs(left))
+    }
+
     /// Waits for whatever comes first: the watcher's next line, an order,
-    /// a new message in the outbox, or the next timer (reconnect, debounced
-    /// fetch, spool check, heartbeat, a deferred message's next try).
-    fn wait(&self, live: &Live) {
-        let now = Instant::now();
-        let mut until: Vec<Instant> = Vec::new();
-        if live.session.is_none() {
-            until.push(live.next_connect);
-        }
-        if let Some(at) = live.next_check {
-            until.push(at);
-        }
-        if self.auto_fetch && live.session.is_some() {
-            if let Some(due) = live.debounce.due_at() {
-                until.push(due.max(live.retry_at));
-            }
-        }
-        if live.watcher.is_some() {
-            until.push(live.last_heard + watch::silence_limit(self.timings.heartbeat));
-            if live.ready.is_none() {
-                until.push(live.watcher_started + READY_LIMIT);
-            }
-        }
-        // A deferred message's next try needs the link: while it is down,
-        // the reconnect (which sends the whole outbox) comes first.
-        if let Some(t) = live
-            .outbox
-            .as_ref()
-            .and_then(|o| o.next_try)
-            .filter(|_| live.session.is_some())
-        {
-            let left = t.saturating_sub(crate::engine::outbox::now());
-            until.push(now + Duration::from_secs(left));
-        }
-        let timeout = until.into_iter().min().map(|at| {
-            at.saturating_duration_since(now)
+    /// a new message in the outbox, or `until` (the schedule's next timer:
+    /// reconnect, debounced fetch, spool check, heartbeat, a deferred
+    /// message's next try).
+    fn wait(&self, live: &Live, until: Option<Instant>) {
+        let timeout = until.map(|at| {
+            at.saturating_duration_since(Instant::now())
                 .max(Duration::from_millis(1))
         });
         let mut fds = vec![os::pollfd(self.doorbell.fd(), libc::POLLIN)];
