@@ -35,6 +35,17 @@
 #                               earlier fetch), nothing is claimed and the
 #                               answer ends `resurvey` and `ok`: the client
 #                               chooses again from the facts just sent
+#   claim SPOOL STRATEGY WAIT OWNER STALE METHOD LEVEL FACTS DICT MAX DLEVEL
+#                               the same, and when METHOD is zstd and the
+#                               claim is at most MAX bytes, with the cached
+#                               dictionary whose sha256 is DICT (zstd -DLEVEL
+#                               -D) if the copy here has that sha256: the
+#                               line is then `send HEXPATH dict`, or, when
+#                               the copy is missing or differs, `send HEXPATH
+#                               dict-missing` and the claim without it
+#   dict-put DICT               store the dictionary arriving zstd-compressed
+#                               on fd 3 (the channel's stdin) beside the
+#                               cached scripts, if its sha256 is DICT
 #   send PATH METHOD LEVEL OFFSET PREFIX
 #                               stream a claim (METHOD zstd, zstd-adapt
 #                               (LEVEL is the lowest), gzip or cat; zstd at
@@ -393,6 +404,13 @@ cmd_claim() {
   case $wait in ''|*[!0-9]*) fail bad-request "lock wait must be a number of seconds" 3 ;; esac
   case $stale in *[!0-9]*) fail bad-request "stale lock time must be a number of seconds" 3 ;; esac
   case $owner in *[!0-9a-f]*) fail bad-request "owner must be hex digits" 3 ;; esac
+  if [ -n "${9:-}" ]; then
+    case $9 in *[!0-9a-f]*) fail bad-request "dictionary must be a sha256" 3 ;; esac
+    [ "${#9}" = 64 ] || fail bad-request "dictionary must be a sha256" 3
+    case ${10:-}:${11:-} in
+      *[!0-9:]* | :* | *:) fail bad-request "dictionary size and level must be numbers" 3 ;;
+    esac
+  fi
   if [ -n "$8" ]; then
     facts
     if [ "$_key" != "$8" ]; then say resurvey; say ok; return; fi
@@ -483,9 +501,53 @@ cmd_claim() {
   say ok
   # Claim and transfer in one step: the lock is already released.
   if [ -n "$6" ] && [ -n "$claim" ] && ! others_waiting; then
-    say "send $(hex "$claim")"
+    dict_for "$claim" "$6" "${9:-}" "${10:-}"
+    if [ -n "$dict" ]; then
+      say "send $(hex "$claim") dict"
+      stream=1
+      exec zstd -q -c "-${11}" -D "$dict" -- "$claim"
+    fi
+    say "send $(hex "$claim")$dict_said"
     cmd_send "$claim" "$6" "$7"
   fi
+}
+
+# The cached dictionary whose sha256 is $1 (dict-put stores it).
+dict_path() {
+  printf '%s/.mailhaul/scripts/dict-%.16s.zdict' "$HOME" "$1"
+}
+
+# Sets dict to the cached dictionary for claim $1 sent with method $2 when
+# the client named one ($3, its sha256) for claims of at most $4 bytes and
+# the copy here has that sha256; else dict_said is ` dict-missing` when
+# one was named and would have been used, and empty otherwise.
+dict_for() {
+  dict= dict_said=
+  [ "$2" = zstd ] && [ -n "$3" ] && [ "$(fsize "$1")" -le "$4" ] || return 0
+  _d=$(dict_path "$3")
+  if [ -f "$_d" ] && [ ! -h "$_d" ] && [ "$(sha256_of "$_d")" = "$3" ]; then
+    dict=$_d
+  else
+    dict_said=" dict-missing"
+  fi
+}
+
+cmd_dict_put() {
+  case $1 in *[!0-9a-f]* | '') fail bad-request "dictionary must be a sha256" 3 ;; esac
+  [ "${#1}" = 64 ] || fail bad-request "dictionary must be a sha256" 3
+  have zstd || fail unsupported "no zstd on the server" 11
+  need_hasher
+  HOME=${HOME:-$(cd ~ && pwd)}
+  _dd=$HOME/.mailhaul/scripts
+  mkdir -p -- "$_dd" && chmod 700 -- "$HOME/.mailhaul" "$_dd" || fail failed "cannot create $_dd" 12
+  _t=$_dd/.dict.$$
+  if ! zstd -q -dc <&3 > "$_t"; then rm -f -- "$_t"; fail failed "the dictionary did not decompress" 12; fi
+  [ "$(sha256_of "$_t")" = "$1" ] || { rm -f -- "$_t"; fail failed "the dictionary arrived damaged (its sha256 differs)" 12; }
+  # Other dictionaries (another machine's, older ones) untouched for 30 days go.
+  find "$_dd" -name 'dict-*.zdict' -mtime +30 -exec rm -f {} + 2>/dev/null
+  mv -f -- "$_t" "$(dict_path "$1")" || { rm -f -- "$_t"; fail failed "cannot store the dictionary" 12; }
+  say stored
+  say ok
 }
 
 # True when a finished claim other than $claim is one the client takes
@@ -566,11 +628,13 @@ main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
   command=$1
   arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-} arg6=${7:-} arg7=${8:-} arg8=${9:-}
+  arg9=${10:-} arg10=${11:-} arg11=${12:-}
   case $command in
     probe) cmd_probe "$arg1" ;;
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
-    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" "$arg8" ;;
+    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" "$arg8" "$arg9" "$arg10" "$arg11" ;;
+    dict-put) cmd_dict_put "$arg1" ;;
     send) cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;

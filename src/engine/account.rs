@@ -144,6 +144,10 @@ pub struct Account {
     /// zstd level for the remote compressor, or `"adapt"`; default: see
     /// [`crate::engine::claim::choose_method`].
     pub zstd_level: Option<ZstdLevel>,
+    /// Send small claims with a zstd dictionary made from this account's
+    /// own filed mail (`engine::fetch::dictionary`); default true.
+    #[serde(default = "yes")]
+    pub dictionary: bool,
     /// Unknown-host policy.
     #[serde(default)]
     pub known_hosts: HostKeyPolicy,

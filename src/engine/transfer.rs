@@ -151,6 +151,9 @@ pub struct Download<'a> {
     /// The prefix an interrupted download kept: the stream is then the
     /// claim from `prefix.len()` on, appended to it.
     pub resume: Option<Prefix>,
+    /// The dictionary the server compressed the zstd stream with
+    /// (engine::fetch::dictionary), if it did.
+    pub dictionary: Option<&'a [u8]>,
 }
 
 /// Downloads `stream` (the output of the script's `send`) into
@@ -198,9 +201,13 @@ pub fn stage(
     let mut last = Instant::now();
     let broke = {
         let mut decoded: Box<dyn Read + '_> = match to.method {
-            Method::Zstd(_) | Method::ZstdAdapt(_) => {
-                Box::new(zstd::stream::read::Decoder::new(counted)?)
-            }
+            Method::Zstd(_) | Method::ZstdAdapt(_) => match to.dictionary {
+                Some(dictionary) => Box::new(zstd::stream::read::Decoder::with_dictionary(
+                    io::BufReader::new(counted),
+                    dictionary,
+                )?),
+                None => Box::new(zstd::stream::read::Decoder::new(counted)?),
+            },
             Method::Gzip(_) => Box::new(flate2::read::MultiGzDecoder::new(counted)),
             Method::SshTransport | Method::Plain => Box::new(counted),
         };
@@ -349,6 +356,7 @@ mod tests {
                     partial: &part,
                     staged: &staged,
                     resume: None,
+                    dictionary: None,
                 },
                 Duration::ZERO,
                 &mut |_, _| calls += 1,
@@ -361,6 +369,55 @@ mod tests {
             assert!(!part.exists());
             assert_eq!(std::fs::read(&staged).unwrap(), data);
             assert!(verify_staged(&staged, &claim_of(&data)).unwrap());
+        }
+    }
+
+    /// A stream the zstd CLI compressed with a raw-content dictionary
+    /// (`-D`) stages with that dictionary; with another one, or none, it
+    /// does not decode or does not verify, and nothing is left.
+    #[test]
+    fn a_dictionary_stream_stages_only_with_its_dictionary() {
+        let dir = tempfile::tempdir().unwrap();
+        let dict: Vec<u8> = (0..3000u32)
+            .flat_map(|i| format!("Received: from relay{i} by mx; id {i}\n").into_bytes())
+            .collect();
+        let dict_path = dir.path().join("dict");
+        std::fs::write(&dict_path, &dict).unwrap();
+        let data = dict[40_000..44_000].to_vec();
+        let wire = compress(
+            &["zstd", "-q", "-c", "-19", "-D", dict_path.to_str().unwrap()],
+            &data,
+        );
+        assert!(wire.len() * 2 < compress(&["zstd", "-q", "-c", "-19"], &data).len());
+        let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
+        let mut other = dict.clone();
+        other[41_000] ^= 0x20;
+        for (dictionary, good) in [
+            (Some(&dict[..]), true),
+            (Some(&other[..]), false),
+            (None, false),
+        ] {
+            let t = stage(
+                &wire[..],
+                Download {
+                    method: Method::Zstd(19),
+                    claim: &claim_of(&data),
+                    partial: &part,
+                    staged: &staged,
+                    resume: None,
+                    dictionary,
+                },
+                Duration::ZERO,
+                &mut |_, _| {},
+                &mut |_| Ok(()),
+            );
+            assert_eq!(t.is_ok(), good, "{t:?}");
+            assert!(!part.exists());
+            assert_eq!(staged.exists(), good);
+            if good {
+                assert_eq!(std::fs::read(&staged).unwrap(), data);
+                std::fs::remove_file(&staged).unwrap();
+            }
         }
     }
 
@@ -381,6 +438,7 @@ mod tests {
                 partial: &part,
                 staged: &staged,
                 resume: None,
+                dictionary: None,
             },
             Duration::ZERO,
             &mut |_, _| {},
@@ -427,6 +485,7 @@ mod tests {
                 partial: &part,
                 staged: &staged,
                 resume: None,
+                dictionary: None,
             },
             Duration::ZERO,
             &mut |_, _| {},
@@ -479,6 +538,7 @@ mod tests {
                 partial: part,
                 staged: &staged,
                 resume,
+                dictionary: None,
             },
             Duration::ZERO,
             &mut |_, _| {},
@@ -531,6 +591,7 @@ mod tests {
                 partial: &part,
                 staged: &staged,
                 resume: None,
+                dictionary: None,
             },
             Duration::ZERO,
             &mut |_, _| {},
@@ -588,6 +649,7 @@ mod tests {
                 partial: &part,
                 staged: &staged,
                 resume: None,
+                dictionary: None,
             },
             Duration::ZERO,
             &mut |_, _| {},

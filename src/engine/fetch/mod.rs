@@ -8,6 +8,7 @@
 //! nothing (durable-before-release, exactly-once). Progress goes out as typed [`FetchEvent`]s on the one
 //! event channel; [`spawn`] runs a fetch on its own worker thread.
 
+pub mod dictionary;
 mod error;
 mod facts;
 mod inspect;
@@ -175,6 +176,7 @@ pub fn fetch_over(
         payload_before: 0,
         socket_bytes: 0,
         socket_base: 0,
+        dictionary: Default::default(),
     };
     let result = run.fetch(session);
     run.summary.elapsed = started.elapsed();

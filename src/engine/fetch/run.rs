@@ -25,6 +25,7 @@ use crate::engine::pipeline::file_messages;
 use crate::engine::ssh::{Connection, ScriptStream, SshError};
 use crate::engine::transfer::{self, TransferError};
 
+use super::dictionary::{self, Dictionary};
 use super::{
     claim_time, connect_ssh, crash_point, describe, facts, inspect, link, script, spool_arg,
     survey, survey_records, DownloadError, FetchError, FetchOptions, CRASH_ENV,
@@ -50,6 +51,32 @@ pub(super) struct Run<'a> {
     pub(super) socket_bytes: u64,
     /// Bytes the session had received before this fetch (a reused session).
     pub(super) socket_base: u64,
+    /// What this fetch did with the account's dictionary.
+    pub(super) dictionary: DictionaryRun,
+}
+
+/// What a fetch did with the account's dictionary (engine::fetch::dictionary).
+#[derive(Debug, Default)]
+pub(super) struct DictionaryRun {
+    /// The server's copy is missing or differs, or a stream made with it
+    /// did not verify: it is sent up after the fetch.
+    upload: bool,
+    /// The transfers that used it compress worse than its first ones did:
+    /// it is made again after the fetch.
+    retrain: bool,
+    /// A transfer used it.
+    used: bool,
+}
+
+/// What the claim step's `send` line said about the dictionary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DictionaryAnswer {
+    /// None was asked for, or the claim is too large for it.
+    NotUsed,
+    /// The stream is compressed with it.
+    Used,
+    /// The server's copy is missing or differs: the stream is without it.
+    Missing,
 }
 
 impl Run<'_> {
@@ -197,7 +224,7 @@ impl Run<'_> {
                     c.size
                 ),
             );
-            self.process(conn, &ws, &mut journal, c, method.method, None)?;
+            self.process(conn, &ws, &mut journal, c, method.method, None, None)?;
             done.insert(c.path.clone());
         }
 
@@ -210,6 +237,7 @@ impl Run<'_> {
         // FACTS`), unless claims of ours are waiting there (they go first).
         // Taking other installations' claims too, it streams nothing.
         let mut chosen_again = false;
+        let mut dict: Option<Dictionary>;
         let (records, mut sent) = loop {
             let (send_name, send_level) = if self.options.adopt_claims {
                 ("", String::new())
@@ -221,20 +249,27 @@ impl Run<'_> {
             } else {
                 probe.facts.as_str()
             };
-            let stream = conn.start_script(
-                claim::remote_script(),
-                &[
-                    b"claim",
-                    spool_arg(self.account),
-                    strategy.strategy.as_str().as_bytes(),
-                    wait.as_bytes(),
-                    me.as_bytes(),
-                    stale.as_bytes(),
-                    send_name.as_bytes(),
-                    send_level.as_bytes(),
-                    key.as_bytes(),
-                ],
-            )?;
+            let mut args: Vec<Vec<u8>> = vec![
+                b"claim".to_vec(),
+                spool_arg(self.account).to_vec(),
+                strategy.strategy.as_str().into(),
+                wait.as_str().into(),
+                me.as_str().into(),
+                stale.as_str().into(),
+                send_name.into(),
+                send_level.into(),
+                key.into(),
+            ];
+            // A small claim goes with the dictionary, if the server has it.
+            dict = self.dictionary_for(&ws, method.method);
+            if let Some(d) = &dict {
+                args.extend([
+                    d.sha256().into(),
+                    dictionary::MAX_CLAIM.to_string().into(),
+                    dictionary::LEVEL.to_string().into(),
+                ]);
+            }
+            let stream = conn.start_script(claim::remote_script(), &args)?;
             let (records, sent) = read_reply(conn, BufReader::new(stream))?;
             let new = claim::parse_probe(&records)?;
             self.keep_facts(&ws, &records);
@@ -316,9 +351,19 @@ impl Run<'_> {
             self.log(Level::Info, "no new mail".into());
         }
         let streamed = match sent.take() {
-            Some((path, reader)) => match fresh.iter().find(|c| c.path == path) {
+            Some((path, answer, reader)) => match fresh.iter().find(|c| c.path == path) {
                 Some(c) => {
-                    self.process(conn, &ws, &mut journal, c, method.method, Some(reader))?;
+                    self.dictionary.upload |= answer == DictionaryAnswer::Missing;
+                    let with = dict.as_ref().filter(|_| answer == DictionaryAnswer::Used);
+                    self.process(
+                        conn,
+                        &ws,
+                        &mut journal,
+                        c,
+                        method.method,
+                        Some(reader),
+                        with,
+                    )?;
                     Some(path)
                 }
                 // Not one to take here: abandoning the stream leaves it on
@@ -331,8 +376,12 @@ impl Run<'_> {
             .into_iter()
             .filter(|c| Some(&c.path) != streamed.as_ref())
         {
-            self.process(conn, &ws, &mut journal, c, method.method, None)?;
+            self.process(conn, &ws, &mut journal, c, method.method, None, None)?;
         }
+        if self.dictionary.used {
+            self.summary.method = format!("zstd -{} + dictionary", dictionary::LEVEL);
+        }
+        self.keep_dictionary(conn, &ws, method.method, dict);
         self.summary.socket_bytes = conn
             .socket_bytes_received()
             .map_or(self.socket_bytes, |n| n.saturating_sub(self.socket_base));
@@ -411,6 +460,78 @@ impl Run<'_> {
         );
     }
 
+    /// The account's dictionary, when it has one and the transfer is zstd
+    /// (`dictionary = false` turns it off).
+    fn dictionary_for(&self, ws: &Workspace, method: Method) -> Option<Dictionary> {
+        if !self.account.dictionary || !matches!(method, Method::Zstd(_)) {
+            return None;
+        }
+        dictionary::load(ws.dir()).map(|(d, _)| d)
+    }
+
+    /// After the fetch: makes the dictionary from the newest filed mail
+    /// when there is none yet or its transfers got worse, and sends it up
+    /// when the server lacks it (once, compressed). Neither ever fails the
+    /// fetch: without a dictionary on the server claims go without one.
+    fn keep_dictionary(
+        &mut self,
+        conn: &Connection,
+        ws: &Workspace,
+        method: Method,
+        mut current: Option<Dictionary>,
+    ) {
+        if !self.account.dictionary || !matches!(method, Method::Zstd(_)) {
+            return;
+        }
+        if current.is_none() || self.dictionary.retrain {
+            match dictionary::train(ws.dir(), &self.destination.maildir, SystemTime::now()) {
+                Ok(Some(d)) => {
+                    self.log(
+                        Level::Info,
+                        format!(
+                            "made a dictionary of {} bytes from the newest filed mail{}",
+                            d.bytes().len(),
+                            if self.dictionary.retrain {
+                                " (the last transfers with the old one compressed worse)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
+                    current = Some(d);
+                }
+                Ok(None) => {}
+                Err(e) => self.log(Level::Warn, format!("cannot make a dictionary: {e}")),
+            }
+        }
+        let Some(d) = current.filter(|_| self.dictionary.upload) else {
+            return;
+        };
+        let packed = d.compressed();
+        let sent = conn
+            .run_script_with_input(
+                claim::remote_script(),
+                &[b"dict-put".as_slice(), d.sha256().as_bytes()],
+                &packed,
+            )
+            .map_err(FetchError::from)
+            .and_then(|out| Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?));
+        match sent {
+            Ok(_) => self.log(
+                Level::Info,
+                format!(
+                    "sent the dictionary to the server ({} bytes as {})",
+                    d.bytes().len(),
+                    packed.len()
+                ),
+            ),
+            Err(e) => self.log(
+                Level::Warn,
+                format!("cannot send the dictionary to the server: {e}"),
+            ),
+        }
+    }
+
     /// Whether this run takes claim `c` (made by installation `me` or by
     /// none, or any with `adopt_claims`); says why it leaves one alone.
     fn may_take(&self, c: &RemoteClaim, me: &str) -> bool {
@@ -485,12 +606,14 @@ impl Run<'_> {
     }
 
     /// Download (unless already staged; from `sent` when the claim step
-    /// is already streaming it), deliver, release one claim. Delivered
+    /// is already streaming it, compressed with `dictionary` if that is
+    /// given), deliver, release one claim. Delivered
     /// before the release, so that its messages reach the Maildir one
     /// remote step sooner (docs/push.md): the server copy still goes only
     /// once they are durable there and the journal says `delivered`
     /// (durable-before-release), and a run stopped between the two only
     /// releases it next time (exactly-once).
+    #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
         conn: &Connection,
@@ -499,6 +622,7 @@ impl Run<'_> {
         remote: &RemoteClaim,
         method: Method,
         sent: Option<BufReader<ScriptStream<'_>>>,
+        dictionary: Option<&Dictionary>,
     ) -> Result<(), FetchError> {
         self.check_cancel()?;
         let id = remote.id();
@@ -508,7 +632,7 @@ impl Run<'_> {
             .is_some_and(|c| c.remote.sha256 == remote.sha256)
             && transfer::verify_staged(&staged, remote).unwrap_or(false);
         if !already {
-            self.download(conn, ws, journal, remote, method, sent)?;
+            self.download(conn, ws, journal, remote, method, sent, dictionary)?;
             journal
                 .staged(remote)
                 .map_err(|e| FetchError::local("journal", e))?;
@@ -523,6 +647,7 @@ impl Run<'_> {
     /// from where an interrupted download left off (the journal's partial
     /// record of this very claim; the server sends only the rest after it
     /// checked the kept prefix's sha256, and the whole file is verified).
+    #[allow(clippy::too_many_arguments)]
     fn download(
         &mut self,
         conn: &Connection,
@@ -531,6 +656,7 @@ impl Run<'_> {
         remote: &RemoteClaim,
         method: Method,
         sent: Option<BufReader<ScriptStream<'_>>>,
+        dictionary: Option<&Dictionary>,
     ) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Transferring));
         let id = remote.id();
@@ -557,8 +683,12 @@ impl Run<'_> {
         }
         // The claim step's own stream, unless a kept prefix asks for a
         // resumed one (a claim made in this run has none).
+        let mut with = None;
         let mut stream = match sent {
-            Some(stream) if prefix.is_none() => stream,
+            Some(stream) if prefix.is_none() => {
+                with = dictionary;
+                stream
+            }
             _ => {
                 let (name, level) = method.send_args();
                 let offset_arg = offset.to_string();
@@ -618,6 +748,7 @@ impl Run<'_> {
                 partial: &partial,
                 staged: &ws.staged_path(&id),
                 resume: prefix,
+                dictionary: with.map(Dictionary::bytes),
             },
             // A crash test needs the mid-transfer point reached at any speed.
             if std::env::var_os(CRASH_ENV).is_some() {
@@ -658,7 +789,44 @@ impl Run<'_> {
                     journal
                         .partial(remote, 0)
                         .map_err(|e| FetchError::local("journal", e))?;
-                    return self.download(conn, ws, journal, remote, method, None);
+                    return self.download(conn, ws, journal, remote, method, None, None);
+                }
+            }
+        }
+        // Made with the dictionary and not right: the server's copy is
+        // not the client's (or the stream broke); the claim is still on
+        // the server, and is fetched again without it.
+        if let Some(d) = with {
+            let failure = match (&staged, &status) {
+                (Ok(_), Ok(s)) if s.success() => None,
+                (Err(e), _) => Some(e.to_string()),
+                (_, Ok(s)) => Some(claim::escape_server_text(s.stderr.trim().as_bytes())),
+                (_, Err(e)) => Some(e.to_string()),
+            };
+            match failure {
+                Some(why) => {
+                    self.log(
+                        Level::Warn,
+                        format!(
+                            "the transfer of {} with the dictionary failed ({why}); fetching it \
+                             without, and sending the dictionary again",
+                            remote.shown()
+                        ),
+                    );
+                    self.dictionary.upload = true;
+                    return self.download(conn, ws, journal, remote, method, None, None);
+                }
+                None => {
+                    self.dictionary.used = true;
+                    if let Ok(t) = &staged {
+                        match dictionary::record(ws.dir(), d.sha256(), t.raw, t.payload) {
+                            Ok(due) => self.dictionary.retrain |= due,
+                            Err(e) => self.log(
+                                Level::Warn,
+                                format!("cannot record the dictionary's ratio: {e}"),
+                            ),
+                        }
+                    }
                 }
             }
         }
@@ -693,6 +861,7 @@ impl Run<'_> {
         };
         self.emit(FetchEvent::Stage(Stage::Verifying));
         let level = match method {
+            _ if with.is_some() => Some(dictionary::LEVEL),
             Method::Zstd(l) | Method::ZstdAdapt(l) => Some(l),
             _ => None,
         };
@@ -816,9 +985,10 @@ impl Run<'_> {
     }
 }
 
-/// A claim stream whose `send` line named this path: the rest of the
-/// stream is that claim's compressed bytes.
-type Sent<'c> = Option<(String, BufReader<ScriptStream<'c>>)>;
+/// A claim stream whose `send` line named this path (and said whether it
+/// uses the dictionary): the rest of the stream is that claim's compressed
+/// bytes.
+type Sent<'c> = Option<(String, DictionaryAnswer, BufReader<ScriptStream<'c>>)>;
 
 /// Reads the claim step's records up to its `ok` line; then, if the script
 /// goes on with `send HEXPATH`, returns that claim's path with the stream
@@ -859,12 +1029,21 @@ fn read_reply<'c>(
     let records = parse_reply(&text, b"", 0)?;
     let mut next = Vec::new();
     reader.read_until(b'\n', &mut next).map_err(io)?;
-    let path = next
+    let send = next
         .strip_prefix(b"send ")
-        .and_then(|hex| unhex(std::str::from_utf8(hex.trim_ascii_end()).ok()?))
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    match path {
-        Some(path) => Ok((records, Some((path, reader)))),
+        .and_then(|rest| std::str::from_utf8(rest.trim_ascii_end()).ok())
+        .and_then(|rest| {
+            let (hex, word) = rest.split_once(' ').unwrap_or((rest, ""));
+            let answer = match word {
+                "" => DictionaryAnswer::NotUsed,
+                "dict" => DictionaryAnswer::Used,
+                "dict-missing" => DictionaryAnswer::Missing,
+                _ => return None,
+            };
+            Some((String::from_utf8(unhex(hex)?).ok()?, answer))
+        });
+    match send {
+        Some((path, answer)) => Ok((records, Some((path, answer, reader)))),
         None if next.is_empty() => {
             let end = reader.into_inner().finish()?;
             if end.success() {

@@ -222,6 +222,39 @@ impl Connection {
         })
     }
 
+    /// Runs `script` as [`Connection::run_script`] does, with `input` on
+    /// its fd 3 (the channel's stdin, then end-of-file): a file sent up
+    /// (the fetch's dictionary).
+    pub fn run_script_with_input<A: AsRef<[u8]>>(
+        &self,
+        script: &RemoteScript,
+        args: &[A],
+        input: &[u8],
+    ) -> Result<ScriptOutput, SshError> {
+        let mut channel = self.start_channel(script, args, true)?;
+        channel
+            .write_all(input)
+            .and_then(|()| channel.flush())
+            .map_err(|source| self.io_err("sending a script's input", source))?;
+        self.patiently("sending a script's input", || channel.send_eof())?;
+        let mut stream = ScriptStream {
+            conn: self,
+            channel,
+            stop: None,
+        };
+        let mut stdout = Vec::new();
+        stream
+            .read_to_end(&mut stdout)
+            .map_err(|source| self.io_err("reading a script's output", source))?;
+        let end = stream.finish()?;
+        Ok(ScriptOutput {
+            stdout,
+            stderr: end.stderr,
+            status: end.status,
+            signal: end.signal,
+        })
+    }
+
     /// Starts `script` as [`Connection::run_script`] does and returns its
     /// stdout as a stream.
     pub fn start_script<A: AsRef<[u8]>>(
