@@ -782,7 +782,7 @@ mod tests {
             ("zstd-version", "1.5.4".into()),
             ("facts", "1-2".into()),
             ("tool", "dotlockfile 1".into()),
-            ("tool", "lockfile 0".into()),
+            ("tool", "lockfile 1".into()),
             ("tool", "zstd 1".into()),
             ("tool", "gzip 1".into()),
             ("tool", "gzip-login 1".into()),
@@ -797,6 +797,10 @@ mod tests {
         let want = Probe {
             spool_symlink: true,
             spool_dir_shared: SharedDir::Sticky,
+            tools: Tools {
+                lockfile: true,
+                ..probe(true).tools
+            },
             ..probe(true)
         };
         assert_eq!(parse_probe(&records).unwrap(), want);
@@ -948,6 +952,107 @@ mod tests {
         let e = choose_strategy(&p, ClaimStrategy::Auto).unwrap_err();
         assert!(e.0.contains("liblockfile-bin"), "{e}");
         assert!(choose_strategy(&p, ClaimStrategy::Rename).is_err());
+    }
+
+    /// `claim = "rename"` renames in a writable directory and is refused,
+    /// saying why, in one that is not (never a copy in its place).
+    #[test]
+    fn configured_rename_needs_a_writable_directory() {
+        let c = choose_strategy(&probe(true), ClaimStrategy::Rename).unwrap();
+        assert_eq!(c.strategy, Strategy::Rename);
+        assert_eq!(
+            c.reason,
+            "/var/mail is writable by ann, so the spool is renamed"
+        );
+        let e = choose_strategy(&probe(false), ClaimStrategy::Rename).unwrap_err();
+        assert!(e.0.starts_with("claim = \"rename\" needs"), "{e}");
+    }
+
+    /// A claim needs a sha256 tool (verification) and head and cmp (repair
+    /// of a claim cut short): without either nothing is claimed.
+    #[test]
+    fn a_server_without_sha256_or_head_and_cmp_is_refused() {
+        for (sha256, head_cmp, why) in [(false, true, "sha256"), (true, false, "head or cmp")] {
+            let mut p = probe(true);
+            p.tools.sha256 = sha256;
+            p.tools.head_cmp = head_cmp;
+            for wanted in [ClaimStrategy::Auto, ClaimStrategy::Rename] {
+                let e = choose_strategy(&p, wanted).unwrap_err();
+                assert!(e.0.contains(why), "{e}");
+            }
+        }
+    }
+
+    /// Every class the script reports becomes its failure (and so its exit
+    /// status); "said ok but exited non-zero" is not a success.
+    #[test]
+    fn every_script_error_has_its_failure() {
+        for (kind, failure) in [
+            (ScriptErrorKind::LockBusy, Failure::LockBusy),
+            (ScriptErrorKind::Unsupported, Failure::ServerUnsupported),
+            (ScriptErrorKind::Missing, Failure::Transfer),
+            (ScriptErrorKind::Failed, Failure::Transfer),
+            (ScriptErrorKind::BadRequest, Failure::Local),
+        ] {
+            let e = ScriptError {
+                kind,
+                message: String::new(),
+            };
+            assert_eq!(e.failure(), failure, "{kind:?}");
+        }
+        let e = parse_reply(b"claimed 61\nok\n", b"", 3).unwrap_err();
+        assert_eq!(e.kind, ScriptErrorKind::Failed);
+        assert_eq!(e.message, "server script said ok but exited with 3");
+        assert_eq!(
+            parse_reply(b"claimed 61\nok\n", b"", 0).unwrap(),
+            [("claimed".to_string(), "61".to_string())]
+        );
+    }
+
+    /// Each method's label (shown, kept in the history), the script's
+    /// `send` arguments for it, and whether SSH must compress.
+    #[test]
+    fn every_method_has_its_label_and_send_arguments() {
+        for (method, label, args, transport) in [
+            (Method::Zstd(18), "zstd -18", ("zstd", "18"), false),
+            (Method::Zstd(19), "zstd -19 --long", ("zstd", "19"), false),
+            (
+                Method::ZstdAdapt(9),
+                "zstd --adapt=9..19",
+                ("zstd-adapt", "9"),
+                false,
+            ),
+            (Method::Gzip(6), "gzip -6", ("gzip", "6"), false),
+            (Method::SshTransport, "ssh", ("cat", "0"), true),
+            (Method::Plain, "none", ("cat", "0"), false),
+        ] {
+            assert_eq!(method.label(), label);
+            let (name, level) = method.send_args();
+            assert_eq!((name, level.as_str()), args, "{label}");
+            assert_eq!(method.needs_transport_compression(), transport, "{label}");
+        }
+    }
+
+    /// A configured compression is used when the server has it and refused
+    /// when not; `ssh` and `none` need nothing; a fixed zstd level is kept
+    /// within 1..=19.
+    #[test]
+    fn configured_compression_is_used_or_refused() {
+        let mut p = probe(true);
+        let m = |p: &Probe, wanted, level| choose_method(p, wanted, level).map(|c| c.method);
+        assert_eq!(m(&p, Compression::Gzip, None), Ok(Method::Gzip(6)));
+        assert_eq!(m(&p, Compression::Ssh, None), Ok(Method::SshTransport));
+        assert_eq!(m(&p, Compression::None, None), Ok(Method::Plain));
+        let fixed = |l| Some(ZstdLevel::Fixed(l));
+        assert_eq!(m(&p, Compression::Zstd, fixed(25)), Ok(Method::Zstd(19)));
+        assert_eq!(m(&p, Compression::Zstd, fixed(0)), Ok(Method::Zstd(1)));
+        let auto = choose_method(&p, Compression::Auto, None).unwrap();
+        assert_eq!(auto.reason, "the server has zstd 1.5.4");
+        p.tools.gzip = false;
+        assert!(m(&p, Compression::Gzip, None).is_err());
+        p.tools.zstd = false;
+        let c = choose_method(&p, Compression::Auto, None).unwrap();
+        assert!(c.reason.contains("neither zstd nor gzip"), "{}", c.reason);
     }
 
     #[test]
