@@ -624,6 +624,95 @@ mod tests {
         assert!(!staged.exists() && !part.exists());
     }
 
+    /// A stream that arrives in small reads, as an SSH channel's does.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(1000);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    /// A checkpoint comes every CHECKPOINT_EVERY bytes, no more often, and
+    /// only once the file holds what it reports (written out of the
+    /// buffer, synced); a link that breaks right after one does not
+    /// report the same length twice.
+    #[test]
+    fn checkpoints_come_every_checkpoint_every_bytes_with_the_bytes_in_the_file() {
+        let every = CHECKPOINT_EVERY as usize;
+        let data = b"From a\nbody\n\n".repeat(3 * every / 13 + 100);
+        let dir = tempfile::tempdir().unwrap();
+        let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
+        let mut marks = Vec::new();
+        let t = stage(
+            Trickle(&data),
+            Download {
+                method: Method::Plain,
+                claim: &claim_of(&data),
+                partial: &part,
+                staged: &staged,
+                resume: None,
+                dictionary: None,
+            },
+            Duration::ZERO,
+            &mut |_, _| {},
+            &mut |len| {
+                assert_eq!(std::fs::metadata(&part)?.len(), len, "in the file");
+                marks.push(len);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(t.raw, data.len() as u64);
+        let first = &marks[..marks.len().min(3)];
+        assert_eq!(marks.len(), 2, "{} marks: {first:?}...", marks.len());
+        assert!(marks[1] - marks[0] >= CHECKPOINT_EVERY, "{marks:?}");
+
+        let (broken, marks) = {
+            let mut marks = Vec::new();
+            let r = stage(
+                Broken {
+                    data: &data,
+                    at: every,
+                },
+                Download {
+                    method: Method::Plain,
+                    claim: &claim_of(&data),
+                    partial: &part,
+                    staged: &staged,
+                    resume: None,
+                    dictionary: None,
+                },
+                Duration::ZERO,
+                &mut |_, _| {},
+                &mut |len| {
+                    marks.push(len);
+                    Ok(())
+                },
+            );
+            (r, marks)
+        };
+        assert!(matches!(broken, Err(TransferError::Io(_))));
+        assert_eq!(marks, [CHECKPOINT_EVERY]);
+    }
+
+    /// No partial file is no prefix (the download starts over); a partial
+    /// file that cannot be opened is an error, not a fresh start; an
+    /// empty prefix says so.
+    #[test]
+    fn a_prefix_is_read_only_from_a_partial_file_that_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("a.part");
+        assert!(Prefix::read(&part, 5).unwrap().is_none());
+        assert!(Prefix::read(dir.path(), 5).is_err(), "a directory");
+        std::fs::write(&part, b"From a\n").unwrap();
+        let p = Prefix::read(&part, 5).unwrap().unwrap();
+        assert_eq!((p.len(), p.is_empty()), (5, false));
+        let p = Prefix::read(&part, 0).unwrap().unwrap();
+        assert_eq!((p.len(), p.is_empty()), (0, true));
+    }
+
     /// A download cut at byte N continues from N with the rest compressed
     /// anew, and the whole file's sha256 decides: the rest with one changed
     /// byte, or a kept prefix changed locally, is refused and leaves nothing.
