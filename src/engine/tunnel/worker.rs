@@ -468,3 +468,65 @@ impl Worker {
         self.stats.socket_received = received;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker on a loopback listener that takes `uid` for its user and
+    /// never connects (only its refusal is asked).
+    fn worker(allow_other_users: bool, uid: u32) -> Worker {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let local_addr = listener.local_addr().unwrap();
+        let (wake, _) = UnixStream::pair().unwrap();
+        let (events, _) = crossbeam_channel::unbounded();
+        let (_, control) = crossbeam_channel::unbounded();
+        Worker {
+            spec: TunnelSpec {
+                account: "a".into(),
+                listen: local_addr,
+                target_host: "localhost".into(),
+                target_port: 25,
+                allow_other_users,
+            },
+            connect: Box::new(|| panic!("this test does not connect")),
+            events,
+            control,
+            wake,
+            listener,
+            local_addr,
+            stats: TunnelStats::default(),
+            socket_base: (0, 0),
+            sent_stats: None,
+            last_stats: Instant::now(),
+            accept_paused_until: None,
+            uid,
+        }
+    }
+
+    /// A loopback client is served only when its socket belongs to the
+    /// forward's user (here: the test's own connection, told apart by the
+    /// worker's uid), or when other users are allowed; a loopback peer
+    /// that is not in /proc/net/tcp is refused, a peer on another machine
+    /// (only with allow_non_loopback) is served.
+    #[test]
+    fn only_the_forwards_own_user_is_served() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let other = me.wrapping_add(1);
+        let ours = worker(false, me);
+        let _client = TcpStream::connect(ours.local_addr).unwrap();
+        let (server, peer) = ours.listener.accept().unwrap();
+        assert_eq!(ours.refusal(&server, peer), None);
+        let why = worker(false, other).refusal(&server, peer).unwrap();
+        assert!(why.contains("it belongs to"), "{why}");
+        assert!(why.contains("not to this forward's user"), "{why}");
+        assert_eq!(worker(true, other).refusal(&server, peer), None);
+
+        let unseen: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let why = ours.refusal(&server, unseen).unwrap();
+        assert!(why.contains("not in /proc/net/tcp"), "{why}");
+        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert_eq!(ours.refusal(&server, remote), None);
+    }
+}
