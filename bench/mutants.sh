@@ -27,8 +27,9 @@
 #   deliver    src/engine/deliver{.rs,/**}      lib + durability + filter_cli
 #   mbox       src/engine/mbox{.rs,/**}         lib + corpus_roundtrip
 #   tunnel     src/engine/tunnel{.rs,/**}, only the listener's functions
-#              (TunnelSpec::from_account, Tunnel::start, local_addr)
-#                                               lib + tunnel_command
+#              (TunnelSpec::from_account, Tunnel::start, local_addr) and
+#              the same-user check of each client (Worker::refusal)
+#                                               lib + tunnel_command + tunnel_peers
 # Mutants are made in place in a private clone of the committed HEAD,
 # target/mutants/tree (reset to HEAD at every start, so a mutant left behind
 # by an interrupted run is undone; uncommitted changes are not tested), and
@@ -99,14 +100,14 @@ tests_of() {
     host_keys) echo "--lib --test ssh_connect" ;;
     deliver) echo "--lib --test durability --test filter_cli" ;;
     mbox) echo "--lib --test corpus_roundtrip" ;;
-    tunnel) echo "--lib --test tunnel_command" ;;
+    tunnel) echo "--lib --test tunnel_command --test tunnel_peers" ;;
   esac
 }
 
 # extra_of MODULE: further cargo-mutants filters.
 extra_of() {
   case $1 in
-    tunnel) printf -- '-F\n%s\n' 'from_account|Tunnel::start|local_addr' ;;
+    tunnel) printf -- '-F\n%s\n' 'from_account|Tunnel::start|local_addr|refusal' ;;
   esac
 }
 
