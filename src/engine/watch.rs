@@ -266,17 +266,6 @@ mod tests {
     /// quoted strings across lines) and is valid sh.
     #[test]
     fn script_compacts_and_parses() {
-        assert!(!SCRIPT_SOURCE.contains("<<"));
-        let out = std::process::Command::new("sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(&script().text)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::engine::ssh::assert_compacts_and_parses(SCRIPT_SOURCE, &script().text);
     }
 }

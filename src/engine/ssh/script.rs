@@ -543,6 +543,28 @@ impl ScriptStream<'_> {
     }
 }
 
+/// Panics unless `source` has nothing [`compact`] would break
+/// (here-documents) and `compacted` is valid sh (`sh -n`): the check every
+/// remote script's unit tests make, kept in one place.
+#[cfg(test)]
+pub(crate) fn assert_compacts_and_parses(source: &str, compacted: &str) {
+    assert!(
+        !source.contains("<<"),
+        "compact() cannot keep here-documents"
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-n")
+        .arg("-c")
+        .arg(compacted)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `script` with `args` the way a server would (the fixed command
 /// line, the decoder and loader on stdin, the script itself sent when the
 /// loader asks), with the local /bin/sh and `home` as `$HOME`. Returns the
