@@ -430,21 +430,8 @@ mod tests {
         wire[700] ^= 0x20;
         let dir = tempfile::tempdir().unwrap();
         let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
-        let err = stage(
-            &wire[..],
-            Download {
-                method: Method::Plain,
-                claim: &claim_of(&data),
-                partial: &part,
-                staged: &staged,
-                resume: None,
-                dictionary: None,
-            },
-            Duration::ZERO,
-            &mut |_, _| {},
-            &mut |_| Ok(()),
-        )
-        .unwrap_err();
+        let (result, _) = stage_into(&wire[..], Method::Plain, &data, &part, None);
+        let err = result.unwrap_err();
         assert!(
             matches!(err, TransferError::Mismatch { got_size, .. } if got_size == data.len() as u64),
             "{err}"
@@ -477,21 +464,8 @@ mod tests {
             data: &data,
             interrupt_next: true,
         };
-        let t = stage(
-            flaky,
-            Download {
-                method: Method::Plain,
-                claim: &claim_of(&data),
-                partial: &part,
-                staged: &staged,
-                resume: None,
-                dictionary: None,
-            },
-            Duration::ZERO,
-            &mut |_, _| {},
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        let (result, _) = stage_into(flaky, Method::Plain, &data, &part, None);
+        let t = result.unwrap();
         assert_eq!(t.raw, data.len() as u64);
         assert_eq!(std::fs::read(&staged).unwrap(), data);
     }
@@ -522,7 +496,7 @@ mod tests {
     /// Stages `wire` into `part`, resuming from `resume`; returns the
     /// result and the lengths the checkpoints reported.
     fn stage_into(
-        wire: &[u8],
+        wire: impl Read,
         method: Method,
         data: &[u8],
         part: &Path,
@@ -619,7 +593,7 @@ mod tests {
 
         let mut flipped = data.clone();
         flipped[10] ^= 0x20;
-        let (err, _) = stage_into(&flipped, Method::Plain, &data, &part, None);
+        let (err, _) = stage_into(&flipped[..], Method::Plain, &data, &part, None);
         assert!(matches!(err.unwrap_err(), TransferError::Mismatch { .. }));
         assert!(!staged.exists() && !part.exists());
     }
@@ -771,7 +745,7 @@ mod tests {
             let mut rest = data[cut..].to_vec();
             rest[1000] ^= 0x20;
             let (err, _) = stage_into(
-                &compress(tool, &rest),
+                &compress(tool, &rest)[..],
                 method,
                 &data,
                 &part,
@@ -786,7 +760,7 @@ mod tests {
             // The right rest: the whole file, verified.
             std::fs::write(&part, &data[..cut]).unwrap();
             let wire = compress(tool, &data[cut..]);
-            let (t, _) = stage_into(&wire, method, &data, &part, Some(prefix.clone()));
+            let (t, _) = stage_into(&wire[..], method, &data, &part, Some(prefix.clone()));
             let t = t.unwrap();
             assert_eq!(
                 (t.raw, t.payload, t.resumed_from),
