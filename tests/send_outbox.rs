@@ -7,56 +7,16 @@
 mod common;
 mod fetch_support;
 
-use std::io::Write;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::proxy::CutProxy;
 use common::{Postfix, TestSshd, TestUser};
+use fetch_support::send::{
+    assert_each_tag_once, count, queue_listing, queue_tagged, run_with_input, tagged_messages,
+    wait_for_in_spool,
+};
 use fetch_support::{describe, Client};
-
-/// Runs `mailhaul ARGS` with `input` on stdin.
-fn run_with_input(client: &Client, args: &[&str], input: &[u8]) -> Output {
-    let mut child = client
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // A command line `send` refuses ends it before it reads its input.
-    if let Err(e) = stdin.write_all(input) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    drop(stdin);
-    child.wait_with_output().unwrap()
-}
-
-fn count(haystack: &[u8], needle: &str) -> usize {
-    let text = String::from_utf8_lossy(haystack);
-    text.matches(needle).count()
-}
-
-/// Waits (60 s) until `user`'s spool holds `needle` at least `n` times.
-fn wait_for_in_spool(user: &TestUser, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&user.spool_contents(), needle) < n {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not {n} times in {}'s spool within 60 s",
-            user.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn queue_listing(client: &Client) -> String {
-    let out = client.run(&["queue"]);
-    assert!(out.status.success(), "queue: {}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn sendmail_interface_delivers_once_with_envelope_and_without_bcc() {
@@ -186,15 +146,7 @@ fn refusals_and_offline_sends_queue_and_say_why() {
 
     // The server cannot be reached: queued, exit 0; flush says so (7).
     let dead_port = common::sshd::free_port();
-    let text = std::fs::read_to_string(&client.config).unwrap();
-    std::fs::write(
-        &client.config,
-        text.replace(
-            &format!("port = {}", sshd.port),
-            &format!("port = {dead_port}"),
-        ),
-    )
-    .unwrap();
+    client.connect_on_port(&sshd, dead_port);
     let out = run_with_input(
         &client,
         &["send", "-i", "someone@example.org"],
@@ -279,17 +231,7 @@ fn a_permanent_refusal_lands_in_failed_with_the_servers_words() {
     Postfix::ensure_running();
     let sshd = TestSshd::start();
     let login = TestUser::create_for(&sshd, "sndr");
-    let rc = login.home.join(".msmtprc");
-    std::fs::write(
-        &rc,
-        format!(
-            "account default\nhost 127.0.0.1\nport 25\nauth off\ntls off\nfrom {}@localhost\n",
-            login.name
-        ),
-    )
-    .unwrap();
-    std::os::unix::fs::chown(&rc, Some(login.uid), Some(login.gid)).unwrap();
-    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    login.write_msmtprc();
     let client = Client::new(&sshd, &login.name, "sendmail = \"/usr/bin/msmtp\"\n");
     let nobody = format!("nosuch-{}@localhost", login.name);
     let out = run_with_input(
@@ -319,42 +261,6 @@ fn a_permanent_refusal_lands_in_failed_with_the_servers_words() {
     assert_eq!(queue_listing(&client), "the outbox is empty\n");
 }
 
-/// Messages from the committed sample of real mail, each with a tag header.
-fn tagged_messages(n: usize, run: &str) -> Vec<Vec<u8>> {
-    let spool = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample-spool.mbox"),
-    )
-    .unwrap();
-    let text = String::from_utf8_lossy(&spool).into_owned();
-    let mut out = Vec::new();
-    for (i, chunk) in text.split("\nFrom ").enumerate().take(n) {
-        let body = chunk.split_once('\n').map_or("", |(_, rest)| rest);
-        out.push(format!("X-Mailhaul-Test-Tag: {run}-{i}\n{body}\n").into_bytes());
-    }
-    assert_eq!(out.len(), n);
-    out
-}
-
-fn queue_tagged(client: &Client, user: &TestUser, messages: &[Vec<u8>]) {
-    let rcpt = format!("{}@localhost", user.name);
-    for m in messages {
-        let out = run_with_input(client, &["send", "-oi", "--", &rcpt], m);
-        assert!(out.status.success(), "send: {}", describe(&out));
-    }
-}
-
-fn assert_each_tag_once(user: &TestUser, run: &str, n: usize) {
-    let spool = user.spool_contents();
-    let mut wrong = Vec::new();
-    for i in 0..n {
-        let c = count(&spool, &format!("X-Mailhaul-Test-Tag: {run}-{i}\n"));
-        if c != 1 {
-            wrong.push(format!("{run}-{i}: {c} times"));
-        }
-    }
-    assert!(wrong.is_empty(), "not exactly once: {wrong:?}");
-}
-
 /// The client dies (abort) right after the server's first answer, before
 /// it records anything: the next flush must not send those messages again
 /// (the server's ledger answers `dup`). Fails when send.sh's ledger check
@@ -366,7 +272,7 @@ fn a_client_killed_after_the_servers_acceptance_never_sends_twice() {
     let user = TestUser::create_for(&sshd, "sndk");
     let client = Client::new(&sshd, &user.name, "");
     let messages = tagged_messages(5, "k");
-    queue_tagged(&client, &user, &messages);
+    queue_tagged(&client, &format!("{}@localhost", user.name), &messages);
     let out = client
         .command(&["queue", "flush"])
         .env("MAILHAUL_TEST_CRASH_AT", "answered")
@@ -385,50 +291,6 @@ fn a_client_killed_after_the_servers_acceptance_never_sends_twice() {
     wait_for_in_spool(&user, "X-Mailhaul-Test-Tag: k-4\n", 1);
     postfix.wait_delivered(&user, 0);
     assert_each_tag_once(&user, "k", messages.len());
-}
-
-/// A TCP proxy whose connections can all be cut at once (both sockets shut
-/// down, as a dropped link looks to both ends).
-struct CutProxy {
-    port: u16,
-    live: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl CutProxy {
-    fn start(target: u16) -> CutProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let registry = live.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let mut reg = registry.lock().unwrap();
-                reg.push(client.try_clone().unwrap());
-                reg.push(server.try_clone().unwrap());
-                drop(reg);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
-            }
-        });
-        CutProxy { port, live }
-    }
-
-    fn cut(&self) {
-        for s in self.live.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
 }
 
 /// A small random generator (xorshift), seeded from the clock and printed,
@@ -460,15 +322,7 @@ fn kills_and_cut_links_never_send_twice_or_lose_a_message() {
     let proxy = CutProxy::start(sshd.port);
     // The proxy's port is not the one known_hosts has the key for.
     let client = Client::new(&sshd, &user.name, "known_hosts = \"accept-new\"\n");
-    let text = std::fs::read_to_string(&client.config).unwrap();
-    std::fs::write(
-        &client.config,
-        text.replace(
-            &format!("port = {}", sshd.port),
-            &format!("port = {}", proxy.port),
-        ),
-    )
-    .unwrap();
+    client.connect_on_port(&sshd, proxy.port);
     let messages = tagged_messages(n.min(300), "x");
     let messages: Vec<Vec<u8>> = (0..n)
         .map(|i| {
@@ -495,7 +349,11 @@ fn kills_and_cut_links_never_send_twice_or_lose_a_message() {
     let (mut kills, mut cuts) = (0, 0);
     while queued < n {
         let group = (n - queued).min(1 + rng.below(12) as usize);
-        queue_tagged(&client, &user, &messages[queued..queued + group]);
+        queue_tagged(
+            &client,
+            &format!("{}@localhost", user.name),
+            &messages[queued..queued + group],
+        );
         queued += group;
         rounds += 1;
         let mut child = client
@@ -664,7 +522,7 @@ fn flushes_at_the_same_time_send_each_message_once() {
     let user = TestUser::create_for(&sshd, "sndc");
     let client = Client::new(&sshd, &user.name, "");
     let messages = tagged_messages(30, "c");
-    queue_tagged(&client, &user, &messages);
+    queue_tagged(&client, &format!("{}@localhost", user.name), &messages);
     let flushes: Vec<_> = (0..3)
         .map(|_| {
             client

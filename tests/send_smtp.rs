@@ -9,11 +9,15 @@
 mod common;
 mod fetch_support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proxy::CutProxy;
 use common::{Postfix, SystemLock, TestSshd, TestUser};
+use fetch_support::send::{
+    assert_each_tag_once, count, queue_listing, queue_tagged, run_with_input, tagged_messages,
+    wait_for_in_spool,
+};
 use fetch_support::{describe, Client};
 
 /// A second smtpd of the system Postfix, on loopback, that puts off every
@@ -70,78 +74,6 @@ fn smtp_client(sshd: &TestSshd, user: &TestUser, extra: &str, target: Option<&st
         &user.name,
         &format!("send = \"smtp\"\n{extra}[account.forward]\n{target}"),
     )
-}
-
-fn run_with_input(client: &Client, args: &[&str], input: &[u8]) -> Output {
-    let mut child = client
-        .command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn count(haystack: &[u8], needle: &str) -> usize {
-    String::from_utf8_lossy(haystack).matches(needle).count()
-}
-
-fn wait_for_in_spool(user: &TestUser, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&user.spool_contents(), needle) < n {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not {n} times in {}'s spool within 60 s",
-            user.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn queue_listing(client: &Client) -> String {
-    let out = client.run(&["queue"]);
-    assert!(out.status.success(), "queue: {}", describe(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Real messages (the committed sample), each with a tag header.
-fn tagged_messages(n: usize, run: &str) -> Vec<Vec<u8>> {
-    let spool = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sample-spool.mbox"),
-    )
-    .unwrap();
-    let text = String::from_utf8_lossy(&spool).into_owned();
-    let out: Vec<Vec<u8>> = text
-        .split("\nFrom ")
-        .take(n)
-        .enumerate()
-        .map(|(i, chunk)| {
-            let body = chunk.split_once('\n').map_or("", |(_, rest)| rest);
-            format!("X-Mailhaul-Test-Tag: {run}-{i}\n{body}\n").into_bytes()
-        })
-        .collect();
-    assert_eq!(out.len(), n);
-    out
-}
-
-fn queue_tagged(client: &Client, rcpt: &str, messages: &[Vec<u8>]) {
-    for m in messages {
-        let out = run_with_input(client, &["send", "-oi", "--", rcpt], m);
-        assert!(out.status.success(), "send: {}", describe(&out));
-    }
-}
-
-fn assert_each_tag_once(user: &TestUser, run: &str, n: usize) {
-    let spool = user.spool_contents();
-    let wrong: Vec<String> = (0..n)
-        .filter_map(|i| {
-            let c = count(&spool, &format!("X-Mailhaul-Test-Tag: {run}-{i}\n"));
-            (c != 1).then(|| format!("{run}-{i}: {c} times"))
-        })
-        .collect();
-    assert!(wrong.is_empty(), "not exactly once: {wrong:?}");
 }
 
 /// Twelve real messages and one with CRLF, 8-bit bytes and lines that
@@ -401,50 +333,6 @@ fn without_pipelining_each_command_waits_and_all_arrive_once() {
     assert_each_tag_once(&user, "n", 4);
 }
 
-/// A TCP proxy whose connections can all be cut at once.
-struct CutProxy {
-    port: u16,
-    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
-}
-
-impl CutProxy {
-    fn start(target: u16) -> CutProxy {
-        use std::net::{Shutdown, TcpListener, TcpStream};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let live: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
-        let registry = live.clone();
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let mut reg = registry.lock().unwrap();
-                reg.push(client.try_clone().unwrap());
-                reg.push(server.try_clone().unwrap());
-                drop(reg);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Both);
-                        let _ = from.shutdown(Shutdown::Both);
-                    });
-                }
-            }
-        });
-        CutProxy { port, live }
-    }
-
-    fn cut(&self) {
-        for s in self.live.lock().unwrap().drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
 /// Real messages sent with SMTP while the client is killed -9 and the link
 /// cut at random moments, then flushed in peace: no message is in the
 /// spool twice, and none is lost: each is in the spool once, or in the
@@ -461,15 +349,7 @@ fn smtp_under_kills_and_cuts_never_sends_twice_nor_loses_a_message() {
         .unwrap_or(24);
     let proxy = CutProxy::start(sshd.port);
     let client = smtp_client(&sshd, &user, "known_hosts = \"accept-new\"\n", None);
-    let text = std::fs::read_to_string(&client.config).unwrap();
-    std::fs::write(
-        &client.config,
-        text.replace(
-            &format!("port = {}", sshd.port),
-            &format!("port = {}", proxy.port),
-        ),
-    )
-    .unwrap();
+    client.connect_on_port(&sshd, proxy.port);
     let sample = tagged_messages(n.min(300), "y");
     let messages: Vec<Vec<u8>> = (0..n)
         .map(|i| {

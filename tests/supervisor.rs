@@ -14,14 +14,15 @@
 mod common;
 mod fetch_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use fetch_support::watch::Watch;
 use fetch_support::{describe, fill_spool, maildir_files, Client};
 use mailhaul::config::Config;
 use mailhaul::engine::event::{Event, FetchEvent, Level, LinkState, OutboxCounts, Stage};
@@ -357,17 +358,7 @@ fn a_permanent_refusal_is_counted_failed_and_logged() {
     Postfix::ensure_running();
     let sshd = TestSshd::start();
     let user = TestUser::create_for(&sshd, "supp");
-    let rc = user.home.join(".msmtprc");
-    std::fs::write(
-        &rc,
-        format!(
-            "account default\nhost 127.0.0.1\nport 25\nauth off\ntls off\nfrom {}@localhost\n",
-            user.name
-        ),
-    )
-    .unwrap();
-    std::os::unix::fs::chown(&rc, Some(user.uid), Some(user.gid)).unwrap();
-    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    user.write_msmtprc();
     let client = Client::new(&sshd, &user.name, "sendmail = \"/usr/bin/msmtp\"\n");
     queue(
         &client,
@@ -503,68 +494,6 @@ impl Gate {
     }
 }
 
-/// A running `mailhaul watch` and its output lines.
-struct Watch {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Watch {
-    fn start(client: &Client) -> Watch {
-        let mut child = client
-            .command(&["watch"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mailhaul watch");
-        let (tx, lines) = crossbeam_channel::unbounded();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    eprintln!("watch| {line}");
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_line(&mut self, text: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {text:?} within {limit:?}; saw {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn watch_sends_what_was_queued_offline_once_the_link_is_back() {
     let postfix = Postfix::ensure_running();
@@ -574,15 +503,7 @@ fn watch_sends_what_was_queued_offline_once_the_link_is_back() {
     let gate = Gate::start(sshd.port);
     // The gate's port is not the one known_hosts has the key for.
     let client = Client::new(&sshd, &user.name, "known_hosts = \"accept-new\"\n");
-    let text = std::fs::read_to_string(&client.config).unwrap();
-    std::fs::write(
-        &client.config,
-        text.replace(
-            &format!("port = {}", sshd.port),
-            &format!("port = {}", gate.port),
-        ),
-    )
-    .unwrap();
+    client.connect_on_port(&sshd, gate.port);
 
     // Sent while the server cannot be reached: queued, exit 0.
     let mut send = client
@@ -658,15 +579,7 @@ fn a_due_message_while_the_link_is_down_does_not_spin() {
     let user = TestUser::create_for(&sshd, "supi");
     let gate = Gate::start(sshd.port);
     let client = Client::new(&sshd, &user.name, "known_hosts = \"accept-new\"\n");
-    let text = std::fs::read_to_string(&client.config).unwrap();
-    std::fs::write(
-        &client.config,
-        text.replace(
-            &format!("port = {}", sshd.port),
-            &format!("port = {}", gate.port),
-        ),
-    )
-    .unwrap();
+    client.connect_on_port(&sshd, gate.port);
     queue(&client, "someone@example.org", b"Subject: later\n\nbody\n");
     // Deferred once, next try in two seconds (the outbox's own format).
     let queue_dir = client.data_dir().join("outbox/acct/queue");

@@ -12,6 +12,7 @@
 pub mod hook;
 pub mod postfix;
 pub mod proc;
+pub mod proxy;
 pub mod sshd;
 pub mod strace;
 pub mod target;

@@ -23,6 +23,23 @@ pub struct TestUser {
 }
 
 impl TestUser {
+    /// Writes the user's `~/.msmtprc` (0600, theirs): msmtp sends through
+    /// the local Postfix's SMTP on port 25 as NAME@localhost. The tests that
+    /// make msmtp the server's sendmail use it to get SMTP's refusals.
+    pub fn write_msmtprc(&self) {
+        let rc = self.home.join(".msmtprc");
+        std::fs::write(
+            &rc,
+            format!(
+                "account default\nhost 127.0.0.1\nport 25\nauth off\ntls off\nfrom {}@localhost\n",
+                self.name
+            ),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(&rc, Some(self.uid), Some(self.gid)).unwrap();
+        std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     /// Creates a user named `prefix` (at most 8 characters, lowercase letter
     /// first) followed by 8 random hex digits, so parallel tests never collide.
     pub fn create(prefix: &str) -> TestUser {

@@ -12,6 +12,9 @@ use md5::{Digest, Md5};
 
 use crate::common::{TestSshd, TestUser};
 
+pub mod send;
+pub mod watch;
+
 /// One isolated mailhaul installation: HOME, XDG dirs, config and Maildir.
 pub struct Client {
     /// Holds everything; removed on drop.
@@ -82,6 +85,18 @@ impl Client {
     /// The data dir (journal, staging, history).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data/mailhaul")
+    }
+
+    /// Makes the account log in on loopback `port` instead of `sshd`'s own
+    /// (a proxy, a gate or a dead port in front of it), for the tests of a
+    /// link that drops or is down.
+    pub fn connect_on_port(&self, sshd: &TestSshd, port: u16) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(
+            &self.config,
+            text.replace(&format!("port = {}", sshd.port), &format!("port = {port}")),
+        )
+        .unwrap();
     }
 
     /// A `mailhaul` command in this client's isolated environment.
