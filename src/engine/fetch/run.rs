@@ -66,6 +66,8 @@ pub(super) struct DictionaryRun {
     retrain: bool,
     /// A transfer used it.
     used: bool,
+    /// The zstd level of transfers with it (`dictionary::level`).
+    level: i32,
 }
 
 /// What the claim step's `send` line said about the dictionary.
@@ -263,10 +265,13 @@ impl Run<'_> {
             // A small claim goes with the dictionary, if the server has it.
             dict = self.dictionary_for(&ws, method.method);
             if let Some(d) = &dict {
+                let rate = link::recorded_rate(ws.dir(), SystemTime::now());
+                self.dictionary.level =
+                    dictionary::level(self.account.zstd_level, link::level_for(rate).is_some());
                 args.extend([
                     d.sha256().into(),
                     dictionary::MAX_CLAIM.to_string().into(),
-                    dictionary::LEVEL.to_string().into(),
+                    self.dictionary.level.to_string().into(),
                 ]);
             }
             let stream = conn.start_script(claim::remote_script(), &args)?;
@@ -379,7 +384,7 @@ impl Run<'_> {
             self.process(conn, &ws, &mut journal, c, method.method, None, None)?;
         }
         if self.dictionary.used {
-            self.summary.method = format!("zstd -{} + dictionary", dictionary::LEVEL);
+            self.summary.method = format!("zstd -{} + dictionary", self.dictionary.level);
         }
         self.keep_dictionary(conn, &ws, method.method, dict);
         self.summary.socket_bytes = conn
@@ -861,7 +866,7 @@ impl Run<'_> {
         };
         self.emit(FetchEvent::Stage(Stage::Verifying));
         let level = match method {
-            _ if with.is_some() => Some(dictionary::LEVEL),
+            _ if with.is_some() => Some(self.dictionary.level),
             Method::Zstd(l) | Method::ZstdAdapt(l) => Some(l),
             _ => None,
         };
