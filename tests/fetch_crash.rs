@@ -6,6 +6,7 @@
 mod common;
 mod fetch_support;
 
+use common::tmpfs::Tmpfs;
 use common::{TestSshd, TestUser};
 use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client, Fixture};
 
@@ -175,38 +176,6 @@ fn root_kill_mid_transfer_then_new_mail() {
     assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
 }
 
-/// Unmounts a tmpfs on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        common::run(std::process::Command::new("mount").args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0700"),
-            "tmpfs",
-            at.to_str().unwrap(),
-        ]));
-        Tmpfs(at.to_path_buf())
-    }
-
-    fn resize(&self, size: &str) {
-        common::run(std::process::Command::new("mount").args([
-            "-o",
-            &format!("remount,size={size}"),
-            self.0.to_str().unwrap(),
-        ]));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A full local disk while the claim is downloaded: the fetch fails with
 /// exit 1 (a local error), the claim stays on the server, nothing is filed
 /// twice once there is room again.
@@ -217,7 +186,7 @@ fn a_full_local_disk_keeps_the_claim_on_the_server() {
     let fixture = Fixture::as_user(&sshd, "mhcd", &mail.spool, "");
     let (client, user) = (&fixture.client, fixture.user());
     // The data dir (journal, staging) on a tmpfs smaller than the spool.
-    let data = Tmpfs::mount(&client.dir.path().join("data"), "256k");
+    let data = Tmpfs::mount(&client.dir.path().join("data"), "256k", 0, 0);
 
     let out = client.run(&["fetch"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));

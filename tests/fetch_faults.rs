@@ -22,11 +22,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::tmpfs::Tmpfs;
 use common::{Postfix, ServerHook, TestSshd, TestUser};
 use fetch_support::{assert_same_messages, describe, maildir_files, real_mail, Client, Fixture};
 use mailhaul::engine::filing::MboxFormat;
@@ -718,41 +719,6 @@ fn a_corrupt_compressed_stream_is_refused() {
             &format!("{compression}: corrupt once, then fetched"),
         );
         assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
-    }
-}
-
-/// A tmpfs mounted for a test, unmounted (lazily, should a process still
-/// hold it) on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`mount -o size=`) at `at`, owned by
-    /// `uid:gid` with mode 0700.
-    fn mount(at: &Path, size: &str, uid: u32, gid: u32) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        common::run(Command::new("mount").args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},mode=0700,uid={uid},gid={gid}"),
-            "tmpfs",
-            at.to_str().unwrap(),
-        ]));
-        Tmpfs(at.to_path_buf())
-    }
-
-    fn resize(&self, size: &str) {
-        common::run(Command::new("mount").args([
-            "-o",
-            &format!("remount,size={size}"),
-            self.0.to_str().unwrap(),
-        ]));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 

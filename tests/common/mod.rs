@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod sshd;
 pub mod strace;
 pub mod target;
+pub mod tmpfs;
 pub mod tmux;
 pub mod user;
 
