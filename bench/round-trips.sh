@@ -12,6 +12,14 @@
 #
 #   bash bench/round-trips.sh                 # as root; MESSAGES=10 RUNS=3
 #   MAILHAUL_BIN=/path/to/mailhaul bash bench/round-trips.sh
+#   SESSION=open bash bench/round-trips.sh    # over watch's open session
+#
+# SESSION=open: one `mailhaul watch` (its worker keeps the session open)
+# runs under strace; each run appends MESSAGES messages to the spool as an
+# MDA would and waits until they are filed. Counted: the waits that began
+# after the append and ended before the last message was filed (the
+# Maildir file's mtime): "connect -> filed" on a session already open; the
+# watcher's report itself is a server wait. wall_s is append -> filed.
 #
 # Prints one line per run: messages, wall seconds, round trips, bytes up and
 # down (the proxy's counters), and the waits themselves.
@@ -21,6 +29,7 @@ repo=$(pwd)
 RUNS=${RUNS:-3}
 RTT_MS=${RTT_MS:-300}
 MESSAGES=${MESSAGES:-10}
+SESSION=${SESSION:-new}
 [ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
 for tool in /usr/sbin/sshd strace zstd python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install openssh-server strace zstd python3)" >&2; exit 1; }
@@ -97,6 +106,66 @@ CFG
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$bench/link.stats"; }
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); RTT $RTT_MS ms; $MESSAGES message(s)" >&2
 printf 'run\tmessages\twall_s\tround_trips\tserver_waits\tup_bytes\tdown_bytes\twaits_ms\n'
+if [ "$SESSION" = open ]; then
+  : > "$spool_dir/$user"
+  HOME=$bench/run XDG_DATA_HOME=$bench/run/xdg-data XDG_STATE_HOME=$bench/run/xdg-state \
+    strace -f -qq -tt -T -e trace=poll,ppoll,connect,sendto -o "$bench/strace.log" \
+    "$mailhaul" --config "$bench/run/config.toml" watch bench > "$bench/watch.log" 2>&1 &
+  strace_pid=$!
+  for _ in $(seq 300); do grep -q 'watching the spool' "$bench/watch.log" && break; sleep 0.1; done
+  grep -q 'watching the spool' "$bench/watch.log" || { cat "$bench/watch.log" >&2; exit 1; }
+  sleep 2 # the fetch it makes once ready
+  for run in $(seq 1 "$RUNS"); do
+    before=$(find "$bench/run/Maildir" -type f | wc -l)
+    up0=$(stat_of up_bytes 2>/dev/null || echo 0); down0=$(stat_of down_bytes 2>/dev/null || echo 0)
+    t0=$(date +%s.%N)
+    cat "$bench/spool.orig" >> "$spool_dir/$user"
+    for _ in $(seq 600); do
+      [ "$(find "$bench/run/Maildir" -type f | wc -l)" -ge $((before + MESSAGES)) ] && break
+      sleep 0.05
+    done
+    t1=$(find "$bench/run/Maildir" -type f -printf '%T@\n' | sort -n | tail -n 1)
+    sleep 2 # the release, then quiet
+    python3 - "$bench/strace.log" "$RTT_MS" "$run" "$MESSAGES" "$t0" "$t1" "$(stat_of up_bytes 2>/dev/null || echo 0)" "$up0" <<'PY'
+import datetime, re, sys
+log, rtt, run, msgs, t0, t1, up, up0 = sys.argv[1:]
+rtt = float(rtt) / 1000
+t0, t1 = float(t0), float(t1)
+day = datetime.datetime.fromtimestamp(t0).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+rtts, server, shown = 0, 0, []
+sent = False
+for l in open(log):
+    m = re.match(r'\d+\s+(\d+):(\d+):([0-9.]+) ', l)
+    if not m:
+        continue
+    start = day + int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    # A call another thread's output cut in two: its end is stamped.
+    w = re.search(r'(poll\(|connect\(|poll resumed>).*<([0-9.]+)>\s*$', l)
+    if w and 'resumed>' in l:
+        start -= float(w.group(2))
+    if start < t0 or start > t1:
+        continue
+    if 'sendto(' in l and 'EAGAIN' not in l:
+        sent = True
+    if w and float(w.group(2)) > rtt / 3 and start + float(w.group(2)) <= t1 + 0.01:
+        ms = round(float(w.group(2)) * 1000)
+        if sent:
+            rtts += 1
+            shown.append(str(ms))
+        else:
+            server += 1
+            shown.append(f"({ms})")
+        sent = False
+# Bytes up: the proxy's totals are written when the connection closes, so
+# they are not known per run here.
+print(f"{run}\t{msgs}\t{t1 - t0:.2f}\t{rtts}\t{server}\t-\t-\t" + ",".join(shown))
+PY
+  done
+  watch_pid=$(pgrep -P "$strace_pid" || true)
+  [ -z "$watch_pid" ] || kill "$watch_pid"
+  wait "$strace_pid" || true
+  exit 0
+fi
 # Run 0 warms the server (the cached scripts) and is not printed.
 for run in $(seq 0 "$RUNS"); do
   cp "$bench/spool.orig" "$spool_dir/$user"
