@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::proxy::CutProxy;
 use common::{Postfix, TestSshd, TestUser};
 use fetch_support::send::{
-    assert_each_tag_once, count, queue_listing, queue_tagged, run_with_input, tagged_messages,
-    wait_for_in_spool,
+    assert_each_tag_once, count, flush_and_disturb, queue_listing, queue_tagged, run_with_input,
+    tagged_messages, wait_for_in_spool,
 };
 use fetch_support::{describe, Client};
 
@@ -356,26 +356,10 @@ fn kills_and_cut_links_never_send_twice_or_lose_a_message() {
         );
         queued += group;
         rounds += 1;
-        let mut child = client
-            .command(&["queue", "flush"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(900)));
-        match rng.below(3) {
-            0 => {
-                // SAFETY: kill(2) on the child this test started.
-                unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-                kills += 1;
-            }
-            1 => {
-                proxy.cut();
-                cuts += 1;
-            }
-            _ => {}
-        }
-        child.wait().unwrap();
+        let pause = Duration::from_millis(rng.below(900));
+        let (killed, cut) = flush_and_disturb(&client, &proxy, pause, rng.below(3));
+        kills += killed;
+        cuts += cut;
     }
     // In peace now: flush until the queue is empty.
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -9,14 +9,14 @@
 mod common;
 mod fetch_support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::proxy::CutProxy;
 use common::{Postfix, SystemLock, TestSshd, TestUser};
 use fetch_support::send::{
-    assert_each_tag_once, count, queue_listing, queue_tagged, run_with_input, tagged_messages,
-    wait_for_in_spool,
+    assert_each_tag_once, count, flush_and_disturb, queue_listing, queue_tagged, run_with_input,
+    tagged_messages, wait_for_in_spool,
 };
 use fetch_support::{describe, Client};
 
@@ -380,26 +380,10 @@ fn smtp_under_kills_and_cuts_never_sends_twice_nor_loses_a_message() {
         let group = (n - queued).min(1 + below(6) as usize);
         queue_tagged(&client, &rcpt, &messages[queued..queued + group]);
         queued += group;
-        let mut child = client
-            .command(&["queue", "flush"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(below(900)));
-        match below(3) {
-            0 => {
-                // SAFETY: kill(2) on the child this test started.
-                unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-                kills += 1;
-            }
-            1 => {
-                proxy.cut();
-                cuts += 1;
-            }
-            _ => {}
-        }
-        child.wait().unwrap();
+        let pause = Duration::from_millis(below(900));
+        let (killed, cut) = flush_and_disturb(&client, &proxy, pause, below(3));
+        kills += killed;
+        cuts += cut;
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {

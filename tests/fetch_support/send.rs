@@ -7,6 +7,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{describe, Client};
+use crate::common::proxy::CutProxy;
 use crate::common::TestUser;
 
 /// Runs `mailhaul ARGS` with `input` on stdin.
@@ -90,4 +91,37 @@ pub fn assert_each_tag_once(user: &TestUser, run: &str, n: usize) {
         }
     }
     assert!(wrong.is_empty(), "not exactly once: {wrong:?}");
+}
+
+/// One round of the send race tests: starts `mailhaul queue flush`, waits
+/// `pause`, then by `choice` kills it -9 (0), cuts the link through `proxy`
+/// (1) or leaves it be (else), and waits for it to end. Returns (kills,
+/// cuts), each 0 or 1, for the tests' counts.
+pub fn flush_and_disturb(
+    client: &Client,
+    proxy: &CutProxy,
+    pause: Duration,
+    choice: u64,
+) -> (usize, usize) {
+    let mut child = client
+        .command(&["queue", "flush"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(pause);
+    let done = match choice {
+        0 => {
+            // SAFETY: kill(2) on the child this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            (1, 0)
+        }
+        1 => {
+            proxy.cut();
+            (0, 1)
+        }
+        _ => (0, 0),
+    };
+    child.wait().unwrap();
+    done
 }
