@@ -643,30 +643,16 @@ mod tests {
         assert_eq!(marks.len(), 2, "{} marks: {first:?}...", marks.len());
         assert!(marks[1] - marks[0] >= CHECKPOINT_EVERY, "{marks:?}");
 
-        let (broken, marks) = {
-            let mut marks = Vec::new();
-            let r = stage(
-                Broken {
-                    data: &data,
-                    at: every,
-                },
-                Download {
-                    method: Method::Plain,
-                    claim: &claim_of(&data),
-                    partial: &part,
-                    staged: &staged,
-                    resume: None,
-                    dictionary: None,
-                },
-                Duration::ZERO,
-                &mut |_, _| {},
-                &mut |len| {
-                    marks.push(len);
-                    Ok(())
-                },
-            );
-            (r, marks)
-        };
+        let (broken, marks) = stage_into(
+            Broken {
+                data: &data,
+                at: every,
+            },
+            Method::Plain,
+            &data,
+            &part,
+            None,
+        );
         assert!(matches!(broken, Err(TransferError::Io(_))));
         assert_eq!(marks, [CHECKPOINT_EVERY]);
     }
@@ -700,26 +686,15 @@ mod tests {
         let part = dir.path().join("a.part");
         let staged = part.with_extension("mbox");
         // A checkpoint every CHECKPOINT_EVERY bytes, and one where it broke.
-        let mut marks = Vec::new();
-        let broken = stage(
+        let (broken, marks) = stage_into(
             Broken {
                 data: &data,
                 at: cut,
             },
-            Download {
-                method: Method::Plain,
-                claim: &claim_of(&data),
-                partial: &part,
-                staged: &staged,
-                resume: None,
-                dictionary: None,
-            },
-            Duration::ZERO,
-            &mut |_, _| {},
-            &mut |len| {
-                marks.push(len);
-                Ok(())
-            },
+            Method::Plain,
+            &data,
+            &part,
+            None,
         );
         assert!(broken.is_err());
         assert_eq!(*marks.last().unwrap(), cut as u64);
