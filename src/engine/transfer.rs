@@ -553,26 +553,15 @@ mod tests {
         let wire = compress(&["gzip", "-c"], &data);
         let dir = tempfile::tempdir().unwrap();
         let (part, staged) = (dir.path().join("a.part"), dir.path().join("a.mbox"));
-        let mut marks = Vec::new();
-        let err = stage(
+        let (err, marks) = stage_into(
             Broken {
                 data: &wire,
                 at: wire.len() / 2,
             },
-            Download {
-                method: Method::Gzip(6),
-                claim: &claim_of(&data),
-                partial: &part,
-                staged: &staged,
-                resume: None,
-                dictionary: None,
-            },
-            Duration::ZERO,
-            &mut |_, _| {},
-            &mut |len| {
-                marks.push(len);
-                Ok(())
-            },
+            Method::Gzip(6),
+            &data,
+            &part,
+            None,
         );
         assert!(matches!(err, Err(TransferError::Io(_))));
         assert!(!staged.exists());

@@ -208,18 +208,7 @@ impl Connection {
         script: &RemoteScript,
         args: &[A],
     ) -> Result<ScriptOutput, SshError> {
-        let mut stream = self.start_script(script, args)?;
-        let mut stdout = Vec::new();
-        stream
-            .read_to_end(&mut stdout)
-            .map_err(|source| self.io_err("reading a script's output", source))?;
-        let end = stream.finish()?;
-        Ok(ScriptOutput {
-            stdout,
-            stderr: end.stderr,
-            status: end.status,
-            signal: end.signal,
-        })
+        self.collect(self.start_script(script, args)?)
     }
 
     /// Runs `script` as [`Connection::run_script`] does, with `input` on
@@ -237,11 +226,15 @@ impl Connection {
             .and_then(|()| channel.flush())
             .map_err(|source| self.io_err("sending a script's input", source))?;
         self.patiently("sending a script's input", || channel.send_eof())?;
-        let mut stream = ScriptStream {
+        self.collect(ScriptStream {
             conn: self,
             channel,
             stop: None,
-        };
+        })
+    }
+
+    /// Reads `stream` to its end and collects its stderr and exit status.
+    fn collect(&self, mut stream: ScriptStream<'_>) -> Result<ScriptOutput, SshError> {
         let mut stdout = Vec::new();
         stream
             .read_to_end(&mut stdout)
