@@ -20,9 +20,8 @@
 //! newest mail. A dictionary missing, unreadable or not matching its
 //! recorded sha256 is made again too.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -197,21 +196,6 @@ impl State {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file, 0600, fsynced.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path)
-}
-
 /// The newest messages filed under the Maildir root `maildir` (every
 /// folder's `new/` and `cur/`), by modification time, as one raw-content
 /// dictionary of at most `size` bytes: oldest first (zstd reaches the end
@@ -278,13 +262,13 @@ pub fn sample(maildir: &Path, size: usize) -> io::Result<Option<Vec<u8>>> {
 /// Stores `dictionary` in the account's work area `dir` (0600) with a new
 /// state naming its sha256.
 pub fn store(dir: &Path, dictionary: &Dictionary, now: SystemTime) -> io::Result<()> {
-    write_private(&dir.join(FILE_NAME), dictionary.bytes())?;
+    super::write_private(&dir.join(FILE_NAME), dictionary.bytes())?;
     let state = State {
         sha256: dictionary.sha256().to_string(),
         made: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         ..State::default()
     };
-    write_private(&dir.join(STATE_NAME), state.text().as_bytes())
+    super::write_private(&dir.join(STATE_NAME), state.text().as_bytes())
 }
 
 /// The dictionary kept in `dir` and its state, when both are there and
@@ -309,7 +293,7 @@ pub fn record(dir: &Path, sha256: &str, raw: u64, payload: u64) -> io::Result<bo
         return Ok(false);
     };
     state.add(raw, payload);
-    write_private(&path, state.text().as_bytes())?;
+    super::write_private(&path, state.text().as_bytes())?;
     Ok(state.retrain_due())
 }
 

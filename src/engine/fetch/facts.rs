@@ -4,8 +4,6 @@
 //! have it; otherwise it answers `resurvey` with the new ones, which are
 //! kept and chosen from again (docs/design.md, the fetch protocol).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::engine::claim::{parse_probe, Probe};
@@ -57,15 +55,7 @@ pub fn store(dir: &Path, records: &[(String, String)]) -> std::io::Result<()> {
         .filter(|(k, _)| PROBE_KEYS.contains(&k.as_str()))
         .map(|(k, v)| format!("{k} {v}\n"))
         .collect();
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    std::fs::rename(tmp, path)
+    super::write_private(&path, text.as_bytes())
 }
 
 #[cfg(test)]

@@ -69,9 +69,7 @@ pub fn record(
     }
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, format!("{secs} {rate:.0}\n"))?;
-    std::fs::rename(tmp, path)
+    super::write_private(&path, format!("{secs} {rate:.0}\n").as_bytes())
 }
 
 #[cfg(test)]

@@ -39,6 +39,25 @@ use crate::engine::ssh::{
     self, Connection, HostKeyDecision, Prompter, SshError, Target, UnknownHost,
 };
 
+/// Replaces `path` whole with `bytes` through a temporary file beside it,
+/// mode 0600 (local files are private): the account's kept server facts,
+/// its dictionary and the dictionary's state, the link rate. Not synced:
+/// each of them is checked when read (a key, a sha256, a parse) and made
+/// again when it is missing or wrong, and none of them holds mail.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?
+        .write_all(bytes)?;
+    std::fs::rename(tmp, path)
+}
+
 /// Environment variable naming a point at which the process kills itself
 /// with SIGKILL, so that tests can check recovery from a crash at exactly
 /// that point: `claimed`, `mid-transfer`, `verified`, `mid-delivery`,
