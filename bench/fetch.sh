@@ -152,13 +152,8 @@ if [[ " $VARIANTS " =~ \ (fetchmail|mpop|mbsync)\  ]]; then
   echo "# dovecot $(/usr/sbin/dovecot --version | cut -d' ' -f1), fetchmail $(fetchmail --version 2>/dev/null | awk '/release/ { print $5; exit }'), $(mpop --version | head -1), $(mbsync --version)" >&2
 fi
 
-profile_args() {
-  case $1 in
-    modem) echo "--down-bps 1000000 --up-bps 256000 --rtt-ms 100" ;;
-    dsl) echo "--down-bps 10000000 --up-bps 1000000 --rtt-ms 40" ;;
-    *) echo "unknown profile $1" >&2; exit 1 ;;
-  esac
-}
+# shellcheck source=bench/link-profiles.sh
+. "$repo/bench/link-profiles.sh"
 
 start_proxy() { # PROFILE TARGET_PORT
   # shellcheck disable=SC2046

@@ -13,16 +13,34 @@
 #   bash bench/round-trips.sh                 # as root; MESSAGES=10 RUNS=3
 #   MAILHAUL_BIN=/path/to/mailhaul bash bench/round-trips.sh
 #   SESSION=open bash bench/round-trips.sh    # over watch's open session
+#   PROFILE=dsl STRACE=0 bash bench/round-trips.sh  # seconds on a link profile
+#
+# PROFILE=modem|dsl (bench/link-profiles.sh) sets the link's rates and RTT
+# instead of RTT_MS at 1 Gbit/s; STRACE=0 runs mailhaul without strace (its
+# seconds undisturbed; no round trips counted). bench/small-fetch.sh runs
+# this script for each profile, message count and session and makes the
+# table of docs/bench-fetch.md.
 #
 # SESSION=open: one `mailhaul watch` (its worker keeps the session open)
 # runs under strace; each run appends MESSAGES messages to the spool as an
-# MDA would and waits until they are filed. Counted: the waits that began
-# after the append and ended before the last message was filed (the
-# Maildir file's mtime): "connect -> filed" on a session already open; the
-# watcher's report itself is a server wait. wall_s is append -> filed.
+# MDA would (under the spool's dot-lock) and waits until they are filed.
+# Counted: the waits that began after the append and ended before the last
+# message was filed: "connect -> filed" on a session already open; the
+# watcher's report itself is a server wait. Run 0 (not printed) warms the
+# server and the session, in both modes: a new session's run 0 leaves the
+# cached scripts and the kept server facts, as every fetch after an
+# account's first has them.
 #
-# Prints one line per run: messages, wall seconds, round trips, bytes up and
-# down (the proxy's counters), and the waits themselves.
+# Each run starts with an empty Maildir and checks that it holds exactly the
+# spool's messages (their Message-IDs, each once) when done; it stops with
+# exit 1 if not.
+#
+# Prints one line per run: messages, wall seconds (new session: to the
+# process's exit; open: append -> filed), seconds to the last message filed
+# (the latest ctime in the Maildir: a file's rename into new/ sets it),
+# round trips, bytes up and down (new session: the proxy's counters; open:
+# the watch's TCP connection's bytes_sent/bytes_received from ss(8), from
+# the append to filed), messages filed, and the waits themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -30,9 +48,19 @@ RUNS=${RUNS:-3}
 RTT_MS=${RTT_MS:-300}
 MESSAGES=${MESSAGES:-10}
 SESSION=${SESSION:-new}
+STRACE=${STRACE:-1}
+PROFILE=${PROFILE:-}
+# shellcheck source=bench/link-profiles.sh
+. "$repo/bench/link-profiles.sh"
+if [ -n "$PROFILE" ]; then
+  link_args=$(profile_args "$PROFILE")
+  RTT_MS=$(sed -E 's/.*--rtt-ms ([0-9]+).*/\1/' <<<"$link_args")
+else
+  link_args="--down-bps 1000000000 --up-bps 1000000000 --rtt-ms $RTT_MS"
+fi
 [ "$(id -u)" -eq 0 ] || { echo "run as root (it starts a private sshd)" >&2; exit 1; }
-for tool in /usr/sbin/sshd strace zstd python3; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install openssh-server strace zstd python3)" >&2; exit 1; }
+for tool in /usr/sbin/sshd strace zstd python3 lockfile ss; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install openssh-server strace zstd python3 procmail iproute2)" >&2; exit 1; }
 done
 cargo build --release --quiet --bin mailhaul --example link_proxy
 mailhaul=${MAILHAUL_BIN:-$repo/target/release/mailhaul}
@@ -42,7 +70,9 @@ bench=$(mktemp -d /tmp/mailhaul-rtt-bench.XXXXXX)
 chmod 700 "$bench"
 sshd_pid=
 proxy_pid=
+watch_pid=
 cleanup() {
+  [ -z "$watch_pid" ] || kill "$watch_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   if [ -n "$sshd_pid" ]; then
     kill "$sshd_pid" 2>/dev/null || true
@@ -79,16 +109,18 @@ mkdir -p /run/sshd
 sshd_pid=$!
 echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshd_port") 2>/dev/null && break; sleep 0.1; done
+# shellcheck disable=SC2086
 "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$sshd_port" \
-  --down-bps 1000000000 --up-bps 1000000000 --rtt-ms "$RTT_MS" --stats "$bench/link.stats" > "$bench/proxy.log" &
+  $link_args --stats "$bench/link.stats" > "$bench/proxy.log" &
 proxy_pid=$!
 for _ in $(seq 50); do grep -q listening "$bench/proxy.log" 2>/dev/null && break; sleep 0.05; done
 
 spool_dir=$bench/spool
-mkdir -p "$spool_dir" "$bench/run/Maildir"/{new,cur,tmp}
+maildir=$bench/run/Maildir
+mkdir -p "$spool_dir" "$maildir"/{new,cur,tmp}
 cat > "$bench/run/config.toml" <<CFG
 [general]
-maildir = "$bench/run/Maildir"
+maildir = "$maildir"
 
 [filter]
 format = "mboxrd"
@@ -103,32 +135,77 @@ use_agent = false
 known_hosts_file = "$bench/known_hosts"
 spool = "$spool_dir/$user"
 CFG
+run_env=(env HOME="$bench/run" XDG_DATA_HOME="$bench/run/xdg-data" XDG_STATE_HOME="$bench/run/xdg-state")
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$bench/link.stats"; }
-echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); RTT $RTT_MS ms; $MESSAGES message(s)" >&2
-printf 'run\tmessages\twall_s\tround_trips\tserver_waits\tup_bytes\tdown_bytes\twaits_ms\n'
+# The watch's connection to the proxy: "SENT RECEIVED" (TCP payload bytes,
+# what the proxy counts).
+conn_bytes() {
+  ss -tinH state established "( dport = :$proxy_port )" \
+    | awk '{ for (i = 1; i <= NF; i++) {
+               if ($i ~ /^bytes_sent:/) { sub(/.*:/, "", $i); s = $i }
+               if ($i ~ /^bytes_received:/) { sub(/.*:/, "", $i); r = $i } } }
+           END { print s + 0, r + 0 }'
+}
+empty_maildir() { find "$maildir"/new "$maildir"/cur -type f -delete; }
+count_filed() { find "$maildir"/new "$maildir"/cur -type f | wc -l; }
+last_filed() { find "$maildir"/new "$maildir"/cur -type f -printf '%C@\n' | sort -n | tail -n 1; }
+# Exactly the spool's messages, each once: prints the count filed, or fails.
+check_filed() {
+  python3 - "$bench/spool.orig" "$maildir" <<'PY'
+import collections, email.parser, mailbox, os, sys
+spool, maildir = sys.argv[1:]
+parse = email.parser.BytesHeaderParser()
+want = collections.Counter((m.get("Message-ID") or "").strip() for m in mailbox.mbox(spool))
+got = collections.Counter()
+for d in ("new", "cur"):
+    for name in os.listdir(os.path.join(maildir, d)):
+        with open(os.path.join(maildir, d, name), "rb") as f:
+            got[(parse.parse(f).get("Message-ID") or "").strip()] += 1
+if got != want:
+    sys.exit(f"filed {sum(got.values())} messages, want exactly the spool's {sum(want.values())}: "
+             f"{sum((want - got).values())} missing, {sum((got - want).values())} extra")
+print(sum(got.values()))
+PY
+}
+# An MDA's delivery: the spool's dot-lock taken with O_EXCL (procmail's
+# lockfile, as procmail and Postfix local take it), the messages appended,
+# the lock removed.
+mda_append() {
+  lockfile -1 -r 30 "$spool_dir/$user.lock"
+  cat "$bench/spool.orig" >> "$spool_dir/$user"
+  rm -f "$spool_dir/$user.lock"
+}
+echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); link: $link_args; $MESSAGES message(s); $SESSION session; strace $STRACE" >&2
+printf 'run\tmessages\twall_s\tfiled_s\tround_trips\tserver_waits\tup_bytes\tdown_bytes\tfiled\twaits_ms\n'
 if [ "$SESSION" = open ]; then
   : > "$spool_dir/$user"
-  HOME=$bench/run XDG_DATA_HOME=$bench/run/xdg-data XDG_STATE_HOME=$bench/run/xdg-state \
-    strace -f -qq -tt -T -e trace=poll,ppoll,connect,sendto -o "$bench/strace.log" \
-    "$mailhaul" --config "$bench/run/config.toml" watch bench > "$bench/watch.log" 2>&1 &
-  strace_pid=$!
+  traced=()
+  [ "$STRACE" = 0 ] || traced=(strace -f -qq -tt -T -e trace=poll,ppoll,connect,sendto -o "$bench/strace.log")
+  "${run_env[@]}" "${traced[@]}" "$mailhaul" --config "$bench/run/config.toml" watch bench > "$bench/watch.log" 2>&1 &
+  watch_job=$!
   for _ in $(seq 300); do grep -q 'watching the spool' "$bench/watch.log" && break; sleep 0.1; done
   grep -q 'watching the spool' "$bench/watch.log" || { cat "$bench/watch.log" >&2; exit 1; }
+  # mailhaul itself: under strace, the tracer's child.
+  if [ "$STRACE" = 0 ]; then watch_pid=$watch_job; else watch_pid=$(pgrep -P "$watch_job"); fi
   sleep 2 # the fetch it makes once ready
-  for run in $(seq 1 "$RUNS"); do
-    before=$(find "$bench/run/Maildir" -type f | wc -l)
-    up0=$(stat_of up_bytes 2>/dev/null || echo 0); down0=$(stat_of down_bytes 2>/dev/null || echo 0)
+  for run in $(seq 0 "$RUNS"); do
+    empty_maildir
+    read -r up0 down0 < <(conn_bytes)
     t0=$(date +%s.%N)
-    cat "$bench/spool.orig" >> "$spool_dir/$user"
+    mda_append
     for _ in $(seq 600); do
-      [ "$(find "$bench/run/Maildir" -type f | wc -l)" -ge $((before + MESSAGES)) ] && break
+      [ "$(count_filed)" -ge "$MESSAGES" ] && break
       sleep 0.05
     done
-    t1=$(find "$bench/run/Maildir" -type f -printf '%T@\n' | sort -n | tail -n 1)
+    read -r up1 down1 < <(conn_bytes)
+    t1=$(last_filed)
     sleep 2 # the release, then quiet
-    python3 - "$bench/strace.log" "$RTT_MS" "$run" "$MESSAGES" "$t0" "$t1" "$(stat_of up_bytes 2>/dev/null || echo 0)" "$up0" <<'PY'
+    filed=$(check_filed) || { tail -n 20 "$bench/watch.log" >&2; exit 1; }
+    [ "$run" -gt 0 ] || continue
+    counted=$'-\t-\t'
+    [ "$STRACE" = 0 ] || counted=$(python3 - "$bench/strace.log" "$RTT_MS" "$t0" "$t1" <<'PY'
 import datetime, re, sys
-log, rtt, run, msgs, t0, t1, up, up0 = sys.argv[1:]
+log, rtt, t0, t1 = sys.argv[1:]
 rtt = float(rtt) / 1000
 t0, t1 = float(t0), float(t1)
 day = datetime.datetime.fromtimestamp(t0).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
@@ -156,33 +233,38 @@ for l in open(log):
             server += 1
             shown.append(f"({ms})")
         sent = False
-# Bytes up: the proxy's totals are written when the connection closes, so
-# they are not known per run here.
-print(f"{run}\t{msgs}\t{t1 - t0:.2f}\t{rtts}\t{server}\t-\t-\t" + ",".join(shown))
+print(f"{rtts}\t{server}\t" + ",".join(shown))
 PY
+)
+    IFS=$'\t' read -r rtts waits shown <<<"$counted" || true
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$MESSAGES" "$secs" "$secs" \
+      "$rtts" "$waits" "$((up1 - up0))" "$((down1 - down0))" "$filed" "$shown"
   done
-  watch_pid=$(pgrep -P "$strace_pid" || true)
-  [ -z "$watch_pid" ] || kill "$watch_pid"
-  wait "$strace_pid" || true
+  kill "$watch_pid"
+  wait "$watch_job" || true
+  watch_pid=
   exit 0
 fi
-# Run 0 warms the server (the cached scripts) and is not printed.
+traced=()
+[ "$STRACE" = 0 ] || traced=(strace -f -qq -T ${STRACE_ALL:+-tt} -e "trace=${STRACE_ALL:-poll,ppoll,connect,sendto}" -o "$bench/strace.log")
 for run in $(seq 0 "$RUNS"); do
   cp "$bench/spool.orig" "$spool_dir/$user"
+  empty_maildir
   up0=$(stat_of up_bytes 2>/dev/null || echo 0); down0=$(stat_of down_bytes 2>/dev/null || echo 0)
   t0=$(date +%s.%N)
-  HOME=$bench/run XDG_DATA_HOME=$bench/run/xdg-data XDG_STATE_HOME=$bench/run/xdg-state \
-    strace -f -qq -T ${STRACE_ALL:+-tt} -e trace=${STRACE_ALL:-poll,ppoll,connect,sendto} -o "$bench/strace.log" \
-    "$mailhaul" --config "$bench/run/config.toml" fetch bench > "$bench/fetch.log" 2>&1 \
+  "${run_env[@]}" "${traced[@]}" "$mailhaul" --config "$bench/run/config.toml" fetch bench > "$bench/fetch.log" 2>&1 \
     || { cat "$bench/fetch.log" >&2; exit 1; }
   t1=$(date +%s.%N)
+  tf=$(last_filed)
   sleep 0.5 # the proxy writes its totals when the connection closes
-  [ -z "${KEEP_STRACE:-}" ] || cp "$bench/strace.log" "$KEEP_STRACE.$run"
+  filed=$(check_filed) || { cat "$bench/fetch.log" >&2; exit 1; }
+  [ -z "${KEEP_STRACE:-}" ] || [ "$STRACE" = 0 ] || cp "$bench/strace.log" "$KEEP_STRACE.$run"
   [ "$run" -gt 0 ] || continue
-  python3 - "$bench/strace.log" "$RTT_MS" "$run" "$MESSAGES" "$t0" "$t1" \
-    "$(( $(stat_of up_bytes) - up0 ))" "$(( $(stat_of down_bytes) - down0 ))" <<'PY'
+  counted=$'-\t-\t'
+  [ "$STRACE" = 0 ] || counted=$(python3 - "$bench/strace.log" "$RTT_MS" <<'PY'
 import re, sys
-log, rtt, run, msgs, t0, t1, up, down = sys.argv[1:]
+log, rtt = sys.argv[1:]
 rtt = float(rtt) / 1000
 rtts, server, shown = 0, 0, []
 sent = True  # the TCP connect
@@ -199,6 +281,12 @@ for l in open(log):
             server += 1
             shown.append(f"({w})")
         sent = False
-print(f"{run}\t{msgs}\t{float(t1) - float(t0):.2f}\t{rtts}\t{server}\t{up}\t{down}\t" + ",".join(shown))
+print(f"{rtts}\t{server}\t" + ",".join(shown))
 PY
+)
+  IFS=$'\t' read -r rtts waits shown <<<"$counted" || true
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$MESSAGES" \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+    "$(awk -v a="$t0" -v b="$tf" 'BEGIN { printf "%.2f", b - a }')" \
+    "$rtts" "$waits" "$(($(stat_of up_bytes) - up0))" "$(($(stat_of down_bytes) - down0))" "$filed" "$shown"
 done

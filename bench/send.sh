@@ -93,13 +93,8 @@ sshd_pid=$!
 echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshd_port") 2>/dev/null && break; sleep 0.1; done
 
-profile_args() {
-  case $1 in
-    modem) echo "--down-bps 1000000 --up-bps 256000 --rtt-ms 100" ;;
-    dsl) echo "--down-bps 10000000 --up-bps 1000000 --rtt-ms 40" ;;
-    *) echo "unknown profile $1" >&2; exit 1 ;;
-  esac
-}
+# shellcheck source=bench/link-profiles.sh
+. "$repo/bench/link-profiles.sh"
 start_proxy() {
   # shellcheck disable=SC2046
   "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$sshd_port" \
