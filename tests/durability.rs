@@ -235,6 +235,24 @@ fn fetch_makes_the_download_durable_before_release_and_delivery_before_the_stage
         );
     }
 
+    // The messages are filed while the claim arrives, but none is
+    // published into the Maildir before the download is verified, durable
+    // and journalled.
+    let maildir = client.maildir.canonicalize().unwrap();
+    let maildir = maildir.to_str().unwrap();
+    let first_publish = calls
+        .iter()
+        .filter(|c| publish_paths(&calls, c).is_some_and(|(_, to)| to.starts_with(maildir)))
+        .map(|c| c.entry)
+        .min()
+        .expect("messages published into the Maildir");
+    assert!(
+        journal_sync.exit < first_publish,
+        "a message was published (event {first_publish}) before the journal recorded the \
+         verified download (its sync returned at event {})",
+        journal_sync.exit
+    );
+
     // Delivery: durable, published and synced before the staged claim,
     // the only copy once released, is deleted.
     let (published, done) = assert_durable_before_published(&calls, &client.maildir);

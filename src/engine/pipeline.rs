@@ -149,6 +149,61 @@ fn message_memory(message: &Message) -> usize {
     message.content.memory() + message.header.capacity()
 }
 
+/// Holds back the publishing of filed messages until their input is known
+/// to be good. A fetch files a claim while it is still downloading: the
+/// messages are written into unnamed files in `tmp/` (which vanish if the
+/// process dies), and nothing reaches `new/`, an mbox file or a delivery
+/// agent until the fetch opens the gate with the verified, durable,
+/// journalled staged file; shut, every filed message is dropped.
+#[derive(Debug, Default)]
+pub struct PublishGate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+enum GateState {
+    #[default]
+    Waiting,
+    Open(PathBuf),
+    Shut,
+}
+
+impl PublishGate {
+    /// Lets the messages be published; `verified` is the whole input.
+    pub fn open(&self, verified: PathBuf) {
+        self.set(GateState::Open(verified));
+    }
+
+    /// Drops every message filed behind the gate.
+    pub fn shut(&self) {
+        self.set(GateState::Shut);
+    }
+
+    fn set(&self, state: GateState) {
+        *self.state.lock().expect("no thread panics holding it") = state;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the gate is opened (the verified input's path) or shut
+    /// (`None`).
+    pub fn wait(&self) -> Option<PathBuf> {
+        let mut state = self.state.lock().expect("no thread panics holding it");
+        loop {
+            match &*state {
+                GateState::Waiting => {
+                    state = self
+                        .changed
+                        .wait(state)
+                        .expect("no thread panics holding it")
+                }
+                GateState::Open(path) => return Some(path.clone()),
+                GateState::Shut => return None,
+            }
+        }
+    }
+}
+
 /// Files every message of `messages` (an mbox splitter, or any source of
 /// messages) with `filer`; `input` names the input in the report; `progress`
 /// gets a [`FetchEvent::Filed`] with the running count of a folder whenever
@@ -172,6 +227,23 @@ pub fn file_messages<E: fmt::Display>(
     filer: &mut Filer,
     progress: &mut dyn FnMut(FetchEvent),
 ) -> FilingReport {
+    file_messages_behind(messages, input, filer, progress, None)
+}
+
+/// [`file_messages`], publishing nothing until `gate` opens: Maildir
+/// batches wait at the syncing thread, mbox files and delivery agents at
+/// the calling thread; shut, the batches are dropped unpublished and the
+/// rest is not filed.
+pub fn file_messages_behind<E: fmt::Display>(
+    messages: impl IntoIterator<Item = Result<Message, E>>,
+    input: &str,
+    filer: &mut Filer,
+    progress: &mut dyn FnMut(FetchEvent),
+    gate: Option<&PublishGate>,
+) -> FilingReport {
+    let passed = std::sync::OnceLock::new();
+    let pass = || *passed.get_or_init(|| gate.is_none_or(|g| g.wait().is_some()));
+    let pass = &pass;
     let mut run = Run {
         report: FilingReport {
             input: input.to_string(),
@@ -194,7 +266,11 @@ pub fn file_messages<E: fmt::Display>(
                 // Group commit: whatever else is waiting shares the sync.
                 let (batches, writers): (Vec<Batch>, Vec<_>) =
                     std::iter::once(first).chain(sync_rx.try_iter()).unzip();
-                let synced = deliver::make_durable(&batches);
+                let synced = if pass() {
+                    deliver::make_durable(&batches)
+                } else {
+                    Err(io::Error::other("the input was not verified"))
+                };
                 for (batch, writer) in batches.into_iter().zip(writers) {
                     let result = match &synced {
                         Ok(()) => Ok(()),
@@ -303,6 +379,10 @@ pub fn file_messages<E: fmt::Display>(
                     }
                 }
                 _ => {
+                    if !pass() {
+                        run.report.read_error = Some(format!("{input}: not verified"));
+                        break;
+                    }
                     let label = target.label();
                     let result = filer.file(&mut message, target);
                     run.filed(message.index, message.offset, label, result);

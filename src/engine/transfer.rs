@@ -154,7 +154,13 @@ pub struct Download<'a> {
     /// The dictionary the server compressed the zstd stream with
     /// (engine::fetch::dictionary), if it did.
     pub dictionary: Option<&'a [u8]>,
+    /// Given each decoded piece of the stream once it is in the partial
+    /// file, in order: the fetch files the claim while it arrives.
+    pub tee: Option<&'a Tee<'a>>,
 }
+
+/// Where each decoded piece of a download also goes (see [`Download::tee`]).
+pub type Tee<'a> = dyn Fn(&[u8]) + 'a;
 
 /// Downloads `stream` (the output of the script's `send`) into
 /// `to.partial`, verifies the whole file (kept prefix and stream) against
@@ -223,6 +229,9 @@ pub fn stage(
                 drop(out);
                 let _ = std::fs::remove_file(partial);
                 return Err(local(partial)(e));
+            }
+            if let Some(tee) = to.tee {
+                tee(&buf[..n]);
             }
             raw += n as u64;
             if raw - durable >= CHECKPOINT_EVERY {
@@ -357,6 +366,7 @@ mod tests {
                     staged: &staged,
                     resume: None,
                     dictionary: None,
+                    tee: None,
                 },
                 Duration::ZERO,
                 &mut |_, _| calls += 1,
@@ -406,6 +416,7 @@ mod tests {
                     staged: &staged,
                     resume: None,
                     dictionary,
+                    tee: None,
                 },
                 Duration::ZERO,
                 &mut |_, _| {},
@@ -513,6 +524,7 @@ mod tests {
                 staged: &staged,
                 resume,
                 dictionary: None,
+                tee: None,
             },
             Duration::ZERO,
             &mut |_, _| {},
@@ -617,6 +629,7 @@ mod tests {
                 staged: &staged,
                 resume: None,
                 dictionary: None,
+                tee: None,
             },
             Duration::ZERO,
             &mut |_, _| {},

@@ -13,6 +13,7 @@ mod error;
 mod facts;
 mod inspect;
 pub mod link;
+mod prefile;
 mod run;
 
 pub use error::{DownloadError, FetchError};

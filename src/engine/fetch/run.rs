@@ -4,6 +4,7 @@
 //! (durable-before-release, exactly-once in docs/design.md).
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,11 +22,12 @@ use crate::engine::event::{
 use crate::engine::filing::Destination;
 use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
-use crate::engine::pipeline::file_messages;
+use crate::engine::pipeline::{file_messages, file_messages_behind, FilingReport, PublishGate};
 use crate::engine::ssh::{Connection, ScriptStream, SshError};
 use crate::engine::transfer::{self, TransferError};
 
 use super::dictionary::{self, Dictionary};
+use super::prefile::{self, Tee, TeeInput};
 use super::{
     claim_time, connect_ssh, crash_point, describe, facts, inspect, link, script, spool_arg,
     survey, survey_records, DownloadError, FetchError, FetchOptions, CRASH_ENV,
@@ -636,16 +638,102 @@ impl Run<'_> {
             .get(&id)
             .is_some_and(|c| c.remote.sha256 == remote.sha256)
             && transfer::verify_staged(&staged, remote).unwrap_or(false);
-        if !already {
-            self.download(conn, ws, journal, remote, method, sent, dictionary)?;
-            journal
-                .staged(remote)
-                .map_err(|e| FetchError::local("journal", e))?;
-            crash_point("verified");
-        }
+        let filed = if already {
+            None
+        } else {
+            self.download_filing(conn, ws, journal, remote, method, sent, dictionary)?
+        };
         let c = journal.get(&id).cloned().expect("journalled above");
-        self.deliver(ws, journal, &c, already)?;
+        match filed {
+            Some(report) => self.delivered(journal, &c, ws.staged_path(&id), report)?,
+            None => self.deliver(ws, journal, &c, already)?,
+        }
         self.release(conn, journal, remote)
+    }
+
+    /// Downloads a claim into a verified, journalled staging file while a
+    /// delivery beside it files the messages as they arrive, publishing
+    /// none until the staged file is verified, durable and journalled
+    /// (the gate). The delivery's report once the gate opened; `None` when
+    /// the download that fed it was not the one verified (a retry, a
+    /// resume) or the delivery could not be set up: the caller then files
+    /// the staged claim as before, since nothing was published.
+    #[allow(clippy::too_many_arguments)]
+    fn download_filing(
+        &mut self,
+        conn: &Connection,
+        ws: &Workspace,
+        journal: &mut Journal,
+        remote: &RemoteClaim,
+        method: Method,
+        sent: Option<BufReader<ScriptStream<'_>>>,
+        dictionary: Option<&Dictionary>,
+    ) -> Result<Option<FilingReport>, FetchError> {
+        let id = remote.id();
+        let gate = PublishGate::default();
+        let (to_delivery, pieces) = crossbeam_channel::bounded(prefile::TEE_PIECES);
+        let tee = Tee::new(to_delivery);
+        let (destination, events, account) = (self.destination, self.events, &self.account.name);
+        let stable = StableId {
+            time: claim_time(&id),
+            claim: id.clone(),
+            resumed: false,
+        };
+        let input = ws.staged_path(&id).display().to_string();
+        std::thread::scope(|scope| {
+            let filing = scope.spawn(|| {
+                let mut filer =
+                    Filer::new(&destination.filter, &destination.maildir, Some(stable)).ok()?;
+                let messages =
+                    MboxSplitter::new(TeeInput::new(pieces, &gate), destination.filter.format);
+                let mut filed_events = 0u64;
+                Some(file_messages_behind(
+                    messages,
+                    &input,
+                    &mut filer,
+                    &mut |event| {
+                        let _ = events.send(Event::Fetch {
+                            account: account.clone(),
+                            event,
+                        });
+                        filed_events += 1;
+                        if filed_events == 1 {
+                            crash_point("mid-delivery");
+                        }
+                    },
+                    Some(&gate),
+                ))
+            });
+            let staged = self
+                .download(
+                    conn,
+                    ws,
+                    journal,
+                    remote,
+                    method,
+                    sent,
+                    dictionary,
+                    Some(&tee),
+                )
+                .and_then(|()| {
+                    journal
+                        .staged(remote)
+                        .map_err(|e| FetchError::local("journal", e))
+                });
+            tee.end();
+            let open = staged.is_ok() && tee.verified() && self.check_cancel().is_ok();
+            if open {
+                crash_point("verified");
+                self.emit(FetchEvent::Stage(Stage::Delivering));
+                gate.open(ws.staged_path(&id));
+            } else {
+                gate.shut();
+            }
+            let report = filing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            staged.map(|()| report.filter(|_| open))
+        })
     }
 
     /// Downloads one claim into a verified staging file: from the start, or
@@ -662,6 +750,7 @@ impl Run<'_> {
         method: Method,
         sent: Option<BufReader<ScriptStream<'_>>>,
         dictionary: Option<&Dictionary>,
+        tee: Option<&Tee>,
     ) -> Result<(), FetchError> {
         self.emit(FetchEvent::Stage(Stage::Transferring));
         let id = remote.id();
@@ -672,6 +761,14 @@ impl Run<'_> {
             _ => None,
         };
         let offset = prefix.as_ref().map_or(0, |p| p.len());
+        // A resumed stream is not the claim's beginning: its claim is filed
+        // once it is staged.
+        let tee = tee.filter(|_| prefix.is_none());
+        let feed = |piece: &[u8]| {
+            if let Some(tee) = tee {
+                tee.feed(piece);
+            }
+        };
         let prefix_sha = prefix.as_ref().map(|p| p.sha256()).unwrap_or_default();
         if let Some(p) = &prefix {
             self.log(
@@ -754,6 +851,7 @@ impl Run<'_> {
                 staged: &ws.staged_path(&id),
                 resume: prefix,
                 dictionary: with.map(Dictionary::bytes),
+                tee: tee.is_some().then_some(&feed as &transfer::Tee),
             },
             // A crash test needs the mid-transfer point reached at any speed.
             if std::env::var_os(CRASH_ENV).is_some() {
@@ -794,7 +892,7 @@ impl Run<'_> {
                     journal
                         .partial(remote, 0)
                         .map_err(|e| FetchError::local("journal", e))?;
-                    return self.download(conn, ws, journal, remote, method, None, None);
+                    return self.download(conn, ws, journal, remote, method, None, None, None);
                 }
             }
         }
@@ -819,7 +917,7 @@ impl Run<'_> {
                         ),
                     );
                     self.dictionary.upload = true;
-                    return self.download(conn, ws, journal, remote, method, None, None);
+                    return self.download(conn, ws, journal, remote, method, None, None, None);
                 }
                 None => {
                     self.dictionary.used = true;
@@ -878,6 +976,9 @@ impl Run<'_> {
             SystemTime::now(),
         ) {
             self.log(Level::Warn, format!("cannot record the link's rate: {e}"));
+        }
+        if let Some(tee) = tee {
+            tee.mark_verified();
         }
         self.raw_before += transferred.resumed_from + transferred.raw;
         self.payload_before += transferred.payload;
@@ -956,6 +1057,19 @@ impl Run<'_> {
                 }
             },
         );
+        self.delivered(journal, c, staged, report)
+    }
+
+    /// Counts a staged claim's filing, keeps the claim undelivered while
+    /// a message of it is only in the staged file, else journals it
+    /// delivered and removes the staged file.
+    fn delivered(
+        &mut self,
+        journal: &mut Journal,
+        c: &JournalClaim,
+        staged: PathBuf,
+        report: FilingReport,
+    ) -> Result<(), FetchError> {
         self.summary.messages += report.delivered_total();
         for (folder, n) in &report.delivered {
             *self.summary.folders.entry(folder.clone()).or_default() += n;
