@@ -318,7 +318,8 @@ list_claims() {
   for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
     if mine "$f"; then
       _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
-      say "claim $(hex "$f") $(fsize "$f") $_sum"
+      if [ "$f" = "${claim-}" ]; then _h=$claim_hex; else _h=$(hex "$f"); fi
+      say "claim $_h $(fsize "$f") $_sum"
     elif [ -h "$f" ] || { [ -e "$f" ] && ! owned "$f"; }; then
       say "ignored $(hex "$f")"
     fi
@@ -445,7 +446,8 @@ cmd_claim() {
           fail failed "$claim is not the link to $spool just made; nothing claimed" 12
         rm -f -- "$spool" || fail failed "cannot remove $spool after linking it to $claim" 12
         sync_path "$spool_dir"
-        say "claimed $(hex "$claim")"
+        claim_hex=$(hex "$claim")
+        say "claimed $claim_hex"
       else
         say "empty"
       fi ;;
@@ -492,7 +494,8 @@ cmd_claim() {
         ln -- "$part" "$claim" && rm -f -- "$part" ||
           fail failed "cannot name claim $claim (it is safe as $part)" 12
         sync_path "$cdir"
-        say "claimed $(hex "$claim")"
+        claim_hex=$(hex "$claim")
+        say "claimed $claim_hex"
       else
         say "empty"
       fi ;;
@@ -505,12 +508,13 @@ cmd_claim() {
   if [ -n "$6" ] && [ -n "$claim" ] && ! others_waiting; then
     dict_for "$claim" "$6" "${9:-}" "${10:-}"
     if [ -n "$dict" ]; then
-      say "send $(hex "$claim") dict"
+      say "send $claim_hex dict"
       stream=1
       zstd_streaming
       exec zstd -q -c "-${11}" -D "$dict" $_st -- "$claim"
     fi
-    say "send $(hex "$claim")$dict_said"
+    say "send $claim_hex$dict_said"
+    # The claim this run just made and listed as its own: not checked again.
     cmd_send "$claim" "$6" "$7"
   fi
 }
@@ -595,7 +599,6 @@ check_claim_path() {
 
 cmd_send() {
   stream=1
-  check_claim_path "$1"
   case $3 in ''|*[!0-9]*) fail bad-request "level must be a number" 3 ;; esac
   case $2 in zstd|zstd-adapt|gzip|cat) ;; *) fail bad-request "unknown method $2" 3 ;; esac
   off=${4:-0}
@@ -652,7 +655,7 @@ main() {
     recover) cmd_recover "$arg1" ;;
     claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" "$arg8" "$arg9" "$arg10" "$arg11" ;;
     dict-put) cmd_dict_put "$arg1" ;;
-    send) cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
+    send) stream=1; check_claim_path "$arg1"; cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;
   esac
