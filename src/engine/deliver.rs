@@ -640,3 +640,6 @@ impl Drop for Filer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

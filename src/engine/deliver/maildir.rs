@@ -341,7 +341,15 @@ pub fn publish(tmp: &TmpFile, dir: &Path, name: &str) -> io::Result<bool> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {}
         Err(e) => return Err(e),
     }
-    let linked = match fs::hard_link(path, &target) {
+    link_then_unlink(path, &target)
+}
+
+/// The maildir spec's move where no atomic no-replace rename is to be had:
+/// link(2) `path` to `target` (which never overwrites), then unlink `path`.
+/// False when `target` already exists (`path` is removed all the same); on
+/// any other error `path` is left as it is.
+fn link_then_unlink(path: &Path, target: &Path) -> io::Result<bool> {
+    let linked = match fs::hard_link(path, target) {
         Ok(()) => true,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
         Err(e) => return Err(e),
@@ -461,6 +469,89 @@ mod tests {
         let discarded = create_tmp(dir.path(), &namer).unwrap();
         discarded.discard();
         assert_eq!(fs::read_dir(dir.path().join("new")).unwrap().count(), 1);
+    }
+
+    /// A named tmp file whose `new/` is gone is not published, and is kept
+    /// (it would otherwise be removed as if its name were taken: lost).
+    #[test]
+    fn a_failed_publish_keeps_the_named_tmp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path(), false).unwrap();
+        let named = create_named_tmp(&dir.path().join("tmp"), &Namer::new(None)).unwrap();
+        named.file().write_all(b"kept").unwrap();
+        fs::remove_dir(dir.path().join("new")).unwrap();
+        assert!(publish(&named, dir.path(), "m,S=4").is_err());
+        let path = named.path.clone().unwrap();
+        assert_eq!(fs::read(path).unwrap(), b"kept");
+        assert!(create_named_tmp(&dir.path().join("missing"), &Namer::new(None)).is_err());
+    }
+
+    /// The link-then-unlink move never overwrites, and on an error other
+    /// than a taken name it leaves the source where it was.
+    #[test]
+    fn link_then_unlink_never_overwrites_nor_drops_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, taken) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("taken"),
+        );
+        fs::write(&a, "a").unwrap();
+        fs::write(&b, "b").unwrap();
+        fs::write(&taken, "first").unwrap();
+        assert!(!link_then_unlink(&a, &taken).unwrap());
+        assert_eq!(fs::read(&taken).unwrap(), b"first");
+        assert!(!a.exists(), "the source of a taken name is removed");
+        assert!(link_then_unlink(&b, &dir.path().join("missing/b")).is_err());
+        assert_eq!(fs::read(&b).unwrap(), b"b", "the source is kept");
+        assert!(link_then_unlink(&b, &dir.path().join("c")).unwrap());
+        assert_eq!(fs::read(dir.path().join("c")).unwrap(), b"b");
+        assert!(!b.exists());
+    }
+
+    /// A resumed delivery that cannot list `new/` or `cur/` must fail, not
+    /// take the folder for empty and file its messages a second time.
+    #[test]
+    fn delivered_bases_are_read_or_the_error_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(delivered_bases(&dir.path().join("none"), "p")
+            .unwrap()
+            .is_empty());
+        ensure(dir.path(), false).unwrap();
+        fs::write(dir.path().join("new/p1.h,S=1"), "x").unwrap();
+        fs::write(dir.path().join("new/q1.h,S=1"), "x").unwrap();
+        assert_eq!(
+            delivered_bases(dir.path(), "p").unwrap(),
+            HashSet::from(["p1.h".to_string()])
+        );
+        fs::remove_dir(dir.path().join("cur")).unwrap();
+        fs::write(dir.path().join("cur"), "not a directory").unwrap();
+        assert!(delivered_bases(dir.path(), "p").is_err());
+    }
+
+    /// Names end with this host's name (the part a reader shows and the
+    /// resumed delivery looks for), and only stable namers have a prefix.
+    #[test]
+    fn names_carry_the_host_and_stable_namers_a_prefix() {
+        let host = host_part();
+        let raw = os::hostname().unwrap_or_default();
+        if !raw.is_empty() && !raw.contains(['/', ':', ',']) {
+            assert_eq!(host, raw);
+        }
+        assert!(
+            !host.is_empty() && !host.contains(['/', ':', ',']),
+            "{host}"
+        );
+        let unique = Namer::new(None);
+        assert!(unique.base(1).ends_with(&format!(".{host}")));
+        assert_eq!(unique.stable_prefix(), None);
+        let stable = Namer::new(Some(&StableId {
+            time: 5,
+            claim: "c".into(),
+            resumed: true,
+        }));
+        assert_eq!(stable.stable_prefix().as_deref(), Some("5.CcI"));
+        assert_eq!(stable.base(3), format!("5.CcI3.{host}"));
     }
 
     #[test]

@@ -271,4 +271,116 @@ mod tests {
         let mode = std::fs::metadata(&mbox).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+
+    /// Whatever the file ends with, the new From_ line comes after a blank
+    /// line, and the old last message gains no byte beyond that line: a
+    /// missing blank line would glue the new message onto the old one.
+    #[test]
+    fn the_new_message_starts_after_exactly_one_blank_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("box");
+        let old = "From x Mon Jan  1 00:00:00 2024\n\nold";
+        let new = "From a@b Mon Jan  1 00:00:00 2024\nS: n\n\nnew\n\n";
+        for (tail, separator) in [("\n\n", ""), ("\n", "\n"), ("", "\n\n")] {
+            std::fs::write(&mbox, format!("{old}{tail}")).unwrap();
+            append(&mbox, &mut message("S: n\n\nnew\n"), false, Duration::ZERO).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&mbox).unwrap(),
+                format!("{old}{tail}{separator}{new}"),
+                "old mbox ending {tail:?}"
+            );
+        }
+    }
+
+    /// A dot-lock released within the wait is waited for, not reported.
+    #[test]
+    fn a_dot_lock_released_in_time_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("box");
+        let lock = dir.path().join("box.lock");
+        std::fs::write(&lock, "4242\n").unwrap();
+        let holder = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                std::fs::remove_file(lock).unwrap();
+            })
+        };
+        append(
+            &mbox,
+            &mut message("S: 1\n\nb\n"),
+            false,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        holder.join().unwrap();
+        assert!(std::fs::read_to_string(&mbox).unwrap().contains("S: 1"));
+    }
+
+    /// A dot-lock that cannot be made (here: its name is too long) is an
+    /// error at once, not a busy lock waited for.
+    #[test]
+    fn a_dot_lock_that_cannot_be_made_is_an_error_not_a_busy_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("x".repeat(251));
+        let err = append(
+            &mbox,
+            &mut message("S: 1\n\nb\n"),
+            false,
+            Duration::from_secs(20),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MboxError::Io { .. }), "{err}");
+    }
+
+    /// Takes an open-file-description write lock on `path`: unlike a
+    /// process's own fcntl locks, it conflicts with the append's lock taken
+    /// in this same process, as another agent's would.
+    fn ofd_lock(path: &Path) -> File {
+        let file = OpenOptions::new().write(true).open(path).unwrap();
+        // SAFETY: a zeroed flock is valid; the fields are set below.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as _;
+        fl.l_whence = libc::SEEK_SET as _;
+        // SAFETY: F_OFD_SETLK reads `fl`, which lives across the call.
+        assert_eq!(
+            unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) },
+            0
+        );
+        file
+    }
+
+    /// Another holder of the fcntl lock is waited for, then reported; the
+    /// file is not written meanwhile.
+    #[test]
+    fn the_fcntl_lock_of_another_agent_is_waited_for_then_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mbox = dir.path().join("box");
+        let old = "From x Mon Jan  1 00:00:00 2024\n\nold\n\n";
+        std::fs::write(&mbox, old).unwrap();
+        let held = ofd_lock(&mbox);
+        let err = append(
+            &mbox,
+            &mut message("S: 1\n\nb\n"),
+            false,
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(matches!(err, MboxError::FcntlBusy { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&mbox).unwrap(), old);
+        assert!(!dir.path().join("box.lock").exists(), "dot-lock released");
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        });
+        append(
+            &mbox,
+            &mut message("S: 2\n\nb\n"),
+            false,
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        holder.join().unwrap();
+        assert!(std::fs::read_to_string(&mbox).unwrap().contains("S: 2"));
+    }
 }
