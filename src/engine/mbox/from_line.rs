@@ -456,4 +456,29 @@ mod tests {
         let longest = format!("From {} {DATE}", "x ".repeat((MAX_FROM_LINE - 32) / 2));
         assert!(is_from_line(longest.as_bytes()));
     }
+
+    /// `MAX_FROM_LINE` counts the line ending: a From_ line of exactly that
+    /// many bytes with its `\n` is one, a byte more is body text, also at
+    /// the end of the input and when a CR is all that ends the window.
+    #[test]
+    fn the_longest_from_line_is_max_from_line_bytes_with_its_ending() {
+        let line = |len: usize| {
+            let head = format!("From a@b {DATE} ");
+            format!("{head}{}", "x".repeat(len - head.len()))
+        };
+        assert!(is_from_line(line(MAX_FROM_LINE - 1).as_bytes()));
+        assert!(!is_from_line(line(MAX_FROM_LINE).as_bytes()));
+        assert!(!is_from_line(line(MAX_FROM_LINE + 1).as_bytes()));
+        let fits = format!("{}\n", line(MAX_FROM_LINE - 1));
+        assert_eq!(from_line_len_in(fits.as_bytes()), Some(MAX_FROM_LINE));
+        let at_end = line(MAX_FROM_LINE - 1);
+        assert_eq!(from_line_len_in(at_end.as_bytes()), Some(MAX_FROM_LINE - 1));
+        // The window ends in a CR: the line goes on past the limit.
+        for rest in ["", "\nnext\n", "xx\n"] {
+            let over = format!("{}\r{rest}", line(MAX_FROM_LINE - 1));
+            assert_eq!(from_line_len_in(over.as_bytes()), None, "{rest:?}");
+        }
+        let over = format!("{}\n", line(MAX_FROM_LINE));
+        assert_eq!(from_line_len_in(over.as_bytes()), None);
+    }
 }
