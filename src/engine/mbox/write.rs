@@ -250,6 +250,43 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
+    /// Content that fails its first read with `kind`, then gives `data`.
+    struct FailsOnce {
+        kind: Option<io::ErrorKind>,
+        data: &'static [u8],
+    }
+
+    impl Read for FailsOnce {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if let Some(kind) = self.kind.take() {
+                return Err(io::Error::new(kind, "once"));
+            }
+            let n = self.data.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// An interrupted read of the content is retried; any other read error
+    /// fails the write (the append is then undone and the message kept),
+    /// never skipped past.
+    #[test]
+    fn an_interrupted_read_is_retried_and_other_read_errors_fail() {
+        let envelope = Some(&b"a@b Mon Jan  1 00:00:00 2001"[..]);
+        let content = |kind| FailsOnce {
+            kind: Some(kind),
+            data: b"S: x\n\nbody\n",
+        };
+        let mut out = Vec::new();
+        let interrupted = content(io::ErrorKind::Interrupted);
+        write_message(&mut out, envelope, interrupted, MboxFormat::Mboxrd).unwrap();
+        assert_eq!(out, b"From a@b Mon Jan  1 00:00:00 2001\nS: x\n\nbody\n\n");
+        let broken = content(io::ErrorKind::Other);
+        let err = write_message(&mut Vec::new(), envelope, broken, MboxFormat::Mboxrd).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Other);
+    }
+
     #[test]
     fn asctime_matches_c() {
         assert_eq!(asctime(0), "Thu Jan  1 00:00:00 1970");
