@@ -14,6 +14,7 @@
 #   MAILHAUL_BIN=/path/to/mailhaul bash bench/round-trips.sh
 #   SESSION=open bash bench/round-trips.sh    # over watch's open session
 #   PROFILE=dsl STRACE=0 bash bench/round-trips.sh  # seconds on a link profile
+#   KEEP_LOGS=/tmp/logs ...                   # keeps the fetch's, watch's, sshd's logs
 #
 # PROFILE=modem|dsl (bench/link-profiles.sh) sets the link's rates and RTT
 # instead of RTT_MS at 1 Gbit/s; STRACE=0 runs mailhaul without strace (its
@@ -31,9 +32,16 @@
 # cached scripts and the kept server facts, as every fetch after an
 # account's first has them.
 #
-# Each run starts with an empty Maildir and checks that it holds exactly the
-# spool's messages (their Message-IDs, each once) when done; it stops with
-# exit 1 if not.
+# New mail is new: every run fetches its own MESSAGES messages of the corpus
+# file, in order. Before run 0 the account fetches HISTORY (default 200)
+# earlier messages of the same file with a new session: its filed mail,
+# from which mailhaul makes the account's dictionary; run 0 then finds the
+# server without it and sends it up, so runs 1 and later fetch as an
+# account does every day (cached scripts, kept server facts, the dictionary
+# on the server, the link's measured rate; DICTIONARY=off: the account has
+# `dictionary = false`). Each run starts with an empty
+# Maildir and checks that it then holds exactly that run's messages (their
+# Message-IDs, each once); it stops with exit 1 if not.
 #
 # Prints one line per run: messages, wall seconds (new session: to the
 # process's exit; open: append -> filed), seconds to the last message filed
@@ -47,6 +55,8 @@ repo=$(pwd)
 RUNS=${RUNS:-3}
 RTT_MS=${RTT_MS:-300}
 MESSAGES=${MESSAGES:-10}
+HISTORY=${HISTORY:-200}
+DICTIONARY=${DICTIONARY:-on}
 SESSION=${SESSION:-new}
 STRACE=${STRACE:-1}
 PROFILE=${PROFILE:-}
@@ -72,6 +82,8 @@ sshd_pid=
 proxy_pid=
 watch_pid=
 cleanup() {
+  [ -z "${KEEP_LOGS:-}" ] || { mkdir -p "$KEEP_LOGS"; cp "$bench"/*.log "$KEEP_LOGS"/ 2>/dev/null || true
+    cp -r "$bench/run/xdg-data" "$KEEP_LOGS"/ 2>/dev/null || true; }
   [ -z "$watch_pid" ] || kill "$watch_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   if [ -n "$sshd_pid" ]; then
@@ -85,7 +97,15 @@ trap cleanup EXIT INT TERM
 corpus=${MAILHAUL_CORPUS:-$repo/../shared/corpus}
 src=$corpus/ham-spamassassin-01.mbox
 [ -f "$src" ] || src=assets/sample-spool.mbox
-awk -v n="$MESSAGES" '/^From /{ if (++k > n) exit } { print }' "$src" > "$bench/spool.orig"
+# spool.history: messages 1..HISTORY; spool.RUN: the next MESSAGES each.
+awk -v h="$HISTORY" -v n="$MESSAGES" -v runs="$RUNS" -v out="$bench/spool." '
+  /^From / { k++ }
+  { i = k <= h ? "history" : int((k - h - 1) / n); if (i == "history" || i <= runs) print > (out i) }
+' "$src"
+for run in $(seq 0 "$RUNS"); do
+  [ "$(grep -c '^From ' "$bench/spool.$run" 2>/dev/null)" = "$MESSAGES" ] \
+    || { echo "$src has fewer than HISTORY + (RUNS + 1) x MESSAGES messages" >&2; exit 1; }
+done
 
 user=$(id -un)
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
@@ -134,6 +154,7 @@ identity_file = "$bench/client_key"
 use_agent = false
 known_hosts_file = "$bench/known_hosts"
 spool = "$spool_dir/$user"
+$([ "$DICTIONARY" = on ] || echo "dictionary = false")
 CFG
 run_env=(env HOME="$bench/run" XDG_DATA_HOME="$bench/run/xdg-data" XDG_STATE_HOME="$bench/run/xdg-state")
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$bench/link.stats"; }
@@ -149,9 +170,9 @@ conn_bytes() {
 empty_maildir() { find "$maildir"/new "$maildir"/cur -type f -delete; }
 count_filed() { find "$maildir"/new "$maildir"/cur -type f | wc -l; }
 last_filed() { find "$maildir"/new "$maildir"/cur -type f -printf '%C@\n' | sort -n | tail -n 1; }
-# Exactly the spool's messages, each once: prints the count filed, or fails.
-check_filed() {
-  python3 - "$bench/spool.orig" "$maildir" <<'PY'
+# Exactly run RUN's messages, each once: prints the count filed, or fails.
+check_filed() { # RUN
+  python3 - "$bench/spool.$1" "$maildir" <<'PY'
 import collections, email.parser, mailbox, os, sys
 spool, maildir = sys.argv[1:]
 parse = email.parser.BytesHeaderParser()
@@ -170,12 +191,22 @@ PY
 # An MDA's delivery: the spool's dot-lock taken with O_EXCL (procmail's
 # lockfile, as procmail and Postfix local take it), the messages appended,
 # the lock removed.
-mda_append() {
+mda_append() { # RUN
   lockfile -1 -r 30 "$spool_dir/$user.lock"
-  cat "$bench/spool.orig" >> "$spool_dir/$user"
+  cat "$bench/spool.$1" >> "$spool_dir/$user"
   rm -f "$spool_dir/$user.lock"
 }
-echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); link: $link_args; $MESSAGES message(s); $SESSION session; strace $STRACE" >&2
+fetch() { # the account's fetch with a new session, its output in fetch.log
+  "${run_env[@]}" "$@" "$mailhaul" --config "$bench/run/config.toml" fetch bench > "$bench/fetch.log" 2>&1 \
+    || { cat "$bench/fetch.log" >&2; exit 1; }
+}
+if [ "$HISTORY" -gt 0 ]; then
+  cp "$bench/spool.history" "$spool_dir/$user"
+  fetch
+  [ -f "$bench/run/xdg-data/mailhaul/accounts/bench/dictionary" ] \
+    || echo "# note: no dictionary made from the $HISTORY messages of history" >&2
+fi
+echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); link: $link_args; $MESSAGES message(s) from $src after $HISTORY; dictionary $DICTIONARY; $SESSION session; strace $STRACE" >&2
 printf 'run\tmessages\twall_s\tfiled_s\tround_trips\tserver_waits\tup_bytes\tdown_bytes\tfiled\twaits_ms\n'
 if [ "$SESSION" = open ]; then
   : > "$spool_dir/$user"
@@ -183,7 +214,7 @@ if [ "$SESSION" = open ]; then
   [ "$STRACE" = 0 ] || traced=(strace -f -qq -tt -T -e trace=poll,ppoll,connect,sendto -o "$bench/strace.log")
   "${run_env[@]}" "${traced[@]}" "$mailhaul" --config "$bench/run/config.toml" watch bench > "$bench/watch.log" 2>&1 &
   watch_job=$!
-  for _ in $(seq 300); do grep -q 'watching the spool' "$bench/watch.log" && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -qs 'watching the spool' "$bench/watch.log" && break; sleep 0.1; done
   grep -q 'watching the spool' "$bench/watch.log" || { cat "$bench/watch.log" >&2; exit 1; }
   # mailhaul itself: under strace, the tracer's child.
   if [ "$STRACE" = 0 ]; then watch_pid=$watch_job; else watch_pid=$(pgrep -P "$watch_job"); fi
@@ -192,7 +223,7 @@ if [ "$SESSION" = open ]; then
     empty_maildir
     read -r up0 down0 < <(conn_bytes)
     t0=$(date +%s.%N)
-    mda_append
+    mda_append "$run"
     for _ in $(seq 600); do
       [ "$(count_filed)" -ge "$MESSAGES" ] && break
       sleep 0.05
@@ -200,7 +231,7 @@ if [ "$SESSION" = open ]; then
     read -r up1 down1 < <(conn_bytes)
     t1=$(last_filed)
     sleep 2 # the release, then quiet
-    filed=$(check_filed) || { tail -n 20 "$bench/watch.log" >&2; exit 1; }
+    filed=$(check_filed "$run") || { tail -n 20 "$bench/watch.log" >&2; exit 1; }
     [ "$run" -gt 0 ] || continue
     counted=$'-\t-\t'
     [ "$STRACE" = 0 ] || counted=$(python3 - "$bench/strace.log" "$RTT_MS" "$t0" "$t1" <<'PY'
@@ -249,16 +280,15 @@ fi
 traced=()
 [ "$STRACE" = 0 ] || traced=(strace -f -qq -T ${STRACE_ALL:+-tt} -e "trace=${STRACE_ALL:-poll,ppoll,connect,sendto}" -o "$bench/strace.log")
 for run in $(seq 0 "$RUNS"); do
-  cp "$bench/spool.orig" "$spool_dir/$user"
+  cp "$bench/spool.$run" "$spool_dir/$user"
   empty_maildir
   up0=$(stat_of up_bytes 2>/dev/null || echo 0); down0=$(stat_of down_bytes 2>/dev/null || echo 0)
   t0=$(date +%s.%N)
-  "${run_env[@]}" "${traced[@]}" "$mailhaul" --config "$bench/run/config.toml" fetch bench > "$bench/fetch.log" 2>&1 \
-    || { cat "$bench/fetch.log" >&2; exit 1; }
+  fetch "${traced[@]}"
   t1=$(date +%s.%N)
   tf=$(last_filed)
   sleep 0.5 # the proxy writes its totals when the connection closes
-  filed=$(check_filed) || { cat "$bench/fetch.log" >&2; exit 1; }
+  filed=$(check_filed "$run") || { cat "$bench/fetch.log" >&2; exit 1; }
   [ -z "${KEEP_STRACE:-}" ] || [ "$STRACE" = 0 ] || cp "$bench/strace.log" "$KEEP_STRACE.$run"
   [ "$run" -gt 0 ] || continue
   counted=$'-\t-\t'

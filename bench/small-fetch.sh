@@ -7,7 +7,11 @@
 # of bench/round-trips.sh (which checks that each run files exactly the
 # spool's messages, once):
 #   - seconds and bytes without strace (STRACE=0), RUNS runs each;
-#   - the open session's round trips under strace (STRACE=1), RUNS runs.
+#   - the open session's round trips under strace (STRACE=1), RUNS runs;
+#   - the open session's seconds with `dictionary = false` (DICTIONARY=off).
+# The account has filed 200 earlier messages of the same corpus file before
+# (round-trips.sh's HISTORY), so it fetches with its dictionary, as an
+# account with some mail does.
 # Prints every run as TSV (kept in RESULTS.tsv), then a Markdown table of
 # the medians with, for the open session, "2 RTT + bytes": twice the
 # profile's RTT plus the run's bytes down at the down rate and bytes up at
@@ -26,13 +30,14 @@ results=${1:-/tmp/small-fetch-$(date -u +%Y%m%dT%H%M%S).tsv}
 . "$repo/bench/link-profiles.sh"
 
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); results: $results" >&2
-printf 'profile\tsession\tstrace\trun\tmessages\twall_s\tfiled_s\tround_trips\tserver_waits\tup_bytes\tdown_bytes\tfiled\twaits_ms\n' > "$results"
+printf 'profile\tsession\tstrace\tdictionary\trun\tmessages\twall_s\tfiled_s\tround_trips\tserver_waits\tup_bytes\tdown_bytes\tfiled\twaits_ms\n' > "$results"
 for profile in $PROFILES; do
   for n in $COUNTS; do
-    for pass in "new 0" "open 0" "open 1"; do
-      read -r session strace <<<"$pass"
-      PROFILE=$profile MESSAGES=$n SESSION=$session STRACE=$strace RUNS=$RUNS bash "$repo/bench/round-trips.sh" \
-        | tail -n +2 | sed "s/^/$profile\t$session\t$strace\t/" | tee -a "$results" >&2
+    for pass in "new 0 on" "open 0 on" "open 1 on" "open 0 off"; do
+      read -r session strace dictionary <<<"$pass"
+      PROFILE=$profile MESSAGES=$n SESSION=$session STRACE=$strace DICTIONARY=$dictionary RUNS=$RUNS \
+        bash "$repo/bench/round-trips.sh" \
+        | tail -n +2 | sed "s/^/$profile\t$session\t$strace\t$dictionary\t/" | tee -a "$results" >&2
     done
   done
 done
@@ -49,27 +54,28 @@ for p in profiles:
     opt = dict(re.findall(r"--([a-z-]+) (\d+)", args))
     link[name] = (int(opt["down-bps"]), int(opt["up-bps"]), int(opt["rtt-ms"]) / 1000)
 rows = list(csv.DictReader(open(results), delimiter="\t"))
-def med(profile, session, strace, n, col):
-    vals = [float(r[col]) for r in rows
-            if (r["profile"], r["session"], r["strace"], r["messages"]) == (profile, session, strace, n)
-            and r[col] not in ("", "-")]
-    return statistics.median(vals) if vals else None
-def runs(profile, session, strace, n, col):
-    return " / ".join(r[col] for r in rows
-                      if (r["profile"], r["session"], r["strace"], r["messages"]) == (profile, session, strace, n))
+def pick(profile, session, strace, n, dictionary="on"):
+    return [r for r in rows if (r["profile"], r["session"], r["strace"], r["messages"], r["dictionary"])
+            == (profile, session, strace, n, dictionary)]
+def med(*key, col, dictionary="on"):
+    vals = [float(r[col]) for r in pick(*key, dictionary) if r[col] not in ("", "-")]
+    return statistics.median(vals) if vals else float("nan")
+def runs(*key, col):
+    return " / ".join(r[col] for r in pick(*key))
 print("| profile | msgs | new: connect → filed s | new: → exit s | new: bytes up / down "
       "| open: append → filed s | open: bytes up / down | open: round trips (strace runs) "
-      "| 2 RTT + bytes s | open / (2 RTT + bytes) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| 2 RTT + bytes s | open / (2 RTT + bytes) | open, no dictionary: s, bytes down |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for profile in link:
     down_bps, up_bps, rtt = link[profile]
     for n in dict.fromkeys(r["messages"] for r in rows if r["profile"] == profile):
-        nf, nw = med(profile, "new", "0", n, "filed_s"), med(profile, "new", "0", n, "wall_s")
-        nu, nd = med(profile, "new", "0", n, "up_bytes"), med(profile, "new", "0", n, "down_bytes")
-        of = med(profile, "open", "0", n, "filed_s")
-        ou, od = med(profile, "open", "0", n, "up_bytes"), med(profile, "open", "0", n, "down_bytes")
+        new, opened = (profile, "new", "0", n), (profile, "open", "0", n)
+        nf, nw = med(*new, col="filed_s"), med(*new, col="wall_s")
+        nu, nd = med(*new, col="up_bytes"), med(*new, col="down_bytes")
+        of, ou, od = med(*opened, col="filed_s"), med(*opened, col="up_bytes"), med(*opened, col="down_bytes")
+        xf, xd = med(*opened, col="filed_s", dictionary="off"), med(*opened, col="down_bytes", dictionary="off")
         limit = 2 * rtt + od * 8 / down_bps + ou * 8 / up_bps
         print(f"| {profile} | {n} | {nf:.2f} | {nw:.2f} | {nu:,.0f} / {nd:,.0f} | {of:.2f} "
-              f"| {ou:,.0f} / {od:,.0f} | {runs(profile, 'open', '1', n, 'round_trips')} "
-              f"| {limit:.2f} | {of / limit:.2f}x |")
+              f"| {ou:,.0f} / {od:,.0f} | {runs(profile, 'open', '1', n, col='round_trips')} "
+              f"| {limit:.2f} | {of / limit:.2f}x | {xf:.2f}, {xd:,.0f} |")
 PY
