@@ -221,6 +221,7 @@ if [ "$SESSION" = open ]; then
   sleep 2 # the fetch it makes once ready
   for run in $(seq 0 "$RUNS"); do
     empty_maildir
+    fetches=$(grep -c ': filed ' "$bench/watch.log" || true)
     read -r up0 down0 < <(conn_bytes)
     t0=$(date +%s.%N)
     mda_append "$run"
@@ -230,7 +231,13 @@ if [ "$SESSION" = open ]; then
     done
     read -r up1 down1 < <(conn_bytes)
     t1=$(last_filed)
-    sleep 2 # the release, then quiet
+    # The fetch's end (the release; after run 0, the dictionary sent up:
+    # seconds on a modem), then quiet.
+    for _ in $(seq 600); do
+      [ "$(grep -c ': filed ' "$bench/watch.log" || true)" -gt "$fetches" ] && break
+      sleep 0.05
+    done
+    sleep 1
     filed=$(check_filed "$run") || { tail -n 20 "$bench/watch.log" >&2; exit 1; }
     [ "$run" -gt 0 ] || continue
     counted=$'-\t-\t'
