@@ -8,7 +8,7 @@ use crate::engine::claim::{
     self, choose_method, choose_strategy, parse_claims, parse_probe, parse_reply, ClaimReply,
     MethodChoice, Probe, RemoteClaim, StrategyChoice, Unsupported,
 };
-use crate::engine::ssh::Connection;
+use crate::engine::ssh::{Connection, OpenChannel};
 
 use super::FetchError;
 
@@ -33,6 +33,16 @@ pub(super) fn script(
     args: &[&[u8]],
 ) -> Result<Vec<(String, String)>, FetchError> {
     let out = conn.run_script(claim::remote_script(), args)?;
+    Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
+}
+
+/// [`script`] on a channel opened before ([`Connection::open_channel`]).
+pub(super) fn script_on(
+    conn: &Connection,
+    channel: OpenChannel,
+    args: &[&[u8]],
+) -> Result<Vec<(String, String)>, FetchError> {
+    let out = conn.run_script_on(channel, claim::remote_script(), args)?;
     Ok(parse_reply(&out.stdout, out.stderr.as_bytes(), out.status)?)
 }
 

@@ -18,7 +18,7 @@ mod run;
 
 pub use error::{DownloadError, FetchError};
 pub use inspect::{describe, inspect, probe, Inspection};
-use inspect::{script, spool_arg, survey, survey_records};
+use inspect::{script, script_on, spool_arg, survey, survey_records};
 use run::Run;
 
 use std::path::PathBuf;

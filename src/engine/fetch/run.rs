@@ -23,14 +23,14 @@ use crate::engine::filing::Destination;
 use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::{file_messages, file_messages_behind, FilingReport, PublishGate};
-use crate::engine::ssh::{Connection, ScriptStream, SshError};
+use crate::engine::ssh::{Connection, OpenChannel, ScriptStream, SshError};
 use crate::engine::transfer::{self, TransferError};
 
 use super::dictionary::{self, Dictionary};
 use super::prefile::{self, Tee, TeeInput};
 use super::{
-    claim_time, connect_ssh, crash_point, describe, facts, inspect, link, script, spool_arg,
-    survey, survey_records, DownloadError, FetchError, FetchOptions, CRASH_ENV,
+    claim_time, connect_ssh, crash_point, describe, facts, inspect, link, script, script_on,
+    spool_arg, survey, survey_records, DownloadError, FetchError, FetchOptions, CRASH_ENV,
 };
 
 /// How often transfer progress is reported.
@@ -202,7 +202,7 @@ impl Run<'_> {
             if !c.delivered {
                 self.deliver(&ws, &mut journal, &c, true)?;
             }
-            self.release(conn, &mut journal, &c.remote)?;
+            self.release(conn, &mut journal, &c.remote, None)?;
             done.insert(c.remote.path.clone());
         }
 
@@ -645,16 +645,23 @@ impl Run<'_> {
         };
         let c = journal.get(&id).cloned().expect("journalled above");
         match filed {
-            Some(report) => self.delivered(journal, &c, ws.staged_path(&id), report)?,
-            None => self.deliver(ws, journal, &c, already)?,
+            Some(Prefiled { report, channel }) => {
+                self.delivered(journal, &c, ws.staged_path(&id), report)?;
+                self.release(conn, journal, remote, channel)
+            }
+            None => {
+                self.deliver(ws, journal, &c, already)?;
+                self.release(conn, journal, remote, None)
+            }
         }
-        self.release(conn, journal, remote)
     }
 
     /// Downloads a claim into a verified, journalled staging file while a
     /// delivery beside it files the messages as they arrive, publishing
     /// none until the staged file is verified, durable and journalled
-    /// (the gate). The delivery's report once the gate opened; `None` when
+    /// (the gate). While the messages are published, the release's channel
+    /// is opened (its round trip hidden; the release itself still follows
+    /// the delivery). The delivery's report once the gate opened; `None` when
     /// the download that fed it was not the one verified (a retry, a
     /// resume) or the delivery could not be set up: the caller then files
     /// the staged claim as before, since nothing was published.
@@ -668,7 +675,7 @@ impl Run<'_> {
         method: Method,
         sent: Option<BufReader<ScriptStream<'_>>>,
         dictionary: Option<&Dictionary>,
-    ) -> Result<Option<FilingReport>, FetchError> {
+    ) -> Result<Option<Prefiled>, FetchError> {
         let id = remote.id();
         let gate = PublishGate::default();
         let (to_delivery, pieces) = crossbeam_channel::bounded(prefile::TEE_PIECES);
@@ -722,17 +729,28 @@ impl Run<'_> {
                 });
             tee.end();
             let open = staged.is_ok() && tee.verified() && self.check_cancel().is_ok();
-            if open {
+            let opening = if open {
                 crash_point("verified");
                 self.emit(FetchEvent::Stage(Stage::Delivering));
                 gate.open(ws.staged_path(&id));
+                Some(scope.spawn(|| conn.open_channel()))
             } else {
                 gate.shut();
-            }
+                None
+            };
             let report = filing
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            staged.map(|()| report.filter(|_| open))
+            let channel = opening.and_then(|o| {
+                o.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    .ok()
+            });
+            staged.map(|()| {
+                report
+                    .filter(|_| open)
+                    .map(|report| Prefiled { report, channel })
+            })
         })
     }
 
@@ -989,18 +1007,24 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Deletes the server copy of a verified, journalled claim.
+    /// Deletes the server copy of a verified, journalled claim (on
+    /// `channel` when one was opened for it).
     fn release(
         &mut self,
         conn: &Connection,
         journal: &mut Journal,
         remote: &RemoteClaim,
+        channel: Option<OpenChannel>,
     ) -> Result<(), FetchError> {
         let id = remote.id();
         if journal.get(&id).is_some_and(|c| c.released) {
             return Ok(());
         }
-        script(conn, &[b"release", remote.path.as_bytes()])?;
+        let args: [&[u8]; 2] = [b"release", remote.path.as_bytes()];
+        match channel {
+            Some(channel) => script_on(conn, channel, &args)?,
+            None => script(conn, &args)?,
+        };
         journal
             .released(&id)
             .map_err(|e| FetchError::local("journal", e))?;
@@ -1102,6 +1126,13 @@ impl Run<'_> {
         crash_point("delivered");
         Ok(())
     }
+}
+
+/// A claim filed while it downloaded, and the channel opened for its
+/// release meanwhile (if that worked).
+struct Prefiled {
+    report: FilingReport,
+    channel: Option<OpenChannel>,
 }
 
 /// A claim stream whose `send` line named this path (and said whether it

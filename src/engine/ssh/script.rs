@@ -191,6 +191,9 @@ pub fn compact(script: &str) -> String {
         })
 }
 
+/// A session channel opened ahead of the script that will run on it.
+pub struct OpenChannel(Channel);
+
 /// A running script whose stdout is read through [`Read`]; call
 /// [`ScriptStream::finish`] at the end for its stderr and exit status.
 pub struct ScriptStream<'c> {
@@ -288,9 +291,43 @@ impl Connection {
         args: &[A],
         keep_stdin: bool,
     ) -> Result<Channel, SshError> {
+        let channel = self.open_channel()?;
+        self.start_on(channel.0, script, args, keep_stdin)
+    }
+
+    /// Opens a session channel for a script to run on later
+    /// ([`Connection::run_script_on`]): its round trip can then overlap
+    /// with local work, such as a fetch's filing before the release.
+    pub fn open_channel(&self) -> Result<OpenChannel, SshError> {
+        self.patiently("opening a channel", || self.session.channel_session())
+            .map(OpenChannel)
+    }
+
+    /// [`Connection::run_script`] on a channel opened before.
+    pub fn run_script_on<A: AsRef<[u8]>>(
+        &self,
+        channel: OpenChannel,
+        script: &RemoteScript,
+        args: &[A],
+    ) -> Result<ScriptOutput, SshError> {
+        let mut channel = self.start_on(channel.0, script, args, false)?;
+        self.patiently("sending a script", || channel.send_eof())?;
+        self.collect(ScriptStream {
+            conn: self,
+            channel,
+            stop: None,
+        })
+    }
+
+    fn start_on<A: AsRef<[u8]>>(
+        &self,
+        mut channel: Channel,
+        script: &RemoteScript,
+        args: &[A],
+        keep_stdin: bool,
+    ) -> Result<Channel, SshError> {
         let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
         let line = script.exec_line(&args, keep_stdin)?;
-        let mut channel = self.patiently("opening a channel", || self.session.channel_session())?;
         self.patiently("starting sh", || channel.exec(&line))?;
         let mut noise = 0;
         loop {
