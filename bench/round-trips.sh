@@ -14,7 +14,9 @@
 #   MAILHAUL_BIN=/path/to/mailhaul bash bench/round-trips.sh
 #   SESSION=open bash bench/round-trips.sh    # over watch's open session
 #   PROFILE=dsl STRACE=0 bash bench/round-trips.sh  # seconds on a link profile
-#   KEEP_LOGS=/tmp/logs ...                   # keeps the fetch's, watch's, sshd's logs
+#   KEEP_LOGS=/tmp/logs ...                   # keeps the fetch's, watch's, sshd's logs,
+#       strace.log, runs.log and the data directory; SESSION=open:
+#       python3 bench/open-timeline.py /tmp/logs prints each run's timeline
 #
 # PROFILE=modem|dsl (bench/link-profiles.sh) sets the link's rates and RTT
 # instead of RTT_MS at 1 Gbit/s; STRACE=0 runs mailhaul without strace (its
@@ -239,6 +241,7 @@ if [ "$SESSION" = open ]; then
     done
     sleep 1
     filed=$(check_filed "$run") || { tail -n 20 "$bench/watch.log" >&2; exit 1; }
+    echo "$run $t0 $t1" >> "$bench/runs.log" # append and filed, for KEEP_LOGS
     [ "$run" -gt 0 ] || continue
     counted=$'-\t-\t'
     [ "$STRACE" = 0 ] || counted=$(python3 - "$bench/strace.log" "$RTT_MS" "$t0" "$t1" <<'PY'
