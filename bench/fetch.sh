@@ -8,9 +8,11 @@
 # through procmail), mpop (pipelined POP3) and mbsync (IMAP, COMPRESS=DEFLATE).
 # Every candidate fetches the same spool (1,300 real messages, 4.92 MB) into a
 # Maildir, whose count is checked, through the link emulator
-# examples/link_proxy.rs in front of sshd or Dovecot, on two profiles:
+# examples/link_proxy.rs in front of sshd or Dovecot, on the profiles of
+# bench/link-profiles.sh (PROFILES, default "modem dsl"):
 #   modem  1 Mbit/s down, 256 kbit/s up, 100 ms RTT
 #   dsl   10 Mbit/s down,   1 Mbit/s up,  40 ms RTT
+#   lan  100 Mbit/s both ways, 2 ms RTT
 # Each run gets a fresh spool, a fresh Maildir and a fresh proxy (whose counters
 # give the bytes each way); every variant runs RUNS times per profile.
 #
