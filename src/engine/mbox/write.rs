@@ -250,6 +250,21 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 
+    /// Bytes held back at a line start (a `>` run, the first bytes of
+    /// `From `) are written when the content ends there: the last line of
+    /// a message is never cut short.
+    #[test]
+    fn a_partial_from_at_the_end_of_the_content_is_written() {
+        for end in ["Fro", ">>", ">Fr", "From", "F"] {
+            let mut out = Vec::new();
+            let content = format!("S: x\n\nbody\n{end}");
+            let envelope = Some(&b"a@b Mon Jan  1 00:00:00 2001"[..]);
+            write_message(&mut out, envelope, content.as_bytes(), MboxFormat::Mboxrd).unwrap();
+            let want = format!("From a@b Mon Jan  1 00:00:00 2001\n{content}\n\n");
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{end:?}");
+        }
+    }
+
     /// Content that fails its first read with `kind`, then gives `data`.
     struct FailsOnce {
         kind: Option<io::ErrorKind>,
