@@ -369,6 +369,28 @@ fn big_message_spills_and_stays_exact() {
     assert!(got[0].1[8..] == body[..]);
 }
 
+/// A `Content-Length` of exactly `MAX_LENGTH_CHECKED` is still checked and
+/// believed: the unquoted From_ line after a blank line in that body stays
+/// in the message.
+#[test]
+fn the_longest_checked_length_is_believed() {
+    let length = MAX_LENGTH_CHECKED as usize;
+    let mut body = format!("intro\n\nFrom b {DATE}\nsaid b\n").into_bytes();
+    let line = b"0123456789abcdef\n";
+    body.extend(line.iter().cycle().take(length - body.len() - 1));
+    body.push(b'\n');
+    assert_eq!(body.len(), length);
+    let mut input = format!("From a {DATE}\nContent-Length: {length}\n\n").into_bytes();
+    let header_len = input.len() - format!("From a {DATE}\n").len();
+    input.extend_from_slice(&body);
+    input.extend_from_slice(format!("\nFrom c {DATE}\n\nlast\n").as_bytes());
+    let got: Vec<Message> = MboxSplitter::new(&input[..], MboxFormat::Mboxo)
+        .map(Result::unwrap)
+        .collect();
+    let sizes: Vec<u64> = got.iter().map(|m| m.content.len()).collect();
+    assert_eq!(sizes, [(header_len + length) as u64, 6]);
+}
+
 #[test]
 fn bytes_read_ahead_for_a_wrong_length_spill_to_disk_and_are_read_once() {
     // Message a's length points past the end of the input, so checking it
