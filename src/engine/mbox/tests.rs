@@ -249,6 +249,51 @@ fn content_length_is_trusted_when_a_from_line_follows_it() {
     assert_eq!(split_all(input.as_bytes(), MboxFormat::Mboxo).len(), 2);
 }
 
+/// `Content-Length` counts wherever it is in the header, not only as its
+/// first line (the header's lines are looked at one by one, never skipped
+/// over as body lines are).
+#[test]
+fn content_length_after_other_header_lines_is_trusted() {
+    let body = format!("hi\n\nFrom b {DATE}\nstill the same message\n");
+    for header in [
+        format!("Subject: s\nContent-Length: {}\n", body.len()),
+        format!("Subject: s\nX: y\ncontent-length: {}\nTo: t\n", body.len()),
+    ] {
+        let input = format!("From a {DATE}\n{header}\n{body}\nFrom c {DATE}\nS: z\n");
+        let got = split_all(input.as_bytes(), MboxFormat::Mboxo);
+        assert_eq!(got.len(), 2, "{header}");
+        assert_eq!(got[0].1, format!("{header}\n{body}").as_bytes());
+        assert_eq!(got[1], (env("c"), b"S: z\n".to_vec()));
+    }
+}
+
+/// Under mboxrd a run of up to `MAX_QUOTE_RUN` `>` before `From ` loses
+/// one `>`; a longer run is left as it is.
+#[test]
+fn quote_runs_up_to_max_quote_run_are_unquoted() {
+    let line = |run: usize, word: &str| format!("{}From {word}\n", ">".repeat(run));
+    let content = [
+        line(70, "a"),
+        line(MAX_QUOTE_RUN, "b"),
+        line(MAX_QUOTE_RUN + 1, "c"),
+    ]
+    .concat();
+    let input = format!("From x {DATE}\nS: q\n\n{content}");
+    let want = [
+        line(69, "a"),
+        line(MAX_QUOTE_RUN - 1, "b"),
+        line(MAX_QUOTE_RUN + 1, "c"),
+    ]
+    .concat();
+    // Whole reads only: byte-at-a-time reads of a 64 KiB run take seconds.
+    let got = split_with(input.as_bytes(), MboxFormat::Mboxrd, usize::MAX);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].1 == format!("S: q\n\n{want}").as_bytes(),
+        "the runs were not unquoted as they should"
+    );
+}
+
 #[test]
 fn content_length_covers_a_body_that_starts_with_a_from_line() {
     let body = format!("From b {DATE}\nbody\n");
