@@ -354,6 +354,10 @@ mod tests {
             "UUCP",
         ),
         (
+            "From uucp relay Thu Nov  9 22:33:52 2001 remote from host",
+            "UUCP, a sender with a space: the date ends the line",
+        ),
+        (
             "From xxxx@yyyyyyy.fr Wed Aug  2 00:39:12 MET DST 1995",
             "two zones (mutt's from.c comment)",
         ),
@@ -440,6 +444,15 @@ mod tests {
             "From a b Mon Jan  1 00:00:00 2001 remote from",
             "From a b Mon Jan  1 00:00:00 2001 +0000 +0000 +0000",
             "From a b Fri, 8 Jul 2011 12:08:34 +0200 (CEST",
+            // A date at the end with one part wrong.
+            "From a b Fri, 8 Foo 2011 12:08:34 +0200",
+            "From a b Fri, 8 Jul 20111 12:08:34 +0200",
+            "From a b 8 Jul 2011 12:08:34 1234",
+            "From a b Fri, 8 Jul 2011 12:08:34 +0200 (CEST x",
+            "From a b Mon Jan  1 00:00:00 2001 +12ab",
+            "From a b Mon Jan  1 00:00:00 2001 +020000",
+            "From a b Mon Jan  1 00:00:00 2001 remote frm host",
+            "From a b Mon Jan  1 00:00:00 2001 remoto from host",
             "From x\0y Mon Jan  1 00:00:00 2001",
             "From a b\x01 Mon Jan  1 00:00:00 2001",
             "from x@y Mon Jan  1 00:00:00 2001",
