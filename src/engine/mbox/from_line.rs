@@ -470,6 +470,31 @@ mod tests {
         assert!(is_from_line(longest.as_bytes()));
     }
 
+    /// Lines only the first form accepts (something follows the year): a
+    /// quoted sender with a space or a tab, and zones before the year.
+    /// A control byte in the quoted sender makes it body text.
+    #[test]
+    fn the_first_form_takes_quoted_senders_and_zones_before_the_year() {
+        for line in [
+            "From \"a b\" Mon Jan  1 00:00:00 2001 anything",
+            "From \"a\tb\"@c Mon Jan  1 00:00:00 2001 anything",
+            "From \"a very long quoted local part\"@c Mon Jan  1 00:00:00 2001 x",
+            "From x@y Wed Aug  2 00:39:12 MET DST 1995 anything",
+            "From x@y Wed Aug  2 00:39:12 +0200 1995 anything",
+            "From x@y Wed Aug  2 00:39:12 -0500 1995 anything",
+        ] {
+            assert!(is_from_line(line.as_bytes()), "{line}");
+        }
+        for line in [
+            "From \"a\x01b\" Mon Jan  1 00:00:00 2001 anything",
+            "From \"a\x01b\" Mon Jan  1 00:00:00 2001",
+            "From x@y Mon Jan  1 123:00:00 2001 anything",
+            "From x@y Mon Jan  1 1x00 2001 anything",
+        ] {
+            assert!(!is_from_line(line.as_bytes()), "{line:?}");
+        }
+    }
+
     /// `MAX_FROM_LINE` counts the line ending: a From_ line of exactly that
     /// many bytes with its `\n` is one, a byte more is body text, also at
     /// the end of the input and when a CR is all that ends the window.
