@@ -614,8 +614,8 @@ impl Run<'_> {
 
     /// Download (unless already staged; from `sent` when the claim step
     /// is already streaming it, compressed with `dictionary` if that is
-    /// given), deliver, release one claim. Delivered
-    /// before the release, so that its messages reach the Maildir one
+    /// given; filed while it arrives, see `download_filing`), deliver,
+    /// release one claim. Delivered before the release, so that its messages reach the Maildir one
     /// remote step sooner (docs/push.md): the server copy still goes only
     /// once they are durable there and the journal says `delivered`
     /// (durable-before-release), and a run stopped between the two only
@@ -693,21 +693,11 @@ impl Run<'_> {
                     Filer::new(&destination.filter, &destination.maildir, Some(stable)).ok()?;
                 let messages =
                     MboxSplitter::new(TeeInput::new(pieces, &gate), destination.filter.format);
-                let mut filed_events = 0u64;
                 Some(file_messages_behind(
                     messages,
                     &input,
                     &mut filer,
-                    &mut |event| {
-                        let _ = events.send(Event::Fetch {
-                            account: account.clone(),
-                            event,
-                        });
-                        filed_events += 1;
-                        if filed_events == 1 {
-                            crash_point("mid-delivery");
-                        }
-                    },
+                    &mut filing_progress(events, account),
                     Some(&gate),
                 ))
             });
@@ -1060,9 +1050,6 @@ impl Run<'_> {
             &self.destination.maildir,
             Some(stable),
         )?;
-        let events = self.events;
-        let account = &self.account.name;
-        let mut filed_events = 0u64;
         let report = file_messages(
             MboxSplitter::new(
                 std::io::BufReader::new(file),
@@ -1070,16 +1057,7 @@ impl Run<'_> {
             ),
             &staged.display().to_string(),
             &mut filer,
-            &mut |event| {
-                let _ = events.send(Event::Fetch {
-                    account: account.clone(),
-                    event,
-                });
-                filed_events += 1;
-                if filed_events == 1 {
-                    crash_point("mid-delivery");
-                }
-            },
+            &mut filing_progress(self.events, &self.account.name),
         );
         self.delivered(journal, c, staged, report)
     }
@@ -1133,6 +1111,22 @@ impl Run<'_> {
 struct Prefiled {
     report: FilingReport,
     channel: Option<OpenChannel>,
+}
+
+/// What filing a claim reports: each event on the channel, and the crash
+/// tests' `mid-delivery` point at the first one (a message published).
+fn filing_progress<'a>(events: &'a Sender<Event>, account: &'a str) -> impl FnMut(FetchEvent) + 'a {
+    let mut filed_events = 0u64;
+    move |event| {
+        let _ = events.send(Event::Fetch {
+            account: account.to_string(),
+            event,
+        });
+        filed_events += 1;
+        if filed_events == 1 {
+            crash_point("mid-delivery");
+        }
+    }
 }
 
 /// A claim stream whose `send` line named this path (and said whether it
