@@ -521,6 +521,28 @@ fn wrong_lengths_cost_linear_work() {
     }
 }
 
+/// An interrupted read (EINTR) is retried, not a read error.
+#[test]
+fn an_interrupted_read_of_the_input_is_retried() {
+    struct Interrupted<'a>(bool, &'a [u8]);
+    impl Read for Interrupted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0 = !self.0;
+            if self.0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = self.1.len().min(buf.len()).min(5);
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1 = &self.1[n..];
+            Ok(n)
+        }
+    }
+    let input = format!("From a {DATE}\nS: 1\n\nFrom b {DATE}\nS: 2\n");
+    let got = split_messages(Interrupted(false, input.as_bytes()), MboxFormat::Mboxrd);
+    let contents: Vec<&[u8]> = got.iter().map(|m| &m.1[..]).collect();
+    assert_eq!(contents, [&b"S: 1\n"[..], &b"S: 2\n"[..]]);
+}
+
 #[test]
 fn read_errors_name_message_and_offset() {
     struct Failing<'a>(&'a [u8]);
