@@ -32,22 +32,11 @@ trap cleanup EXIT INT TERM
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$bench/sshd_config" <<CFG
-ListenAddress 127.0.0.1
-Port $port
-HostKey $bench/host_key
-PidFile $bench/sshd.pid
-AuthorizedKeysFile $bench/authorized_keys
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-CFG
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$bench/sshd_config" 2>"$bench/sshd.log" &
-sshd_pid=$!
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
+port=$(free_port)
+start_sshd "$port"
 echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
-for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); $(zstd -V)" >&2
 python3 - "$bench" "$port" "$mailhaul" "$corpus" "$DRAWS" <<'PY'
 import os, random, re, subprocess, sys

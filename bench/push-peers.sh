@@ -94,7 +94,8 @@ usermod -p '*' "$user"
 : > "/var/mail/$user"; chown "$user:mail" "/var/mail/$user"; chmod 660 "/var/mail/$user"
 password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 pop3_port=$(free_port)
 imap_port=$(free_port)
 sshd_port=$(free_port)
@@ -156,20 +157,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
-cat > "$bench/sshd_config" <<CFG
-ListenAddress 127.0.0.1
-Port $sshd_port
-HostKey $bench/host_key
-PidFile $bench/sshd.pid
-AuthorizedKeysFile $bench/authorized_keys
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-CFG
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$bench/sshd_config" 2>"$bench/sshd.log" &
-sshd_pid=$!
-for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshd_port") 2>/dev/null && break; sleep 0.1; done
+start_sshd "$sshd_port"
 echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 cat > "$bench/config.toml" <<CFG
 [general]

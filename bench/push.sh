@@ -77,11 +77,12 @@ ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
 : > "$bench/blank"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 proxy_port=$(free_port)
 # Two sshds: one as is, one in a mount namespace where inotifywait is an
 # empty file, so every session there watches with the stat loop.
-start_sshd() { # MODE PORT
+start_mode_sshd() { # MODE PORT
   cat > "$bench/sshd_$1.conf" <<CFG
 ListenAddress 127.0.0.1
 Port $2
@@ -106,7 +107,7 @@ sshd_pids=()
 declare -A sshd_port
 for mode in $MODES; do
   sshd_port[$mode]=$(free_port)
-  start_sshd "$mode" "${sshd_port[$mode]}"
+  start_mode_sshd "$mode" "${sshd_port[$mode]}"
 done
 
 write_config() { # PORT

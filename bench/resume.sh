@@ -58,24 +58,12 @@ user=$(id -un)
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
 proxy_port=$(free_port)
-cat > "$bench/sshd_config" <<CFG
-ListenAddress 127.0.0.1
-Port $sshd_port
-HostKey $bench/host_key
-PidFile $bench/sshd.pid
-AuthorizedKeysFile $bench/authorized_keys
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-CFG
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$bench/sshd_config" 2>"$bench/sshd.log" &
-sshd_pid=$!
+start_sshd "$sshd_port"
 echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
-for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshd_port") 2>/dev/null && break; sleep 0.1; done
 
 case $PROFILE in
   modem) link="--down-bps 1000000 --up-bps 256000 --rtt-ms 100" ;;
