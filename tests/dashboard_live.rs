@@ -366,8 +366,8 @@ fn quitting_mid_fetch_interrupts_it_and_the_next_fetch_completes_it() {
         "the sample after a quit mid-transfer and a fetch",
     );
     assert_eq!(
-        std::fs::read_dir(&claims_dir).unwrap().count(),
-        0,
+        fetch_support::settled(|| fetch_support::names_in(&claims_dir)),
+        Vec::<String>::new(),
         "the claim was released"
     );
 }

@@ -216,13 +216,19 @@ fn fetch_makes_the_download_durable_before_release_and_delivery_before_the_stage
             && c.fd_path() == Some(journal.as_str())
             && c.entry > staged_record.exit
     });
-    // The server's hook logged the release request when it arrived.
-    let release = hook
-        .log()
-        .into_iter()
-        .find(|e| e.is(&["release", "start"]))
-        .unwrap_or_else(|| panic!("no release on the server; hook log:\n{}", hook.log_text()))
-        .secs();
+    // The server's hook logged the release request when it arrived (the
+    // fetch's last release goes unanswered: it may arrive after the
+    // client's exit, so it is waited for).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let release = loop {
+        match hook.log().into_iter().find(|e| e.is(&["release", "start"])) {
+            Some(e) => break e.secs(),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            None => panic!("no release on the server; hook log:\n{}", hook.log_text()),
+        }
+    };
     for (what, call) in [
         ("the download's fsync", &file_sync),
         ("the staging directory's fsync", &dir_sync),

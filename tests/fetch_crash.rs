@@ -8,7 +8,9 @@ mod fetch_support;
 
 use common::tmpfs::Tmpfs;
 use common::{TestSshd, TestUser};
-use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client, Fixture};
+use fetch_support::{
+    assert_same_messages, describe, fill_spool, names_in, real_mail, settled, Client, Fixture,
+};
 
 /// Crash as an ordinary user (copy-truncate) at `point`, check the state the
 /// crash left, rerun, and check that every message arrived exactly once.
@@ -42,8 +44,24 @@ fn crash_then_rerun_as_user(point: &str) {
             assert_eq!(client.filed_md5s().len(), mail.md5s.len(), "{point}");
             read_as_a_mail_reader_does(client);
         }
+        // Journalled as sent, but the request never left: the rerun finds
+        // the claim still listed and only releases it. A reader has seen
+        // the messages meanwhile, as above.
+        "release-sent" => {
+            assert_eq!(on_server.len(), 1, "{point}: not released yet");
+            assert!(staged.is_empty(), "{point}: {staged:?}");
+            assert_eq!(client.filed_md5s().len(), mail.md5s.len(), "{point}");
+            read_as_a_mail_reader_does(client);
+        }
+        // The release was sent and the process died without its answer:
+        // the server removes the claim all the same (sshd runs the request
+        // it read, without the client), and the rerun sees it gone.
         "released" => {
-            assert!(on_server.is_empty(), "{point}: released: {on_server:?}");
+            let left = settled(|| claims_of(user));
+            assert!(
+                left.is_empty(),
+                "{point}: the release sent before the crash did not happen: {left:?}"
+            );
             assert!(staged.is_empty(), "{point}: {staged:?}");
         }
         _ => unreachable!(),
@@ -65,7 +83,7 @@ fn crash_then_rerun_as_user(point: &str) {
         &format!("crash at {point}, then rerun"),
     );
     assert!(
-        claims_of(user).is_empty(),
+        settled(|| claims_of(user)).is_empty(),
         "{point}: claims left on the server"
     );
     assert!(
@@ -95,13 +113,7 @@ fn read_as_a_mail_reader_does(client: &Client) {
 }
 
 fn claims_of(user: &TestUser) -> Vec<String> {
-    std::fs::read_dir(user.home.join(".mailhaul/claims"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    names_in(&user.home.join(".mailhaul/claims"))
 }
 
 fn staged_files(client: &Client) -> Vec<String> {
@@ -140,6 +152,11 @@ fn kill_after_delivery_before_release() {
 }
 
 #[test]
+fn kill_after_journalling_a_release_not_yet_sent() {
+    crash_then_rerun_as_user("release-sent");
+}
+
+#[test]
 fn kill_after_release() {
     crash_then_rerun_as_user("released");
 }
@@ -173,7 +190,10 @@ fn root_kill_mid_transfer_then_new_mail() {
     ));
     want.sort();
     assert_same_messages(&client.filed_md5s(), &want, "rename crash + new mail");
-    assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
+    assert_eq!(
+        settled(|| names_in(fixture.server_dir())),
+        Vec::<String>::new()
+    );
 }
 
 /// A full local disk while the claim is downloaded: the fetch fails with
@@ -208,7 +228,7 @@ fn a_full_local_disk_keeps_the_claim_on_the_server() {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a full disk");
-    assert!(claims_of(user).is_empty());
+    assert!(settled(|| claims_of(user)).is_empty());
 }
 
 /// The connection dies mid-transfer (every server process of the user is
@@ -265,7 +285,7 @@ fn a_connection_dropped_mid_transfer_keeps_the_claim() {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a dropped link");
-    assert!(claims_of(user).is_empty());
+    assert!(settled(|| claims_of(user)).is_empty());
 }
 
 /// A one-line message with `subject`, as a spool holds it.

@@ -15,7 +15,9 @@ use mailhaul::engine::fetch::{self, EventPrompter, FetchOptions};
 use mailhaul::engine::ssh::NoPrompts;
 
 use common::TestSshd;
-use fetch_support::{assert_same_messages, fill_spool, real_mail, Client, Fixture};
+use fetch_support::{
+    assert_same_messages, fill_spool, names_in, real_mail, settled, Client, Fixture,
+};
 
 fn options(client: &Client) -> FetchOptions {
     FetchOptions {
@@ -75,7 +77,10 @@ fn a_fetch_stopped_after_its_claim_resumes_without_loss_or_duplicates() {
             ..
         })
     ));
-    assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
+    assert_eq!(
+        settled(|| names_in(fixture.server_dir())),
+        Vec::<String>::new()
+    );
 }
 
 #[test]

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use common::tmpfs::Tmpfs;
 use common::{Postfix, ServerHook, TestSshd, TestUser};
-use fetch_support::{assert_same_messages, describe, maildir_files, real_mail, Client, Fixture};
+use fetch_support::{
+    assert_same_messages, describe, maildir_files, names_in, real_mail, settled, Client, Fixture,
+};
 use mailhaul::engine::filing::MboxFormat;
 use mailhaul::engine::mbox::MboxSplitter;
 
@@ -574,13 +576,7 @@ fn assert_only_a_partial_download_is_staged(client: &Client) {
 
 /// The claims of `user` left in `~/.mailhaul/claims` (copy-truncate).
 fn claims_of(user: &TestUser) -> Vec<String> {
-    std::fs::read_dir(user.home.join(".mailhaul/claims"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    names_in(&user.home.join(".mailhaul/claims"))
 }
 
 /// The PIDs of `uid`'s processes running `program`.
@@ -659,7 +655,7 @@ fn the_servers_compressor_killed_mid_stream() {
         &mail.md5s,
         "after the compressor died",
     );
-    assert!(claims_of(user).is_empty());
+    assert!(settled(|| claims_of(user)).is_empty());
 }
 
 /// The server sends a corrupt compressed stream (one byte in the middle of
@@ -718,7 +714,10 @@ fn a_corrupt_compressed_stream_is_refused() {
             &mail.md5s,
             &format!("{compression}: corrupt once, then fetched"),
         );
-        assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
+        assert_eq!(
+            settled(|| names_in(fixture.server_dir())),
+            Vec::<String>::new()
+        );
     }
 }
 
@@ -779,7 +778,7 @@ fn a_full_server_disk_during_copy_truncate() {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a full server disk");
-    assert!(claims_of(user).is_empty());
+    assert!(settled(|| claims_of(user)).is_empty());
     assert!(user.spool_contents().is_empty());
 }
 
@@ -826,7 +825,10 @@ fn a_full_local_disk_during_delivery() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a full local disk");
     assert_eq!(std::fs::read_dir(staging(client)).unwrap().count(), 0);
-    assert!(claims_of(user).is_empty(), "released once filed");
+    assert!(
+        settled(|| claims_of(user)).is_empty(),
+        "released once filed"
+    );
 }
 
 /// The link cut at every 61st byte offset of a whole fetch of an empty
@@ -941,5 +943,8 @@ fn a_stop_interrupts_a_server_stalled_mid_stream() {
     let out = client.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&client.filed_md5s(), &mail.md5s, "after a stalled server");
-    assert_eq!(std::fs::read_dir(fixture.server_dir()).unwrap().count(), 0);
+    assert_eq!(
+        settled(|| names_in(fixture.server_dir())),
+        Vec::<String>::new()
+    );
 }

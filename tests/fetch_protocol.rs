@@ -10,7 +10,9 @@ mod fetch_support;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{TestSshd, TestUser};
-use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client, Fixture};
+use fetch_support::{
+    assert_same_messages, describe, fill_spool, names_in, real_mail, settled, Client, Fixture,
+};
 
 #[test]
 fn root_fetch_renames_the_spool_and_files_every_message_once() {
@@ -25,10 +27,7 @@ fn root_fetch_renames_the_spool_and_files_every_message_once() {
     // Without a terminal (cron): one summary line, nothing on stderr.
     assert!(out.stderr.is_empty(), "{}", describe(&out));
     // The spool was renamed away and the claim released: nothing is left.
-    let left: Vec<_> = std::fs::read_dir(fixture.server_dir())
-        .unwrap()
-        .flatten()
-        .collect();
+    let left = settled(|| names_in(fixture.server_dir()));
     assert!(left.is_empty(), "left on the server: {left:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -87,7 +86,7 @@ fn user_fetch_copies_and_truncates_under_dotlockfile() {
     // The spool is kept (empty, same owner) and no claim is left behind.
     assert_eq!(std::fs::metadata(&user.spool).unwrap().len(), 0);
     let claims = user.home.join(".mailhaul/claims");
-    let left: Vec<_> = std::fs::read_dir(&claims).unwrap().flatten().collect();
+    let left = settled(|| names_in(&claims));
     assert!(left.is_empty(), "claims left: {left:?}");
     assert!(!std::path::Path::new(&format!("{}.lock", user.spool.display())).exists());
 }

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{ServerHook, TestSshd};
-use fetch_support::{assert_same_messages, describe, real_mail, Fixture};
+use fetch_support::{assert_same_messages, describe, real_mail, settled, Fixture};
 
 /// What `send` streams for a whole claim holding `data`: `zstd -q -c
 /// -LEVEL FILE` (from a file, zstd records the size in the frame header).
@@ -212,7 +212,10 @@ fn a_download_cut_at_a_known_offset_continues_from_there() {
         &mail.md5s,
         "cut, then resumed",
     );
-    assert!(claims_on_server(&fixture).is_empty(), "released");
+    assert!(
+        settled(|| claims_on_server(&fixture)).is_empty(),
+        "released"
+    );
     assert!(staging(&fixture).is_empty(), "{:?}", staging(&fixture));
 }
 
@@ -314,5 +317,5 @@ fn a_resumed_download_is_verified_whole_and_a_changed_prefix_starts_over() {
     assert_eq!(filed.len(), mail.md5s.len());
     let differing = filed.iter().filter(|m| !mail.md5s.contains(m)).count();
     assert_eq!(differing, 1, "exactly the changed message differs");
-    assert!(claims_on_server(&fixture).is_empty());
+    assert!(settled(|| claims_on_server(&fixture)).is_empty());
 }

@@ -8,7 +8,9 @@ mod common;
 mod fetch_support;
 
 use common::TestSshd;
-use fetch_support::{assert_same_messages, describe, fill_spool, real_mail, Client, Fixture};
+use fetch_support::{
+    assert_same_messages, describe, fill_spool, real_mail, settled, Client, Fixture,
+};
 use md5::{Digest, Md5};
 
 /// Names of the claims next to root's spool in `dir`.
@@ -75,6 +77,15 @@ fn a_claim_left_by_another_installation_is_left_to_it() {
         "{said}"
     );
     assert_same_messages(&desktop.filed_md5s(), &later_md5s, "the desktop");
+    let desktops = settled(|| {
+        let mut now = claims_in(fixture.server_dir());
+        now.retain(|n| !left.contains(n));
+        now
+    });
+    assert!(
+        desktops.is_empty(),
+        "the desktop's claim released: {desktops:?}"
+    );
     assert_eq!(
         claims_in(fixture.server_dir()),
         left,
@@ -86,7 +97,7 @@ fn a_claim_left_by_another_installation_is_left_to_it() {
     let out = laptop.run(&["fetch"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&laptop.filed_md5s(), &mail.md5s, "the laptop");
-    assert!(claims_in(fixture.server_dir()).is_empty());
+    assert!(settled(|| claims_in(fixture.server_dir())).is_empty());
 }
 
 #[test]
@@ -99,5 +110,5 @@ fn adopt_claims_takes_over_a_claim_of_an_installation_that_is_gone() {
     let out = desktop.run(&["fetch", "--adopt-claims"]);
     assert!(out.status.success(), "{}", describe(&out));
     assert_same_messages(&desktop.filed_md5s(), &mail.md5s, "adopted");
-    assert!(claims_in(fixture.server_dir()).is_empty());
+    assert!(settled(|| claims_in(fixture.server_dir())).is_empty());
 }

@@ -4,7 +4,10 @@
 //! The journal is what makes every step of a fetch recoverable after a
 //! kill -9: a claim is recorded as `staged` only once its download is
 //! verified and durable, as `delivered` once every message is filed, and as
-//! `released` once the server copy is gone; a download cut short is
+//! `released` once the server copy is known to be gone (`release-sent`
+//! when its deletion was sent at the end of a connection without waiting
+//! for the answer: the next listing of the server's claims settles it);
+//! a download cut short is
 //! recorded as `partial` with the length of the prefix it made durable, so
 //! that the next run asks the server only for the rest. Each record is one line, appended
 //! and fsynced before the step it enables; a torn last line (a crash while
@@ -32,6 +35,10 @@ pub struct JournalClaim {
     pub released: bool,
     /// Every message has been filed.
     pub delivered: bool,
+    /// Its deletion was sent without waiting for the answer
+    /// ([`Journal::release_sent`]): the spool whose claims it is among.
+    /// `released` once a listing of that spool's claims lacks it.
+    pub release_sent: Option<String>,
 }
 
 /// The append-only, fsynced journal of one account.
@@ -104,12 +111,19 @@ impl Journal {
                         remote,
                         released: false,
                         delivered: false,
+                        release_sent: None,
                     },
                 );
             }
             ["released", id] => {
                 if let Some(c) = self.claims.get_mut(*id) {
                     c.released = true;
+                }
+            }
+            ["release-sent", id, spool] => {
+                let spool = unhex(spool).and_then(|p| String::from_utf8(p).ok());
+                if let (Some(c), Some(spool)) = (self.claims.get_mut(*id), spool) {
+                    c.release_sent = Some(spool);
                 }
             }
             ["delivered", id, ..] => {
@@ -171,6 +185,15 @@ impl Journal {
     /// Records that the server copy of the claim is deleted.
     pub fn released(&mut self, id: &str) -> io::Result<()> {
         self.append(format!("released\t{id}"))
+    }
+
+    /// Records that the deletion of the claim's server copy is about to be
+    /// sent without waiting for the answer; `spool` is the server spool it
+    /// was claimed from, whose listing settles it. Recorded first: a crash
+    /// before the request leaves a claim the next listing still has, and
+    /// it is then released, never fetched again.
+    pub fn release_sent(&mut self, id: &str, spool: &str) -> io::Result<()> {
+        self.append(format!("release-sent\t{id}\t{}", hex(spool.as_bytes())))
     }
 
     /// Records that every message of the claim is filed.
@@ -504,6 +527,29 @@ mod tests {
         j.compact().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert!(Journal::open(&path).unwrap().pending().is_empty());
+    }
+
+    /// A deletion sent without its answer keeps the claim pending (the next
+    /// listing settles it), across a reopen, until `released`.
+    #[test]
+    fn a_release_sent_stays_pending_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.staged(&claim("1-1-1")).unwrap();
+            j.delivered("1-1-1", 2).unwrap();
+            j.release_sent("1-1-1", "/var/mail/a").unwrap();
+            j.compact().unwrap();
+        }
+        let mut j = Journal::open(&path).unwrap();
+        let pending = j.pending();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert!(pending[0].delivered && !pending[0].released);
+        assert_eq!(pending[0].release_sent.as_deref(), Some("/var/mail/a"));
+        j.released("1-1-1").unwrap();
+        j.compact().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 
     /// Compaction empties the journal only when nothing is pending: a claim

@@ -360,3 +360,30 @@ impl Fixture {
             .path()
     }
 }
+
+/// `list()` once it is empty, or its last result after 10 s. A one-shot
+/// fetch sends its last release without waiting for the answer
+/// (docs/design.md, "The last release goes unanswered"): the server removes
+/// that claim a moment after the client has exited, so a test that expects
+/// no claim left on the server waits for it (and still fails when one stays).
+pub fn settled<T>(mut list: impl FnMut() -> Vec<T>) -> Vec<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = list();
+        if now.is_empty() || std::time::Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The names in `dir` (empty when it cannot be read).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -62,7 +62,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Environment variable naming a point at which the process kills itself
 /// with SIGKILL, so that tests can check recovery from a crash at exactly
 /// that point: `claimed`, `mid-transfer`, `verified`, `mid-delivery`,
-/// `delivered`, `released`.
+/// `delivered`, `release-sent` (journalled, not yet sent), `released`.
 pub const CRASH_ENV: &str = "MAILHAUL_TEST_CRASH_AT";
 
 /// What a fetch needs besides the account and config.
@@ -170,7 +170,7 @@ pub fn fetch(
     options: &FetchOptions,
     events: &Sender<Event>,
 ) -> Result<FetchSummary, FetchError> {
-    fetch_over(&mut None, account, destination, options, events)
+    fetch_then(&mut None, account, destination, options, events, true)
 }
 
 /// [`fetch`] over the open session in `session` (no new handshake), or over
@@ -183,6 +183,19 @@ pub fn fetch_over(
     destination: &Destination,
     options: &FetchOptions,
     events: &Sender<Event>,
+) -> Result<FetchSummary, FetchError> {
+    fetch_then(session, account, destination, options, events, false)
+}
+
+/// [`fetch_over`]; `closes_after`: the session is dropped after this fetch
+/// (its last release then goes without waiting for the answer).
+fn fetch_then(
+    session: &mut Option<Connection>,
+    account: &Account,
+    destination: &Destination,
+    options: &FetchOptions,
+    events: &Sender<Event>,
+    closes_after: bool,
 ) -> Result<FetchSummary, FetchError> {
     let started = Instant::now();
     let mut run = Run {
@@ -197,6 +210,8 @@ pub fn fetch_over(
         socket_bytes: 0,
         socket_base: 0,
         dictionary: Default::default(),
+        closes_after,
+        spool: String::new(),
     };
     let result = run.fetch(session);
     run.summary.elapsed = started.elapsed();

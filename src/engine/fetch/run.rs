@@ -55,6 +55,13 @@ pub(super) struct Run<'a> {
     pub(super) socket_base: u64,
     /// What this fetch did with the account's dictionary.
     pub(super) dictionary: DictionaryRun,
+    /// The connection is dropped after this fetch (a one-shot fetch, not
+    /// one over the watcher's session): its last release is sent without
+    /// waiting for the answer (see [`Run::release`]).
+    pub(super) closes_after: bool,
+    /// The server spool this fetch claims from (its facts' `spool`), which
+    /// a release sent without its answer is journalled with.
+    pub(super) spool: String,
 }
 
 /// What a fetch did with the account's dictionary (engine::fetch::dictionary).
@@ -197,7 +204,15 @@ impl Run<'_> {
         // Delivered (unless the journal says it is: names already filed are
         // skipped) and released now, it is no leftover any more.
         let mut done = std::collections::HashSet::new();
+        // Deletions an earlier fetch sent without their answer are settled
+        // against the next list of the server's claims (below).
+        let mut sent_releases = Vec::new();
         for c in journal.pending() {
+            if c.delivered && c.release_sent.is_some() {
+                done.insert(c.remote.path.clone());
+                sent_releases.push(c);
+                continue;
+            }
             self.emit(FetchEvent::Stage(Stage::Recovering));
             if !c.delivered {
                 self.deliver(&ws, &mut journal, &c, true)?;
@@ -210,6 +225,15 @@ impl Run<'_> {
         self.emit(FetchEvent::Stage(Stage::Recovering));
         let me = journal::installation_id(&self.options.data_dir)
             .map_err(|e| FetchError::local("installation id", e))?;
+        if surveyed {
+            self.settle_sent_releases(
+                conn,
+                &mut journal,
+                &mut sent_releases,
+                &probe.spool,
+                &leftovers.claims,
+            )?;
+        }
         leftovers.claims.retain(|c| !done.contains(&c.path));
         let (mine, theirs): (Vec<RemoteClaim>, Vec<RemoteClaim>) = leftovers
             .claims
@@ -228,7 +252,7 @@ impl Run<'_> {
                     c.size
                 ),
             );
-            self.process(conn, &ws, &mut journal, c, method.method, None, None)?;
+            self.process(conn, &ws, &mut journal, c, method.method, None, None, false)?;
             done.insert(c.path.clone());
         }
 
@@ -331,6 +355,14 @@ impl Run<'_> {
             );
         }
         crash_point("claimed");
+        self.spool.clone_from(&probe.spool);
+        self.settle_sent_releases(
+            conn,
+            &mut journal,
+            &mut sent_releases,
+            &probe.spool,
+            &reply.claims,
+        )?;
         // Claims left by an earlier run (listed here when no survey ran)
         // before the one just made.
         let mut fresh: Vec<&RemoteClaim> = reply
@@ -362,6 +394,7 @@ impl Run<'_> {
                 Some(c) => {
                     self.dictionary.upload |= answer == DictionaryAnswer::Missing;
                     let with = dict.as_ref().filter(|_| answer == DictionaryAnswer::Used);
+                    let last = fresh.iter().all(|other| other.path == path);
                     self.process(
                         conn,
                         &ws,
@@ -370,6 +403,7 @@ impl Run<'_> {
                         method.method,
                         Some(reader),
                         with,
+                        last,
                     )?;
                     Some(path)
                 }
@@ -379,11 +413,13 @@ impl Run<'_> {
             },
             None => None,
         };
-        for c in fresh
+        let rest: Vec<&RemoteClaim> = fresh
             .into_iter()
             .filter(|c| Some(&c.path) != streamed.as_ref())
-        {
-            self.process(conn, &ws, &mut journal, c, method.method, None, None)?;
+            .collect();
+        for (i, c) in rest.iter().enumerate() {
+            let last = i + 1 == rest.len();
+            self.process(conn, &ws, &mut journal, c, method.method, None, None, last)?;
         }
         if self.dictionary.used {
             self.summary.method = format!("zstd -{} + dictionary", self.dictionary.level);
@@ -619,7 +655,8 @@ impl Run<'_> {
     /// remote step sooner (docs/push.md): the server copy still goes only
     /// once they are durable there and the journal says `delivered`
     /// (durable-before-release), and a run stopped between the two only
-    /// releases it next time (exactly-once).
+    /// releases it next time (exactly-once). `last`: no other claim follows
+    /// in this fetch.
     #[allow(clippy::too_many_arguments)]
     fn process(
         &mut self,
@@ -630,6 +667,7 @@ impl Run<'_> {
         method: Method,
         sent: Option<BufReader<ScriptStream<'_>>>,
         dictionary: Option<&Dictionary>,
+        last: bool,
     ) -> Result<(), FetchError> {
         self.check_cancel()?;
         let id = remote.id();
@@ -644,15 +682,22 @@ impl Run<'_> {
             self.download_filing(conn, ws, journal, remote, method, sent, dictionary)?
         };
         let c = journal.get(&id).cloned().expect("journalled above");
-        match filed {
+        let channel = match filed {
             Some(Prefiled { report, channel }) => {
                 self.delivered(journal, &c, ws.staged_path(&id), report)?;
-                self.release(conn, journal, remote, channel)
+                channel
             }
             None => {
                 self.deliver(ws, journal, &c, already)?;
-                self.release(conn, journal, remote, None)
+                None
             }
+        };
+        // The connection's last step when it closes after this fetch (no
+        // dictionary to send up after it): sent without its answer.
+        if last && self.closes_after && !self.dictionary.upload {
+            self.send_release(conn, journal, &c, channel)
+        } else {
+            self.release(conn, journal, remote, channel)
         }
     }
 
@@ -1019,6 +1064,69 @@ impl Run<'_> {
             .released(&id)
             .map_err(|e| FetchError::local("journal", e))?;
         crash_point("released");
+        Ok(())
+    }
+
+    /// Sends the deletion of the server copy of a delivered claim and closes
+    /// the connection without waiting for the answer: the round trip and the
+    /// server's removal and directory sync are off the fetch's time. The
+    /// journal says `release-sent` first; the next fetch settles it against
+    /// its list of the server's claims ([`Run::settle_sent_releases`]), so a
+    /// request that never arrived costs one release step then, and the
+    /// claim is never fetched again. `conn` is closed afterwards.
+    fn send_release(
+        &mut self,
+        conn: &Connection,
+        journal: &mut Journal,
+        claim: &JournalClaim,
+        channel: Option<OpenChannel>,
+    ) -> Result<(), FetchError> {
+        journal
+            .release_sent(&claim.id, &self.spool)
+            .map_err(|e| FetchError::local("journal", e))?;
+        crash_point("release-sent");
+        let channel = match channel {
+            Some(c) => c,
+            None => conn.open_channel()?,
+        };
+        let args: [&[u8]; 2] = [b"release", claim.remote.path.as_bytes()];
+        conn.run_script_detached(channel, claim::remote_script(), &args)?;
+        self.log(
+            Level::Info,
+            format!(
+                "sent the release of claim {} (the next fetch sees it done)",
+                claim.remote.shown()
+            ),
+        );
+        crash_point("released");
+        Ok(())
+    }
+
+    /// Settles the releases an earlier fetch sent without their answer
+    /// (`sent`, emptied here) against `listed`, the server's claims of
+    /// `spool` just listed: one still listed is released now (its request
+    /// was lost), one not listed is gone. A claim of another spool (the
+    /// account's spool changed since) is released now, which is harmless
+    /// when it is gone. Either way it is done: none is fetched again.
+    fn settle_sent_releases(
+        &mut self,
+        conn: &Connection,
+        journal: &mut Journal,
+        sent: &mut Vec<JournalClaim>,
+        spool: &str,
+        listed: &[RemoteClaim],
+    ) -> Result<(), FetchError> {
+        for c in sent.drain(..) {
+            let listed_here = c.release_sent.as_deref() == Some(spool);
+            if listed_here && !listed.iter().any(|l| l.path == c.remote.path) {
+                journal
+                    .released(&c.id)
+                    .map_err(|e| FetchError::local("journal", e))?;
+            } else {
+                self.emit(FetchEvent::Stage(Stage::Recovering));
+                self.release(conn, journal, &c.remote, None)?;
+            }
+        }
         Ok(())
     }
 

@@ -25,7 +25,9 @@ pub use error::{ChangedHostKey, SshError};
 pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
 #[cfg(test)]
 pub(crate) use script::{assert_compacts_and_parses, run_locally};
-pub use script::{compact, OpenChannel, RemoteScript, ScriptOutput, ScriptStatus, ScriptStream};
+pub use script::{
+    compact, OpenChannel, RemoteScript, ScriptMode, ScriptOutput, ScriptStatus, ScriptStream,
+};
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
 use crate::engine::account::{HostKeyPolicy, TransportCompression};

@@ -27,6 +27,7 @@
 //! the channel window with stdout, so scripts must keep stderr small.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +91,22 @@ impl ScriptStatus {
     }
 }
 
+/// How a script's channel is used, which decides its stdin and signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptMode {
+    /// stdin is `/dev/null`; the client reads the output to its end.
+    Answered,
+    /// The channel's stdin on fd 3: a long-lived script, which ends when
+    /// it reads end-of-file there.
+    KeepStdin,
+    /// stdin is `/dev/null`, and SIGHUP and SIGPIPE are ignored: the client
+    /// sends the exec request and closes the connection without reading
+    /// any answer, so the script must run to its end after sshd is gone
+    /// (its output then goes nowhere). The client learns its effect some
+    /// other way (a fetch's release: the next fetch's list of claims).
+    Detached,
+}
+
 /// A script as it runs on the server: its cache name and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteScript {
@@ -128,10 +145,8 @@ impl RemoteScript {
     /// the module's doc), fixed text on one line without single quotes (so
     /// any login shell, csh too, passes it to sh as it is), and each
     /// argument is hex; nothing the user or the server chose is in it.
-    /// `keep_stdin`: the script gets the channel's stdin on fd 3 (a
-    /// long-lived script, which ends when it reads end-of-file there).
-    pub fn exec_line(&self, args: &[&[u8]], keep_stdin: bool) -> Result<String, SshError> {
-        let mut line = format!("sh -c '{}' sh", self.loader(keep_stdin));
+    pub fn exec_line(&self, args: &[&[u8]], mode: ScriptMode) -> Result<String, SshError> {
+        let mut line = format!("sh -c '{}' sh", self.loader(mode));
         for (index, arg) in args.iter().enumerate() {
             if arg.contains(&0) {
                 return Err(SshError::NulInArgument { index });
@@ -144,18 +159,18 @@ impl RemoteScript {
         Ok(line)
     }
 
-    fn loader(&self, keep_stdin: bool) -> String {
-        let redirect = if keep_stdin {
-            "3<&0 </dev/null"
-        } else {
-            "</dev/null"
+    fn loader(&self, mode: ScriptMode) -> String {
+        let (signals, redirect) = match mode {
+            ScriptMode::Answered => ("", "</dev/null"),
+            ScriptMode::KeepStdin => ("", "3<&0 </dev/null"),
+            ScriptMode::Detached => (r#"trap "" HUP PIPE; "#, "</dev/null"),
         };
         let (name, hash) = (self.name, &self.sha256);
         let short = &hash[..16];
         let plain = self.text.len();
         let gz = self.gzipped().len();
         let text = format!(
-            r#"{PRELUDE}mh_sum() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -c1-64; elif command -v shasum >/dev/null 2>&1; then shasum -a 256 | cut -c1-64; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed "s/^.*= *//"; else echo none; fi; }}; mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; mh_s=$mh_d/{name}-{short}.sh; if [ -f "$mh_s" ] && mh_t=$(cat "$mh_s") && [ "$(printf "%s\n" "$mh_t" | mh_sum)" = {hash} ]; then echo mh-run; else if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gz} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi; mh_k=$(printf "%s\n" "$mh_t" | mh_sum); if [ "$mh_k" = {hash} ]; then (umask 077; mkdir -p "$mh_d" && find "$mh_d" -name "{name}-*.sh" -mtime +30 -exec rm -f {{}} + ; printf "%s\n" "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_s") 2>/dev/null; elif [ "$mh_k" != none ]; then echo mh-bad; exit 97; fi; echo mh-run; fi; unset -f mh_sum; unset mh_d mh_s mh_k; {{ eval "$mh_t"; }} {redirect}"#
+            r#"{signals}{PRELUDE}mh_sum() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -c1-64; elif command -v shasum >/dev/null 2>&1; then shasum -a 256 | cut -c1-64; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed "s/^.*= *//"; else echo none; fi; }}; mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; mh_s=$mh_d/{name}-{short}.sh; if [ -f "$mh_s" ] && mh_t=$(cat "$mh_s") && [ "$(printf "%s\n" "$mh_t" | mh_sum)" = {hash} ]; then echo mh-run; else if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gz} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi; mh_k=$(printf "%s\n" "$mh_t" | mh_sum); if [ "$mh_k" = {hash} ]; then (umask 077; mkdir -p "$mh_d" && find "$mh_d" -name "{name}-*.sh" -mtime +30 -exec rm -f {{}} + ; printf "%s\n" "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_s") 2>/dev/null; elif [ "$mh_k" != none ]; then echo mh-bad; exit 97; fi; echo mh-run; fi; unset -f mh_sum; unset mh_d mh_s mh_k; {{ eval "$mh_t"; }} {redirect}"#
         );
         debug_assert!(!text.contains('\'') && !text.contains('\n'));
         text
@@ -223,7 +238,7 @@ impl Connection {
         args: &[A],
         input: &[u8],
     ) -> Result<ScriptOutput, SshError> {
-        let mut channel = self.start_channel(script, args, true)?;
+        let mut channel = self.start_channel(script, args, ScriptMode::KeepStdin)?;
         channel
             .write_all(input)
             .and_then(|()| channel.flush())
@@ -258,7 +273,7 @@ impl Connection {
         script: &RemoteScript,
         args: &[A],
     ) -> Result<ScriptStream<'_>, SshError> {
-        let mut channel = self.start_channel(script, args, false)?;
+        let mut channel = self.start_channel(script, args, ScriptMode::Answered)?;
         self.patiently("sending a script", || channel.send_eof())?;
         Ok(ScriptStream {
             conn: self,
@@ -278,7 +293,7 @@ impl Connection {
         script: &RemoteScript,
         args: &[A],
     ) -> Result<Channel, SshError> {
-        self.start_channel(script, args, true)
+        self.start_channel(script, args, ScriptMode::KeepStdin)
     }
 
     /// Opens a channel, runs the loader there and sees the script started
@@ -289,10 +304,10 @@ impl Connection {
         &self,
         script: &RemoteScript,
         args: &[A],
-        keep_stdin: bool,
+        mode: ScriptMode,
     ) -> Result<Channel, SshError> {
         let channel = self.open_channel()?;
-        self.start_on(channel.0, script, args, keep_stdin)
+        self.start_on(channel.0, script, args, mode)
     }
 
     /// Opens a session channel for a script to run on later
@@ -310,7 +325,7 @@ impl Connection {
         script: &RemoteScript,
         args: &[A],
     ) -> Result<ScriptOutput, SshError> {
-        let mut channel = self.start_on(channel.0, script, args, false)?;
+        let mut channel = self.start_on(channel.0, script, args, ScriptMode::Answered)?;
         self.patiently("sending a script", || channel.send_eof())?;
         self.collect(ScriptStream {
             conn: self,
@@ -319,15 +334,76 @@ impl Connection {
         })
     }
 
+    /// Starts `script` on a channel opened before and closes the connection
+    /// without waiting for anything back: the exec request is sent (sshd
+    /// starts the command when it reads the request, before anything sent
+    /// after it), then the end of the session, and the socket is shut for
+    /// writing. The script runs [`ScriptMode::Detached`], to its end even
+    /// when sshd is gone. Saves the round trip and the script's run time
+    /// at the end of a connection that is about to be dropped; the caller
+    /// must learn the script's effect another way, and must not use the
+    /// connection again (its session is left non-blocking, its socket
+    /// closed for writing). When the server lacks a good cached copy of
+    /// the script, the loader asks for it and gets end-of-file: it then
+    /// runs nothing.
+    pub fn run_script_detached<A: AsRef<[u8]>>(
+        &self,
+        channel: OpenChannel,
+        script: &RemoteScript,
+        args: &[A],
+    ) -> Result<(), SshError> {
+        let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
+        let line = script.exec_line(&args, ScriptMode::Detached)?;
+        let mut channel = channel.0;
+        self.session.set_blocking(false);
+        let mut waited = Duration::ZERO;
+        loop {
+            match channel.exec(&line) {
+                Ok(()) => break,
+                // Sent whole and waiting for sshd's answer: done here. Still
+                // sending: wait until the socket takes more.
+                Err(e) if is_would_block(&e) => {
+                    if !matches!(
+                        self.session.block_directions(),
+                        ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+                    ) {
+                        break;
+                    }
+                    if waited >= self.idle_timeout {
+                        return Err(SshError::Channel {
+                            action: "sending a script",
+                            host: self.host.clone(),
+                            source: e,
+                        });
+                    }
+                    wait_writable(self.socket.as_raw_fd(), STOP_TICK);
+                    waited += STOP_TICK;
+                }
+                Err(source) => {
+                    return Err(SshError::Channel {
+                        action: "sending a script",
+                        host: self.host.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        // Best effort from here: the request is on its way, and sshd reads
+        // the socket in order.
+        let _ = self.session.disconnect(None, "done", None);
+        let _ = self.socket.shutdown(std::net::Shutdown::Write);
+        Ok(())
+    }
+
     fn start_on<A: AsRef<[u8]>>(
         &self,
         mut channel: Channel,
         script: &RemoteScript,
         args: &[A],
-        keep_stdin: bool,
+        mode: ScriptMode,
     ) -> Result<Channel, SshError> {
         let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
-        let line = script.exec_line(&args, keep_stdin)?;
+        let line = script.exec_line(&args, mode)?;
         self.patiently("starting sh", || channel.exec(&line))?;
         let mut noise = 0;
         loop {
@@ -499,6 +575,24 @@ fn is_timeout(e: &ssh2::Error) -> bool {
     e.code() == ssh2::ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_TIMEOUT)
 }
 
+fn is_would_block(e: &ssh2::Error) -> bool {
+    e.code() == ssh2::ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_EAGAIN)
+}
+
+/// Waits until `socket` takes more bytes, at most `timeout`.
+fn wait_writable(socket: std::os::fd::RawFd, timeout: Duration) {
+    let mut fd = libc::pollfd {
+        fd: socket,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, its count 1; poll(2) only writes revents.
+    unsafe {
+        libc::poll(&mut fd, 1, millis);
+    }
+}
+
 impl Read for ScriptStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.conn
@@ -606,7 +700,7 @@ pub(crate) fn run_locally(
     args: &[&[u8]],
 ) -> (Vec<String>, std::process::Output) {
     use std::io::BufRead;
-    let line = script.exec_line(args, false).unwrap();
+    let line = script.exec_line(args, ScriptMode::Answered).unwrap();
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(&line)
@@ -648,14 +742,14 @@ mod tests {
     #[test]
     fn command_line_holds_only_hex() {
         let script = RemoteScript::new("claim", "echo hi");
-        let fixed = script.exec_line(&[], false).unwrap();
+        let fixed = script.exec_line(&[], ScriptMode::Answered).unwrap();
         assert!(
             fixed.starts_with("sh -c '") && fixed.ends_with("' sh"),
             "{fixed}"
         );
         assert!(!fixed.contains('\n'));
         assert_eq!(fixed.matches('\'').count(), 2, "{fixed}");
-        let command_line = |args: &[&[u8]]| script.exec_line(args, false);
+        let command_line = |args: &[&[u8]]| script.exec_line(args, ScriptMode::Answered);
         let line = command_line(&[b"/var/mail/a b".as_slice(), b"", b"$(rm -rf /)\n'"]).unwrap();
         let tail = &line[fixed.len()..];
         assert!(
