@@ -156,6 +156,18 @@ start_proxy() { # PROFILE TARGET_PORT
   for _ in $(seq 50); do grep -q listening "$bench/proxy.log" 2>/dev/null && break; sleep 0.05; done
 }
 
+# wait_link_closed N: waits (at most 5 s) until the proxy has closed N
+# connections both ways. A one-shot fetch exits right after it sends its
+# last release (docs/design.md, "The last release goes unanswered"); on a
+# real link the request still arrives, so the proxy that plays the link is
+# not killed while it holds it.
+wait_link_closed() {
+  for _ in $(seq 100); do
+    [ "$(grep -c 'closed after' "$bench/proxy.log")" -ge "$1" ] && return
+    sleep 0.05
+  done
+}
+
 stop_proxy() {
   kill -TERM "$proxy_pid"
   wait "$proxy_pid" || true
@@ -366,7 +378,7 @@ for profile in $PROFILES; do
         recipe) run_recipe ;;
         limit) run_limit ;;
         auto) run_mailhaul 'compression = "auto"' ;;
-        warm) warm_up 'compression = "auto"'; stop_proxy; start_proxy "$profile" "$target"
+        warm) warm_up 'compression = "auto"'; wait_link_closed 1; stop_proxy; start_proxy "$profile" "$target"
           run_mailhaul 'compression = "auto"' ;;
         ssh) run_mailhaul 'compression = "ssh"' ;;
         zstd[0-9]*) run_mailhaul $'compression = "zstd"\nzstd_level = '"${variant#zstd}" ;;
