@@ -40,14 +40,18 @@ use super::{millis, Connection, SshError};
 /// How long a read waits at a time while it has a stop flag to watch.
 pub const STOP_TICK: Duration = Duration::from_millis(500);
 
-/// The decoder run before every script: turns `xHEX` arguments into bytes.
+/// The decoder run before every script: turns the `xHEX` arguments into
+/// bytes with shell arithmetic, all of them in one `set -- '...' ...` text
+/// (every byte an octal escape of printf, a single quote in the data as
+/// `'"'"'`; the quotes themselves `\047`, since the loader holds none),
+/// which one `printf` in one subshell turns into bytes and one `eval`
+/// runs: one fork for all the arguments, not one per argument.
 const PRELUDE: &str = concat!(
-    r#"mh_unhex() { mh_h=${1#x} mh_f=; while [ -n "$mh_h" ]; do mh_r=${mh_h#??}; "#,
-    r#"mh_n=$((0x${mh_h%"$mh_r"})); "#,
-    r#"mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"; mh_h=$mh_r; done; "#,
-    r#"printf "${mh_f}x"; }; mh_i=$#; while [ "$mh_i" -gt 0 ]; do mh_v=$(mh_unhex "$1"); "#,
-    r#"shift; set -- "$@" "${mh_v%x}"; mh_i=$((mh_i - 1)); done; "#,
-    r#"unset mh_h mh_f mh_r mh_n mh_i mh_v; unset -f mh_unhex; "#,
+    r#"mh_f=; for mh_a in "$@"; do mh_h=${mh_a#x} mh_f="$mh_f \\047"; while [ -n "$mh_h" ]; do "#,
+    r#"mh_r=${mh_h#??}; mh_n=$((0x${mh_h%"$mh_r"})); if [ "$mh_n" = 39 ]; "#,
+    r#"then mh_f="$mh_f\\047\\042\\047\\042\\047"; "#,
+    r#"else mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"; fi; mh_h=$mh_r; done; "#,
+    r#"mh_f="$mh_f\\047"; done; eval "set --$(printf "$mh_f")"; unset mh_a mh_h mh_f mh_r mh_n; "#,
 );
 
 /// stderr kept per script; more is read and dropped.
@@ -170,7 +174,7 @@ impl RemoteScript {
         let plain = self.text.len();
         let gz = self.gzipped().len();
         let text = format!(
-            r#"{signals}{PRELUDE}mh_sum() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum | cut -c1-64; elif command -v shasum >/dev/null 2>&1; then shasum -a 256 | cut -c1-64; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed "s/^.*= *//"; else echo none; fi; }}; mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; mh_s=$mh_d/{name}-{short}.sh; if [ -f "$mh_s" ] && mh_t=$(cat "$mh_s") && [ "$(printf "%s\n" "$mh_t" | mh_sum)" = {hash} ]; then echo mh-run; else if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gz} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi; mh_k=$(printf "%s\n" "$mh_t" | mh_sum); if [ "$mh_k" = {hash} ]; then (umask 077; mkdir -p "$mh_d" && find "$mh_d" -name "{name}-*.sh" -mtime +30 -exec rm -f {{}} + ; printf "%s\n" "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_s") 2>/dev/null; elif [ "$mh_k" != none ]; then echo mh-bad; exit 97; fi; echo mh-run; fi; unset -f mh_sum; unset mh_d mh_s mh_k; {{ eval "$mh_t"; }} {redirect}"#
+            r#"{signals}{PRELUDE}mh_sum() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum; elif command -v shasum >/dev/null 2>&1; then shasum -a 256; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed "s/^.*= *//"; else echo none; fi; }}; mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; mh_s=$mh_d/{name}-{short}.sh; if [ -f "$mh_s" ] && mh_t=$(cat "$mh_s") && mh_k=$(printf "%s\n" "$mh_t" | mh_sum) && [ "${{mh_k%% *}}" = {hash} ]; then echo mh-run; else if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gz} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi; mh_k=$(printf "%s\n" "$mh_t" | mh_sum); mh_k=${{mh_k%% *}}; if [ "$mh_k" = {hash} ]; then (umask 077; mkdir -p "$mh_d" && find "$mh_d" -name "{name}-*.sh" -mtime +30 -exec rm -f {{}} + ; printf "%s\n" "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_s") 2>/dev/null; elif [ "$mh_k" != none ]; then echo mh-bad; exit 97; fi; echo mh-run; fi; unset -f mh_sum; unset mh_d mh_s mh_k; {{ eval "$mh_t"; }} {redirect}"#
         );
         debug_assert!(!text.contains('\'') && !text.contains('\n'));
         text
