@@ -84,21 +84,74 @@ fail() {
   exit "$3"
 }
 have() { command -v "$1" >/dev/null 2>&1; }
-hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
+# The helpers below avoid forks where the shell alone can do the work: a
+# claim step runs for every fetch, and on a loaded server each program
+# started costs milliseconds (docs/bench-fetch.md, "The small fetch").
+# Hex digits of the bytes a plain path is made of (keys are never in values).
+hex_table=a61b62c63d64e65f66g67h68i69j6ak6bl6cm6dn6eo6fp70q71r72s73t74u75v76w77x78y79z7a
+hex_table=${hex_table}A41B42C43D44E45F46G47H48I49J4aK4bL4cM4dN4eO4fP50Q51R52S53T54U55V56W57X58Y59Z5a-2d.2e/2f_5f
+# Sets _hx to $1 hex-encoded: in the shell when it holds only letters,
+# digits and -./_ (as paths mostly do), else with od.
+hexv() {
+  _hs=$1 _hx=
+  case $_hs in
+    *[!0-9A-Za-z./_-]*)
+      set -- $(printf '%s' "$_hs" | od -An -v -tx1)
+      for _hb do _hx=$_hx$_hb; done
+      return ;;
+  esac
+  while [ -n "$_hs" ]; do
+    _hr=${_hs#?}
+    _hc=${_hs%"$_hr"}
+    _hs=$_hr
+    case $_hc in
+      [0-9]) _hx=${_hx}3$_hc ;;
+      *) _ht=${hex_table#*"$_hc"}; _hx=$_hx${_ht%"${_ht#??}"} ;;
+    esac
+  done
+}
+hex() { hexv "$1"; printf '%s\n' "$_hx"; }
 
-fsize() { wc -c < "$1" | tr -d ' '; }
-inode() { ls -di -- "$1" | awk '{print $1}'; }
-# "LINKS UID" of a file itself (a symbolic link is not followed).
-links_uid() { ls -ldn -- "$1" 2>/dev/null | awk 'NR == 1 {print $2 " " $3}'; }
-# A regular file, not a symbolic link, owned by the login user.
+# Sets _size to the size of file $1 (a symbolic link is followed).
+size_of() {
+  _size=$(wc -c < "$1") || return 1
+  set -- $_size
+  _size=${1-}
+}
+fsize() { size_of "$1" && printf '%s\n' "$_size"; }
+# Sets _ino, _links, _uid and _size of a file itself (a symbolic link is not
+# followed), from one ls.
+lsn() {
+  _ls=$(ls -ldni -- "$1" 2>/dev/null) || return 1
+  set -f
+  set -- $_ls
+  set +f
+  [ "$#" -ge 6 ] || return 1
+  _ino=$1 _links=$3 _uid=$4 _size=$6
+}
+inode() { lsn "$1" && printf '%s\n' "$_ino"; }
+# A regular file, not a symbolic link, owned by the login user (sets what
+# lsn sets).
 owned() {
-  [ -f "$1" ] && [ ! -h "$1" ] || return 1
-  case $(links_uid "$1") in *" $uid") return 0 ;; esac
-  return 1
+  [ -f "$1" ] && [ ! -h "$1" ] && lsn "$1" && [ "$_uid" = "$uid" ]
 }
 # A claim of ours: owned, and no other name links to it.
 mine() {
-  [ -f "$1" ] && [ ! -h "$1" ] && [ "$(links_uid "$1")" = "1 $uid" ]
+  owned "$1" && [ "$_links" = 1 ]
+}
+# Sets _dir and _base to what dirname and basename say of path $1.
+split_path() {
+  case $1 in
+    *[!/]*) ;;
+    '') _dir=. _base= ; return ;;
+    *) _dir=/ _base=/ ; return ;;
+  esac
+  _p=${1%"${1##*[!/]}"}
+  _base=${_p##*/}
+  case $_p in
+    */*) _dir=${_p%/*}; _dir=${_dir%"${_dir##*[!/]}"}; [ -n "$_dir" ] || _dir=/ ;;
+    *) _dir=. ;;
+  esac
 }
 sync_path() { sync -- "$1" 2>/dev/null || sync; }
 
@@ -114,10 +167,28 @@ sha256_in() {
 
 sha256_of() { sha256_in < "$1"; }
 
+# Sets _sum to the sha256 of file $1 (sha256sum without a pipe when here).
+sum_of() {
+  if [ "$hasher" = sha256sum ]; then
+    _sum=$(sha256sum < "$1") || return 1
+    _sum=${_sum%% *}
+  else
+    _sum=$(sha256_in < "$1") || return 1
+  fi
+}
+
 # Sets spool, spool_dir, base, cdir (copy claims), user from the SPOOL argument.
 resolve() {
-  user=$(id -un)
-  uid=$(id -u)
+  # One id for both: `uid=N(NAME) ...` (POSIX's format), else id -un, id -u.
+  _id=$(id)
+  case $_id in
+    'uid='[0-9]*'('*')'*)
+      _id=${_id#uid=}
+      uid=${_id%%"("*}
+      user=${_id#*"("}
+      user=${user%%")"*} ;;
+    *) user=$(id -un); uid=$(id -u) ;;
+  esac
   HOME=${HOME:-$(cd ~ && pwd)}
   case $1 in
     '') spool=
@@ -131,8 +202,9 @@ resolve() {
     /*) spool=$1 ;;
     *) fail bad-request "spool path must be absolute or start with ~/" 3 ;;
   esac
-  spool_dir=$(dirname -- "$spool")
-  base=$(basename -- "$spool")
+  split_path "$spool"
+  spool_dir=$_dir
+  base=$_base
   cdir=$HOME/.mailhaul/claims
   lockf=$spool.lock
 }
@@ -147,15 +219,21 @@ set_cprefix() {
   else
     _canon=$spool
   fi
-  _key=$(printf '%s' "$_canon" | sha256_in | cut -c1-12) ||
-    fail unsupported "no sha256 tool (install coreutils)" 11
+  if [ "$hasher" = sha256sum ]; then
+    _key=$(printf '%s' "$_canon" | sha256sum)
+  else
+    _key=$(printf '%s' "$_canon" | sha256_in)
+  fi
+  _key=${_key%"${_key#????????????}"}
+  [ "${#_key}" = 12 ] || fail unsupported "no sha256 tool (install coreutils)" 11
   cprefix=$cdir/$base.$_key
 }
 
 # A claim's id: time, pid, randomness, and `-o` + the owner's id when the
 # client gave one (a client only takes its own claims and unowned ones).
 new_id() {
-  id=$(date -u +%Y%m%dT%H%M%S)-$$-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')${owner:+-o$owner}
+  set -- $(od -An -N4 -tu4 /dev/urandom)
+  id=$(date -u +%Y%m%dT%H%M%S)-$$-${1-}${owner:+-o$owner}
 }
 
 # True when the process with pid $1 runs (also one of another user, which
@@ -317,11 +395,19 @@ repair_due() {
 list_claims() {
   for f in "$cprefix".*.mbox "$spool".mailhaul-claim.*; do
     if mine "$f"; then
-      _sum=$(sha256_of "$f") || fail unsupported "no sha256 tool (install coreutils)" 11
-      if [ "$f" = "${claim-}" ]; then _h=$claim_hex; else _h=$(hex "$f"); fi
-      say "claim $_h $(fsize "$f") $_sum"
+      _fsz=$_size
+      sum_of "$f" || fail unsupported "no sha256 tool (install coreutils)" 11
+      if [ "$f" = "${claim-}" ]; then
+        _h=$claim_hex
+        claim_size=$_fsz
+      else
+        hexv "$f"
+        _h=$_hx
+      fi
+      say "claim $_h $_fsz $_sum"
     elif [ -h "$f" ] || { [ -e "$f" ] && ! owned "$f"; }; then
-      say "ignored $(hex "$f")"
+      hexv "$f"
+      say "ignored $_hx"
     fi
     # Files of ours with a second link are claims cut short: left to repair.
   done
@@ -335,31 +421,42 @@ need_hasher() {
 # The probe's facts (`resolve` first), and `facts KEY`: a checksum of all of
 # them but the spool's size and count, which the client keeps with them, so
 # that a later claim step can check that nothing it chose from has changed.
+# (The key's lines are the same as when the size and count were among
+# them, so a key kept from an earlier version of this script still holds.)
 facts() {
+  if have zstd; then _zv=$(zstd -V 2>/dev/null); fi
   _f=$(facts_lines)
   say "$_f"
-  _key=$(printf '%s\n' "$_f" | grep -v -e '^spool-size ' -e '^spool-messages ' | cksum | tr ' ' '-')
-  say "facts $_key"
-}
-
-facts_lines() {
-  say "user $(hex "$user")"
-  say "home $(hex "$HOME")"
-  say "spool $(hex "$spool")"
-  if [ -h "$spool" ]; then say "spool-symlink 1"; fi
-  # World-writable (others may create, and without the sticky bit also
-  # remove or rename, names there) and sticky (t) bits of the directory.
-  case $(ls -ld -- "$spool_dir/" 2>/dev/null | cut -c9-10) in
-    w[tT]) say "spool-dir-shared sticky" ;;
-    w?) say "spool-dir-shared open" ;;
-  esac
   if [ -f "$spool" ]; then
-    say "spool-size $(fsize "$spool")"
+    size_of "$spool"
+    say "spool-size $_size"
     # From_ lines: the message count of an mbox (bodies quote theirs).
     if [ -r "$spool" ]; then say "spool-messages $(grep -c '^From ' "$spool")"; fi
   else
     say "spool-size missing"
   fi
+  set -- $(printf '%s\n' "$_f" | cksum)
+  _key=${1-}-${2-}
+  say "facts $_key"
+}
+
+# The facts but the spool's size and count.
+facts_lines() {
+  hexv "$user"
+  say "user $_hx"
+  hexv "$HOME"
+  say "home $_hx"
+  hexv "$spool"
+  say "spool $_hx"
+  if [ -h "$spool" ]; then say "spool-symlink 1"; fi
+  # World-writable (others may create, and without the sticky bit also
+  # remove or rename, names there) and sticky (t) bits of the directory:
+  # the mode's characters 9 and 10.
+  _m=$(ls -ld -- "$spool_dir/" 2>/dev/null)
+  case ${_m#????????} in
+    w[tT]*) say "spool-dir-shared sticky" ;;
+    w?*) say "spool-dir-shared open" ;;
+  esac
   if [ -w "$spool_dir" ]; then say "spool-dir-writable 1"; else say "spool-dir-writable 0"; fi
   if [ ! -e "$spool" ] || [ -w "$spool" ]; then say "spool-writable 1"; else say "spool-writable 0"; fi
   for t in dotlockfile lockfile zstd gzip; do
@@ -368,7 +465,12 @@ facts_lines() {
   if have sha256sum || have shasum || have sha256 || have openssl; then say "tool sha256 1"; else say "tool sha256 0"; fi
   if have head && have cmp; then say "tool head-cmp 1"; else say "tool head-cmp 0"; fi
   if have zstd; then
-    say "zstd-version $(zstd -V 2>/dev/null | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p' | head -n 1)"
+    # The digits and dots after the last `v` followed by a digit.
+    case $_zv in
+      *v[0-9]*) _v=${_zv%v[0-9]*}; _v=${_zv#"$_v"v}; _v=${_v%%[!0-9.]*} ;;
+      *) _v= ;;
+    esac
+    say "zstd-version $_v"
   fi
 }
 
@@ -442,11 +544,12 @@ cmd_claim() {
         done
         # The new name is the spool's own inode and ours (O_EXCL-like link(2)
         # made it; nobody may have swapped it since).
-        owned "$claim" && [ "$(inode "$claim")" = "$(inode "$spool")" ] ||
+        owned "$claim" && _ci=$_ino && lsn "$spool" && [ "$_ino" = "$_ci" ] ||
           fail failed "$claim is not the link to $spool just made; nothing claimed" 12
         rm -f -- "$spool" || fail failed "cannot remove $spool after linking it to $claim" 12
         sync_path "$spool_dir"
-        claim_hex=$(hex "$claim")
+        hexv "$claim"
+        claim_hex=$_hx
         say "claimed $claim_hex"
       else
         say "empty"
@@ -485,7 +588,8 @@ cmd_claim() {
           fail failed "cannot copy $spool to $part: $err" 12
         fi
         sync_path "$part"
-        if [ "$(fsize "$part")" != "$(fsize "$spool")" ]; then
+        size_of "$part" && _ps=$_size && size_of "$spool" || _ps=x
+        if [ "$_ps" != "$_size" ]; then
           rm -f -- "$part"
           fail failed "$spool changed while it was copied, although locked; nothing claimed" 12
         fi
@@ -494,7 +598,8 @@ cmd_claim() {
         ln -- "$part" "$claim" && rm -f -- "$part" ||
           fail failed "cannot name claim $claim (it is safe as $part)" 12
         sync_path "$cdir"
-        claim_hex=$(hex "$claim")
+        hexv "$claim"
+        claim_hex=$_hx
         say "claimed $claim_hex"
       else
         say "empty"
@@ -526,7 +631,7 @@ cmd_claim() {
 # each block as soon as it is compressed. Older ones have only that mode.
 # (--adapt needs the second thread and keeps it.)
 zstd_streaming() {
-  case $(zstd -V 2>/dev/null) in
+  case ${_zv-$(zstd -V 2>/dev/null)} in
     *' v0.'* | *' v1.'[0-2].* | *' v1.3.'[0-3],* | *' v1.3.'[0-3]' '*) _st= ;;
     *) _st=--single-thread ;;
   esac
@@ -534,7 +639,7 @@ zstd_streaming() {
 
 # The cached dictionary whose sha256 is $1 (dict-put stores it).
 dict_path() {
-  printf '%s/.mailhaul/scripts/dict-%.16s.zdict' "$HOME" "$1"
+  _dp=$HOME/.mailhaul/scripts/dict-${1%"${1#????????????????}"}.zdict
 }
 
 # Sets dict to the cached dictionary for claim $1 sent with method $2 when
@@ -543,10 +648,13 @@ dict_path() {
 # one was named and would have been used, and empty otherwise.
 dict_for() {
   dict= dict_said=
-  [ "$2" = zstd ] && [ -n "$3" ] && [ "$(fsize "$1")" -le "$4" ] || return 0
-  _d=$(dict_path "$3")
-  if [ -f "$_d" ] && [ ! -h "$_d" ] && [ "$(sha256_of "$_d")" = "$3" ]; then
-    dict=$_d
+  [ "$2" = zstd ] && [ -n "$3" ] || return 0
+  # The claim's size as list_claims saw it, if it listed it.
+  if [ "$1" = "${claim-}" ] && [ -n "${claim_size-}" ]; then _size=$claim_size; else size_of "$1"; fi
+  [ "$_size" -le "$4" ] || return 0
+  dict_path "$3"
+  if [ -f "$_dp" ] && [ ! -h "$_dp" ] && sum_of "$_dp" && [ "$_sum" = "$3" ]; then
+    dict=$_dp
   else
     dict_said=" dict-missing"
   fi
@@ -565,7 +673,8 @@ cmd_dict_put() {
   [ "$(sha256_of "$_t")" = "$1" ] || { rm -f -- "$_t"; fail failed "the dictionary arrived damaged (its sha256 differs)" 12; }
   # Other dictionaries (another machine's, older ones) untouched for 30 days go.
   find "$_dd" -name 'dict-*.zdict' -mtime +30 -exec rm -f {} + 2>/dev/null
-  mv -f -- "$_t" "$(dict_path "$1")" || { rm -f -- "$_t"; fail failed "cannot store the dictionary" 12; }
+  dict_path "$1"
+  mv -f -- "$_t" "$_dp" || { rm -f -- "$_t"; fail failed "cannot store the dictionary" 12; }
   say stored
   say ok
 }
@@ -638,7 +747,8 @@ cmd_release() {
   if [ -e "$1" ] || [ -h "$1" ]; then
     mine "$1" || fail bad-request "not a claim of this login" 3
     rm -f -- "$1" || fail failed "cannot remove $1" 12
-    sync_path "$(dirname -- "$1")"
+    split_path "$1"
+    sync_path "$_dir"
   fi
   say released
   say ok
@@ -646,6 +756,8 @@ cmd_release() {
 
 main() {
   [ "$#" -ge 1 ] || fail bad-request "no command" 3
+  hasher=
+  if have sha256sum; then hasher=sha256sum; fi
   command=$1
   arg1=${2:-} arg2=${3:-} arg3=${4:-} arg4=${5:-} arg5=${6:-} arg6=${7:-} arg7=${8:-} arg8=${9:-}
   arg9=${10:-} arg10=${11:-} arg11=${12:-}

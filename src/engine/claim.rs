@@ -1199,6 +1199,61 @@ mod tests {
         }
     }
 
+    /// Paths of any bytes are hex-encoded exactly (plain ones by the shell
+    /// itself, others with od), split as dirname and basename split them (a
+    /// copy-truncate claim is named after the spool's file name), and the
+    /// spool directory's sticky and world-writable bits read right, by the
+    /// commented script and the compact one.
+    #[test]
+    fn odd_paths_are_encoded_and_split_exactly() {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let every: Vec<u8> = (1..=255u8).filter(|&b| b != b'/').collect();
+        let cases: [(&[u8], &str, u32, Option<&str>); 3] = [
+            (b"plain-Dir_0.9", "ann", 0o755, None),
+            (
+                b"d'i\"r $(x)\n\x01\xff",
+                "s p'o\x7fol",
+                0o1777,
+                Some("sticky"),
+            ),
+            (&every, "x", 0o777, Some("open")),
+        ];
+        for (dir_name, file, mode, shared) in cases {
+            let dir = top.path().join(std::ffi::OsStr::from_bytes(dir_name));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let spool = dir.join(file);
+            let spool_arg = spool.as_os_str().as_bytes();
+            for text in [SCRIPT_SOURCE, script()] {
+                std::fs::write(&spool, "From a\nx\n").unwrap();
+                let probe = run_local(text, &[b"probe", spool_arg]);
+                let records = parse_reply(probe.as_bytes(), b"", 0).unwrap();
+                let value = |key: &str| {
+                    records
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.as_str())
+                };
+                assert_eq!(value("spool"), Some(hex(spool_arg).as_str()), "{probe}");
+                assert_eq!(value("spool-dir-shared"), shared, "{probe}");
+                assert_eq!(value("spool-size"), Some("9"), "{probe}");
+                let home = String::from_utf8(unhex(value("home").unwrap()).unwrap()).unwrap();
+                let claim = run_local(text, &[b"claim", spool_arg, b"copy-truncate", b"0"]);
+                let claimed =
+                    parse_claims(&parse_reply(claim.as_bytes(), b"", 0).unwrap()).unwrap();
+                let path = &claimed.claims[0].path;
+                let named = format!("{home}/.mailhaul/claims/{file}.");
+                assert!(path.starts_with(&named), "{path} {named}");
+                assert_eq!(
+                    run_local(text, &[b"release", path.as_bytes()]),
+                    "released\nok\n"
+                );
+            }
+        }
+    }
+
     /// The compacted script parses, is much smaller, and answers as the
     /// commented one does (probe, claim by rename, recover, release).
     #[test]
