@@ -1085,19 +1085,31 @@ impl Run<'_> {
             .release_sent(&claim.id, &self.spool)
             .map_err(|e| FetchError::local("journal", e))?;
         crash_point("release-sent");
-        let channel = match channel {
-            Some(c) => c,
-            None => conn.open_channel()?,
-        };
         let args: [&[u8]; 2] = [b"release", claim.remote.path.as_bytes()];
-        conn.run_script_detached(channel, claim::remote_script(), &args)?;
-        self.log(
-            Level::Info,
-            format!(
-                "sent the release of claim {} (the next fetch sees it done)",
-                claim.remote.shown()
+        let sent = match channel {
+            Some(c) => Ok(c),
+            None => conn.open_channel(),
+        }
+        .and_then(|c| conn.run_script_detached(c, claim::remote_script(), &args));
+        // Filed either way: a release that did not go out is the next
+        // fetch's to send, not this fetch's failure.
+        match sent {
+            Ok(()) => self.log(
+                Level::Info,
+                format!(
+                    "sent the release of claim {} (the next fetch sees it done)",
+                    claim.remote.shown()
+                ),
             ),
-        );
+            Err(e) => self.log(
+                Level::Warn,
+                format!(
+                    "could not send the release of claim {} ({e}); its messages are filed, \
+                     and the next fetch releases it",
+                    claim.remote.shown()
+                ),
+            ),
+        }
         crash_point("released");
         Ok(())
     }
