@@ -775,3 +775,67 @@ fn a_password_only_server_is_named() {
         sshd.log()
     );
 }
+
+/// A server that also holds a host certificate (signed by a CA the user may
+/// trust with an `@cert-authority` line): mailhaul offers no certificate
+/// types, so the server shows its plain key, which known_hosts checks as
+/// always; a known_hosts that trusts only the CA does not make the host
+/// known (asked for under `strict`, here refused), never trusted blindly.
+#[test]
+fn a_host_with_a_certificate_is_checked_by_its_plain_key() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = certs.path().join("host-cert.pub");
+    let sshd = TestSshd::start_with_config(&format!("HostCertificate {}\n", cert.display()));
+    // Sign the server's key with a CA, then let sshd read its config again
+    // (SIGHUP: sshd re-executes itself, same PID and port).
+    let ca = certs.path().join("ca");
+    keygen(&ca, "");
+    common::run(
+        Command::new("/usr/bin/ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca)
+            .args(["-I", "mailhaul-test-host", "-h", "-n", "127.0.0.1"])
+            .arg(pub_path(&sshd.host_key)),
+    );
+    std::fs::rename(sshd.dir.path().join("host_ed25519-cert.pub"), &cert).unwrap();
+    let ca_line = format!(
+        "@cert-authority [127.0.0.1]:{} {}",
+        sshd.port,
+        std::fs::read_to_string(pub_path(&ca)).unwrap().trim()
+    );
+    let by_ca = sshd.dir.path().join("known_hosts_ca");
+    std::fs::write(&by_ca, format!("{ca_line}\n")).unwrap();
+    // SAFETY: signalling a child process by its PID.
+    unsafe {
+        libc::kill(sshd.pid() as i32, libc::SIGHUP);
+    }
+    // OpenSSH's client, accepting certificates only (no key exchange
+    // without one), proves that the server now shows one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = sshd
+            .ssh_command("root")
+            .args(["-o", "HostKeyAlgorithms=ssh-ed25519-cert-v01@openssh.com"])
+            .arg("true")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never showed its certificate: {}\nsshd log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            sshd.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // known_hosts with the plain key: connects, the key checked as always.
+    must_connect(&sshd, &target(&sshd, &sshd.key));
+    // known_hosts with only the CA: unknown, refused without a prompt.
+    let mut t = target(&sshd, &sshd.key);
+    t.known_hosts_file = by_ca;
+    let e = must_fail(&t);
+    assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
+}
