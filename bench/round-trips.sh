@@ -14,6 +14,7 @@
 #   MAILHAUL_BIN=/path/to/mailhaul bash bench/round-trips.sh
 #   SESSION=open bash bench/round-trips.sh    # over watch's open session
 #   PROFILE=dsl STRACE=0 bash bench/round-trips.sh  # seconds on a link profile
+#   LOGIN_RC=1 ...                            # the login shell reads its rc files (below)
 #   KEEP_LOGS=/tmp/logs ...                   # keeps the fetch's, watch's, sshd's logs,
 #       strace.log, runs.log and the data directory; SESSION=open:
 #       python3 bench/open-timeline.py /tmp/logs prints each run's timeline
@@ -117,7 +118,14 @@ cp "$bench/client_key.pub" "$bench/authorized_keys"
 . "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
 proxy_port=$(free_port)
-start_sshd "$sshd_port"
+# Every step is an exec request, which sshd runs with the login's shell;
+# bash, run by sshd, reads ~/.bashrc even for `bash -c` (Debian builds it
+# so). A mail account's .bashrc returns at once when not interactive, but
+# the account here is root of the bench machine, whose ~/.bashrc may run
+# anything (here `pyenv init`, ~0.35 s per step). SHLVL=1 from sshd makes
+# bash a nested shell, which reads no rc file: the steps cost what they
+# cost an account with a quiet shell start. LOGIN_RC=1 keeps the rc files read.
+if [ "${LOGIN_RC:-0}" = 1 ]; then start_sshd "$sshd_port"; else start_sshd "$sshd_port" "SetEnv SHLVL=1"; fi
 echo "[127.0.0.1]:$proxy_port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 # shellcheck disable=SC2086
 "$proxy_bin" --listen "127.0.0.1:$proxy_port" --target "127.0.0.1:$sshd_port" \

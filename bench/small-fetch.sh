@@ -19,6 +19,7 @@
 #
 #   bash bench/small-fetch.sh [RESULTS.tsv]     # as root; RUNS=3
 #   PROFILES=dsl COUNTS=10 RUNS=1 bash bench/small-fetch.sh
+#   LOGIN_RC=1 ...   # the login shell reads its rc files (see round-trips.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
