@@ -1254,6 +1254,38 @@ mod tests {
         }
     }
 
+    /// Only a claim file of ours with no other name is a finished claim:
+    /// one with a second link (a hard link made to it since) is neither
+    /// listed nor sent, by the commented script and the compact one.
+    #[test]
+    fn a_claim_with_a_second_link_is_not_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("ann");
+        let claim = dir.path().join("ann.mailhaul-claim.20261204T100000-1-2");
+        let other = dir.path().join("elsewhere");
+        let spool_arg = spool.to_str().unwrap().as_bytes();
+        for text in [SCRIPT_SOURCE, script()] {
+            std::fs::write(&claim, "From a\nx\n").unwrap();
+            let listed = |reply: &str| {
+                reply.contains(&format!(
+                    "claim {} ",
+                    hex(claim.to_str().unwrap().as_bytes())
+                ))
+            };
+            let recover = run_local(text, &[b"recover", spool_arg]);
+            assert!(listed(&recover), "{recover}");
+            std::fs::hard_link(&claim, &other).unwrap();
+            let recover = run_local(text, &[b"recover", spool_arg]);
+            assert_eq!(recover, "ok\n");
+            let send = run_local(
+                text,
+                &[b"send", claim.to_str().unwrap().as_bytes(), b"cat", b"0"],
+            );
+            assert!(send.is_empty(), "{send}");
+            std::fs::remove_file(&other).unwrap();
+        }
+    }
+
     /// The compacted script parses, is much smaller, and answers as the
     /// commented one does (probe, claim by rename, recover, release).
     #[test]
