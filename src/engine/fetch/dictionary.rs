@@ -50,12 +50,22 @@ pub const MIN_SAMPLE: usize = 64 << 10;
 /// enough to match in their own earlier messages.
 pub const MAX_CLAIM: u64 = 1 << 20;
 
-/// The zstd level of a transfer that uses the dictionary on a slow link:
-/// at level 19 the server's compressor finds matches across the whole
-/// dictionary (0.58x of `zstd -9` for one 4 kB message), at the price of
-/// loading it into level 19's match finder (0.15-0.35 s of server CPU per
-/// claim), which only a slow link repays.
-pub const SLOW_LINK_LEVEL: i32 = 19;
+/// The zstd level of a transfer that uses the dictionary on a slow link.
+/// Measured with a 1 MiB dictionary of recent mail and 1, 10 and 50 new
+/// messages (docs/bench-fetch.md, "The dictionary's level"): level 19
+/// spends 0.15-0.26 s of server CPU per claim, most of it loading the
+/// dictionary into its match finder before the first byte, for 7-10 %
+/// fewer bytes than level 6, which spends 26-33 ms. On a modem (125 kB/s)
+/// those bytes are 4-35 ms: level 6 is the faster fetch on any link down
+/// to [`CRAWL`].
+pub const SLOW_LINK_LEVEL: i32 = 6;
+
+/// Below this rate (bytes per second; 32 kbit/s) level 19's fewer bytes
+/// repay its time: [`CRAWL_LEVEL`].
+pub const CRAWL: f64 = 4_000.0;
+
+/// The level on a link slower than [`CRAWL`].
+pub const CRAWL_LEVEL: i32 = 19;
 
 /// The level on other links (and before a rate is known): loading the
 /// dictionary costs next to nothing (0.02 s) and still saves (0.71x for the
@@ -63,15 +73,21 @@ pub const SLOW_LINK_LEVEL: i32 = 19;
 pub const FAST_LEVEL: i32 = 3;
 
 /// The level of a transfer with the dictionary: the account's fixed
-/// `zstd_level` if it has one, else [`SLOW_LINK_LEVEL`] on a link measured
-/// slow (`slow_link`), else [`FAST_LEVEL`].
-pub fn level(configured: Option<ZstdLevel>, slow_link: bool) -> i32 {
-    match configured {
-        Some(ZstdLevel::Fixed(l)) => l.clamp(1, 19),
-        _ if slow_link => SLOW_LINK_LEVEL,
+/// `zstd_level` if it has one, else by the link's recorded `rate` (bytes
+/// per second): [`CRAWL_LEVEL`] below [`CRAWL`], [`SLOW_LINK_LEVEL`] below
+/// [`link::SLOW_LINK`](super::link::SLOW_LINK), else (and with no rate
+/// known) [`FAST_LEVEL`].
+pub fn level(configured: Option<ZstdLevel>, rate: Option<f64>) -> i32 {
+    match (configured, rate) {
+        (Some(ZstdLevel::Fixed(l)), _) => l.clamp(1, 19),
+        (_, Some(r)) if r < CRAWL => CRAWL_LEVEL,
+        (_, Some(r)) if r < super::link::SLOW_LINK => SLOW_LINK_LEVEL,
         _ => FAST_LEVEL,
     }
 }
+
+/// The level the dictionary itself is compressed at for its one upload.
+const UPLOAD_LEVEL: i32 = 19;
 
 /// Transfers that set the baseline ratio, and that are compared with it.
 pub const WINDOW: usize = 8;
@@ -111,7 +127,7 @@ impl Dictionary {
 
     /// Its content zstd-compressed, as it is sent to the server.
     pub fn compressed(&self) -> Vec<u8> {
-        zstd::bulk::compress(&self.bytes, SLOW_LINK_LEVEL).expect("zstd into memory cannot fail")
+        zstd::bulk::compress(&self.bytes, UPLOAD_LEVEL).expect("zstd into memory cannot fail")
     }
 }
 
@@ -314,12 +330,15 @@ mod tests {
 
     #[test]
     fn the_level_follows_the_link_unless_one_is_configured() {
-        assert_eq!(level(None, false), FAST_LEVEL);
-        assert_eq!(level(None, true), SLOW_LINK_LEVEL);
-        assert_eq!(level(Some(ZstdLevel::Adapt), true), SLOW_LINK_LEVEL);
-        assert_eq!(level(Some(ZstdLevel::Adapt), false), FAST_LEVEL);
-        assert_eq!(level(Some(ZstdLevel::Fixed(7)), true), 7);
-        assert_eq!(level(Some(ZstdLevel::Fixed(40)), false), 19);
+        let (modem, dsl, gprs) = (Some(125_000.0), Some(1_250_000.0), Some(3_000.0));
+        assert_eq!(level(None, None), FAST_LEVEL);
+        assert_eq!(level(None, dsl), FAST_LEVEL);
+        assert_eq!(level(None, modem), SLOW_LINK_LEVEL);
+        assert_eq!(level(None, gprs), CRAWL_LEVEL);
+        assert_eq!(level(Some(ZstdLevel::Adapt), modem), SLOW_LINK_LEVEL);
+        assert_eq!(level(Some(ZstdLevel::Adapt), None), FAST_LEVEL);
+        assert_eq!(level(Some(ZstdLevel::Fixed(7)), modem), 7);
+        assert_eq!(level(Some(ZstdLevel::Fixed(40)), None), 19);
     }
     use std::os::unix::fs::PermissionsExt;
     use std::time::Duration;

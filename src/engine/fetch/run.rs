@@ -292,8 +292,7 @@ impl Run<'_> {
             dict = self.dictionary_for(&ws, method.method);
             if let Some(d) = &dict {
                 let rate = link::recorded_rate(ws.dir(), SystemTime::now());
-                self.dictionary.level =
-                    dictionary::level(self.account.zstd_level, link::level_for(rate).is_some());
+                self.dictionary.level = dictionary::level(self.account.zstd_level, rate);
                 args.extend([
                     d.sha256().into(),
                     dictionary::MAX_CLAIM.to_string().into(),
