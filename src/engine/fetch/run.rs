@@ -62,6 +62,9 @@ pub(super) struct Run<'a> {
     /// The server spool this fetch claims from (its facts' `spool`), which
     /// a release sent without its answer is journalled with.
     pub(super) spool: String,
+    /// The release's channel requested at the claim step (a one-shot
+    /// fetch): `Some(None)` once requested, its answer not yet taken.
+    pub(super) release_channel: Option<Option<OpenChannel>>,
 }
 
 /// What a fetch did with the account's dictionary (engine::fetch::dictionary).
@@ -300,6 +303,12 @@ impl Run<'_> {
                 ]);
             }
             let stream = conn.start_script(claim::remote_script(), &args)?;
+            // The release's channel, asked for now: its round trip passes
+            // while the claim streams, not after the last message is filed
+            // (a connection that lives on opens it during the publishing).
+            if self.closes_after && self.release_channel.is_none() {
+                self.release_channel = Some(conn.request_channel());
+            }
             let (records, sent) = read_reply(conn, BufReader::new(stream))?;
             let new = claim::parse_probe(&records)?;
             self.keep_facts(&ws, &records);
@@ -767,7 +776,8 @@ impl Run<'_> {
                 crash_point("verified");
                 self.emit(FetchEvent::Stage(Stage::Delivering));
                 gate.open(ws.staged_path(&id));
-                Some(scope.spawn(|| conn.open_channel()))
+                let early = self.release_channel.take().flatten();
+                Some(scope.spawn(|| early.map_or_else(|| conn.open_channel(), Ok)))
             } else {
                 gate.shut();
                 None

@@ -322,6 +322,20 @@ impl Connection {
             .map(OpenChannel)
     }
 
+    /// Sends the request to open a session channel and returns without
+    /// waiting for the server's answer, which libssh2 keeps when it
+    /// arrives meanwhile: the next [`Connection::open_channel`] on this
+    /// session then completes at once, its round trip spent while the
+    /// caller was busy with another channel. The channel itself when the
+    /// answer was already there (rare); `None` otherwise, also when the
+    /// request could not go out (the next opening then waits as usual).
+    pub fn request_channel(&self) -> Option<OpenChannel> {
+        self.session.set_blocking(false);
+        let opened = self.session.channel_session();
+        self.session.set_blocking(true);
+        opened.ok().map(OpenChannel)
+    }
+
     /// [`Connection::run_script`] on a channel opened before.
     pub fn run_script_on<A: AsRef<[u8]>>(
         &self,
