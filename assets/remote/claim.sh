@@ -43,6 +43,11 @@
 #                               line is then `send HEXPATH dict`, or, when
 #                               the copy is missing or differs, `send HEXPATH
 #                               dict-missing` and the claim without it
+#   claim SPOOL STRATEGY WAIT OWNER STALE METHOD LEVEL FACTS DICT MAX DLEVEL PATH...
+#                               the same, after deleting each claim PATH (as
+#                               `release`, DICT MAX DLEVEL empty when no
+#                               dictionary goes with it): claims an earlier
+#                               fetch sent the release of without waiting
 #   dict-put DICT               store the dictionary arriving zstd-compressed
 #                               on fd 3 (the channel's stdin) beside the
 #                               cached scripts, if its sha256 is DICT
@@ -738,18 +743,24 @@ cmd_send() {
   esac
 }
 
-cmd_release() {
+# Deletes the claim PATH the client has filed (nothing when it is gone).
+release_claim() {
   case $1 in
     */.mailhaul/claims/*.mbox | *.mailhaul-claim.*) ;;
     *) fail bad-request "not a claim path" 3 ;;
   esac
-  uid=$(id -u)
+  case $1 in */../* | *'/..') fail bad-request "not a claim path" 3 ;; esac
   if [ -e "$1" ] || [ -h "$1" ]; then
     mine "$1" || fail bad-request "not a claim of this login" 3
     rm -f -- "$1" || fail failed "cannot remove $1" 12
     split_path "$1"
     sync_path "$_dir"
   fi
+}
+
+cmd_release() {
+  uid=$(id -u)
+  release_claim "$1"
   say released
   say ok
 }
@@ -765,7 +776,16 @@ main() {
     probe) cmd_probe "$arg1" ;;
     survey) cmd_survey "$arg1" ;;
     recover) cmd_recover "$arg1" ;;
-    claim) cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" "$arg8" "$arg9" "$arg10" "$arg11" ;;
+    claim)
+      # Arguments after the eleventh: claims whose release an earlier fetch
+      # sent without waiting for it; deleted first, so that they are not
+      # listed and hold back no stream even if that request has not run yet.
+      if [ "$#" -gt 12 ]; then
+        shift 12
+        uid=$(id -u)
+        for _r in "$@"; do release_claim "$_r"; done
+      fi
+      cmd_claim "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" "$arg6" "$arg7" "$arg8" "$arg9" "$arg10" "$arg11" ;;
     dict-put) cmd_dict_put "$arg1" ;;
     send) stream=1; check_claim_path "$arg1"; cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;

@@ -207,8 +207,9 @@ impl Run<'_> {
         // Delivered (unless the journal says it is: names already filed are
         // skipped) and released now, it is no leftover any more.
         let mut done = std::collections::HashSet::new();
-        // Deletions an earlier fetch sent without their answer are settled
-        // against the next list of the server's claims (below).
+        // Deletions an earlier fetch sent without their answer go again
+        // with the claim step, and are settled against its list of the
+        // server's claims (below).
         let mut sent_releases = Vec::new();
         for c in journal.pending() {
             if c.delivered && c.release_sent.is_some() {
@@ -228,15 +229,6 @@ impl Run<'_> {
         self.emit(FetchEvent::Stage(Stage::Recovering));
         let me = journal::installation_id(&self.options.data_dir)
             .map_err(|e| FetchError::local("installation id", e))?;
-        if surveyed {
-            self.settle_sent_releases(
-                conn,
-                &mut journal,
-                &mut sent_releases,
-                &probe.spool,
-                &leftovers.claims,
-            )?;
-        }
         leftovers.claims.retain(|c| !done.contains(&c.path));
         let (mine, theirs): (Vec<RemoteClaim>, Vec<RemoteClaim>) = leftovers
             .claims
@@ -301,6 +293,17 @@ impl Run<'_> {
                     dictionary::MAX_CLAIM.to_string().into(),
                     self.dictionary.level.to_string().into(),
                 ]);
+            }
+            // Claims whose release an earlier fetch sent without waiting:
+            // the claim step deletes them first (they may still be there if
+            // that request has not run yet), so they hold back no stream.
+            if !sent_releases.is_empty() {
+                args.resize(12, Vec::new());
+                args.extend(
+                    sent_releases
+                        .iter()
+                        .map(|c| c.remote.path.as_bytes().to_vec()),
+                );
             }
             let stream = conn.start_script(claim::remote_script(), &args)?;
             // The release's channel, asked for now: its round trip passes
