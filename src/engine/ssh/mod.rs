@@ -26,7 +26,8 @@ pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
 #[cfg(test)]
 pub(crate) use script::{assert_compacts_and_parses, run_locally};
 pub use script::{
-    compact, OpenChannel, RemoteScript, ScriptMode, ScriptOutput, ScriptStatus, ScriptStream,
+    compact, is_eagain, OpenChannel, RemoteScript, ScriptMode, ScriptOutput, ScriptStatus,
+    ScriptStream,
 };
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 

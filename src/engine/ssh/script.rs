@@ -36,6 +36,7 @@ use sha2::Digest;
 use ssh2::Channel;
 
 use super::{millis, Connection, SshError};
+use crate::engine::os;
 
 /// How long a read waits at a time while it has a stop flag to watch.
 pub const STOP_TICK: Duration = Duration::from_millis(500);
@@ -380,7 +381,7 @@ impl Connection {
                 Ok(()) => break,
                 // Sent whole and waiting for sshd's answer: done here. Still
                 // sending: wait until the socket takes more.
-                Err(e) if is_would_block(&e) => {
+                Err(e) if is_eagain(&e) => {
                     if !matches!(
                         self.session.block_directions(),
                         ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
@@ -394,7 +395,8 @@ impl Connection {
                             source: e,
                         });
                     }
-                    wait_writable(self.socket.as_raw_fd(), STOP_TICK);
+                    let mut socket = [os::pollfd(self.socket.as_raw_fd(), libc::POLLOUT)];
+                    os::poll(&mut socket, Some(STOP_TICK));
                     waited += STOP_TICK;
                 }
                 Err(source) => {
@@ -593,22 +595,10 @@ fn is_timeout(e: &ssh2::Error) -> bool {
     e.code() == ssh2::ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_TIMEOUT)
 }
 
-fn is_would_block(e: &ssh2::Error) -> bool {
+/// Whether a libssh2 call on a non-blocking session would have blocked
+/// (EAGAIN): the call is to be made again, with the same arguments.
+pub fn is_eagain(e: &ssh2::Error) -> bool {
     e.code() == ssh2::ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_EAGAIN)
-}
-
-/// Waits until `socket` takes more bytes, at most `timeout`.
-fn wait_writable(socket: std::os::fd::RawFd, timeout: Duration) {
-    let mut fd = libc::pollfd {
-        fd: socket,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, its count 1; poll(2) only writes revents.
-    unsafe {
-        libc::poll(&mut fd, 1, millis);
-    }
 }
 
 impl Read for ScriptStream<'_> {

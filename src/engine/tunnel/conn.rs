@@ -10,6 +10,7 @@ use libssh2_sys::LIBSSH2_ERROR_EAGAIN as EAGAIN;
 use ssh2::{BlockDirections, Channel, ErrorCode, Session};
 
 use crate::engine::event::TunnelStats;
+use crate::engine::ssh::is_eagain;
 
 use super::*;
 
@@ -330,10 +331,6 @@ pub(super) fn is_fatal(code: Option<i32>) -> bool {
         // A plain OS error on the session's socket.
         None => true,
     }
-}
-
-pub(super) fn is_eagain(e: &ssh2::Error) -> bool {
-    e.code() == ErrorCode::Session(EAGAIN)
 }
 
 pub(super) fn is_channel_error(e: &ssh2::Error) -> bool {
