@@ -839,3 +839,50 @@ fn a_host_with_a_certificate_is_checked_by_its_plain_key() {
     let e = must_fail(&t);
     assert!(matches!(e, SshError::HostKeyUnknown { .. }), "{e:?}");
 }
+
+/// How many session channels sshd has opened so far (its debug log).
+fn channels_opened(sshd: &TestSshd) -> usize {
+    sshd.log()
+        .matches("server_input_channel_open: ctype session")
+        .count()
+}
+
+/// Waits up to 10 s for `what` to hold, with sshd's log in the panic.
+fn wait_for(sshd: &TestSshd, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen in 10 s\nsshd log:\n{}",
+            sshd.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_channel_asked_for_ahead_serves_the_next_step() {
+    let sshd = TestSshd::start_with_config("LogLevel DEBUG1\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let script = RemoteScript::new("test", "echo ahead");
+    conn.request_channel();
+    wait_for(&sshd, "the channel asked for ahead opened", || {
+        channels_opened(&sshd) == 1
+    });
+    // Asked again once answered: kept, as an idle worker keeps it.
+    std::thread::sleep(Duration::from_millis(100));
+    conn.request_channel();
+    conn.request_channel();
+    assert_eq!(channels_opened(&sshd), 1, "asked for twice");
+    let out = conn.run_script(&script, &[] as &[&str]).unwrap();
+    assert_eq!(out.stdout, b"ahead\n");
+    assert_eq!(
+        channels_opened(&sshd),
+        1,
+        "the step opened a channel of its own"
+    );
+    // Used once: the next step opens its own.
+    let out = conn.run_script(&script, &[] as &[&str]).unwrap();
+    assert_eq!(out.stdout, b"ahead\n");
+    assert_eq!(channels_opened(&sshd), 2);
+}

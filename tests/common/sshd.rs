@@ -53,7 +53,8 @@ impl TestSshd {
 
     /// Starts an sshd with one ed25519 host key and `extra` appended to its
     /// sshd_config (e.g. `"MaxAuthTries 1\n"`); sshd uses the first value of
-    /// a keyword, so `extra` cannot override the harness's own settings.
+    /// a keyword, so `extra` cannot override the harness's own settings,
+    /// except `LogLevel` (VERBOSE unless `extra` has one).
     pub fn start_with_config(extra: &str) -> TestSshd {
         TestSshd::start_with(&["ed25519"], extra)
     }
@@ -93,6 +94,11 @@ impl TestSshd {
             .expect("chmod authorized_keys");
         let host_key_pub = public_key(&host_key);
 
+        let log_level = if extra.lines().any(|l| l.starts_with("LogLevel ")) {
+            ""
+        } else {
+            "LogLevel VERBOSE\n"
+        };
         let log_path = d.join("sshd.log");
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -111,7 +117,7 @@ impl TestSshd {
                      PermitRootLogin prohibit-password\n\
                      PasswordAuthentication no\n\
                      KbdInteractiveAuthentication no\n\
-                     LogLevel VERBOSE\n\
+                     {log_level}\
                      Subsystem sftp /usr/lib/openssh/sftp-server\n\
                      {extra}",
                     host_key_lines = host_keys

@@ -212,7 +212,6 @@ fn fetch_then(
         dictionary: Default::default(),
         closes_after,
         spool: String::new(),
-        release_channel: None,
     };
     let result = run.fetch(session);
     run.summary.elapsed = started.elapsed();

@@ -62,10 +62,6 @@ pub(super) struct Run<'a> {
     /// The server spool this fetch claims from (its facts' `spool`), which
     /// a release sent without its answer is journalled with.
     pub(super) spool: String,
-    /// The release's channel when its opening, requested at the claim step
-    /// of a one-shot fetch, was answered at once (rare: usually libssh2
-    /// keeps the answer for the next opening on the session).
-    pub(super) release_channel: Option<OpenChannel>,
 }
 
 /// What a fetch did with the account's dictionary (engine::fetch::dictionary).
@@ -308,13 +304,9 @@ impl Run<'_> {
             }
             let stream = conn.start_script(claim::remote_script(), &args)?;
             // The release's channel, asked for now: its round trip passes
-            // while the claim streams, not after the last message is filed
-            // (a connection that lives on opens it during the publishing).
-            // Asked again after a resurvey, libssh2 carries on with the
-            // same request.
-            if self.closes_after && self.release_channel.is_none() {
-                self.release_channel = conn.request_channel();
-            }
+            // while the claim streams, not after the last message is filed.
+            // Asked again after a resurvey, it is the same request.
+            conn.request_channel();
             let (records, sent) = read_reply(conn, BufReader::new(stream))?;
             let new = claim::parse_probe(&records)?;
             self.keep_facts(&ws, &records);
@@ -782,8 +774,7 @@ impl Run<'_> {
                 crash_point("verified");
                 self.emit(FetchEvent::Stage(Stage::Delivering));
                 gate.open(ws.staged_path(&id));
-                let early = self.release_channel.take();
-                Some(scope.spawn(|| early.map_or_else(|| conn.open_channel(), Ok)))
+                Some(scope.spawn(|| conn.open_channel()))
             } else {
                 gate.shut();
                 None

@@ -16,9 +16,10 @@ mod target;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use ssh2::{MethodType, Session};
+use ssh2::{Channel, MethodType, Session};
 
 pub use auth::{key_is_encrypted, run_passphrase_command};
 pub use error::{ChangedHostKey, SshError};
@@ -101,6 +102,10 @@ pub struct Connection {
     transport: TransportCompression,
     idle_timeout: Duration,
     keepalive_interval: Duration,
+    /// A session channel opened ahead of need and not used yet
+    /// ([`Connection::request_channel`]): the next step runs on it without
+    /// waiting a round trip for its opening.
+    ahead: Mutex<Option<Channel>>,
 }
 
 /// Opens an authenticated session to `target`.
@@ -170,6 +175,7 @@ fn connect_once(
         transport: compression,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+        ahead: Mutex::new(None),
     };
     conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
     Ok(conn)

@@ -317,24 +317,55 @@ impl Connection {
 
     /// Opens a session channel for a script to run on later
     /// ([`Connection::run_script_on`]): its round trip can then overlap
-    /// with local work, such as a fetch's filing before the release.
+    /// with local work, such as a fetch's filing before the release. Takes
+    /// the channel asked for ahead ([`Connection::request_channel`]) when
+    /// there is one the server has not closed meanwhile, and completes a
+    /// request still on its way (at once when its answer has come).
     pub fn open_channel(&self) -> Result<OpenChannel, SshError> {
+        if let Some(channel) = self.take_ahead() {
+            return Ok(OpenChannel(channel));
+        }
         self.patiently("opening a channel", || self.session.channel_session())
             .map(OpenChannel)
     }
 
-    /// Sends the request to open a session channel and returns without
+    /// Asks for a session channel ahead of need and returns without
     /// waiting for the server's answer, which libssh2 keeps when it
     /// arrives meanwhile: the next [`Connection::open_channel`] on this
     /// session then completes at once, its round trip spent while the
-    /// caller was busy with another channel. The channel itself when the
-    /// answer was already there (rare); `None` otherwise, also when the
-    /// request could not go out (the next opening then waits as usual).
-    pub fn request_channel(&self) -> Option<OpenChannel> {
+    /// caller was busy with another channel or idle. Called again, it
+    /// completes the request when its answer has come (so that libssh2
+    /// tracks the channel, and sees it if the server closes it), replaces
+    /// a channel the server closed, and otherwise does nothing. A request
+    /// that cannot go out is left to the next opening, which then waits as
+    /// usual. Only on a session no other thread uses meanwhile (it
+    /// switches the session to non-blocking for the call).
+    pub fn request_channel(&self) {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if ahead.as_ref().is_some_and(|c| !c.eof()) {
+            return;
+        }
+        // A closed one is freed while the session still blocks.
+        ahead.take();
         self.session.set_blocking(false);
-        let opened = self.session.channel_session();
+        *ahead = self.session.channel_session().ok();
         self.session.set_blocking(true);
-        opened.ok().map(OpenChannel)
+    }
+
+    /// The channel asked for ahead, unless the server has closed it. What
+    /// has arrived is read first (a read that cannot wait, on a channel
+    /// that never has data), so that a close the server sent meanwhile is
+    /// seen.
+    fn take_ahead(&self) -> Option<Channel> {
+        let mut channel = self
+            .ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        self.session.set_blocking(false);
+        let _ = channel.read(&mut [0u8; 1]);
+        self.session.set_blocking(true);
+        (!channel.eof()).then_some(channel)
     }
 
     /// [`Connection::run_script`] on a channel opened before.

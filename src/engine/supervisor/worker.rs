@@ -134,6 +134,13 @@ impl Worker {
                 return Ok(());
             }
             self.take_orders(live);
+            // The next step's channel, opened while the link is idle: a
+            // fetch on the watcher's report then starts with its exec
+            // request, one round trip sooner. Before the watcher is read,
+            // which leaves nothing of its own waiting in libssh2.
+            if let Some(conn) = &live.session {
+                conn.request_channel();
+            }
             // The user's fetch goes before the watcher's reports, which it
             // makes stale.
             if live.session.is_some() && !live.schedule.fetch_ordered() {
