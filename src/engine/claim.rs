@@ -1083,13 +1083,12 @@ mod tests {
     }
 
     /// Runs the claim script (as sent, or as written) with the local /bin/sh,
-    /// through the loader that runs it on a server.
-    /// One `$HOME` for every run, as on a server.
-    fn run_local(script: &str, args: &[&[u8]]) -> String {
-        static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-        let home = HOME.get_or_init(|| tempfile::tempdir().unwrap());
+    /// through the loader that runs it on a server, with `home` as `$HOME`
+    /// (the test's own directory, kept for all its runs as on a server, and
+    /// removed with it).
+    fn run_local(home: &std::path::Path, script: &str, args: &[&[u8]]) -> String {
         let script = RemoteScript::new("claim", script);
-        let (_, out) = crate::engine::ssh::run_locally(home.path(), &script, args);
+        let (_, out) = crate::engine::ssh::run_locally(home, &script, args);
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -1187,12 +1186,12 @@ mod tests {
                     Some(c) => std::fs::write(&spool, c).unwrap(),
                     None => drop(std::fs::remove_file(&spool)),
                 }
-                let reply = run_local(text, &[b"claim", spool_arg, b"rename", b"0"]);
+                let reply = run_local(dir.path(), text, &[b"claim", spool_arg, b"rename", b"0"]);
                 assert_eq!(reply, "empty\nok\n", "spool {contents:?}");
                 assert_eq!(std::fs::read_to_string(&lock).unwrap(), "4242\n");
             }
             std::fs::write(&spool, "From a\nx\n").unwrap();
-            let reply = run_local(text, &[b"claim", spool_arg, b"rename", b"0"]);
+            let reply = run_local(dir.path(), text, &[b"claim", spool_arg, b"rename", b"0"]);
             assert!(reply.contains("lock-busy"), "{reply}");
             assert_eq!(std::fs::read(&spool).unwrap(), b"From a\nx\n");
             std::fs::remove_file(&lock).unwrap();
@@ -1228,7 +1227,7 @@ mod tests {
             let spool_arg = spool.as_os_str().as_bytes();
             for text in [SCRIPT_SOURCE, script()] {
                 std::fs::write(&spool, "From a\nx\n").unwrap();
-                let probe = run_local(text, &[b"probe", spool_arg]);
+                let probe = run_local(top.path(), text, &[b"probe", spool_arg]);
                 let records = parse_reply(probe.as_bytes(), b"", 0).unwrap();
                 let value = |key: &str| {
                     records
@@ -1240,14 +1239,18 @@ mod tests {
                 assert_eq!(value("spool-dir-shared"), shared, "{probe}");
                 assert_eq!(value("spool-size"), Some("9"), "{probe}");
                 let home = String::from_utf8(unhex(value("home").unwrap()).unwrap()).unwrap();
-                let claim = run_local(text, &[b"claim", spool_arg, b"copy-truncate", b"0"]);
+                let claim = run_local(
+                    top.path(),
+                    text,
+                    &[b"claim", spool_arg, b"copy-truncate", b"0"],
+                );
                 let claimed =
                     parse_claims(&parse_reply(claim.as_bytes(), b"", 0).unwrap()).unwrap();
                 let path = &claimed.claims[0].path;
                 let named = format!("{home}/.mailhaul/claims/{file}.");
                 assert!(path.starts_with(&named), "{path} {named}");
                 assert_eq!(
-                    run_local(text, &[b"release", path.as_bytes()]),
+                    run_local(top.path(), text, &[b"release", path.as_bytes()]),
                     "released\nok\n"
                 );
             }
@@ -1272,12 +1275,13 @@ mod tests {
                     hex(claim.to_str().unwrap().as_bytes())
                 ))
             };
-            let recover = run_local(text, &[b"recover", spool_arg]);
+            let recover = run_local(dir.path(), text, &[b"recover", spool_arg]);
             assert!(listed(&recover), "{recover}");
             std::fs::hard_link(&claim, &other).unwrap();
-            let recover = run_local(text, &[b"recover", spool_arg]);
+            let recover = run_local(dir.path(), text, &[b"recover", spool_arg]);
             assert_eq!(recover, "ok\n");
             let send = run_local(
+                dir.path(),
                 text,
                 &[b"send", claim.to_str().unwrap().as_bytes(), b"cat", b"0"],
             );
@@ -1313,13 +1317,13 @@ mod tests {
         let mut replies = Vec::new();
         for text in [SCRIPT_SOURCE, script()] {
             std::fs::write(&spool, "From a\nx\nFrom b\ny\n").unwrap();
-            let probe = run_local(text, &[b"probe", spool_arg]);
-            let claim = run_local(text, &[b"claim", spool_arg, b"rename", b"0"]);
+            let probe = run_local(dir.path(), text, &[b"probe", spool_arg]);
+            let claim = run_local(dir.path(), text, &[b"claim", spool_arg, b"rename", b"0"]);
             let claimed = parse_claims(&parse_reply(claim.as_bytes(), b"", 0).unwrap()).unwrap();
-            let recover = run_local(text, &[b"recover", spool_arg]);
+            let recover = run_local(dir.path(), text, &[b"recover", spool_arg]);
             let path = claimed.claims[0].path.as_bytes();
-            let release = run_local(text, &[b"release", path]);
-            let after = run_local(text, &[b"recover", spool_arg]);
+            let release = run_local(dir.path(), text, &[b"release", path]);
+            let after = run_local(dir.path(), text, &[b"recover", spool_arg]);
             assert_eq!(
                 recover,
                 claim
