@@ -886,3 +886,95 @@ fn a_channel_asked_for_ahead_serves_the_next_step() {
     assert_eq!(out.stdout, b"ahead\n");
     assert_eq!(channels_opened(&sshd), 2);
 }
+
+/// One line of a script's output on `channel`, read a byte at a time.
+fn read_line(channel: &mut ssh2::Channel) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while channel.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// First contact with an empty `~/.mailhaul/scripts`: the claim, watch
+/// (its stdin kept on fd 3) and send programs go up (the stub asks for the
+/// loader, the loader for the program), are stored and start; a script on
+/// fd 3 gets exactly the bytes the client sent after them. A second round
+/// finds every copy good and leaves it be (the same inode: nothing sent
+/// again, the stub alone went up). A copy changed on the server never runs:
+/// it is sent again.
+#[test]
+fn first_contact_stores_the_programs_and_later_steps_reuse_them() {
+    use mailhaul::engine::{claim, outbox::relay, watch};
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let sshd = TestSshd::start();
+    let user = TestUser::create_for(&sshd, "mhl");
+    let conn = connect(
+        &common::ssh_target(&sshd, &user.name),
+        TransportCompression::Off,
+        &NoPrompts,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let scripts = user.home.join(".mailhaul/scripts");
+    assert!(!scripts.exists());
+    let echo = RemoteScript::new("echo", "cat <&3");
+    let cached = |s: &RemoteScript| scripts.join(format!("{}-{}.sh", s.name, s.sha256));
+    let spool = user.spool.display().to_string();
+    let claims = user.home.join(".mailhaul/claims").display().to_string();
+    let mut inodes = Vec::new();
+    for round in 0..2 {
+        let out = conn
+            .run_script(claim::remote_script(), &["probe", spool.as_str()])
+            .unwrap();
+        assert!(out.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("spool "),
+            "{out:?}"
+        );
+        let mut channel = conn
+            .start_long_script(watch::script(), &[spool.as_str(), &claims, "1", "60"])
+            .unwrap();
+        assert!(
+            read_line(&mut channel).starts_with("ready "),
+            "round {round}"
+        );
+        drop(channel);
+        let mut channel = conn
+            .start_long_script(relay::script(), &["2", "none", "/nonexistent/sendmail"])
+            .unwrap();
+        let first = read_line(&mut channel);
+        assert!(first.starts_with("error "), "round {round}: {first}");
+        drop(channel);
+        let mut channel = conn.start_long_script(&echo, &[] as &[&str]).unwrap();
+        channel.write_all(b"in\0put\n").unwrap();
+        channel.send_eof().unwrap();
+        let mut got = Vec::new();
+        channel.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"in\0put\n", "round {round}");
+        let now: Vec<u64> = [
+            claim::remote_script(),
+            watch::script(),
+            relay::script(),
+            &echo,
+        ]
+        .iter()
+        .map(|s| std::fs::metadata(cached(s)).unwrap().ino())
+        .collect();
+        if round == 1 {
+            assert_eq!(now, inodes, "a good copy was sent again");
+        }
+        inodes = now;
+    }
+    let ran = user.home.join("ran");
+    let copy = cached(claim::remote_script());
+    let program = std::fs::read_to_string(&copy).unwrap();
+    std::fs::write(&copy, format!("touch \"$HOME/ran\"\n{program}")).unwrap();
+    let out = conn
+        .run_script(claim::remote_script(), &["probe", spool.as_str()])
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    assert!(!ran.exists(), "the changed copy ran");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), program);
+}

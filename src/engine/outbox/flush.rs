@@ -125,7 +125,7 @@ fn due_messages(queued: Vec<OutboxMessage>, due: Due) -> Vec<OutboxMessage> {
 
 /// The transport compression a session of the flush's own is opened with.
 /// Through sendmail, SSH compresses too (but with `compression = "none"`):
-/// the exec request, 1.6 kB of fixed loader text, shrinks to about 0.7 kB,
+/// the exec request's fixed stub text (about 0.3 kB) shrinks a little,
 /// and the message stream, compressed already, passes through nearly
 /// unchanged. SMTP goes as it is: the SSH transport compresses it, as the
 /// forward's session does.
@@ -141,7 +141,7 @@ fn transport_for(account: &Account) -> TransportCompression {
 /// flush: one with the compression a session of its own would have, or,
 /// through sendmail, any session when the messages go up compressed by
 /// their method (the handshake a new session costs is far more than the
-/// loader text SSH would have compressed); not for messages that rely on
+/// stub text SSH would have compressed); not for messages that rely on
 /// the SSH transport's compression (`compression = "ssh"`, SMTP).
 fn can_use(transport: TransportCompression, account: &Account) -> bool {
     transport == transport_for(account)

@@ -1,26 +1,40 @@
 //! Remote POSIX sh scripts whose arguments never enter a shell command line.
 //!
-//! The exec request is `sh -c 'LOADER' sh xHEX xHEX ...`: LOADER is fixed
-//! text of this module (one line, no single quote), and each argument is
-//! hex-encoded (an `x` first, so that an empty argument survives), so only
-//! that text and `[0-9a-fx ]` ever reach the user's login shell, whatever
-//! the paths or names hold. The loader first decodes the arguments back
-//! into `"$1" "$2" ...` with shell arithmetic (no tools, no forks per byte).
+//! The exec request is `sh -c 'STUB' sh xHEX xHEX ...`: STUB is fixed text
+//! of this module (one line, no single quote, no `!` or backslash), and
+//! each argument is hex-encoded (an `x` first, so that an empty argument
+//! survives), so only that text and `[0-9a-fx ]` ever reach the user's
+//! login shell, whatever the paths or names hold.
 //!
-//! Then it runs the script from a cached copy on the server,
-//! `~/.mailhaul/scripts/NAME-HASH.sh`, and only after checking that its
-//! sha256 is the one this client expects (the hash is part of the loader's
-//! text): a copy that is missing, cut short, changed or of another version
-//! is never run. It answers `mh-run` when the copy is good; otherwise
-//! `mh-need-gzip` (or `mh-need` where the server has no `gzip`), reads the
-//! script from stdin (its exact length, which the loader knows, so nothing
-//! the script itself reads later is swallowed), checks its hash, stores it
-//! (0600) and answers `mh-run`. So a script goes up once per server and
-//! version, and a step costs two round trips (the channel's opening, and
-//! the exec request, which the output follows) and about 1.3 kB up. The
-//! script runs as `{ eval "$text"; } </dev/null`: the text that was hashed
-//! is the text that runs (the file is not read twice), and commands in it
-//! cannot swallow stdin.
+//! What runs is a program cached on the server,
+//! `~/.mailhaul/scripts/NAME-SHA256.sh`: the argument decoder ([`PRELUDE`],
+//! which turns the arguments back into `"$1" "$2" ...` with shell
+//! arithmetic, no tools, no forks per byte), then the script. The stub
+//! holds the program's sha256 and nothing else of it (about 350 bytes,
+//! where the whole loader used to go with every step, 1.3 kB): it reads the
+//! cached copy into a variable, hashes that text and runs it only when the
+//! hash is the one it holds, so the text that was hashed is the text that
+//! runs (the file is not read twice), and a copy that is missing, cut
+//! short, changed or of another version is never run. It answers `mh-run`
+//! then. Otherwise it clears the variable, answers `mh-need-loader` and
+//! runs the loader the client sends (its exact length, which the stub
+//! knows): the loader answers `mh-need-gzip` (or `mh-need` where the server
+//! has no `gzip`), reads the program (its exact length, so nothing the
+//! script reads later on fd 3 is swallowed), checks its hash, stores it
+//! (0600, temp + rename) and answers `mh-run`; `mh-bad` and exit 97 when
+//! the hash differs. The loader is one `{ ...; }` command, so a copy cut
+//! short runs nothing; it is not cached, since it is wanted only when the
+//! client is asked anyway. So a program goes up once per server and
+//! version, at the price of one more round trip then, and a step costs two
+//! round trips (the channel's opening, and the exec request, which the
+//! output follows). The program runs as `{ eval "$mh_x"; } </dev/null`:
+//! commands in it cannot swallow stdin.
+//!
+//! A server without any sha256 tool (`sha256sum`, `shasum`, `openssl`)
+//! cannot check a cached copy: every step then asks for the loader and the
+//! program, which run as they arrived and are not stored (one round trip
+//! and about 0.6 kB more than a step cost before the stub, plus the
+//! program, as before).
 //!
 //! Channel order, as libssh2 needs it: read stdout to the end, then stderr,
 //! then close and `wait_close()`, then read the exit status. stderr shares
@@ -41,18 +55,19 @@ use crate::engine::os;
 /// How long a read waits at a time while it has a stop flag to watch.
 pub const STOP_TICK: Duration = Duration::from_millis(500);
 
-/// The decoder run before every script: turns the `xHEX` arguments into
-/// bytes with shell arithmetic, all of them in one `set -- '...' ...` text
-/// (every byte an octal escape of printf, a single quote in the data as
-/// `'"'"'`; the quotes themselves `\047`, since the loader holds none),
-/// which one `printf` in one subshell turns into bytes and one `eval`
-/// runs: one fork for all the arguments, not one per argument.
+/// The decoder at the head of every cached program: turns the `xHEX`
+/// arguments into bytes with shell arithmetic, all of them in one
+/// `set -- '...' ...` text (every byte an octal escape of printf, a single
+/// quote in the data as `'"'"'`; the quotes themselves `\047`), which one
+/// `printf` in one subshell turns into bytes and one `eval` runs: one fork
+/// for all the arguments, not one per argument. It also unsets the stub's
+/// variables, so the script starts with none of them.
 const PRELUDE: &str = concat!(
     r#"mh_f=; for mh_a in "$@"; do mh_h=${mh_a#x} mh_f="$mh_f \\047"; while [ -n "$mh_h" ]; do "#,
     r#"mh_r=${mh_h#??}; mh_n=$((0x${mh_h%"$mh_r"})); if [ "$mh_n" = 39 ]; "#,
     r#"then mh_f="$mh_f\\047\\042\\047\\042\\047"; "#,
     r#"else mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"; fi; mh_h=$mh_r; done; "#,
-    r#"mh_f="$mh_f\\047"; done; eval "set --$(printf "$mh_f")"; unset mh_a mh_h mh_f mh_r mh_n; "#,
+    r#"mh_f="$mh_f\\047"; done; eval "set --$(printf "$mh_f")"; unset mh_a mh_h mh_f mh_r mh_n mh_k mh_x; "#,
 );
 
 /// stderr kept per script; more is read and dropped.
@@ -112,17 +127,24 @@ pub enum ScriptMode {
     Detached,
 }
 
-/// A script as it runs on the server: its cache name and its text.
+/// A script as it runs on the server: its cache name, its text, and the
+/// program the server caches (the argument decoder, then the text).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteScript {
     /// The name of its cached copy (`claim`, `watch`, `send`): lower-case
-    /// letters only, since it goes into the loader's text.
+    /// letters only, since it goes into the stub's text.
     pub name: &'static str,
-    /// The text, ending in exactly one line break (what is hashed, sent
-    /// and stored).
+    /// The script itself, ending in exactly one line break.
     pub text: String,
-    /// sha256 of `text`, lower-case hex.
+    /// sha256 of the cached program ([`PRELUDE`] and `text`, without the
+    /// final line break: what is hashed, sent and stored), lower-case hex.
     pub sha256: String,
+    /// The program.
+    program: String,
+    /// The program gzip-compressed, as sent after `mh-need-gzip`.
+    gzipped: Vec<u8>,
+    /// The loader: sent after `mh-need-loader`, never cached.
+    loader: String,
 }
 
 impl RemoteScript {
@@ -133,25 +155,31 @@ impl RemoteScript {
             "script names are lower-case letters"
         );
         let text = format!("{}\n", text.trim_end_matches('\n'));
-        let sha256 = crate::engine::claim::hex(&sha2::Sha256::digest(text.as_bytes()));
-        RemoteScript { name, text, sha256 }
-    }
-
-    /// The text gzip-compressed, as sent after `mh-need-gzip`.
-    fn gzipped(&self) -> Vec<u8> {
+        let program = format!("{PRELUDE}{}", text.trim_end_matches('\n'));
+        let sha256 = crate::engine::claim::hex(&sha2::Sha256::digest(program.as_bytes()));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        gz.write_all(self.text.as_bytes())
+        let gzipped = gz
+            .write_all(program.as_bytes())
             .and_then(|()| gz.finish())
-            .expect("gzip into memory cannot fail")
+            .expect("gzip into memory cannot fail");
+        let loader = loader(name, gzipped.len(), program.len());
+        RemoteScript {
+            name,
+            text,
+            sha256,
+            program,
+            gzipped,
+            loader,
+        }
     }
 
-    /// The exec request for this script with `args`: `sh -c 'LOADER' sh
-    /// xHEX...`, where LOADER is the argument decoder and the loader (see
-    /// the module's doc), fixed text on one line without single quotes (so
-    /// any login shell, csh too, passes it to sh as it is), and each
-    /// argument is hex; nothing the user or the server chose is in it.
+    /// The exec request for this script with `args`: `sh -c 'STUB' sh
+    /// xHEX...`, where STUB runs the cached program or asks for the loader
+    /// (see the module's doc), fixed text on one line without single
+    /// quotes (so any login shell, csh too, passes it to sh as it is), and
+    /// each argument is hex; nothing the user or the server chose is in it.
     pub fn exec_line(&self, args: &[&[u8]], mode: ScriptMode) -> Result<String, SshError> {
-        let mut line = format!("sh -c '{}' sh", self.loader(mode));
+        let mut line = format!("sh -c '{}' sh", self.stub(mode));
         for (index, arg) in args.iter().enumerate() {
             if arg.contains(&0) {
                 return Err(SshError::NulInArgument { index });
@@ -164,35 +192,66 @@ impl RemoteScript {
         Ok(line)
     }
 
-    fn loader(&self, mode: ScriptMode) -> String {
+    /// The text of the exec request: reads the cached program into a
+    /// variable, hashes that and runs it when the hash is this program's;
+    /// otherwise clears it, asks for the loader, reads exactly the loader's
+    /// length and runs it (it sets `mh_x` only to a program it checked).
+    /// `trap` first, before anything can write; the tools' stderr (a
+    /// missing copy, a missing tool, dd's counts) to /dev/null, the
+    /// program's untouched.
+    fn stub(&self, mode: ScriptMode) -> String {
         let (signals, redirect) = match mode {
             ScriptMode::Answered => ("", "</dev/null"),
             ScriptMode::KeepStdin => ("", "3<&0 </dev/null"),
-            ScriptMode::Detached => (r#"trap "" HUP PIPE; "#, "</dev/null"),
+            ScriptMode::Detached => (r#"trap "" HUP PIPE;"#, "</dev/null"),
         };
-        let (name, hash) = (self.name, &self.sha256);
-        let short = &hash[..16];
-        let plain = self.text.len();
-        let gz = self.gzipped().len();
+        let (name, hash, loader) = (self.name, &self.sha256, self.loader.len());
         let text = format!(
-            r#"{signals}{PRELUDE}mh_sum() {{ if command -v sha256sum >/dev/null 2>&1; then sha256sum; elif command -v shasum >/dev/null 2>&1; then shasum -a 256; elif command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 | sed "s/^.*= *//"; else echo none; fi; }}; mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; mh_s=$mh_d/{name}-{short}.sh; if [ -f "$mh_s" ] && mh_t=$(cat "$mh_s") && mh_k=$(printf "%s\n" "$mh_t" | mh_sum) && [ "${{mh_k%% *}}" = {hash} ]; then echo mh-run; else if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gz} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi; mh_k=$(printf "%s\n" "$mh_t" | mh_sum); mh_k=${{mh_k%% *}}; if [ "$mh_k" = {hash} ]; then (umask 077; mkdir -p "$mh_d" && find "$mh_d" -name "{name}-*.sh" -mtime +30 -exec rm -f {{}} + ; printf "%s\n" "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_s") 2>/dev/null; elif [ "$mh_k" != none ]; then echo mh-bad; exit 97; fi; echo mh-run; fi; unset -f mh_sum; unset mh_d mh_s mh_k; {{ eval "$mh_t"; }} {redirect}"#
+            r#"{signals}mh_k={hash};{{ mh_x=$(cat "$HOME/.mailhaul/scripts/{name}-$mh_k.sh");case $(printf %s "$mh_x"|{{ {HASH};}}) in *$mh_k*)echo mh-run;;*)mh_x=;echo mh-need-loader;eval "$(dd bs=1 count={loader})";;esac;}} 2>/dev/null;{{ eval "$mh_x";}} {redirect}"#
         );
-        debug_assert!(!text.contains('\'') && !text.contains('\n'));
+        debug_assert!(!text.contains(['\'', '\n', '!', '\\']));
         text
     }
 
-    /// What to send when the loader asks with `request` (`mh-need` or
-    /// `mh-need-gzip`).
-    pub fn body_for(&self, request: &str) -> Option<Vec<u8>> {
+    /// What to send when the server asks with `request` (`mh-need-loader`,
+    /// `mh-need` or `mh-need-gzip`).
+    pub fn body_for(&self, request: &str) -> Option<&[u8]> {
         match request {
-            "mh-need" => Some(self.text.as_bytes().to_vec()),
-            "mh-need-gzip" => Some(self.gzipped()),
+            "mh-need-loader" => Some(self.loader.as_bytes()),
+            "mh-need" => Some(self.program.as_bytes()),
+            "mh-need-gzip" => Some(&self.gzipped),
             _ => None,
         }
     }
 }
 
-/// Lines the loader may be preceded by (a chatty login shell start-up)
+/// sha256 of stdin by whichever tool the server has (its output holds the
+/// hex digest; with stderr to /dev/null, no output where it has none). A
+/// tool that is missing reads nothing, so the next one gets the whole input.
+const HASH: &str = "sha256sum||shasum -a 256||openssl sha256";
+
+/// The loader of the program `name` (its gzip-compressed and plain
+/// lengths): sent when the stub finds no good cached copy, and run by the
+/// stub. It asks for the program (compressed when the server has `gzip`),
+/// reads exactly its length, and when its sha256 is the stub's `$mh_k`
+/// stores it (0600, temp + rename; copies of that script untouched for 30
+/// days are removed then) and hands it to the stub in `mh_x`; a program
+/// whose hash differs is refused (`mh-bad`, exit 97); without any sha256
+/// tool it is run as it arrived, not stored. One `{ ...; }` command: a
+/// copy cut short is a syntax error and runs nothing.
+fn loader(name: &str, gzipped: usize, plain: usize) -> String {
+    format!(
+        r#"{{ if command -v gzip >/dev/null 2>&1; then echo mh-need-gzip; mh_t=$(dd bs=1 count={gzipped} 2>/dev/null | gzip -dc); else echo mh-need; mh_t=$(dd bs=1 count={plain} 2>/dev/null); fi
+case $(printf %s "$mh_t" | {{ {HASH}; }} 2>/dev/null) in
+*"$mh_k"*) mh_d=${{HOME:-/nonexistent}}/.mailhaul/scripts; (umask 077; mkdir -p "$mh_d" && find "$mh_d" -name "{name}-*.sh" -mtime +30 -exec rm -f {{}} + ; printf %s "$mh_t" > "$mh_d/.{name}.$$" && mv -f "$mh_d/.{name}.$$" "$mh_d/{name}-$mh_k.sh") 2>/dev/null ;;
+"") ;;
+*) echo mh-bad; exit 97 ;;
+esac
+mh_x=$mh_t; unset mh_t mh_d; echo mh-run; }}"#
+    )
+}
+
+/// Lines the stub may be preceded by (a chatty login shell start-up)
 /// before its first answer; more is an error.
 const MAX_NOISE_LINES: usize = 100;
 
@@ -301,8 +360,9 @@ impl Connection {
         self.start_channel(script, args, ScriptMode::KeepStdin)
     }
 
-    /// Opens a channel, runs the loader there and sees the script started
-    /// (sending it first if the server has no good copy); stdin stays open.
+    /// Opens a channel, runs the stub there and sees the script started
+    /// (sending the loader and the program first if the server has no good
+    /// copy); stdin stays open.
     /// Two round trips when the copy is good: the channel's opening, and
     /// the exec request, whose answer the script's first output follows.
     fn start_channel<A: AsRef<[u8]>>(
@@ -394,8 +454,8 @@ impl Connection {
     /// must learn the script's effect another way, and must not use the
     /// connection again (its session is left non-blocking, its socket
     /// closed for writing). When the server lacks a good cached copy of
-    /// the script, the loader asks for it and gets end-of-file: it then
-    /// runs nothing.
+    /// the script, the stub asks for the loader and reads end-of-file: it
+    /// then runs nothing.
     pub fn run_script_detached<A: AsRef<[u8]>>(
         &self,
         channel: OpenChannel,
@@ -463,10 +523,10 @@ impl Connection {
                 .map_err(|source| self.io_err("starting a script", source))?;
             match answer.as_deref() {
                 Some("mh-run") => return Ok(channel),
-                Some(request @ ("mh-need" | "mh-need-gzip")) => {
+                Some(request @ ("mh-need-loader" | "mh-need" | "mh-need-gzip")) => {
                     let body = script.body_for(request).expect("a known request");
                     channel
-                        .write_all(&body)
+                        .write_all(body)
                         .and_then(|()| channel.flush())
                         .map_err(|source| self.io_err("sending a script", source))?;
                 }
@@ -729,21 +789,53 @@ pub(crate) fn assert_compacts_and_parses(source: &str, compacted: &str) {
 }
 
 /// Runs `script` with `args` the way a server would (the fixed command
-/// line, the decoder and loader on stdin, the script itself sent when the
-/// loader asks), with the local /bin/sh and `home` as `$HOME`. Returns the
-/// loader's answers and the script's own output. For tests.
+/// line, the loader and the program sent when asked for), with the local
+/// /bin/sh and `home` as `$HOME`. Returns the stub's and loader's answers
+/// and the script's own output. For tests.
 #[cfg(test)]
 pub(crate) fn run_locally(
     home: &std::path::Path,
     script: &RemoteScript,
     args: &[&[u8]],
 ) -> (Vec<String>, std::process::Output) {
+    run_answering(home, script, args, ScriptMode::Answered, &[], |answer| {
+        script
+            .body_for(answer)
+            .map(|body| Reply::Send(body.to_vec()))
+    })
+}
+
+/// What [`run_answering`] sends for a line.
+#[cfg(test)]
+pub(crate) enum Reply {
+    /// These bytes, then it reads on.
+    Send(Vec<u8>),
+    /// These bytes, then end-of-file.
+    Last(Vec<u8>),
+}
+
+/// Runs the exec line of `script` in `mode` with the local /bin/sh as
+/// [`run_locally`] does, with `env` added, sending what `reply` gives for
+/// each line the stub and the loader answer, until it gives `None`, or
+/// bytes to send last, or the line was `mh-run` (what is sent for that one
+/// is the script's input on fd 3 in [`ScriptMode::KeepStdin`]); then stdin
+/// is closed.
+#[cfg(test)]
+pub(crate) fn run_answering(
+    home: &std::path::Path,
+    script: &RemoteScript,
+    args: &[&[u8]],
+    mode: ScriptMode,
+    env: &[(&str, &std::ffi::OsStr)],
+    mut reply: impl FnMut(&str) -> Option<Reply>,
+) -> (Vec<String>, std::process::Output) {
     use std::io::BufRead;
-    let line = script.exec_line(args, ScriptMode::Answered).unwrap();
+    let line = script.exec_line(args, mode).unwrap();
     let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(&line)
         .env("HOME", home)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -759,8 +851,12 @@ pub(crate) fn run_locally(
         }
         let answer = answer.trim_end().to_string();
         answers.push(answer.clone());
-        match script.body_for(&answer) {
-            Some(body) => stdin.write_all(&body).unwrap(),
+        match reply(&answer) {
+            Some(Reply::Send(body)) if answer != "mh-run" => stdin.write_all(&body).unwrap(),
+            Some(Reply::Send(body) | Reply::Last(body)) => {
+                stdin.write_all(&body).unwrap();
+                break;
+            }
             None => break,
         }
     }
@@ -777,7 +873,7 @@ mod tests {
     use super::*;
 
     /// The exec request is fixed text (one line, no single quote inside
-    /// the quoted loader) followed by hex arguments only.
+    /// the quoted stub) followed by hex arguments only.
     #[test]
     fn command_line_holds_only_hex() {
         let script = RemoteScript::new("claim", "echo hi");
@@ -803,7 +899,7 @@ mod tests {
     }
 
     /// The prelude decodes every byte but NUL, run by the local /bin/sh
-    /// through the loader, sent and then cached.
+    /// through the stub, the program sent and then cached.
     #[test]
     fn prelude_decodes_all_bytes_locally() {
         let home = tempfile::tempdir().unwrap();
@@ -817,7 +913,7 @@ mod tests {
             .iter()
             .map(|a| a.iter().map(|b| format!("{b:02x}")).collect())
             .collect();
-        for expected in [["mh-need-gzip", "mh-run"].as_slice(), &["mh-run"]] {
+        for expected in [FIRST.as_slice(), &["mh-run"]] {
             let (answers, out) = run_locally(home.path(), &script, &args);
             assert_eq!(answers, expected);
             assert!(out.status.success(), "{out:?}");
@@ -826,6 +922,17 @@ mod tests {
                 hex.join("\n") + "\n"
             );
         }
+    }
+
+    /// What the stub and the loader answer on a server without a good copy.
+    const FIRST: [&str; 3] = ["mh-need-loader", "mh-need-gzip", "mh-run"];
+
+    /// The cached copy of `script` in `home`.
+    fn cached(home: &std::path::Path, script: &RemoteScript) -> std::path::PathBuf {
+        home.join(format!(
+            ".mailhaul/scripts/{}-{}.sh",
+            script.name, script.sha256
+        ))
     }
 
     /// A cached copy runs only while its sha256 is the expected one: a copy
@@ -838,23 +945,23 @@ mod tests {
         let dir = home.path().join(".mailhaul/scripts");
         let v1 = RemoteScript::new("greet", "echo one");
         let (answers, out) = run_locally(home.path(), &v1, &[]);
-        assert_eq!(answers, ["mh-need-gzip", "mh-run"]);
+        assert_eq!(answers, FIRST);
         assert_eq!(out.stdout, b"one\n");
-        let cached = dir.join(format!("greet-{}.sh", &v1.sha256[..16]));
-        assert_eq!(std::fs::read_to_string(&cached).unwrap(), "echo one\n");
+        let cached = cached(home.path(), &v1);
+        assert_eq!(std::fs::read(&cached).unwrap(), v1.program.as_bytes());
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&cached).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
 
-        std::fs::write(&cached, "echo one\necho tampered\n").unwrap();
+        std::fs::write(&cached, format!("{}\necho tampered\n", v1.program)).unwrap();
         let (answers, out) = run_locally(home.path(), &v1, &[]);
-        assert_eq!(answers, ["mh-need-gzip", "mh-run"]);
+        assert_eq!(answers, FIRST);
         assert_eq!(out.stdout, b"one\n");
-        assert_eq!(std::fs::read_to_string(&cached).unwrap(), "echo one\n");
+        assert_eq!(std::fs::read(&cached).unwrap(), v1.program.as_bytes());
 
         let v2 = RemoteScript::new("greet", "echo two");
         let (answers, out) = run_locally(home.path(), &v2, &[]);
-        assert_eq!(answers, ["mh-need-gzip", "mh-run"]);
+        assert_eq!(answers, FIRST);
         assert_eq!(out.stdout, b"two\n");
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
@@ -866,6 +973,177 @@ mod tests {
             let (answers, _) = run_locally(home.path(), v, &[]);
             assert_eq!(answers, ["mh-run"]);
         }
+    }
+
+    /// The stub alone (nothing answered: its request reads end-of-file, as
+    /// a detached step's does) runs nothing of a cached copy that is cut
+    /// short, changed, of another version or empty, in any mode; the next
+    /// step with a client sends it again, runs it and stores it back.
+    /// Fails when the stub's hash check is skipped (checked by breaking it).
+    #[test]
+    fn the_stub_never_runs_a_bad_cached_copy() {
+        let home = tempfile::tempdir().unwrap();
+        let ran = home.path().join("ran");
+        let script = RemoteScript::new("greet", "touch \"$HOME/ran\"\necho \"hello $1\"");
+        let (answers, out) = run_locally(home.path(), &script, &[b"you"]);
+        assert_eq!(answers, FIRST);
+        assert_eq!(out.stdout, b"hello you\n");
+        let cached = cached(home.path(), &script);
+        let program = script.program.clone();
+        let other = RemoteScript::new("greet", "touch \"$HOME/ran\"\necho other");
+        let bad = [
+            program[..program.rfind('\n').unwrap()].to_string(),
+            format!("{program}\ntouch \"$HOME/ran\""),
+            other.program.clone(),
+            String::new(),
+        ];
+        for copy in &bad {
+            for mode in [
+                ScriptMode::Answered,
+                ScriptMode::KeepStdin,
+                ScriptMode::Detached,
+            ] {
+                std::fs::write(&cached, copy).unwrap();
+                let _ = std::fs::remove_file(&ran);
+                let (answers, out) =
+                    run_answering(home.path(), &script, &[b"you"], mode, &[], |_| None);
+                assert_eq!(answers, ["mh-need-loader"], "{copy:?} {mode:?}");
+                assert!(out.stdout.is_empty(), "{out:?}");
+                assert!(!ran.exists(), "{mode:?} ran {copy:?}");
+                assert_eq!(std::fs::read_to_string(&cached).unwrap(), *copy);
+            }
+            let (answers, out) = run_locally(home.path(), &script, &[b"you"]);
+            assert_eq!(answers, FIRST);
+            assert_eq!(out.stdout, b"hello you\n");
+            assert_eq!(std::fs::read_to_string(&cached).unwrap(), program);
+        }
+    }
+
+    /// A loader cut short (the connection lost while it came) runs nothing,
+    /// neither itself nor the bad copy the stub read; a program cut short
+    /// is refused (`mh-bad`, exit 97) and not stored.
+    #[test]
+    fn a_loader_or_program_cut_short_runs_nothing() {
+        let home = tempfile::tempdir().unwrap();
+        let ran = home.path().join("ran");
+        let script = RemoteScript::new("greet", "echo hello");
+        let cached = cached(home.path(), &script);
+        std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+        let changed = format!("touch \"$HOME/ran\"\n{}", script.program);
+        for cut in [1, script.loader.len() / 2, script.loader.len() - 1] {
+            std::fs::write(&cached, &changed).unwrap();
+            let (answers, out) =
+                run_answering(home.path(), &script, &[], ScriptMode::Answered, &[], |a| {
+                    (a == "mh-need-loader")
+                        .then(|| Reply::Last(script.loader.as_bytes()[..cut].to_vec()))
+                });
+            assert_eq!(answers, ["mh-need-loader"], "cut at {cut}");
+            assert!(out.stdout.is_empty(), "{out:?}");
+            assert!(!ran.exists(), "cut at {cut}");
+        }
+        let (answers, out) =
+            run_answering(home.path(), &script, &[], ScriptMode::Answered, &[], |a| {
+                let body = script.body_for(a)?;
+                Some(match a {
+                    "mh-need-gzip" => Reply::Last(body[..body.len() / 2].to_vec()),
+                    _ => Reply::Send(body.to_vec()),
+                })
+            });
+        assert_eq!(answers, ["mh-need-loader", "mh-need-gzip"]);
+        assert_eq!(out.stdout, b"mh-bad\n");
+        assert_eq!(out.status.code(), Some(97));
+        assert!(!ran.exists());
+        assert_eq!(std::fs::read_to_string(&cached).unwrap(), changed);
+    }
+
+    /// On first contact the script's stdin on fd 3 ([`ScriptMode::KeepStdin`])
+    /// is exactly what the client sends after `mh-run`: the stub and the
+    /// loader read only the loader's and the program's bytes.
+    #[test]
+    fn keep_stdin_gets_exactly_what_follows() {
+        let home = tempfile::tempdir().unwrap();
+        let script = RemoteScript::new("echo", "od -An -c <&3 | tr -d ' \\n'; echo");
+        for expected in [FIRST.as_slice(), &["mh-run"]] {
+            let (answers, out) = run_answering(
+                home.path(),
+                &script,
+                &[],
+                ScriptMode::KeepStdin,
+                &[],
+                |a| match a {
+                    "mh-run" => Some(Reply::Last(b"in\0put\n".to_vec())),
+                    _ => script.body_for(a).map(|body| Reply::Send(body.to_vec())),
+                },
+            );
+            assert_eq!(answers, expected);
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "in\\0put\\n\n");
+        }
+    }
+
+    /// A server without any sha256 tool cannot check a cached copy: every
+    /// step asks for the loader and the program, runs them as they arrived
+    /// and stores nothing.
+    #[test]
+    fn without_a_sha256_tool_every_step_sends_the_program() {
+        let home = tempfile::tempdir().unwrap();
+        let bin = home.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        for tool in ["sh", "cat", "dd", "gzip", "mkdir", "find", "mv", "rm"] {
+            let path = ["/usr/bin", "/bin"]
+                .map(|dir| std::path::Path::new(dir).join(tool))
+                .into_iter()
+                .find(|path| path.exists())
+                .unwrap();
+            std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+        }
+        let script = RemoteScript::new("greet", "echo \"hello $1\"");
+        for _ in 0..2 {
+            let (answers, out) = run_answering(
+                home.path(),
+                &script,
+                &[b"you"],
+                ScriptMode::Answered,
+                &[("PATH", bin.as_os_str())],
+                |a| script.body_for(a).map(|body| Reply::Send(body.to_vec())),
+            );
+            assert_eq!(answers, FIRST);
+            assert_eq!(out.stdout, b"hello you\n", "{out:?}");
+        }
+        assert!(!cached(home.path(), &script).exists());
+    }
+
+    /// A step whose program the server has sends only the stub: a claim
+    /// with the arguments of an everyday fetch (a kept facts key, the
+    /// dictionary's sha256) is about a third of what it was with the whole
+    /// loader (1.3 kB of it) in every exec request.
+    #[test]
+    fn a_claim_step_sends_only_the_stub() {
+        let claim = crate::engine::claim::remote_script();
+        let args: [&[u8]; 12] = [
+            b"claim",
+            b"",
+            b"rename",
+            b"30",
+            b"0123456789ab",
+            b"300",
+            b"zstd",
+            b"9",
+            b"2882404353-52",
+            &[b'a'; 64],
+            b"1048576",
+            b"19",
+        ];
+        for mode in [
+            ScriptMode::Answered,
+            ScriptMode::KeepStdin,
+            ScriptMode::Detached,
+        ] {
+            let stub = claim.exec_line(&[], mode).unwrap();
+            assert!(stub.len() < 400, "{} {stub}", stub.len());
+        }
+        let line = claim.exec_line(&args, ScriptMode::Answered).unwrap();
+        assert!(line.len() < 600, "{} {line}", line.len());
+        assert!(!line.contains(PRELUDE) && !line.contains("mkdir"), "{line}");
     }
 
     #[test]
