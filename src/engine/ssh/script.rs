@@ -10,7 +10,7 @@
 //! `~/.mailhaul/scripts/NAME-SHA256.sh`: the argument decoder ([`PRELUDE`],
 //! which turns the arguments back into `"$1" "$2" ...` with shell
 //! arithmetic, no tools, no forks per byte), then the script. The stub
-//! holds the program's sha256 and nothing else of it (about 350 bytes,
+//! holds the program's sha256 and nothing else of it (about 340 bytes,
 //! where the whole loader used to go with every step, 1.3 kB): it reads the
 //! cached copy into a variable, hashes that text and runs it only when the
 //! hash is the one it holds, so the text that was hashed is the text that
@@ -25,15 +25,16 @@
 //! the hash differs. The loader is one `{ ...; }` command, so a copy cut
 //! short runs nothing; it is not cached, since it is wanted only when the
 //! client is asked anyway. So a program goes up once per server and
-//! version, at the price of one more round trip then, and a step costs two
-//! round trips (the channel's opening, and the exec request, which the
-//! output follows). The program runs as `{ eval "$mh_x"; } </dev/null`:
+//! version, at the price of two round trips then (one more than before the
+//! stub), and a step costs two round trips (the channel's opening, and the
+//! exec request, which the output follows). The program runs as `{ eval "$mh_x"; } </dev/null`:
 //! commands in it cannot swallow stdin.
 //!
 //! A server without any sha256 tool (`sha256sum`, `shasum`, `openssl`)
 //! cannot check a cached copy: every step then asks for the loader and the
-//! program, which run as they arrived and are not stored (one round trip
-//! and about 0.6 kB more than a step cost before the stub, plus the
+//! program, which run as they arrived and are not stored: one round trip
+//! more than such a step cost before the stub, and about the same bytes
+//! (the stub and the 0.6 kB loader instead of the 1.3 kB loader, and the
 //! program, as before).
 //!
 //! Channel order, as libssh2 needs it: read stdout to the end, then stderr,
