@@ -1,6 +1,6 @@
-# mailhaul's server side: POSIX sh, run by engine::ssh's loader (cached on
+# mailhaul's server side: POSIX sh, run by engine::ssh's stub (cached on
 # the server, checked by sha256) as
-#   sh -c LOADER sh COMMAND ARG...
+#   sh -c STUB sh COMMAND ARG...
 # through engine::ssh, which hex-encodes every argument on the command line
 # and decodes it in a prelude, so no user data ever appears in a shell
 # command line; paths in the output are hex-encoded too. Output is one

@@ -1,6 +1,6 @@
 # mailhaul's spool watcher: POSIX sh, run on one long-lived exec channel by
-# engine::ssh's loader (cached on the server, checked by sha256) as
-#   sh -c LOADER sh SPOOL CLAIMS_DIR POLL_SECONDS HEARTBEAT_SECONDS
+# engine::ssh's stub (cached on the server, checked by sha256) as
+#   sh -c STUB sh SPOOL CLAIMS_DIR POLL_SECONDS HEARTBEAT_SECONDS
 # through engine::ssh, which hex-encodes every argument on the command line
 # and decodes it in a prelude (no user data in a shell line). SPOOL is the
 # absolute spool path the claim script's probe resolved, CLAIMS_DIR where

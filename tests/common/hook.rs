@@ -79,8 +79,9 @@ method = (words[6] if streams else words[2]) if len(words) > 2 else "cat"
 # A dropped connection must show as a cut stream, not as a hangup.
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
 child = subprocess.Popen(["/bin/sh", "-c", orig], stdout=subprocess.PIPE)
-# The loader's answers (mh-run; mh-need... when it wants the script on
-# stdin) pass at once; only the script's own output is changed.
+# The stub's and loader's answers (mh-run; mh-need... when they want the
+# loader or the program on stdin) pass at once; only the script's own
+# output is changed.
 while True:
     line = child.stdout.readline()
     sys.stdout.buffer.write(line)
