@@ -24,8 +24,13 @@ differently when more follows). Methods:
   zstd22-D      zstd --ultra -22 --long=27 -D H F: all of H as a raw dictionary
   zstd22        zstd --ultra -22 --long=27, prefix
   xz            xz -9e, prefix
-  ppmd16/24/32  7z PPMd order 16/24/32, 1 GB model memory, prefix
+  ppmd16        7z PPMd order 16, 1 GB model memory, prefix (orders 24
+                and 32 did worse in sum at every size; commit 87eecac ran them)
   zpaq5         zpaq -m5 (context mixing), prefix
+  xz-alone, ppmd16-alone, zpaq5-alone
+                the same compressors on F alone (prefix method with H one
+                newline, which takes off the archive's own overhead): how
+                much is the compressor rather than the filed mail
 
 Modes:
 
@@ -63,8 +68,9 @@ DRAWS = int(os.environ.get("DRAWS", "4"))
 PART_DRAWS = int(os.environ.get("PART_DRAWS", "2"))
 JOBS = int(os.environ.get("JOBS", "2"))
 SIZES = [1, 10, 50]
-PREFIX = ["zstd22", "xz", "ppmd16", "ppmd24", "ppmd32", "zpaq5"]
-METHODS = ["none-9", "built-19", "zstd22-D"] + PREFIX
+PREFIX = ["zstd22", "xz", "ppmd16", "zpaq5"]
+ALONE = ["xz", "ppmd16", "zpaq5"]
+METHODS = ["none-9", "built-19", "zstd22-D"] + PREFIX + [m + "-alone" for m in ALONE]
 ZSTD22 = ["--ultra", "-22", "--long=27"]
 
 
@@ -121,6 +127,7 @@ def table_user(name):
     open(hpath, "wb").write(hist)
     open(rpath, "wb").write(hist[-(1 << 20):])
     base = {m: size(m, hist, work) for m in PREFIX}
+    empty = {m: size(m, b"\n", work) for m in ALONE}
     totals = collections.defaultdict(int)
     for n in SIZES:
         for fetch in draws(name, fresh, n, DRAWS):
@@ -131,6 +138,8 @@ def table_user(name):
                                                 + ZSTD22 + ["-D", hpath], fetch))
             for m in PREFIX:
                 totals[(n, m)] += size(m, hist + fetch, work) - base[m]
+            for m in ALONE:
+                totals[(n, m + "-alone")] += size(m, b"\n" + fetch, work) - empty[m]
     shutil.rmtree(work)
     print("# %-24s H %s bytes; " % (name, format(len(hist), ",")) + "; ".join(
         "%d: %s" % (n, " ".join("%s %.3f" % (m, totals[(n, m)] / totals[(n, "none-9")])
