@@ -978,3 +978,36 @@ fn first_contact_stores_the_programs_and_later_steps_reuse_them() {
     assert!(!ran.exists(), "the changed copy ran");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), program);
 }
+
+#[test]
+fn a_channel_refused_ahead_does_not_fail_the_next_step() {
+    // Two sessions at most, as an open session's watcher and a fetch's
+    // claim take them: the channel asked for meanwhile is refused.
+    let sshd = TestSshd::start_with_config("MaxSessions 2\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let watcher = conn
+        .start_long_script(
+            &RemoteScript::new("hold", "cat <&3 >/dev/null"),
+            &[] as &[&str],
+        )
+        .unwrap();
+    let mut claim = conn
+        .start_script(
+            &RemoteScript::new("slow", "sleep 1; echo done"),
+            &[] as &[&str],
+        )
+        .unwrap();
+    conn.request_channel();
+    let mut out = String::new();
+    claim.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "done\n");
+    claim.finish().unwrap();
+    // The claim's session is free again (sshd frees its slot a turn of its
+    // loop after the close, so a moment later): the next step gets one.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = conn
+        .run_script(&RemoteScript::new("test", "echo next"), &[] as &[&str])
+        .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+    assert_eq!(out.stdout, b"next\n");
+    drop(watcher);
+}

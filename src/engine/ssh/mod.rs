@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ssh2::{Channel, MethodType, Session};
+use ssh2::{MethodType, Session};
 
 pub use auth::{key_is_encrypted, run_passphrase_command};
 pub use error::{ChangedHostKey, SshError};
@@ -105,7 +105,7 @@ pub struct Connection {
     /// A session channel opened ahead of need and not used yet
     /// ([`Connection::request_channel`]): the next step runs on it without
     /// waiting a round trip for its opening.
-    ahead: Mutex<Option<Channel>>,
+    ahead: Mutex<script::Ahead>,
 }
 
 /// Opens an authenticated session to `target`.
@@ -175,7 +175,7 @@ fn connect_once(
         transport: compression,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
-        ahead: Mutex::new(None),
+        ahead: Mutex::new(script::Ahead::Nothing),
     };
     conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
     Ok(conn)

@@ -274,6 +274,16 @@ pub fn compact(script: &str) -> String {
 /// A session channel opened ahead of the script that will run on it.
 pub struct OpenChannel(Channel);
 
+/// A session channel asked for ahead of need ([`Connection::request_channel`]).
+pub(super) enum Ahead {
+    /// None asked for (or the one asked for was refused).
+    Nothing,
+    /// Asked for; libssh2 holds the request until an opening completes it.
+    Asked,
+    /// Opened and not used yet.
+    Open(Channel),
+}
+
 /// A running script whose stdout is read through [`Read`]; call
 /// [`ScriptStream::finish`] at the end for its stderr and exit status.
 pub struct ScriptStream<'c> {
@@ -383,11 +393,19 @@ impl Connection {
     /// there is one the server has not closed meanwhile, and completes a
     /// request still on its way (at once when its answer has come).
     pub fn open_channel(&self) -> Result<OpenChannel, SshError> {
-        if let Some(channel) = self.take_ahead() {
-            return Ok(OpenChannel(channel));
+        let asked = match self.take_ahead() {
+            Ahead::Open(channel) => return Ok(OpenChannel(channel)),
+            Ahead::Asked => true,
+            Ahead::Nothing => false,
+        };
+        let open = || self.patiently("opening a channel", || self.session.channel_session());
+        match open() {
+            // The request sent ahead was refused (sshd's MaxSessions,
+            // reached while another step ran): a new one, now.
+            Err(_) if asked => open(),
+            opened => opened,
         }
-        self.patiently("opening a channel", || self.session.channel_session())
-            .map(OpenChannel)
+        .map(OpenChannel)
     }
 
     /// Asks for a session channel ahead of need and returns without
@@ -397,36 +415,51 @@ impl Connection {
     /// caller was busy with another channel or idle. Called again, it
     /// completes the request when its answer has come (so that libssh2
     /// tracks the channel, and sees it if the server closes it), replaces
-    /// a channel the server closed, and otherwise does nothing. A request
-    /// that cannot go out is left to the next opening, which then waits as
-    /// usual. Only on a session no other thread uses meanwhile (it
-    /// switches the session to non-blocking for the call).
+    /// a channel the server closed or refused, and otherwise does nothing.
+    /// A request that cannot go out is left to the next opening, which
+    /// then waits as usual. Only on a session no other thread uses
+    /// meanwhile (it switches the session to non-blocking for the call).
     pub fn request_channel(&self) {
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
-        if ahead.as_ref().is_some_and(|c| !c.eof()) {
-            return;
+        if let Ahead::Open(channel) = &*ahead {
+            if !channel.eof() {
+                return;
+            }
+            // A closed one is freed while the session still blocks.
+            *ahead = Ahead::Nothing;
         }
-        // A closed one is freed while the session still blocks.
-        ahead.take();
         self.session.set_blocking(false);
-        *ahead = self.session.channel_session().ok();
+        let asked = self.session.channel_session();
         self.session.set_blocking(true);
+        *ahead = match asked {
+            Ok(channel) => Ahead::Open(channel),
+            Err(e) if is_eagain(&e) => Ahead::Asked,
+            Err(_) => Ahead::Nothing,
+        };
     }
 
-    /// The channel asked for ahead, unless the server has closed it. What
-    /// has arrived is read first (a read that cannot wait, on a channel
-    /// that never has data), so that a close the server sent meanwhile is
-    /// seen.
-    fn take_ahead(&self) -> Option<Channel> {
-        let mut channel = self
-            .ahead
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
-        self.session.set_blocking(false);
-        let _ = channel.read(&mut [0u8; 1]);
-        self.session.set_blocking(true);
-        (!channel.eof()).then_some(channel)
+    /// What was asked for ahead, taken: a channel the server has closed
+    /// meanwhile counts as nothing. What has arrived is read first (a read
+    /// that cannot wait, on a channel that never has data), so that a close
+    /// the server sent meanwhile is seen.
+    fn take_ahead(&self) -> Ahead {
+        let taken = std::mem::replace(
+            &mut *self.ahead.lock().unwrap_or_else(|p| p.into_inner()),
+            Ahead::Nothing,
+        );
+        match taken {
+            Ahead::Open(mut channel) => {
+                self.session.set_blocking(false);
+                let _ = channel.read(&mut [0u8; 1]);
+                self.session.set_blocking(true);
+                if channel.eof() {
+                    Ahead::Nothing
+                } else {
+                    Ahead::Open(channel)
+                }
+            }
+            other => other,
+        }
     }
 
     /// [`Connection::run_script`] on a channel opened before.
