@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use crate::engine::account::{ClaimStrategy, Compression, ZstdLevel};
 use crate::engine::failure::Failure;
-use crate::engine::ssh::{compact, RemoteScript};
+use crate::engine::ssh::{compact, unhex, RemoteScript};
 
 /// The script as written, with its comments.
 const SCRIPT_SOURCE: &str = include_str!("../../assets/remote/claim.sh");
@@ -40,22 +40,6 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 9;
 
 /// The highest level `zstd_level = "adapt"` may climb to.
 pub const ADAPT_MAX_LEVEL: i32 = 19;
-
-/// Hex-encodes bytes (lower case), the way every script argument travels.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decodes a hex string; `None` if it is not hex.
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 /// Why the script refused or failed, as it reported.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -693,6 +677,7 @@ pub fn choose_method(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ssh::hex;
 
     fn probe(dir_writable: bool) -> Probe {
         Probe {

@@ -22,7 +22,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::engine::claim::{hex, unhex, RemoteClaim};
+use crate::engine::claim::RemoteClaim;
+use crate::engine::ssh::{hex, unhex};
 
 /// One claim as the journal knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

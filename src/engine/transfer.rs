@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::engine::claim::{hex, Method, RemoteClaim};
+use crate::engine::claim::{Method, RemoteClaim};
 use crate::engine::os::sync_dir;
+use crate::engine::ssh::hex;
 
 /// Counts the bytes read through it (the compressed payload), and notes
 /// whether the stream itself failed (the connection broke, or the fetch was

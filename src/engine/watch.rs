@@ -165,10 +165,8 @@ impl SpoolWatcher {
     /// Call it whenever the session's socket is readable and after every
     /// other use of the session.
     pub fn read_available(&mut self, conn: &Connection) -> Result<Vec<WatchReport>, WatchError> {
-        let session = conn.session();
-        session.set_blocking(false);
         let mut buf = [0u8; 4096];
-        let outcome = loop {
+        let outcome = conn.nonblocking(|| loop {
             match self.channel.read(&mut buf) {
                 Ok(0) => {
                     break if self.channel.eof() {
@@ -188,8 +186,7 @@ impl SpoolWatcher {
                     })
                 }
             }
-        };
-        session.set_blocking(true);
+        });
         let mut reports = Vec::new();
         while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
@@ -202,9 +199,7 @@ impl SpoolWatcher {
     /// Closes the channel (the watcher sees end-of-file and ends), without
     /// waiting for the server's answer.
     pub fn close(mut self, conn: &Connection) {
-        conn.session().set_blocking(false);
-        let _ = self.channel.close();
-        conn.session().set_blocking(true);
+        let _ = conn.nonblocking(|| self.channel.close());
     }
 }
 

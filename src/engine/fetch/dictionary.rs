@@ -28,7 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 
 use crate::engine::account::ZstdLevel;
-use crate::engine::claim::hex;
+use crate::engine::ssh::hex;
 
 /// The dictionary's file in the account's work area.
 pub const FILE_NAME: &str = "dictionary";

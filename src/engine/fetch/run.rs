@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 
 use crate::engine::account::{Account, Compression};
 use crate::engine::claim::{
-    self, choose_method, choose_strategy, parse_claims, parse_reply, unhex, ClaimReply, Method,
+    self, choose_method, choose_strategy, parse_claims, parse_reply, ClaimReply, Method,
     RemoteClaim, ScriptError, ScriptErrorKind,
 };
 use crate::engine::deliver::{Filer, StableId};
@@ -23,7 +23,7 @@ use crate::engine::filing::Destination;
 use crate::engine::journal::{self, Journal, JournalClaim, Workspace, WorkspaceError};
 use crate::engine::mbox::MboxSplitter;
 use crate::engine::pipeline::{file_messages, file_messages_behind, FilingReport, PublishGate};
-use crate::engine::ssh::{Connection, OpenChannel, ScriptStream, SshError};
+use crate::engine::ssh::{unhex, Connection, OpenChannel, ScriptStream, SshError};
 use crate::engine::transfer::{self, TransferError};
 
 use super::dictionary::{self, Dictionary};

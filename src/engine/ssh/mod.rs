@@ -27,8 +27,8 @@ pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
 #[cfg(test)]
 pub(crate) use script::{assert_compacts_and_parses, run_locally};
 pub use script::{
-    compact, is_eagain, OpenChannel, RemoteScript, ScriptMode, ScriptOutput, ScriptStatus,
-    ScriptStream,
+    compact, hex, is_eagain, unhex, OpenChannel, RemoteScript, ScriptMode, ScriptOutput,
+    ScriptStatus, ScriptStream,
 };
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 

@@ -71,6 +71,22 @@ const PRELUDE: &str = concat!(
     r#"mh_f="$mh_f\\047"; done; eval "set --$(printf "$mh_f")"; unset mh_a mh_h mh_f mh_r mh_n mh_k mh_x; "#,
 );
 
+/// Hex-encodes bytes (lower case), the way every script argument travels.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes a hex string; `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// stderr kept per script; more is read and dropped.
 const MAX_STDERR: usize = 64 * 1024;
 
@@ -157,7 +173,7 @@ impl RemoteScript {
         );
         let text = format!("{}\n", text.trim_end_matches('\n'));
         let program = format!("{PRELUDE}{}", text.trim_end_matches('\n'));
-        let sha256 = crate::engine::claim::hex(&sha2::Sha256::digest(program.as_bytes()));
+        let sha256 = hex(&sha2::Sha256::digest(program.as_bytes()));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         let gzipped = gz
             .write_all(program.as_bytes())
@@ -186,9 +202,7 @@ impl RemoteScript {
                 return Err(SshError::NulInArgument { index });
             }
             line.push_str(" x");
-            for b in *arg {
-                line.push_str(&format!("{b:02x}"));
-            }
+            line.push_str(&hex(arg));
         }
         Ok(line)
     }
@@ -428,14 +442,21 @@ impl Connection {
             // A closed one is freed while the session still blocks.
             *ahead = Ahead::Nothing;
         }
-        self.session.set_blocking(false);
-        let asked = self.session.channel_session();
-        self.session.set_blocking(true);
-        *ahead = match asked {
+        *ahead = match self.nonblocking(|| self.session.channel_session()) {
             Ok(channel) => Ahead::Open(channel),
             Err(e) if is_eagain(&e) => Ahead::Asked,
             Err(_) => Ahead::Nothing,
         };
+    }
+
+    /// Runs `call` with the session non-blocking (a libssh2 call that would
+    /// wait answers EAGAIN instead), then makes it block again. Only on a
+    /// session no other thread uses meanwhile.
+    pub fn nonblocking<T>(&self, call: impl FnOnce() -> T) -> T {
+        self.session.set_blocking(false);
+        let result = call();
+        self.session.set_blocking(true);
+        result
     }
 
     /// What was asked for ahead, taken: a channel the server has closed
@@ -449,9 +470,7 @@ impl Connection {
         );
         match taken {
             Ahead::Open(mut channel) => {
-                self.session.set_blocking(false);
-                let _ = channel.read(&mut [0u8; 1]);
-                self.session.set_blocking(true);
+                let _ = self.nonblocking(|| channel.read(&mut [0u8; 1]));
                 if channel.eof() {
                     Ahead::Nothing
                 } else {

@@ -14,8 +14,7 @@ use ssh2::Session;
 
 use crate::engine::event::{Event, TunnelEvent, TunnelState, TunnelStats};
 use crate::engine::peer::{self, PeerOwner};
-use crate::engine::ssh::is_eagain;
-use crate::engine::ssh::Connection;
+use crate::engine::ssh::{is_eagain, Connection};
 
 use super::conn::*;
 use super::*;
