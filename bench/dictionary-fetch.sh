@@ -9,6 +9,9 @@
 # slow link) and once through
 # account `plain` (dictionary = false: zstd -9, today's default). Bytes are
 # the history's payload (compressed stream) and socket (TCP_INFO) columns.
+# mailhaul logs in as a throwaway user made for the run with `useradd -m -s
+# /bin/bash` (Debian's stock /etc/skel start-up files), who owns the spools;
+# not as root, whose ~/.bashrc may run anything (here `pyenv init`).
 #
 #   flock /tmp/mailhaul-bench.lock nice -n 5 bash bench/dictionary-fetch.sh   # as root; DRAWS=3
 set -euo pipefail
@@ -22,33 +25,51 @@ corpus=${MAILHAUL_CORPUS:-$repo/../shared/corpus}
 mailhaul=${MAILHAUL_BIN:-$repo/target/release/mailhaul}
 
 bench=$(mktemp -d /tmp/mailhaul-dict-bench.XXXXXX)
-chmod 700 "$bench"
+# The login user must reach the spools and authorized_keys below it.
+chmod 711 "$bench"
 sshd_pid=
+user=
 cleanup() {
-  if [ -n "$sshd_pid" ]; then kill "$sshd_pid" 2>/dev/null || true; fi
+  if [ -n "$sshd_pid" ]; then
+    kill "$sshd_pid" 2>/dev/null || true
+    pkill -P "$sshd_pid" 2>/dev/null || true
+  fi
+  if [ -n "$user" ]; then
+    pkill -KILL -U "$user" 2>/dev/null || true
+    userdel -r -f "$user" >/dev/null 2>&1 || true
+  fi
   rm -rf "$bench"
 }
 trap cleanup EXIT INT TERM
+# The login user: stock shell start-up (Debian's /etc/skel), made for this run.
+user=$(printf 'mhd%d' $$ | cut -c1-16)
+useradd -m -s /bin/bash -U "$user"
+usermod -p '*' "$user"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
+chmod 644 "$bench/authorized_keys"
 # shellcheck source=bench/sshd.sh
 . "$repo/bench/sshd.sh"
 port=$(free_port)
 start_sshd "$port"
 echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"
 echo "# $(date -u +%FT%TZ) load average: $(cut -d' ' -f1-3 /proc/loadavg); $(zstd -V)" >&2
-python3 - "$bench" "$port" "$mailhaul" "$corpus" "$DRAWS" <<'PY'
-import os, random, re, subprocess, sys
-bench, port, mailhaul, corpus, draws = sys.argv[1:]
+python3 - "$bench" "$port" "$mailhaul" "$corpus" "$DRAWS" "$user" <<'PY'
+import os, pwd, random, re, subprocess, sys
+bench, port, mailhaul, corpus, draws, user = sys.argv[1:]
 draws = int(draws)
 rng = random.Random(14)
-user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+login = pwd.getpwnam(user)
 totals = {}
 for name in sorted(f for f in os.listdir(corpus) if f.endswith(".mbox")):
     home = os.path.join(bench, name)
     os.makedirs(home)
-    spools = {a: os.path.join(home, "spool-" + a) for a in ("dict", "plain")}
+    # The spools' directory is the login user's (a claim renames the spool).
+    spool_dir = os.path.join(home, "spool")
+    os.makedirs(spool_dir, mode=0o700)
+    os.chown(spool_dir, login.pw_uid, login.pw_gid)
+    spools = {a: os.path.join(spool_dir, "spool-" + a) for a in ("dict", "plain")}
     config = os.path.join(home, "config.toml")
     with open(config, "w") as f:
         f.write('[general]\nmaildir = "%s/Maildir"\n\n[filter]\nformat = "mboxrd"\n' % home)
@@ -63,6 +84,8 @@ for name in sorted(f for f in os.listdir(corpus) if f.endswith(".mbox")):
     env = dict(os.environ, HOME=home, XDG_DATA_HOME=home + "/data", XDG_CONFIG_HOME=home + "/config")
     def fetch(account, data):
         open(spools[account], "wb").write(data)
+        os.chmod(spools[account], 0o600)
+        os.chown(spools[account], login.pw_uid, login.pw_gid)
         out = subprocess.run([mailhaul, "--config", config, "fetch", account], env=env,
                              capture_output=True, text=True)
         if out.returncode != 0:

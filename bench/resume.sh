@@ -14,6 +14,11 @@
 #   bash bench/resume.sh                  # as root (a private sshd on loopback)
 #   CUT_PERCENT=50 PROFILE=dsl bash bench/resume.sh
 #   SKIP_BUILD=1 bash bench/resume.sh     # use target/release as it is
+#
+# mailhaul logs in as a throwaway user made for the run with `useradd -m -s
+# /bin/bash` (Debian's stock /etc/skel start-up files), who owns the spool;
+# not as root, whose ~/.bashrc may run anything (here `pyenv init`, ~0.35 s
+# per exec step).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -33,14 +38,20 @@ mailhaul=$repo/target/release/mailhaul
 proxy_bin=$repo/target/release/examples/link_proxy
 
 bench=$(mktemp -d /tmp/mailhaul-resume-bench.XXXXXX)
-chmod 700 "$bench"
+# The login user must reach the spool and authorized_keys below it.
+chmod 711 "$bench"
 sshd_pid=
 proxy_pid=
+user=
 cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   if [ -n "$sshd_pid" ]; then
     kill "$sshd_pid" 2>/dev/null || true
     pkill -P "$sshd_pid" 2>/dev/null || true
+  fi
+  if [ -n "$user" ]; then
+    pkill -KILL -U "$user" 2>/dev/null || true
+    userdel -r -f "$user" >/dev/null 2>&1 || true
   fi
   rm -rf "$bench"
 }
@@ -54,10 +65,14 @@ awk -v max="$SPOOL_BYTES" '/^From / { if (n >= max) exit } { n += length($0) + 1
 expected=$(grep -c '^From ' "$bench/spool.orig")
 echo "# spool: $expected messages, $(stat -c %s "$bench/spool.orig") bytes (corpus files in name order)" >&2
 
-user=$(id -un)
+# The login user: stock shell start-up (Debian's /etc/skel), made for this run.
+user=$(printf 'mhr%d' $$ | cut -c1-16)
+useradd -m -s /bin/bash -U "$user"
+usermod -p '*' "$user"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
+chmod 644 "$bench/authorized_keys"
 # shellcheck source=bench/sshd.sh
 . "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
@@ -79,6 +94,15 @@ start_proxy() {
   for _ in $(seq 50); do grep -q listening "$bench/proxy.log" 2>/dev/null && break; sleep 0.05; done
 }
 stop_proxy() { kill -TERM "$proxy_pid"; wait "$proxy_pid" || true; proxy_pid=; }
+# A one-shot fetch exits right after it sends its last release, unanswered
+# (docs/design.md, "The last release goes unanswered"): the proxy that plays
+# the link is stopped only once it has closed the connection (at most 5 s).
+wait_link_closed() {
+  for _ in $(seq 100); do
+    grep -q 'closed after' "$bench/proxy.log" 2>/dev/null && return
+    sleep 0.05
+  done
+}
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$bench/link.stats"; }
 now() { date +%s.%N; }
 
@@ -89,6 +113,8 @@ fresh() {
   mkdir -p "$spool_dir" "$bench/run/Maildir"
   cp "$bench/spool.orig" "$spool_dir/$user"
   chmod 600 "$spool_dir/$user"
+  chown -R "$user:" "$spool_dir"
+  chmod 700 "$spool_dir"
   cat > "$bench/run/config.toml" <<CFG
 [general]
 maildir = "$bench/run/Maildir"
@@ -119,6 +145,7 @@ run() {
   HOME=$bench/run XDG_DATA_HOME=$bench/run/data XDG_CONFIG_HOME=$bench/run/config \
     "$mailhaul" --config "$bench/run/config.toml" fetch bench > "$bench/$name.log" 2>&1 || status=$?
   t1=$(now)
+  wait_link_closed
   stop_proxy
   local filed
   filed=$(find "$bench/run/Maildir" -path '*/new/*' -type f -o -path '*/cur/*' -type f | wc -l)
@@ -136,7 +163,13 @@ fresh
 cut_at=$((full_down * CUT_PERCENT / 100))
 run cut --cut-down-after "$cut_at"
 run resume
-claims=$(find "$spool_dir" -name '*.mailhaul-claim.*' | wc -l)
+# The server removes the last claim once the release has arrived: wait for
+# it (at most 5 s).
+for _ in $(seq 50); do
+  claims=$(find "$spool_dir" -name '*.mailhaul-claim.*' | wc -l)
+  [ "$claims" -eq 0 ] && break
+  sleep 0.1
+done
 filed=$(find "$bench/run/Maildir" -path '*/new/*' -type f -o -path '*/cur/*' -type f | wc -l)
 echo "# cut at $cut_at bytes down ($CUT_PERCENT % of the full run's $full_down)" >&2
 echo "# resume: $resume_down bytes down = $(awk -v r="$resume_down" -v f="$full_down" 'BEGIN { printf "%.3f", r / f }')x the full run's; filed $filed of $expected, claims left on the server: $claims" >&2

@@ -17,6 +17,10 @@
 #             SSH login instead of feeding the server's sendmail
 # Every run starts a fresh proxy, whose counters give the bytes up and down,
 # and checks that all 100 messages reached the user's spool.
+# mailhaul and ssh log in as a throwaway user made for the run with
+# `useradd -m -s /bin/bash` (Debian's stock /etc/skel start-up files, whose
+# .bashrc returns at once for a non-interactive shell), not as root, whose
+# ~/.bashrc may run anything (here `pyenv init`, ~0.35 s per exec step).
 #
 #   bash bench/send.sh [RESULTS.tsv]    # as root: private sshd, a throwaway user, Postfix
 #   RUNS=1 PROFILES=dsl VARIANTS="mailhaul msmtp" bash bench/send.sh
@@ -38,8 +42,10 @@ mailhaul=$repo/target/release/mailhaul
 proxy_bin=$repo/target/release/examples/link_proxy
 
 bench=$(mktemp -d /tmp/mailhaul-send-bench.XXXXXX)
-chmod 700 "$bench"
+# The login user must reach authorized_keys in it.
+chmod 711 "$bench"
 rcpt_user=mhsb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+user=
 sshd_pid= proxy_pid= tunnel_pid=
 cleanup() {
   [ -z "$tunnel_pid" ] || kill "$tunnel_pid" 2>/dev/null || true
@@ -47,6 +53,11 @@ cleanup() {
   if [ -n "$sshd_pid" ]; then
     kill "$sshd_pid" 2>/dev/null || true
     pkill -P "$sshd_pid" 2>/dev/null || true
+  fi
+  if [ -n "$user" ]; then
+    pkill -KILL -U "$user" 2>/dev/null || true
+    userdel -r -f "$user" >/dev/null 2>&1 || true
+    rm -f "/var/mail/$user"
   fi
   userdel -r -f "$rcpt_user" >/dev/null 2>&1 || true
   rm -f "/var/mail/$rcpt_user"
@@ -69,10 +80,14 @@ awk -v dir="$bench/msgs" -v max="$COUNT" '
 raw_bytes=$(cat "$bench"/msgs/* | wc -c)
 echo "# $COUNT messages from $source_mbox, $raw_bytes bytes" >&2
 
-user=$(id -un)
+# The login user: stock shell start-up (Debian's /etc/skel), made for this run.
+user=$(printf 'mhs%d' $$ | cut -c1-16)
+useradd -m -s /bin/bash -U "$user"
+usermod -p '*' "$user"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
+chmod 644 "$bench/authorized_keys"
 # shellcheck source=bench/sshd.sh
 . "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
