@@ -776,6 +776,7 @@ impl Write for Counting<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ssh::hex;
 
     #[test]
     fn answers_parse() {
@@ -964,6 +965,102 @@ mod tests {
                 .collect();
             assert!(left.is_empty(), "{left:?}");
         }
+    }
+
+    /// The server script hands sendmail each envelope value's bytes as
+    /// they are, whether the shell decodes them alone (printable ASCII:
+    /// every such byte is in one value here) or through printf (any other
+    /// byte but NUL; a value may start printable and leave it), and
+    /// nothing of one message's envelope is left for the next. Fails when
+    /// a printable byte decodes wrong (checked by breaking one).
+    #[test]
+    fn the_script_hands_sendmail_every_envelope_byte_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let log = dir.path().join("sendmail.log");
+        let sendmail = dir.path().join("sendmail");
+        // Each argument hex-encoded on a line of its own, then an empty line.
+        std::fs::write(
+            &sendmail,
+            format!(
+                "#!/bin/sh\n{{ for a do printf %s \"$a\" | od -An -v -tx1 | tr -d ' \\n'; echo; done; echo; }} >>'{}'\ncat >/dev/null\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &sendmail,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let printable: Vec<u8> = (0x20..0x7f).collect();
+        let every_byte: Vec<u8> = (1..=255).collect();
+        /// A message's envelope: from, full name, recipients.
+        type Envelope<'a> = (&'a [u8], &'a [u8], Vec<&'a [u8]>);
+        let envelopes: [Envelope; 2] = [
+            (
+                b"Jane_Q.Doe+x=y-z@example.org",
+                b"Jane Q. Doe",
+                vec![
+                    &printable,
+                    &every_byte,
+                    b"a'b\"c$(d)`e`\\f@x\n",
+                    b"abc\xc3\xa9",
+                    b"~\x7f",
+                    b" \x1f",
+                    b"",
+                    b"-dash@y.org",
+                ],
+            ),
+            (b"", b"", vec![b"z@y.org"]),
+        ];
+        let (mut table, mut bytes) = (String::new(), Vec::new());
+        for (n, (from, name, rcpts)) in envelopes.iter().enumerate() {
+            let body = format!("Subject: m{n}\n\nbody {n}\n");
+            table.push_str(&format!(
+                "{n:016x} {} x{} x{}",
+                body.len(),
+                hex(from),
+                hex(name)
+            ));
+            for rcpt in rcpts {
+                table.push_str(&format!(" x{}", hex(rcpt)));
+            }
+            table.push('\n');
+            bytes.extend_from_slice(body.as_bytes());
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(table.as_bytes());
+        hasher.update(&bytes);
+        let mut stream = format!("g {}\n{table}", envelopes.len()).into_bytes();
+        stream.extend_from_slice(&bytes);
+        stream.extend_from_slice(format!("v {:x}\n", hasher.finalize()).as_bytes());
+
+        let answers = run_script(&home, &sendmail, &stream);
+        assert_eq!(
+            answers,
+            format!("ready none\nok {:016x}\nok {:016x}\n", 0, 1),
+            "{answers}"
+        );
+        let mut expected = String::new();
+        for (from, name, rcpts) in &envelopes {
+            let mut args: Vec<&[u8]> = vec![b"-oi"];
+            if !name.is_empty() {
+                args.extend([&b"-F"[..], name]);
+            }
+            if !from.is_empty() {
+                args.extend([&b"-f"[..], from]);
+            }
+            args.push(b"--");
+            args.extend(rcpts.iter().copied());
+            for arg in args {
+                expected.push_str(&hex(arg));
+                expected.push('\n');
+            }
+            expected.push('\n');
+        }
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
     }
 
     #[test]
