@@ -263,4 +263,58 @@ mod tests {
     fn script_compacts_and_parses() {
         crate::engine::ssh::assert_compacts_and_parses(SCRIPT_SOURCE, &script().text);
     }
+
+    /// A report counts only this login's claims (the tests run as root):
+    /// regular files it owns beside the spool and in the claims directory,
+    /// not another user's file named like one, nor a symbolic link to one
+    /// of ours; both with `test -O` (dash has it) and with the `ls` the
+    /// script uses where the shell lacks it. Fails when either check lets
+    /// the other user's file through (checked by breaking each).
+    #[test]
+    fn a_report_counts_only_this_logins_claims() {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let claims = dir.path().join("claims");
+        std::fs::create_dir(&claims).unwrap();
+        std::fs::write(&spool, b"From a\n\n").unwrap();
+        std::fs::write(dir.path().join("spool.mailhaul-claim.1"), b"x").unwrap();
+        std::fs::write(claims.join("a.mbox"), b"x").unwrap();
+        let theirs = claims.join("b.mbox");
+        std::fs::write(&theirs, b"x").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::symlink(claims.join("a.mbox"), claims.join("c.mbox")).unwrap();
+        let probe = r#"if [ -O / ] 2>/dev/null || [ "$?" = 1 ]; then"#;
+        assert!(script().text.contains(probe));
+        for (check, text) in [
+            ("test -O", script().text.clone()),
+            ("ls", script().text.replace(probe, "if false; then")),
+        ] {
+            // Its own process group, as sshd gives it: it ends by killing it.
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(r#"{ eval "$MH_SCRIPT"; } 3<&0 </dev/null"#)
+                .arg("sh")
+                .arg(&spool)
+                .arg(&claims)
+                .arg("1")
+                .arg("60")
+                .env("MH_SCRIPT", &text)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let report = lines
+                .by_ref()
+                .map(Result::unwrap)
+                .find(|line| line.starts_with("spool "));
+            drop(child.stdin.take());
+            child.wait().unwrap();
+            assert_eq!(report.as_deref(), Some("spool 8 2"), "with {check}");
+        }
+    }
 }
