@@ -887,6 +887,75 @@ fn a_channel_asked_for_ahead_serves_the_next_step() {
     assert_eq!(channels_opened(&sshd), 2);
 }
 
+/// Exec requests sshd has taken (its DEBUG1 log).
+fn execs(sshd: &TestSshd) -> usize {
+    sshd.log().matches("req exec").count()
+}
+
+/// A script that waits for its command line (`wait`), or ends after it
+/// without a word (`mute`), or answers its exec request.
+fn standby_script() -> RemoteScript {
+    RemoteScript::new(
+        "standby",
+        "case $1 in\n\
+         wait) IFS= read -r l <&3 && echo \"line $l\" ;;\n\
+         mute) IFS= read -r l <&3; exit 0 ;;\n\
+         *) echo \"exec $*\" ;;\n\
+         esac",
+    )
+}
+
+/// Keeps `script` started ahead with `args` on `conn`, turn by turn as an
+/// idle worker does, until sshd has taken its exec request and its answer
+/// has had time to come.
+fn start_ahead(sshd: &TestSshd, conn: &mailhaul::engine::ssh::Connection, args: &[&str]) {
+    let script = standby_script();
+    conn.request_channel();
+    wait_for(sshd, "the channel asked for ahead opened", || {
+        channels_opened(sshd) == 1
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    conn.request_channel();
+    conn.keep_ready(&script, args);
+    wait_for(sshd, "the exec request sent ahead", || execs(sshd) == 1);
+    std::thread::sleep(Duration::from_millis(100));
+    conn.keep_ready(&script, args);
+}
+
+/// A step of a script kept started ahead goes to it as a line of hex
+/// words: no channel opened, no exec request; the next step, with no
+/// standby left, starts as usual.
+#[test]
+fn a_script_started_ahead_takes_the_next_step_as_its_command_line() {
+    let sshd = TestSshd::start_with_config("LogLevel DEBUG1\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    start_ahead(&sshd, &conn, &["wait"]);
+    let script = standby_script();
+    let out = conn.run_script(&script, &["a b", ""]).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line x612062 x\n",
+        "{}",
+        out.stderr
+    );
+    assert_eq!((channels_opened(&sshd), execs(&sshd)), (1, 1));
+    let out = conn.run_script(&script, &["a b"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec a b\n");
+    assert_eq!((channels_opened(&sshd), execs(&sshd)), (2, 2));
+}
+
+/// A standby that ends without answering its line (the server killed
+/// it) has done nothing: the step starts anew with its exec request.
+#[test]
+fn a_standby_that_ends_unanswered_leaves_the_step_to_a_new_start() {
+    let sshd = TestSshd::start_with_config("LogLevel DEBUG1\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    start_ahead(&sshd, &conn, &["mute"]);
+    let out = conn.run_script(&standby_script(), &["a b"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec a b\n");
+    assert_eq!(execs(&sshd), 2, "the step's own exec request");
+}
+
 /// One line of a script's output on `channel`, read a byte at a time.
 fn read_line(channel: &mut ssh2::Channel) -> String {
     let mut line = Vec::new();

@@ -64,6 +64,15 @@
 #                               sent and the error is prefix-changed); its
 #                               errors go to stderr, not the stream
 #   release PATH                delete a claim the client has verified
+#   standby SPOOL               resolve SPOOL, answer nothing, and work out
+#                               what every claim step of it needs first (the
+#                               facts and their key, the copy claims' names),
+#                               then wait for a command line on fd 3 (the
+#                               channel's stdin): hex words as on the exec
+#                               line, run as if they had come with it, with
+#                               that work done (the client keeps one waiting
+#                               on an open session, engine::ssh's standby);
+#                               end-of-file there: exit, doing nothing
 # SPOOL may be empty (the default spool) or start with `~/`.
 # A claim never overwrites anything: claim files are created with O_EXCL
 # (`set -C`) or link(2), which fail on an existing name. Only regular files
@@ -79,6 +88,10 @@ export PATH LC_ALL
 
 locked=
 lockf=
+# 1 once `standby` has resolved $ready_spool and worked out its facts.
+ready=
+ready_spool=
+ready_rand=
 
 say() { printf '%s\n' "$*"; }
 # `send`'s stdout is the claim's bytes: its failures go to stderr, which the
@@ -184,6 +197,9 @@ sum_of() {
 
 # Sets spool, spool_dir, base, cdir (copy claims), user from the SPOOL argument.
 resolve() {
+  # Done already by standby for this spool.
+  if [ "$ready" = 1 ] && [ "$1" = "$ready_spool" ]; then return 0; fi
+  ready=
   # One id for both: `uid=N(NAME) ...` (POSIX's format), else id -un, id -u.
   _id=$(id)
   case $_id in
@@ -219,25 +235,31 @@ resolve() {
 # spools of one login with the same name in different directories never
 # see (recover, repair, send) each other's claims. Needs a sha256 tool.
 set_cprefix() {
+  if [ "$ready" = 1 ] && [ -n "${cprefix-}" ]; then return 0; fi
   if _canon=$(cd -- "$spool_dir" 2>/dev/null && pwd -P); then
     _canon=$_canon/$base
   else
     _canon=$spool
   fi
   if [ "$hasher" = sha256sum ]; then
-    _key=$(printf '%s' "$_canon" | sha256sum)
+    _pkey=$(printf '%s' "$_canon" | sha256sum)
   else
-    _key=$(printf '%s' "$_canon" | sha256_in)
+    _pkey=$(printf '%s' "$_canon" | sha256_in)
   fi
-  _key=${_key%"${_key#????????????}"}
-  [ "${#_key}" = 12 ] || fail unsupported "no sha256 tool (install coreutils)" 11
-  cprefix=$cdir/$base.$_key
+  _pkey=${_pkey%"${_pkey#????????????}"}
+  [ "${#_pkey}" = 12 ] || fail unsupported "no sha256 tool (install coreutils)" 11
+  cprefix=$cdir/$base.$_pkey
 }
 
 # A claim's id: time, pid, randomness, and `-o` + the owner's id when the
 # client gave one (a client only takes its own claims and unowned ones).
 new_id() {
-  set -- $(od -An -N4 -tu4 /dev/urandom)
+  if [ -n "$ready_rand" ]; then
+    set -- "$ready_rand"
+    ready_rand=
+  else
+    set -- $(od -An -N4 -tu4 /dev/urandom)
+  fi
   id=$(date -u +%Y%m%dT%H%M%S)-$$-${1-}${owner:+-o$owner}
 }
 
@@ -429,8 +451,7 @@ need_hasher() {
 # (The key's lines are the same as when the size and count were among
 # them, so a key kept from an earlier version of this script still holds.)
 facts() {
-  if have zstd; then _zv=$(zstd -V 2>/dev/null); fi
-  _f=$(facts_lines)
+  [ "$ready" = 1 ] || facts_key
   say "$_f"
   if [ -f "$spool" ]; then
     size_of "$spool"
@@ -440,9 +461,16 @@ facts() {
   else
     say "spool-size missing"
   fi
+  say "facts $_key"
+}
+
+# Sets _f to the facts but the spool's size and count, and _key to their
+# checksum.
+facts_key() {
+  if have zstd; then _zv=$(zstd -V 2>/dev/null); fi
+  _f=$(facts_lines)
   set -- $(printf '%s\n' "$_f" | cksum)
   _key=${1-}-${2-}
-  say "facts $_key"
 }
 
 # The facts but the spool's size and count.
@@ -477,6 +505,33 @@ facts_lines() {
     esac
     say "zstd-version $_v"
   fi
+}
+
+# A claim step ahead of need: what the next step on SPOOL needs is worked
+# out while the link is idle, then the step's command line is awaited on
+# fd 3 (checked to be hex words, decoded by the stub's prelude function).
+# The facts may then be as old as the client lets a standby wait; the
+# claim step checks its strategy's needs again when it runs.
+cmd_standby() {
+  resolve "$1"
+  ready_spool=$1
+  facts_key
+  if have sha256sum || have shasum || have sha256 || have openssl; then set_cprefix; fi
+  set -- $(od -An -N4 -tu4 /dev/urandom)
+  ready_rand=${1-} ready=1
+  IFS= read -r _go <&3 || exit 0
+  case $_go in
+    x*) ;;
+    *) fail bad-request "no command after standby" 3 ;;
+  esac
+  case $_go in *[!0-9a-fx' ']*) fail bad-request "the command after standby must be hex words" 3 ;; esac
+  set -f
+  set -- $_go
+  set +f
+  mh_args "$@"
+  eval "$mh_f"
+  unset mh_a mh_h mh_f mh_r mh_n
+  main "$@"
 }
 
 cmd_probe() {
@@ -789,6 +844,7 @@ main() {
     dict-put) cmd_dict_put "$arg1" ;;
     send) stream=1; check_claim_path "$arg1"; cmd_send "$arg1" "$arg2" "$arg3" "$arg4" "$arg5" ;;
     release) cmd_release "$arg1" ;;
+    standby) cmd_standby "$arg1" ;;
     *) fail bad-request "unknown command $command" 3 ;;
   esac
 }

@@ -1158,6 +1158,92 @@ mod tests {
     /// lock, so a delivery agent that holds it (here: a lock file made by
     /// hand) is neither waited for nor made to back off, and its lock is
     /// left alone; a spool with mail still waits for the lock.
+    /// Runs the claim script's `standby SPOOL` with the local /bin/sh as a
+    /// server would (on a channel whose stdin stays open), then sends
+    /// `line` (nothing: end-of-file at once) on its stdin.
+    fn run_standby(home: &std::path::Path, spool: &[u8], line: &[u8]) -> String {
+        use crate::engine::ssh::{run_answering, Reply, ScriptMode};
+        let script = RemoteScript::new("claim", script());
+        let (_, out) = run_answering(
+            home,
+            &script,
+            &[b"standby", spool],
+            ScriptMode::KeepStdin,
+            &[],
+            |answer| match answer {
+                "mh-run" => Some(Reply::Last(line.to_vec())),
+                other => script.body_for(other).map(|b| Reply::Send(b.to_vec())),
+            },
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A claim step sent to a standby answers as one sent with its exec
+    /// request: the same facts and key (worked out before the line came),
+    /// the claim made and listed with its size, the spool taken.
+    #[test]
+    fn a_standby_claims_as_an_exec_request_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("ann");
+        let spool_arg = spool.to_str().unwrap().as_bytes();
+        std::fs::write(&spool, "From a\nx\n").unwrap();
+        let probe = run_local(dir.path(), script(), &[b"probe", spool_arg]);
+        let key = probe
+            .lines()
+            .find_map(|l| l.strip_prefix("facts "))
+            .expect("a facts key")
+            .to_string();
+        let owner = b"0123456789ab".as_slice();
+        let claim: [&[u8]; 9] = [
+            b"claim",
+            spool_arg,
+            b"rename",
+            b"0",
+            owner,
+            b"0",
+            b"",
+            b"",
+            key.as_bytes(),
+        ];
+        let line = crate::engine::ssh::command_line(&claim).unwrap();
+        let reply = run_standby(dir.path(), spool_arg, line.as_bytes());
+        let facts = |text: &str| -> Vec<String> {
+            text.lines()
+                .take_while(|l| !l.starts_with("facts "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(facts(&reply), facts(&probe), "{reply}");
+        assert!(reply.contains(&format!("facts {key}\n")), "{reply}");
+        assert!(!reply.contains("resurvey"), "{reply}");
+        assert!(reply.contains("\nclaimed "), "{reply}");
+        assert!(reply.contains(" 9 "), "the claim's size: {reply}");
+        assert!(reply.ends_with("ok\n"), "{reply}");
+        assert!(!spool.exists(), "the spool was claimed");
+    }
+
+    /// A standby runs only a line of hex words, and does nothing when its
+    /// channel ends without one.
+    #[test]
+    fn a_standby_runs_only_hex_words_and_nothing_at_end_of_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("ann");
+        let spool_arg = spool.to_str().unwrap().as_bytes();
+        std::fs::write(&spool, "From a\nx\n").unwrap();
+        let marker = dir.path().join("ran");
+        let bad = format!("claim $(touch {})\n", marker.display());
+        for line in [bad.as_bytes(), b"x636c61696d x2f;\n", b"\n", b""] {
+            let reply = run_standby(dir.path(), spool_arg, line);
+            if line.is_empty() {
+                assert_eq!(reply, "", "at end-of-file");
+            } else {
+                assert!(reply.starts_with("error bad-request "), "{reply}");
+            }
+            assert!(!marker.exists());
+            assert_eq!(std::fs::read(&spool).unwrap(), b"From a\nx\n");
+        }
+    }
+
     #[test]
     fn an_idle_spool_is_not_locked() {
         let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,14 @@ pub(super) fn spool_arg(account: &Account) -> &[u8] {
     account.spool.as_deref().unwrap_or("").as_bytes()
 }
 
+/// Keeps the claim script started ahead on an open session, prepared for
+/// the account's spool (claim.sh `standby`), so that the next fetch's
+/// claim step (or probe) starts with its command line, not an exec
+/// request. Never waits; called at each turn of the session's idle loop.
+pub fn keep_ready(conn: &Connection, account: &Account) {
+    conn.keep_ready(claim::remote_script(), &[b"standby", spool_arg(account)]);
+}
+
 /// Probes the server over an open connection: spool path and size, tools.
 /// The dashboard's periodic spool-size check.
 pub fn probe(conn: &Connection, account: &Account) -> Result<Probe, FetchError> {

@@ -17,7 +17,7 @@ mod prefile;
 mod run;
 
 pub use error::{DownloadError, FetchError};
-pub use inspect::{describe, inspect, probe, Inspection};
+pub use inspect::{describe, inspect, keep_ready, probe, Inspection};
 use inspect::{script, script_on, spool_arg, survey, survey_records};
 use run::Run;
 

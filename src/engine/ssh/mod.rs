@@ -11,6 +11,7 @@ mod error;
 pub mod host_keys;
 mod script;
 pub mod ssh_config;
+mod standby;
 mod target;
 
 use std::net::{TcpStream, ToSocketAddrs};
@@ -25,11 +26,13 @@ pub use auth::{key_is_encrypted, run_passphrase_command};
 pub use error::{ChangedHostKey, SshError};
 pub use host_keys::{fingerprint, HostKey, KnownHosts, Verdict};
 #[cfg(test)]
-pub(crate) use script::{assert_compacts_and_parses, run_locally};
+pub(crate) use script::{assert_compacts_and_parses, run_answering, run_locally, Reply};
 pub use script::{
     compact, hex, is_eagain, unhex, OpenChannel, RemoteScript, ScriptMode, ScriptOutput,
     ScriptStatus, ScriptStream,
 };
+#[cfg(test)]
+pub(crate) use standby::command_line;
 pub use target::{Target, DEFAULT_IDENTITY_FILES, SYSTEM_KNOWN_HOSTS_FILES};
 
 use crate::engine::account::{HostKeyPolicy, TransportCompression};
@@ -106,6 +109,9 @@ pub struct Connection {
     /// ([`Connection::request_channel`]): the next step runs on it without
     /// waiting a round trip for its opening.
     ahead: Mutex<script::Ahead>,
+    /// A script started ahead, waiting for its step
+    /// ([`Connection::keep_ready`]).
+    standby: Mutex<standby::Standby>,
 }
 
 /// Opens an authenticated session to `target`.
@@ -176,6 +182,7 @@ fn connect_once(
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
         keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
         ahead: Mutex::new(script::Ahead::Nothing),
+        standby: Mutex::new(standby::Standby::new()),
     };
     conn.set_keepalive_interval(DEFAULT_KEEPALIVE_INTERVAL);
     Ok(conn)

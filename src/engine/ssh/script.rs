@@ -56,19 +56,22 @@ use crate::engine::os;
 /// How long a read waits at a time while it has a stop flag to watch.
 pub const STOP_TICK: Duration = Duration::from_millis(500);
 
-/// The decoder at the head of every cached program: turns the `xHEX`
-/// arguments into bytes with shell arithmetic, all of them in one
-/// `set -- '...' ...` text (every byte an octal escape of printf, a single
-/// quote in the data as `'"'"'`; the quotes themselves `\047`), which one
-/// `printf` in one subshell turns into bytes and one `eval` runs: one fork
-/// for all the arguments, not one per argument. It also unsets the stub's
-/// variables, so the script starts with none of them.
+/// The decoder at the head of every cached program: the function
+/// `mh_args` turns `xHEX` arguments into bytes with shell arithmetic, all
+/// of them in one `set -- '...' ...` text left in `mh_f` (every byte an
+/// octal escape of printf, a single quote in the data as `'"'"'`; the
+/// quotes themselves `\047`), which one `printf` in one subshell makes:
+/// one fork for all the arguments, not one per argument; `eval "$mh_f"`
+/// then sets them. Run at once on the program's own arguments, and kept
+/// for a command line that comes later (the claim script's `standby`). It
+/// also unsets the stub's variables, so the script starts with none of them.
 const PRELUDE: &str = concat!(
-    r#"mh_f=; for mh_a in "$@"; do mh_h=${mh_a#x} mh_f="$mh_f \\047"; while [ -n "$mh_h" ]; do "#,
+    r#"mh_args() { mh_f=; for mh_a in "$@"; do mh_h=${mh_a#x} mh_f="$mh_f \\047"; while [ -n "$mh_h" ]; do "#,
     r#"mh_r=${mh_h#??}; mh_n=$((0x${mh_h%"$mh_r"})); if [ "$mh_n" = 39 ]; "#,
     r#"then mh_f="$mh_f\\047\\042\\047\\042\\047"; "#,
     r#"else mh_f="$mh_f\\$((mh_n / 64))$((mh_n / 8 % 8))$((mh_n % 8))"; fi; mh_h=$mh_r; done; "#,
-    r#"mh_f="$mh_f\\047"; done; eval "set --$(printf "$mh_f")"; unset mh_a mh_h mh_f mh_r mh_n mh_k mh_x; "#,
+    r#"mh_f="$mh_f\\047"; done; mh_f="set --$(printf "$mh_f")"; }; "#,
+    r#"mh_args "$@"; eval "$mh_f"; unset mh_a mh_h mh_f mh_r mh_n mh_k mh_x; "#,
 );
 
 /// Hex-encodes bytes (lower case), the way every script argument travels.
@@ -268,7 +271,7 @@ mh_x=$mh_t; unset mh_t mh_d; echo mh-run; }}"#
 
 /// Lines the stub may be preceded by (a chatty login shell start-up)
 /// before its first answer; more is an error.
-const MAX_NOISE_LINES: usize = 100;
+pub(super) const MAX_NOISE_LINES: usize = 100;
 
 /// `script` without what the shell ignores: comment-only lines, blank lines
 /// and leading indentation. For scripts without here-documents or quoted
@@ -305,6 +308,8 @@ pub struct ScriptStream<'c> {
     channel: Channel,
     /// Set by another thread to stop reading (see [`ScriptStream::stop_on`]).
     stop: Option<Arc<AtomicBool>>,
+    /// The first byte of stdout, read already (a standby's step).
+    first: Option<u8>,
 }
 
 impl Connection {
@@ -337,6 +342,7 @@ impl Connection {
             conn: self,
             channel,
             stop: None,
+            first: None,
         })
     }
 
@@ -356,18 +362,23 @@ impl Connection {
     }
 
     /// Starts `script` as [`Connection::run_script`] does and returns its
-    /// stdout as a stream.
+    /// stdout as a stream; on the session's standby of that script when
+    /// one runs ([`Connection::keep_ready`]).
     pub fn start_script<A: AsRef<[u8]>>(
         &self,
         script: &RemoteScript,
         args: &[A],
     ) -> Result<ScriptStream<'_>, SshError> {
+        if let Some(stream) = self.start_on_standby(script, args)? {
+            return Ok(stream);
+        }
         let mut channel = self.start_channel(script, args, ScriptMode::Answered)?;
         self.patiently("sending a script", || channel.send_eof())?;
         Ok(ScriptStream {
             conn: self,
             channel,
             stop: None,
+            first: None,
         })
     }
 
@@ -463,7 +474,7 @@ impl Connection {
     /// meanwhile counts as nothing. What has arrived is read first (a read
     /// that cannot wait, on a channel that never has data), so that a close
     /// the server sent meanwhile is seen.
-    fn take_ahead(&self) -> Ahead {
+    pub(super) fn take_ahead(&self) -> Ahead {
         let taken = std::mem::replace(
             &mut *self.ahead.lock().unwrap_or_else(|p| p.into_inner()),
             Ahead::Nothing,
@@ -494,6 +505,7 @@ impl Connection {
             conn: self,
             channel,
             stop: None,
+            first: None,
         })
     }
 
@@ -569,13 +581,27 @@ impl Connection {
         let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
         let line = script.exec_line(&args, mode)?;
         self.patiently("starting sh", || channel.exec(&line))?;
-        let mut noise = 0;
+        self.await_start(&mut channel, script, Vec::new(), 0)?;
+        Ok(channel)
+    }
+
+    /// Reads the stub's answers on `channel` (the first line begins with
+    /// `partial`; `noise` lines of a chatty login shell were read before),
+    /// sending the loader and the program when asked, until the script
+    /// runs.
+    pub(super) fn await_start(
+        &self,
+        channel: &mut Channel,
+        script: &RemoteScript,
+        mut partial: Vec<u8>,
+        mut noise: usize,
+    ) -> Result<(), SshError> {
         loop {
             let answer = self
-                .read_short_line(&mut channel)
+                .read_short_line(channel, std::mem::take(&mut partial))
                 .map_err(|source| self.io_err("starting a script", source))?;
             match answer.as_deref() {
-                Some("mh-run") => return Ok(channel),
+                Some("mh-run") => return Ok(()),
                 Some(request @ ("mh-need-loader" | "mh-need" | "mh-need-gzip")) => {
                     let body = script.body_for(request).expect("a known request");
                     channel
@@ -618,10 +644,13 @@ impl Connection {
     }
 
     /// Reads one line of at most 4 KiB from `channel` a byte at a time
-    /// (the rest of the output stays in the channel), without its line
-    /// break; `None` at end-of-file.
-    fn read_short_line(&self, channel: &mut Channel) -> std::io::Result<Option<String>> {
-        let mut line = Vec::new();
+    /// (the rest of the output stays in the channel), after `line` (what
+    /// came of it before), without its line break; `None` at end-of-file.
+    fn read_short_line(
+        &self,
+        channel: &mut Channel,
+        mut line: Vec<u8>,
+    ) -> std::io::Result<Option<String>> {
         let mut byte = [0u8; 1];
         loop {
             if self.read_patiently(channel, &mut byte, None)? == 0 {
@@ -638,7 +667,7 @@ impl Connection {
 
     /// Runs a libssh2 call, sending keepalives and retrying while it times
     /// out, until the idle limit.
-    fn patiently<T>(
+    pub(super) fn patiently<T>(
         &self,
         action: &'static str,
         mut op: impl FnMut() -> Result<T, ssh2::Error>,
@@ -667,7 +696,7 @@ impl Connection {
     /// flag the read waits at most [`STOP_TICK`] at a time, so that a server
     /// that stalls with the link up (it sends nothing, and keepalives are
     /// answered) does not hold a stop for the whole idle limit.
-    fn read_patiently(
+    pub(super) fn read_patiently(
         &self,
         reader: &mut impl Read,
         buf: &mut [u8],
@@ -726,7 +755,7 @@ impl Connection {
         }
     }
 
-    fn io_err(&self, action: &'static str, source: std::io::Error) -> SshError {
+    pub(super) fn io_err(&self, action: &'static str, source: std::io::Error) -> SshError {
         SshError::Io {
             action,
             host: self.host.clone(),
@@ -747,12 +776,27 @@ pub fn is_eagain(e: &ssh2::Error) -> bool {
 
 impl Read for ScriptStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let (Some(byte), Some(slot)) = (self.first, buf.first_mut()) {
+            *slot = byte;
+            self.first = None;
+            return Ok(1);
+        }
         self.conn
             .read_patiently(&mut self.channel, buf, self.stop.as_deref())
     }
 }
 
-impl ScriptStream<'_> {
+impl<'c> ScriptStream<'c> {
+    /// A stream whose first byte `first` was read already.
+    pub(super) fn with_first(conn: &'c Connection, channel: Channel, first: u8) -> Self {
+        ScriptStream {
+            conn,
+            channel,
+            stop: None,
+            first: Some(first),
+        }
+    }
+
     /// Makes reads end with an `Interrupted` error ("stopped on request")
     /// within [`STOP_TICK`] of `flag` being set, even while the server
     /// sends nothing.

@@ -134,12 +134,18 @@ impl Worker {
                 return Ok(());
             }
             self.take_orders(live);
-            // The next step's channel, opened while the link is idle: a
-            // fetch on the watcher's report then starts with its exec
-            // request, one round trip sooner. Before the watcher is read,
-            // which leaves nothing of its own waiting in libssh2.
+            // The next steps, readied while the link is idle, before the
+            // watcher is read (which leaves nothing of its own waiting in
+            // libssh2): a channel opened ahead, and on it the claim script
+            // started ahead, so that a fetch on the watcher's report starts
+            // with its command line, with neither a round trip for a
+            // channel nor the script's start. Turn by turn: a channel is
+            // asked for, taken for the claim script once it is open, the
+            // script's answer read; the next channel is then kept for any
+            // other step.
             if let Some(conn) = &live.session {
                 conn.request_channel();
+                fetch::keep_ready(conn, &self.account);
             }
             // The user's fetch goes before the watcher's reports, which it
             // makes stale.
