@@ -66,7 +66,8 @@
 #   release PATH                delete a claim the client has verified
 #   standby SPOOL               resolve SPOOL, answer nothing, and work out
 #                               what every claim step of it needs first (the
-#                               facts and their key, the copy claims' names),
+#                               facts and their key, the copy claims' names,
+#                               the cached dictionaries' sha256),
 #                               then wait for a command line on fd 3 (the
 #                               channel's stdin): hex words as on the exec
 #                               line, run as if they had come with it, with
@@ -92,6 +93,7 @@ lockf=
 ready=
 ready_spool=
 ready_rand=
+ready_dicts=
 
 say() { printf '%s\n' "$*"; }
 # `send`'s stdout is the claim's bytes: its failures go to stderr, which the
@@ -516,7 +518,7 @@ cmd_standby() {
   resolve "$1"
   ready_spool=$1
   facts_key
-  if have sha256sum || have shasum || have sha256 || have openssl; then set_cprefix; fi
+  if have sha256sum || have shasum || have sha256 || have openssl; then set_cprefix; hash_dicts; fi
   set -- $(od -An -N4 -tu4 /dev/urandom)
   ready_rand=${1-} ready=1
   IFS= read -r _go <&3 || exit 0
@@ -713,11 +715,31 @@ dict_for() {
   if [ "$1" = "${claim-}" ] && [ -n "${claim_size-}" ]; then _size=$claim_size; else size_of "$1"; fi
   [ "$_size" -le "$4" ] || return 0
   dict_path "$3"
-  if [ -f "$_dp" ] && [ ! -h "$_dp" ] && sum_of "$_dp" && [ "$_sum" = "$3" ]; then
+  if [ -f "$_dp" ] && [ ! -h "$_dp" ] && dict_sum_is "$3"; then
     dict=$_dp
   else
     dict_said=" dict-missing"
   fi
+}
+
+# True when the cached dictionary $_dp has the sha256 $1: as standby hashed
+# it while the link was idle (a copy is only ever replaced by one with the
+# same sha256), else hashed now.
+dict_sum_is() {
+  case " $ready_dicts " in
+    *" $_dp=$1 "*) return 0 ;;
+  esac
+  sum_of "$_dp" && [ "$_sum" = "$1" ]
+}
+
+# Sets ready_dicts to `PATH=SHA256` of every cached dictionary (PATH
+# without a space: the names dict_path makes, under a $HOME without one).
+hash_dicts() {
+  ready_dicts=
+  case $HOME in *[[:space:]]*) return 0 ;; esac
+  for _d in "$HOME"/.mailhaul/scripts/dict-*.zdict; do
+    [ -f "$_d" ] && [ ! -h "$_d" ] && sum_of "$_d" && ready_dicts="$ready_dicts $_d=$_sum"
+  done
 }
 
 cmd_dict_put() {

@@ -1175,7 +1175,8 @@ mod tests {
                 other => script.body_for(other).map(|b| Reply::Send(b.to_vec())),
             },
         );
-        String::from_utf8(out.stdout).unwrap()
+        // A stream after the reply is binary.
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A claim step sent to a standby answers as one sent with its exec
@@ -1220,6 +1221,58 @@ mod tests {
         assert!(reply.contains(" 9 "), "the claim's size: {reply}");
         assert!(reply.ends_with("ok\n"), "{reply}");
         assert!(!spool.exists(), "the spool was claimed");
+    }
+
+    /// A standby hashes the cached dictionaries while it waits: a claim
+    /// step through it streams with the dictionary whose sha256 it names
+    /// when the copy there has it, and without (`dict-missing`) when not.
+    #[test]
+    fn a_standby_uses_only_a_dictionary_whose_hash_it_checked() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("ann");
+        let spool_arg = spool.to_str().unwrap().as_bytes();
+        let dictionary = b"From a\nSubject: a dictionary of earlier mail\n".repeat(20);
+        let sha = hex(&sha2::Sha256::digest(&dictionary));
+        let cached = dir
+            .path()
+            .join(format!(".mailhaul/scripts/dict-{}.zdict", &sha[..16]));
+        std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+        for (copy, answer) in [
+            (&b"not it"[..], " dict-missing\n"),
+            (&dictionary[..], " dict\n"),
+        ] {
+            std::fs::write(&cached, copy).unwrap();
+            std::fs::write(&spool, "From a\nx\n").unwrap();
+            // The last round's claim, released (it would go first).
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.to_string_lossy().contains(".mailhaul-claim.") {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+            let args: [&[u8]; 12] = [
+                b"claim",
+                spool_arg,
+                b"rename",
+                b"0",
+                b"0123456789ab",
+                b"0",
+                b"zstd",
+                b"3",
+                b"",
+                sha.as_bytes(),
+                b"1000",
+                b"3",
+            ];
+            let line = crate::engine::ssh::command_line(&args).unwrap();
+            let reply = run_standby(dir.path(), spool_arg, line.as_bytes());
+            let send = reply
+                .lines()
+                .find(|l| l.starts_with("send "))
+                .unwrap_or_else(|| panic!("no send line: {reply}"));
+            assert!(format!("{send}\n").ends_with(answer), "{send}");
+        }
     }
 
     /// A standby runs only a line of hex words, and does nothing when its
