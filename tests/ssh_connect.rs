@@ -6,6 +6,7 @@ mod common;
 
 use std::cell::RefCell;
 use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1079,4 +1080,57 @@ fn a_channel_refused_ahead_does_not_fail_the_next_step() {
         .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
     assert_eq!(out.stdout, b"next\n");
     drop(watcher);
+}
+
+#[test]
+fn a_connection_dropped_with_a_channel_asked_for_ends_at_once() {
+    // Unpatched, libssh2 freed a channel whose opening it had not seen
+    // confirmed as if it were open: EOF and CLOSE to the server's channel
+    // 0 (it has no remote id yet), another channel, then a wait for a CLOSE
+    // that never comes for it, as long as the server sends nothing else
+    // (up to the API timeout, 15 s): a stop during a stalled claim waited.
+    let sshd = TestSshd::start();
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    // The server's channel 0, as the watcher holds it.
+    let mut watcher = conn
+        .start_long_script(
+            &RemoteScript::new("hold", "cat <&3 >/dev/null"),
+            &[] as &[&str],
+        )
+        .unwrap();
+    // Data ahead of the request keeps sshd from answering it before
+    // libssh2 looks (then it would complete, and be closed as it should).
+    std::io::Write::write_all(&mut watcher, &[0u8; 256 * 1024]).unwrap();
+    conn.request_channel();
+    drop(watcher);
+    // A second descriptor of the socket: the connection then ends when
+    // this test says, with a FIN after everything libssh2 sent.
+    // SAFETY: dup(2) of the connection's open socket; the result is owned
+    // here and closed once.
+    let socket =
+        std::net::TcpStream::from(unsafe { OwnedFd::from_raw_fd(libc::dup(conn.raw_fd())) });
+    let dropped = Instant::now();
+    drop(conn);
+    let took = dropped.elapsed();
+    socket.shutdown(std::net::Shutdown::Write).unwrap();
+    // sshd reads in order, and logs what it makes of each packet (packets
+    // for its channel 0 after the watcher's close: "close rcvd twice", or
+    // "nonexistent channel" once it is freed) before the end.
+    let end = format!("127.0.0.1 port {}", socket.local_addr().unwrap().port());
+    let mut log = sshd.log();
+    while !log.contains(&format!("Connection closed by {end}"))
+        && !log.contains(&format!("Disconnecting user root {end}"))
+    {
+        assert!(dropped.elapsed() < Duration::from_secs(30), "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+        log = sshd.log();
+    }
+    assert!(
+        !log.contains("close rcvd twice") && !log.contains("nonexistent channel"),
+        "packets went to the server's channel 0:\n{log}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "dropping the connection took {took:?}\nsshd log:\n{log}"
+    );
 }

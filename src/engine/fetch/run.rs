@@ -303,16 +303,10 @@ impl Run<'_> {
                 );
             }
             let stream = conn.start_script(claim::remote_script(), &args)?;
-            // The release's channel of a one-shot fetch, asked for now: its
-            // round trip passes while the claim streams, not after the last
-            // message is filed. Asked again after a resurvey, it is the same
-            // request. Not over an open session, whose worker asks for one
-            // when idle: a request pending there made a stop during a
-            // stalled stream wait 12-13 s (fetch_faults'
-            // a_stop_interrupts_a_server_stalled_mid_stream, 3 of 4 runs).
-            if self.closes_after {
-                conn.request_channel();
-            }
+            // The release's channel, asked for now: its round trip passes
+            // while the claim streams, not after the last message is filed.
+            // Asked again after a resurvey, it is the same request.
+            conn.request_channel();
             let (records, sent) = read_reply(conn, BufReader::new(stream))?;
             let new = claim::parse_probe(&records)?;
             self.keep_facts(&ws, &records);

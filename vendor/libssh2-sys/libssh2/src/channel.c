@@ -2615,6 +2615,18 @@ int ssh2_channel_free(LIBSSH2_CHANNEL *channel)
         channel->free_state = ssh2_NB_state_created;
     }
 
+    /* mailhaul patch: a channel whose opening the server has not confirmed
+       to libssh2 yet (a non-blocking libssh2_channel_open_ex() that returned
+       EAGAIN and was not called again; only libssh2_session_free() frees
+       one) has no remote id yet: closing it sent EOF and CLOSE to the
+       server's channel 0, someone else's or none, then waited for a CLOSE
+       that never comes for this one, until the server happened to send
+       anything else or the API timeout ran out (a stop waited 12 s). It is
+       freed without a close; the server's end goes with the connection. */
+    if(session->open_channel == channel &&
+       session->open_state != ssh2_NB_state_idle)
+        channel->local.close = 1;
+
     /* Allow channel freeing even when the socket has lost its connection */
     if(!channel->local.close &&
        (session->socket_state == SSH2_SOCKET_CONNECTED)) {
