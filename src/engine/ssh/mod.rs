@@ -114,6 +114,22 @@ pub struct Connection {
     standby: Mutex<standby::Standby>,
 }
 
+/// Dropping a connection ends it at once, without waiting on the server:
+/// a disconnect is sent if the socket takes it now, then the socket is shut
+/// both ways, so that libssh2, freeing the session, fails to send its
+/// channels' closes instead of waiting for each answer. sshd answers a
+/// channel's close only when its command ends: a stream abandoned on a stop
+/// whose command still runs and sends nothing (a claim waiting, a stalled
+/// server) held the drop until then, or for libssh2's timeout (the
+/// keepalive interval, 15 s). Nothing is lost by not waiting: whatever was
+/// written before still goes out ahead of the end of the connection.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let _ = self.nonblocking(|| self.session.disconnect(None, "done", None));
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// Opens an authenticated session to `target`.
 ///
 /// `compression` chooses SSH transport compression (zlib@openssh.com) and

@@ -296,8 +296,8 @@ pub(super) enum Ahead {
     /// None asked for (or the one asked for was refused).
     Nothing,
     /// Asked for; libssh2 holds the request until an opening completes it.
-    /// Dropped with the session so, it is freed without a close (the
-    /// vendored libssh2's fix: upstream waited up to the whole timeout).
+    /// Dropped with the session so, it is freed without a close (see
+    /// `Connection`'s `Drop`, and the vendored libssh2's fix).
     Asked,
     /// Opened and not used yet.
     Open(Channel),
