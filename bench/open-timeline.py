@@ -10,6 +10,10 @@ as milliseconds after the append:
 
     thread:sendBYTES@ms   thread:waitMS@ms(end)
 
+and the fetch's own time: from the watcher's report (the end of the
+first wait after the append that a send follows: the fetch's first
+request) to the last message filed.
+
     python3 bench/open-timeline.py DIR
 """
 
@@ -31,6 +35,10 @@ def main(folder):
             .timestamp()
         )
         events = []
+        # The watcher's report: the end of the first wait in poll(2) after
+        # the append that a send follows (the fetch's first request).
+        report = None
+        waited = None
         for line in lines:
             m = re.match(r"(\d+)\s+(\d+):(\d+):([0-9.]+) (.*)", line)
             if not m:
@@ -44,12 +52,17 @@ def main(folder):
             if start + took < t0 - 0.001 or start > t1 + 0.05:
                 continue
             call, thread = m.group(5), m.group(1)[-2:]
+            if call.startswith("sendto") and "EAGAIN" not in call and report is None:
+                report = waited
+            elif took > 0.01 and start + took >= t0:
+                waited = start + took
             if call.startswith("sendto") and "EAGAIN" not in call:
                 n = re.search(r"\) = (\d+)", call)
                 events.append(f"{thread}:send{n.group(1) if n else '?'}@{(start - t0) * 1000:.0f}")
             elif took > 0.01:
                 events.append(f"{thread}:wait{took * 1000:.0f}@{(start + took - t0) * 1000:.0f}")
-        print(f"run {run} filed +{(t1 - t0) * 1000:.0f} ms: " + " ".join(events))
+        fetch = f", report -> filed {(t1 - report) * 1000:.0f} ms" if report else ""
+        print(f"run {run} filed +{(t1 - t0) * 1000:.0f} ms{fetch}: " + " ".join(events))
 
 
 if __name__ == "__main__":
