@@ -27,30 +27,16 @@ mailhaul=${MAILHAUL_BIN:-$repo/target/release/mailhaul}
 bench=$(mktemp -d /tmp/mailhaul-dict-bench.XXXXXX)
 # The login user must reach the spools and authorized_keys below it.
 chmod 711 "$bench"
-sshd_pid=
-user=
-cleanup() {
-  if [ -n "$sshd_pid" ]; then
-    kill "$sshd_pid" 2>/dev/null || true
-    pkill -P "$sshd_pid" 2>/dev/null || true
-  fi
-  if [ -n "$user" ]; then
-    pkill -KILL -U "$user" 2>/dev/null || true
-    userdel -r -f "$user" >/dev/null 2>&1 || true
-  fi
-  rm -rf "$bench"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
+trap bench_teardown EXIT INT TERM
 # The login user: stock shell start-up (Debian's /etc/skel), made for this run.
 user=$(printf 'mhd%d' $$ | cut -c1-16)
-useradd -m -s /bin/bash -U "$user"
-usermod -p '*' "$user"
+add_user "$user" /bin/bash login
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 port=$(free_port)
 start_sshd "$port"
 echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$bench/host_key.pub")" > "$bench/known_hosts"

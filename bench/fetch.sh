@@ -82,22 +82,13 @@ fi
 bench=$(mktemp -d /tmp/mailhaul-fetch-bench.XXXXXX)
 # The login user must reach the spool and authorized_keys below it.
 chmod 711 "$bench"
-sshd_pid=
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 proxy_pid=
-user=
 cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   dovecot_stop
-  if [ -n "$sshd_pid" ]; then
-    kill "$sshd_pid" 2>/dev/null || true
-    # sshd's session children outlive it: end them by parent PID.
-    pkill -P "$sshd_pid" 2>/dev/null || true
-  fi
-  if [ -n "$user" ]; then
-    pkill -KILL -U "$user" 2>/dev/null || true
-    userdel -r -f "$user" >/dev/null 2>&1 || true
-  fi
-  rm -rf "$bench"
+  bench_teardown
 }
 trap cleanup EXIT INT TERM
 
@@ -118,8 +109,7 @@ echo "# spool: $spool_source; $expected messages, $(stat -c %s "$bench/spool.ori
 
 # The login user: stock shell start-up (Debian's /etc/skel), made for this run.
 user=$(printf 'mhf%d' $$ | cut -c1-16)
-useradd -m -s /bin/bash -U "$user"
-usermod -p '*' "$user"
+add_user "$user" /bin/bash login
 password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 # The server: a private sshd on loopback with its own keys.
@@ -127,8 +117,6 @@ ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
 proxy_port=$(free_port)
 start_sshd "$sshd_port" 'Subsystem sftp /usr/lib/openssh/sftp-server'

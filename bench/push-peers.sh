@@ -65,37 +65,25 @@ proxy_bin=$repo/target/release/examples/link_proxy
 
 bench=$(mktemp -d /tmp/mailhaul-push-peers.XXXXXX)
 chmod 711 "$bench"
-user=
-sshd_pid=
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 proxy_pid=
 fetchmail_pid=
 cleanup() {
   [ -z "$fetchmail_pid" ] || kill "$fetchmail_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   dovecot_stop
-  if [ -n "$sshd_pid" ]; then
-    kill "$sshd_pid" 2>/dev/null || true
-    pkill -P "$sshd_pid" 2>/dev/null || true
-  fi
-  if [ -n "$user" ]; then
-    pkill -KILL -U "$user" 2>/dev/null || true
-    userdel -r -f "$user" >/dev/null 2>&1 || true
-    rm -f "/var/mail/$user"
-  fi
-  rm -rf "$bench"
+  bench_teardown
 }
 trap cleanup EXIT INT TERM
 
 postfix status >/dev/null 2>&1 || { newaliases; postfix start; }
 
 user=$(printf 'mhq%d' $$ | cut -c1-16)
-useradd -m -s /bin/bash -U "$user"
-usermod -p '*' "$user"
+add_user "$user" /bin/bash login
 : > "/var/mail/$user"; chown "$user:mail" "/var/mail/$user"; chmod 660 "/var/mail/$user"
 password=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 pop3_port=$(free_port)
 imap_port=$(free_port)
 sshd_port=$(free_port)

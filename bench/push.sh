@@ -39,23 +39,15 @@ proxy_bin=$repo/target/release/examples/link_proxy
 
 bench=$(mktemp -d /tmp/mailhaul-push-bench.XXXXXX)
 chmod 755 "$bench"
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 users=()
-sshd_pids=()
 proxy_pid=
 watch_pid=
 cleanup() {
   [ -z "$watch_pid" ] || kill "$watch_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
-  for pid in "${sshd_pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    pkill -P "$pid" 2>/dev/null || true
-  done
-  for u in "${users[@]}"; do
-    pkill -KILL -U "$u" 2>/dev/null || true
-    userdel -r -f "$u" >/dev/null 2>&1 || true
-    rm -f "/var/mail/$u"
-  done
-  rm -rf "$bench"
+  bench_teardown
 }
 trap cleanup EXIT INT TERM
 
@@ -64,8 +56,7 @@ postfix status >/dev/null 2>&1 || { newaliases; postfix start; }
 # ACCOUNTS watched users, and one more nobody watches (the MTA's own latency).
 for i in $(seq $((ACCOUNTS + 1))); do
   u=$(printf 'mhb%04d%04d' $$ "$i" | cut -c1-16)
-  useradd -m -s /bin/sh -U "$u"
-  usermod -p '*' "$u"
+  add_user "$u" /bin/sh login
   : > "/var/mail/$u"; chown "$u:mail" "/var/mail/$u"; chmod 660 "/var/mail/$u"
   users+=("$u")
 done
@@ -77,8 +68,6 @@ ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
 : > "$bench/blank"
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 proxy_port=$(free_port)
 # Two sshds: one as is, one in a mount namespace where inotifywait is an
 # empty file, so every session there watches with the stat loop.
@@ -103,7 +92,6 @@ CFG
   for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$2") 2>/dev/null && break; sleep 0.1; done
 }
 mkdir -p /run/sshd
-sshd_pids=()
 declare -A sshd_port
 for mode in $MODES; do
   sshd_port[$mode]=$(free_port)

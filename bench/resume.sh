@@ -40,20 +40,12 @@ proxy_bin=$repo/target/release/examples/link_proxy
 bench=$(mktemp -d /tmp/mailhaul-resume-bench.XXXXXX)
 # The login user must reach the spool and authorized_keys below it.
 chmod 711 "$bench"
-sshd_pid=
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 proxy_pid=
-user=
 cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
-  if [ -n "$sshd_pid" ]; then
-    kill "$sshd_pid" 2>/dev/null || true
-    pkill -P "$sshd_pid" 2>/dev/null || true
-  fi
-  if [ -n "$user" ]; then
-    pkill -KILL -U "$user" 2>/dev/null || true
-    userdel -r -f "$user" >/dev/null 2>&1 || true
-  fi
-  rm -rf "$bench"
+  bench_teardown
 }
 trap cleanup EXIT INT TERM
 
@@ -67,14 +59,11 @@ echo "# spool: $expected messages, $(stat -c %s "$bench/spool.orig") bytes (corp
 
 # The login user: stock shell start-up (Debian's /etc/skel), made for this run.
 user=$(printf 'mhr%d' $$ | cut -c1-16)
-useradd -m -s /bin/bash -U "$user"
-usermod -p '*' "$user"
+add_user "$user" /bin/bash login
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
 proxy_port=$(free_port)
 start_sshd "$sshd_port"

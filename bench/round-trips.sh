@@ -81,7 +81,8 @@ proxy_bin=$repo/target/release/examples/link_proxy
 
 bench=$(mktemp -d /tmp/mailhaul-rtt-bench.XXXXXX)
 chmod 700 "$bench"
-sshd_pid=
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
 proxy_pid=
 watch_pid=
 cleanup() {
@@ -89,11 +90,7 @@ cleanup() {
     cp -r "$bench/run/xdg-data" "$KEEP_LOGS"/ 2>/dev/null || true; }
   [ -z "$watch_pid" ] || kill "$watch_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
-  if [ -n "$sshd_pid" ]; then
-    kill "$sshd_pid" 2>/dev/null || true
-    pkill -P "$sshd_pid" 2>/dev/null || true
-  fi
-  rm -rf "$bench"
+  bench_teardown
 }
 trap cleanup EXIT INT TERM
 
@@ -114,8 +111,6 @@ user=$(id -un)
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
 proxy_port=$(free_port)
 # Every step is an exec request, which sshd runs with the login's shell;

@@ -45,27 +45,19 @@ bench=$(mktemp -d /tmp/mailhaul-send-bench.XXXXXX)
 # The login user must reach authorized_keys in it.
 chmod 711 "$bench"
 rcpt_user=mhsb$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-user=
-sshd_pid= proxy_pid= tunnel_pid=
+# shellcheck source=bench/sshd.sh
+. "$repo/bench/sshd.sh"
+proxy_pid=
+tunnel_pid=
 cleanup() {
   [ -z "$tunnel_pid" ] || kill "$tunnel_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
-  if [ -n "$sshd_pid" ]; then
-    kill "$sshd_pid" 2>/dev/null || true
-    pkill -P "$sshd_pid" 2>/dev/null || true
-  fi
-  if [ -n "$user" ]; then
-    pkill -KILL -U "$user" 2>/dev/null || true
-    userdel -r -f "$user" >/dev/null 2>&1 || true
-    rm -f "/var/mail/$user"
-  fi
-  userdel -r -f "$rcpt_user" >/dev/null 2>&1 || true
-  rm -f "/var/mail/$rcpt_user"
-  rm -rf "$bench"
+  bench_teardown
 }
 trap cleanup EXIT INT TERM
 
-useradd -m -s /bin/sh "$rcpt_user"
+# The recipient: a spool only, no login.
+add_user "$rcpt_user" /bin/sh
 /usr/sbin/postfix status >/dev/null 2>&1 || { newaliases; /usr/sbin/postfix start; }
 
 # The messages: the first COUNT of the corpus's ham-enron-beck-02 (else the
@@ -82,14 +74,11 @@ echo "# $COUNT messages from $source_mbox, $raw_bytes bytes" >&2
 
 # The login user: stock shell start-up (Debian's /etc/skel), made for this run.
 user=$(printf 'mhs%d' $$ | cut -c1-16)
-useradd -m -s /bin/bash -U "$user"
-usermod -p '*' "$user"
+add_user "$user" /bin/bash login
 ssh-keygen -q -t ed25519 -N '' -f "$bench/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$bench/client_key"
 cp "$bench/client_key.pub" "$bench/authorized_keys"
 chmod 644 "$bench/authorized_keys"
-# shellcheck source=bench/sshd.sh
-. "$repo/bench/sshd.sh"
 sshd_port=$(free_port)
 proxy_port=$(free_port)
 fwd_port=$(free_port)

@@ -23,16 +23,15 @@ tool="python3 $PWD/bench/tunnel_tool.py"
 work=$(mktemp -d /tmp/mailhaul-bench.XXXXXX)
 pids=()
 user=mhbench$$
+# shellcheck source=bench/sshd.sh
+. bench/sshd.sh
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  userdel -r -f "$user" 2>/dev/null || true
-  rm -f "/var/mail/$user"
+  remove_users
   rm -rf "$work"
 }
 trap cleanup EXIT
-# shellcheck source=bench/sshd.sh
-. bench/sshd.sh
 wait_port() {
   for _ in $(seq 200); do
     python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0
@@ -41,7 +40,8 @@ wait_port() {
   echo "port $1 never opened" >&2; exit 1
 }
 
-useradd -m -s /bin/sh "$user"
+# The recipient of the SMTP runs: a spool only (the forwards log in as root).
+add_user "$user" /bin/sh
 
 # The server: sshd on loopback with its own keys.
 ssh-keygen -q -t ed25519 -N '' -f "$work/host"
