@@ -841,6 +841,26 @@ mod tests {
     /// Runs the server script as the loader would, in `home`, with
     /// `stream` (uncompressed) on fd 3 and `sendmail` as the sendmail;
     /// returns its answers.
+    /// A home directory, a log and a sendmail in `dir`: the sendmail is
+    /// `body` run by /bin/sh, with `LOG` in it standing for the log's path.
+    fn fake_sendmail(
+        dir: &std::path::Path,
+        body: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+        let home = dir.join("home");
+        std::fs::create_dir(&home).unwrap();
+        let log = dir.join("sendmail.log");
+        let sendmail = dir.join("sendmail");
+        let body = body.replace("LOG", &log.display().to_string());
+        std::fs::write(&sendmail, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(
+            &sendmail,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        (home, log, sendmail)
+    }
+
     fn run_script(home: &std::path::Path, sendmail: &std::path::Path, stream: &[u8]) -> String {
         use std::process::{Command, Stdio};
         let mut child = Command::new("sh")
@@ -869,23 +889,7 @@ mod tests {
     fn the_script_sends_a_group_only_when_its_sha256_verifies() {
         use super::super::submit::{Submission, SubmitOptions};
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        let log = dir.path().join("sendmail.log");
-        let sendmail = dir.path().join("sendmail");
-        std::fs::write(
-            &sendmail,
-            format!(
-                "#!/bin/sh\n{{ echo \"args $*\"; cat; }} >>'{}'\n",
-                log.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &sendmail,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let (home, log, sendmail) = fake_sendmail(dir.path(), "{ echo \"args $*\"; cat; } >>'LOG'");
         let outbox = Outbox::open(&dir.path().join("data"), "a").unwrap();
         let options = SubmitOptions {
             sender: Some("me@x.org".into()),
@@ -976,24 +980,12 @@ mod tests {
     #[test]
     fn the_script_hands_sendmail_every_envelope_byte_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        let log = dir.path().join("sendmail.log");
-        let sendmail = dir.path().join("sendmail");
         // Each argument hex-encoded on a line of its own, then an empty line.
-        std::fs::write(
-            &sendmail,
-            format!(
-                "#!/bin/sh\n{{ for a do printf %s \"$a\" | od -An -v -tx1 | tr -d ' \\n'; echo; done; echo; }} >>'{}'\ncat >/dev/null\n",
-                log.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &sendmail,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        let (home, log, sendmail) = fake_sendmail(
+            dir.path(),
+            "{ for a do printf %s \"$a\" | od -An -v -tx1 | tr -d ' \\n'; echo; done; echo; } >>'LOG'\n\
+             cat >/dev/null",
+        );
         let printable: Vec<u8> = (0x20..0x7f).collect();
         let every_byte: Vec<u8> = (1..=255).collect();
         /// A message's envelope: from, full name, recipients.
