@@ -893,13 +893,15 @@ fn execs(sshd: &TestSshd) -> usize {
 }
 
 /// A script that waits for its command line (`wait`), or ends after it
-/// without a word (`mute`), or answers its exec request.
+/// without a word (`mute`), or at once (`gone`), or answers its exec
+/// request.
 fn standby_script() -> RemoteScript {
     RemoteScript::new(
         "standby",
         "case $1 in\n\
          wait) IFS= read -r l <&3 && echo \"line $l\" ;;\n\
          mute) IFS= read -r l <&3; exit 0 ;;\n\
+         gone) exit 0 ;;\n\
          *) echo \"exec $*\" ;;\n\
          esac",
     )
@@ -954,6 +956,33 @@ fn a_standby_that_ends_unanswered_leaves_the_step_to_a_new_start() {
     let out = conn.run_script(&standby_script(), &["a b"]).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exec a b\n");
     assert_eq!(execs(&sshd), 2, "the step's own exec request");
+}
+
+/// Standbys that end on their own are replaced, three in a row at the
+/// most: then the session keeps none (a server that cannot keep one is
+/// not sent an exec request at every turn of the worker's loop).
+#[test]
+fn a_session_stops_starting_standbys_that_keep_ending() {
+    let sshd = TestSshd::start_with_config("LogLevel DEBUG1\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let script = standby_script();
+    // Turns of an idle worker, each once the server had time to answer.
+    let turn = || {
+        conn.request_channel();
+        conn.keep_ready(&script, &["gone"]);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_for(&sshd, "three standbys started", || {
+        turn();
+        execs(&sshd) >= 3
+    });
+    for _ in 0..12 {
+        turn();
+    }
+    assert_eq!(execs(&sshd), 3, "standbys started");
+    // A step of that script still runs, as usual.
+    let out = conn.run_script(&script, &["a"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exec a\n");
 }
 
 /// One line of a script's output on `channel`, read a byte at a time.
