@@ -29,7 +29,9 @@ bench=$(mktemp -d /tmp/mailhaul-dict-bench.XXXXXX)
 chmod 711 "$bench"
 # shellcheck source=bench/sshd.sh
 . "$repo/bench/sshd.sh"
-trap bench_teardown EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap bench_teardown EXIT
+trap 'exit 130' INT TERM
 # The login user: stock shell start-up (Debian's /etc/skel), made for this run.
 user=$(printf 'mhd%d' $$ | cut -c1-16)
 add_user "$user" /bin/bash login

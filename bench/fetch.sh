@@ -90,7 +90,9 @@ cleanup() {
   dovecot_stop
   bench_teardown
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # The spool: whole corpus files in a fixed order, cut at 1,300 messages. The
 # corpus is mboxrd, so every line starting "From " begins a message.

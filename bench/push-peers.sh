@@ -75,7 +75,9 @@ cleanup() {
   dovecot_stop
   bench_teardown
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 postfix status >/dev/null 2>&1 || { newaliases; postfix start; }
 

@@ -49,7 +49,9 @@ cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   bench_teardown
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 postfix status >/dev/null 2>&1 || { newaliases; postfix start; }
 

@@ -28,7 +28,9 @@ cleanup() {
   [ -z "$watch_pid" ] || kill "$watch_pid" 2>/dev/null || true
   [ -n "${KEEP:-}" ] || rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # processes: forks that returned a PID; programs: execve that returned 0.
 count() {

@@ -47,7 +47,9 @@ cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   bench_teardown
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # The spool: the corpus files in name order, cut at the first message that
 # starts past SPOOL_BYTES (the corpus is mboxrd: "From " starts a message).

@@ -92,7 +92,9 @@ cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   bench_teardown
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 corpus=${MAILHAUL_CORPUS:-$repo/../shared/corpus}
 src=$corpus/ham-spamassassin-01.mbox

@@ -54,7 +54,9 @@ cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   bench_teardown
 }
-trap cleanup EXIT INT TERM
+# Cleaned up once, on the way out; an interrupt ends the run.
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # The recipient: a spool only, no login.
 add_user "$rcpt_user" /bin/sh
