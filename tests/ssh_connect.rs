@@ -893,8 +893,8 @@ fn execs(sshd: &TestSshd) -> usize {
 }
 
 /// A script that waits for its command line (`wait`), or ends after it
-/// without a word (`mute`), or at once (`gone`), or answers its exec
-/// request.
+/// without a word (`mute`), or at once (`gone`), or says something unasked
+/// and waits (`talk`), or answers its exec request.
 fn standby_script() -> RemoteScript {
     RemoteScript::new(
         "standby",
@@ -902,6 +902,7 @@ fn standby_script() -> RemoteScript {
          wait) IFS= read -r l <&3 && echo \"line $l\" ;;\n\
          mute) IFS= read -r l <&3; exit 0 ;;\n\
          gone) exit 0 ;;\n\
+         talk) echo unasked; IFS= read -r l <&3; exit 0 ;;\n\
          *) echo \"exec $*\" ;;\n\
          esac",
     )
@@ -983,6 +984,32 @@ fn a_session_stops_starting_standbys_that_keep_ending() {
     // A step of that script still runs, as usual.
     let out = conn.run_script(&script, &["a"]).unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exec a\n");
+}
+
+/// A standby that says something unasked while it still runs is told to
+/// end (its stdin closed), seen to have ended although its stderr holds
+/// data (this sshd's debug messages: libssh2 tells no end-of-file while
+/// a stream holds any), and replaced, without a turn of the worker's loop
+/// waiting for it. The same end as a standby's at the end of its life.
+#[test]
+fn a_standby_that_talks_unasked_is_ended_and_replaced() {
+    let sshd = TestSshd::start_with_config("LogLevel DEBUG1\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let script = standby_script();
+    let mut slowest = Duration::ZERO;
+    let mut turn = || {
+        let began = Instant::now();
+        conn.request_channel();
+        conn.keep_ready(&script, &["talk"]);
+        slowest = slowest.max(began.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Replaced once ended: a second one starts.
+    wait_for(&sshd, "a second standby started", || {
+        turn();
+        execs(&sshd) >= 2
+    });
+    assert!(slowest < Duration::from_secs(2), "a turn took {slowest:?}");
 }
 
 /// One line of a script's output on `channel`, read a byte at a time.

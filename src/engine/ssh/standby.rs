@@ -75,8 +75,11 @@ enum Turn {
     Wait(Stage),
     /// Look again at once.
     Next(Stage),
-    /// The standby is of no use; it counts as a failure.
-    Failed,
+    /// The standby is of no use; it counts as a failure. Its channel, if
+    /// it has one to close, is told to end and dropped once the server has
+    /// closed it (dropping one whose command still runs would wait for
+    /// that command's end).
+    Failed(Option<Channel>),
 }
 
 impl Connection {
@@ -130,17 +133,18 @@ impl Connection {
                                 })
                             }
                             // Ended, or said something unasked (an error).
-                            _ => Turn::Failed,
+                            _ => Turn::Failed(Some(channel)),
                         }
                     }
                 }
-                Stage::Retiring(mut channel) => {
+                Stage::Retiring(channel) => {
+                    // Both streams drained: libssh2 tells no end-of-file
+                    // while either holds data (sshd's or a login shell's
+                    // messages on stderr).
                     let mut buf = [0u8; 512];
-                    loop {
-                        match self.nonblocking(|| channel.read(&mut buf)) {
-                            Ok(n) if n > 0 => continue,
-                            _ => break,
-                        }
+                    for stream in [0, 1] {
+                        let mut reader = channel.stream(stream);
+                        while let Ok(1..) = self.nonblocking(|| reader.read(&mut buf)) {}
                     }
                     if channel.eof() {
                         Turn::Next(Stage::None)
@@ -160,7 +164,13 @@ impl Connection {
                     return;
                 }
                 Turn::Next(stage) => standby.stage = stage,
-                Turn::Failed => standby.failures += 1,
+                Turn::Failed(channel) => {
+                    standby.failures += 1;
+                    if let Some(mut channel) = channel {
+                        let _ = self.nonblocking(|| channel.send_eof());
+                        standby.stage = Stage::Retiring(channel);
+                    }
+                }
             }
         }
     }
@@ -186,13 +196,13 @@ impl Connection {
             match self.nonblocking(|| s.channel.exec(&s.line)) {
                 Ok(()) => s.execed = true,
                 Err(e) if is_eagain(&e) => return Turn::Wait(Stage::Starting(s)),
-                Err(_) => return Turn::Failed,
+                Err(_) => return Turn::Failed(None),
             }
         }
         let mut byte = [0u8; 1];
         loop {
             match self.nonblocking(|| s.channel.read(&mut byte)) {
-                Ok(0) => return Turn::Failed,
+                Ok(0) => return Turn::Failed(Some(s.channel)),
                 Ok(_) if byte[0] != b'\n' => {
                     if s.answer.len() < 4096 {
                         s.answer.push(byte[0]);
@@ -218,17 +228,17 @@ impl Connection {
                                 .and_then(|()| s.channel.flush())
                                 .is_err()
                             {
-                                return Turn::Failed;
+                                return Turn::Failed(Some(s.channel));
                             }
                         }
                         _ if s.noise < MAX_NOISE_LINES => s.noise += 1,
-                        _ => return Turn::Failed,
+                        _ => return Turn::Failed(Some(s.channel)),
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     return Turn::Wait(Stage::Starting(s))
                 }
-                Err(_) => return Turn::Failed,
+                Err(_) => return Turn::Failed(Some(s.channel)),
             }
         }
     }
