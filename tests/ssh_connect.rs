@@ -1012,6 +1012,35 @@ fn a_standby_that_talks_unasked_is_ended_and_replaced() {
     assert!(slowest < Duration::from_secs(2), "a turn took {slowest:?}");
 }
 
+/// On a server whose `MaxSessions` the watcher and a standby reach, a
+/// step of another script (a send, say) ends the standby to get its
+/// session, and runs.
+#[test]
+fn a_standby_makes_room_for_another_step_when_the_server_allows_no_more_sessions() {
+    let sshd = TestSshd::start_with_config("MaxSessions 2\nLogLevel DEBUG1\n");
+    let conn = must_connect(&sshd, &target(&sshd, &sshd.key));
+    let watcher = RemoteScript::new("watcher", "echo watching; cat <&3 >/dev/null");
+    let mut long = conn.start_long_script(&watcher, &[] as &[&str]).unwrap();
+    assert_eq!(read_line(&mut long), "watching");
+    let script = standby_script();
+    let turn = || {
+        conn.request_channel();
+        conn.keep_ready(&script, &["wait"]);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_for(&sshd, "the standby started", || {
+        turn();
+        execs(&sshd) >= 2
+    });
+    turn();
+    turn();
+    let other = RemoteScript::new("other", "echo other step");
+    let out = conn
+        .run_script(&other, &[] as &[&str])
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "other step\n");
+}
+
 /// One line of a script's output on `channel`, read a byte at a time.
 fn read_line(channel: &mut ssh2::Channel) -> String {
     let mut line = Vec::new();

@@ -132,6 +132,36 @@ fn mail_is_pushed_reconnected_after_a_drop_and_the_hook_runs() {
     eprintln!("after SIGTERM the server side was gone in {gone:?}");
 }
 
+/// On a server that allows a connection two sessions (sshd's
+/// MaxSessions 2: the watcher and one more), the claim script kept
+/// started ahead and the channel asked for ahead take turns with the
+/// fetch's own steps (claim, release, probe), refused when none is free:
+/// mail delivered one after another is still filed, each message once.
+#[test]
+fn mail_is_pushed_by_a_server_that_allows_two_sessions() {
+    let sshd = TestSshd::start_with_config("MaxSessions 2\n");
+    let user = TestUser::create_for(&sshd, "two");
+    let postfix = Postfix::ensure_running();
+    let client = Client::new(&sshd, &user.name, "");
+    let mut watch = Watch::start(&client);
+    watch.wait_line("watching the spool (inotify)", Duration::from_secs(30));
+    for n in 1..=3 {
+        postfix.send(&user.name, &message(&format!("two-{n}")));
+        wait_filed(&client, n, Duration::from_secs(30));
+        // Idle turns: the standby and the channel ahead come back.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let tags = filed_tags(&client);
+    assert_eq!(
+        tags.into_iter().collect::<Vec<_>>(),
+        (1..=3).map(|n| (format!("two-{n}"), 1)).collect::<Vec<_>>()
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(watch.pid(), libc::SIGTERM) };
+    let status = watch.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{:#?}", watch.seen);
+}
+
 #[test]
 fn no_watcher_is_left_after_kill_9_or_a_frozen_client() {
     // sshd notices a silent client after ClientAliveInterval x CountMax.

@@ -426,10 +426,16 @@ impl Connection {
             Ahead::Nothing => false,
         };
         let open = || self.patiently("opening a channel", || self.session.channel_session());
-        match open() {
+        let opened = match open() {
             // The request sent ahead was refused (sshd's MaxSessions,
             // reached while another step ran): a new one, now.
             Err(_) if asked => open(),
+            opened => opened,
+        };
+        match opened {
+            // Refused with a standby holding a session the server counts:
+            // the standby is ended to make room for this step.
+            Err(_) if self.end_standby() => open(),
             opened => opened,
         }
         .map(OpenChannel)

@@ -175,6 +175,29 @@ impl Connection {
         }
     }
 
+    /// Ends the session's standby, if it has one (running, starting or
+    /// ending), and waits until the server has closed its channel, so that
+    /// the session it holds is free for another step (a server whose
+    /// `MaxSessions` the watcher and the standby reach). True when there
+    /// was one.
+    pub(super) fn end_standby(&self) -> bool {
+        let stage = std::mem::replace(
+            &mut self.standby.lock().unwrap_or_else(|p| p.into_inner()).stage,
+            Stage::None,
+        );
+        let mut channel = match stage {
+            Stage::None => return false,
+            Stage::Starting(Start { channel, .. })
+            | Stage::Ready { channel, .. }
+            | Stage::Retiring(channel) => channel,
+        };
+        // Its stdin ends, so it ends; then the close, answered once it has.
+        let _ = self.patiently("ending a standby", || channel.send_eof());
+        let _ = self.patiently("ending a standby", || channel.close());
+        let _ = self.patiently("ending a standby", || channel.wait_close());
+        true
+    }
+
     /// The channel opened ahead, if one is open (not one still asked for).
     fn take_opened(&self) -> Option<Channel> {
         if !matches!(
