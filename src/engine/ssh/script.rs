@@ -200,12 +200,9 @@ impl RemoteScript {
     /// each argument is hex; nothing the user or the server chose is in it.
     pub fn exec_line(&self, args: &[&[u8]], mode: ScriptMode) -> Result<String, SshError> {
         let mut line = format!("sh -c '{}' sh", self.stub(mode));
-        for (index, arg) in args.iter().enumerate() {
-            if arg.contains(&0) {
-                return Err(SshError::NulInArgument { index });
-            }
-            line.push_str(" x");
-            line.push_str(&hex(arg));
+        for word in hex_words(args)? {
+            line.push(' ');
+            line.push_str(&word);
         }
         Ok(line)
     }
@@ -231,6 +228,17 @@ impl RemoteScript {
         text
     }
 
+    /// What the stub's (or the loader's) answer `line` asks of the client.
+    pub(super) fn answer_to(&self, line: &str) -> StubAnswer<'_> {
+        match line {
+            "mh-run" => StubAnswer::Run,
+            "mh-bad" => StubAnswer::Bad,
+            other => self
+                .body_for(other)
+                .map_or(StubAnswer::Other, StubAnswer::Send),
+        }
+    }
+
     /// What to send when the server asks with `request` (`mh-need-loader`,
     /// `mh-need` or `mh-need-gzip`).
     pub fn body_for(&self, request: &str) -> Option<&[u8]> {
@@ -241,6 +249,33 @@ impl RemoteScript {
             _ => None,
         }
     }
+}
+
+/// A line of the stub's or the loader's answer, read by what it asks.
+pub(super) enum StubAnswer<'s> {
+    /// `mh-run`: the program runs.
+    Run,
+    /// `mh-need...`: these bytes (the loader, the program) are wanted.
+    Send(&'s [u8]),
+    /// `mh-bad`: the program arrived damaged; nothing runs.
+    Bad,
+    /// Anything else (a chatty login shell).
+    Other,
+}
+
+/// Every argument hex-encoded after an `x` (so that an empty one is a
+/// word too): the words of an exec line and of a standby's command line.
+pub(super) fn hex_words<A: AsRef<[u8]>>(args: &[A]) -> Result<Vec<String>, SshError> {
+    args.iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            let arg = arg.as_ref();
+            if arg.contains(&0) {
+                return Err(SshError::NulInArgument { index });
+            }
+            Ok(format!("x{}", hex(arg)))
+        })
+        .collect()
 }
 
 /// sha256 of stdin by whichever tool the server has (its output holds the
@@ -608,16 +643,15 @@ impl Connection {
             let answer = self
                 .read_short_line(channel, std::mem::take(&mut partial))
                 .map_err(|source| self.io_err("starting a script", source))?;
-            match answer.as_deref() {
-                Some("mh-run") => return Ok(()),
-                Some(request @ ("mh-need-loader" | "mh-need" | "mh-need-gzip")) => {
-                    let body = script.body_for(request).expect("a known request");
+            match answer.as_deref().map(|line| script.answer_to(line)) {
+                Some(StubAnswer::Run) => return Ok(()),
+                Some(StubAnswer::Send(body)) => {
                     channel
                         .write_all(body)
                         .and_then(|()| channel.flush())
                         .map_err(|source| self.io_err("sending a script", source))?;
                 }
-                Some("mh-bad") => {
+                Some(StubAnswer::Bad) => {
                     return Err(self.io_err(
                         "sending a script",
                         std::io::Error::other(format!(
@@ -626,7 +660,7 @@ impl Connection {
                         )),
                     ))
                 }
-                Some(_) if noise < MAX_NOISE_LINES => noise += 1,
+                Some(StubAnswer::Other) if noise < MAX_NOISE_LINES => noise += 1,
                 other => {
                     let mut stderr = String::new();
                     let _ = channel.stderr().take(4096).read_to_string(&mut stderr);

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use ssh2::Channel;
 
 use super::script::{
-    hex, is_eagain, Ahead, RemoteScript, ScriptMode, ScriptStream, MAX_NOISE_LINES,
+    hex_words, is_eagain, Ahead, RemoteScript, ScriptMode, ScriptStream, StubAnswer,
+    MAX_NOISE_LINES,
 };
 use super::{Connection, SshError};
 
@@ -234,8 +235,8 @@ impl Connection {
                 Ok(_) => {
                     let answer = String::from_utf8_lossy(&s.answer).into_owned();
                     s.answer.clear();
-                    match answer.as_str() {
-                        "mh-run" => {
+                    match script.answer_to(&answer) {
+                        StubAnswer::Run => {
                             return Turn::Wait(Stage::Ready {
                                 channel: s.channel,
                                 sha256: s.sha256,
@@ -244,8 +245,7 @@ impl Connection {
                         }
                         // No good copy on the server (rare here: the
                         // session's probe ran this script): sent now.
-                        request @ ("mh-need-loader" | "mh-need" | "mh-need-gzip") => {
-                            let body = script.body_for(request).expect("a known request");
+                        StubAnswer::Send(body) => {
                             if s.channel
                                 .write_all(body)
                                 .and_then(|()| s.channel.flush())
@@ -254,8 +254,10 @@ impl Connection {
                                 return Turn::Failed(Some(s.channel));
                             }
                         }
-                        _ if s.noise < MAX_NOISE_LINES => s.noise += 1,
-                        _ => return Turn::Failed(Some(s.channel)),
+                        StubAnswer::Other if s.noise < MAX_NOISE_LINES => s.noise += 1,
+                        StubAnswer::Bad | StubAnswer::Other => {
+                            return Turn::Failed(Some(s.channel))
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -325,17 +327,7 @@ impl Connection {
 /// on the exec line, separated by spaces (and nothing else, which the
 /// script checks).
 pub(crate) fn command_line<A: AsRef<[u8]>>(args: &[A]) -> Result<String, SshError> {
-    let mut line = String::new();
-    for (index, arg) in args.iter().enumerate() {
-        let arg = arg.as_ref();
-        if arg.contains(&0) {
-            return Err(SshError::NulInArgument { index });
-        }
-        line.push_str(if index == 0 { "x" } else { " x" });
-        line.push_str(&hex(arg));
-    }
-    line.push('\n');
-    Ok(line)
+    Ok(format!("{}\n", hex_words(args)?.join(" ")))
 }
 
 /// A standby being started.
